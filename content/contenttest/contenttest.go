@@ -1,0 +1,597 @@
+// Package contenttest is the conformance suite every content.Store passes:
+// the local blob store, the namespaced metadata store, and (later) the gRPC
+// client against a running daemon.
+package contenttest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/namespaces"
+)
+
+// Setup is one store under test and what it claims to support.
+type Setup struct {
+	Store content.Store
+	// Labels is true when the store keeps labels (Update, Info.Labels).
+	Labels bool
+	// Namespaced is true when each namespace has its own view of blobs.
+	Namespaced bool
+}
+
+// Run runs the suite; open returns a fresh, empty store for each test and
+// registers its cleanup with t.
+func Run(t *testing.T, open func(t *testing.T) Setup) {
+	tests := []struct {
+		name string
+		fn   func(context.Context, *testing.T, Setup)
+		need func(Setup) bool
+	}{
+		{name: "WriteReadCommit", fn: testWriteRead},
+		{name: "EmptyBlob", fn: testEmptyBlob},
+		{name: "Resume", fn: testResume},
+		{name: "StatusFields", fn: testStatus},
+		{name: "RefLocked", fn: testLocked},
+		{name: "DigestMismatch", fn: testDigestMismatch},
+		{name: "SizeMismatch", fn: testSizeMismatch},
+		{name: "WriterOnExisting", fn: testWriterOnExisting},
+		{name: "ConcurrentCommitSameDigest", fn: testConcurrentSame},
+		{name: "Truncate", fn: testTruncate},
+		{name: "Abort", fn: testAbort},
+		{name: "Delete", fn: testDelete},
+		{name: "WalkFilters", fn: testWalk},
+		{name: "ListStatusesFilter", fn: testListStatuses},
+		{name: "BadInput", fn: testBadInput},
+		{name: "Labels", fn: testLabels, need: func(s Setup) bool { return s.Labels }},
+		{name: "NamespaceVisibility", fn: testNamespaces, need: func(s Setup) bool { return s.Namespaced }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			if tc.need != nil && !tc.need(s) {
+				// Declared by the implementation, not skipped silently:
+				// the test name says what it lacks.
+				t.Logf("store does not claim %s", tc.name)
+				return
+			}
+			ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "testing"), 2*time.Minute)
+			defer cancel()
+			tc.fn(ctx, t, s)
+		})
+	}
+}
+
+// Blob returns n seeded pseudo-random bytes and their descriptor.
+func Blob(seed int64, n int) ([]byte, ocispec.Descriptor) {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b, ocispec.Descriptor{MediaType: "application/octet-stream", Digest: digest.FromBytes(b), Size: int64(n)}
+}
+
+func mustWrite(ctx context.Context, t *testing.T, s content.Store, ref string, data []byte, desc ocispec.Descriptor, opts ...content.Opt) {
+	t.Helper()
+	if err := content.WriteBlob(ctx, s, ref, bytes.NewReader(data), desc, opts...); err != nil {
+		t.Fatalf("WriteBlob(%q) = %v", ref, err)
+	}
+}
+
+func readAll(ctx context.Context, t *testing.T, s content.Store, desc ocispec.Descriptor) []byte {
+	t.Helper()
+	b, err := content.ReadBlob(ctx, s, desc, 0)
+	if err != nil {
+		t.Fatalf("ReadBlob(%s) = %v", desc.Digest, err)
+	}
+	return b
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s = %v, want %v", what, err, want)
+	}
+}
+
+func testWriteRead(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(1, 3<<20+17) // spans several internal blocks
+	w, err := s.Store.Writer(ctx, content.WithRef("wr"), content.WithDescriptor(desc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for off := 0; off < len(data); off += 7919 { // odd-sized writes
+		end := min(off+7919, len(data))
+		if _, err := w.Write(data[off:end]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.Digest(); got != desc.Digest {
+		t.Fatalf("Digest() = %s, want %s", got, desc.Digest)
+	}
+	// Not visible before commit.
+	_, err = s.Store.Info(ctx, desc.Digest)
+	wantErr(t, "Info before commit", err, errdefs.ErrNotFound)
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		t.Fatalf("Commit = %v", err)
+	}
+	info, err := s.Store.Info(ctx, desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != desc.Size || info.Digest != desc.Digest || info.CreatedAt.IsZero() {
+		t.Fatalf("Info = %+v, want size %d digest %s and a creation time", info, desc.Size, desc.Digest)
+	}
+	if got := readAll(ctx, t, s.Store, desc); !bytes.Equal(got, data) {
+		t.Fatal("read back bytes differ from written")
+	}
+	ra, err := s.Store.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	p := make([]byte, 100)
+	if _, err := ra.ReadAt(p, 1<<20); err != nil || !bytes.Equal(p, data[1<<20:1<<20+100]) {
+		t.Fatalf("ReadAt(1MiB) = %v or wrong bytes", err)
+	}
+	if sts, err := s.Store.ListStatuses(ctx); err != nil || len(sts) != 0 {
+		t.Fatalf("ListStatuses after commit = %v, %v; want none", sts, err)
+	}
+	if _, err := s.Store.Status(ctx, "wr"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Status after commit = %v, want not found", err)
+	}
+}
+
+func testEmptyBlob(ctx context.Context, t *testing.T, s Setup) {
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(nil), Size: 0}
+	mustWrite(ctx, t, s.Store, "empty", nil, desc)
+	if got := readAll(ctx, t, s.Store, desc); len(got) != 0 {
+		t.Fatalf("empty blob read %d bytes", len(got))
+	}
+}
+
+func testResume(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(2, 5<<20+3)
+	half := len(data) / 2
+	w, err := s.Store.Writer(ctx, content.WithRef("resume"), content.WithDescriptor(desc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data[:half]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Store.Status(ctx, "resume")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Offset != int64(half) || st.Total != desc.Size {
+		t.Fatalf("Status after close = offset %d total %d, want %d %d", st.Offset, st.Total, half, desc.Size)
+	}
+	w, err = s.Store.Writer(ctx, content.WithRef("resume"), content.WithDescriptor(desc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	st, _ = w.Status()
+	if st.Offset != int64(half) {
+		t.Fatalf("resumed writer offset = %d, want %d", st.Offset, half)
+	}
+	if _, err := w.Write(data[half:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		t.Fatalf("Commit after resume = %v", err)
+	}
+	if got := readAll(ctx, t, s.Store, desc); !bytes.Equal(got, data) {
+		t.Fatal("resumed blob differs")
+	}
+}
+
+func testStatus(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(3, 1000)
+	before := time.Now().Add(-time.Second)
+	w, err := s.Store.Writer(ctx, content.WithRef("status"), content.WithDescriptor(desc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Write(data[:400]); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ref != "status" || st.Offset != 400 || st.Total != 1000 || st.StartedAt.Before(before) || st.UpdatedAt.Before(st.StartedAt) {
+		t.Fatalf("Status() = %+v, want ref status, offset 400, total 1000, times after %v", st, before)
+	}
+}
+
+func testLocked(ctx context.Context, t *testing.T, s Setup) {
+	w, err := s.Store.Writer(ctx, content.WithRef("locked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Store.Writer(ctx, content.WithRef("locked"))
+	wantErr(t, "second Writer(locked)", err, errdefs.ErrUnavailable)
+	err = s.Store.Abort(ctx, "locked")
+	wantErr(t, "Abort while writing", err, errdefs.ErrUnavailable)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w2, err := s.Store.Writer(ctx, content.WithRef("locked"))
+	if err != nil {
+		t.Fatalf("Writer after Close = %v", err)
+	}
+	w2.Close()
+}
+
+func testDigestMismatch(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(4, 2<<20)
+	_, other := Blob(5, 2<<20)
+	w, err := s.Store.Writer(ctx, content.WithRef("bad-digest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Commit(ctx, desc.Size, other.Digest)
+	wantErr(t, "Commit with wrong digest", err, errdefs.ErrFailedPrecondition)
+	_, err = s.Store.Info(ctx, other.Digest)
+	wantErr(t, "Info(expected digest)", err, errdefs.ErrNotFound)
+	_, err = s.Store.Info(ctx, desc.Digest)
+	wantErr(t, "Info(actual digest)", err, errdefs.ErrNotFound)
+	visible := 0
+	if err := s.Store.Walk(ctx, func(content.Info) error { visible++; return nil }); err != nil || visible != 0 {
+		t.Fatalf("Walk after rejected commit: %d blobs, %v; want none", visible, err)
+	}
+}
+
+func testSizeMismatch(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(6, 1000)
+	w, err := s.Store.Writer(ctx, content.WithRef("bad-size"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Write(data[:999]); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Commit(ctx, desc.Size, "")
+	wantErr(t, "Commit short", err, errdefs.ErrFailedPrecondition)
+	if _, err := w.Write(data[999:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		t.Fatalf("Commit after completing = %v", err)
+	}
+}
+
+func testWriterOnExisting(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(7, 4096)
+	mustWrite(ctx, t, s.Store, "first", data, desc)
+	_, err := s.Store.Writer(ctx, content.WithRef("second"), content.WithDescriptor(desc))
+	wantErr(t, "Writer for present digest", err, errdefs.ErrAlreadyExists)
+	// Without the descriptor the data is written and the commit says so.
+	w, err := s.Store.Writer(ctx, content.WithRef("third"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Write(data)
+	err = w.Commit(ctx, desc.Size, desc.Digest)
+	wantErr(t, "Commit of present digest", err, errdefs.ErrAlreadyExists)
+	if _, err := s.Store.Status(ctx, "third"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("ingest after AlreadyExists commit: Status = %v, want not found (cleaned)", err)
+	}
+}
+
+func testConcurrentSame(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(8, 3<<20)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			w, err := s.Store.Writer(ctx, content.WithRef(fmt.Sprintf("same-%d", i)))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer w.Close()
+			if _, err := w.Write(data); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = w.Commit(ctx, desc.Size, desc.Digest)
+		}(i)
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, errdefs.ErrAlreadyExists):
+		default:
+			t.Errorf("writer %d: %v", i, err)
+		}
+	}
+	if ok < 1 {
+		t.Fatalf("%d commits succeeded, want at least 1", ok)
+	}
+	if got := readAll(ctx, t, s.Store, desc); !bytes.Equal(got, data) {
+		t.Fatal("blob differs after concurrent commits")
+	}
+	if sts, _ := s.Store.ListStatuses(ctx); len(sts) != 0 {
+		t.Fatalf("%d ingests left after concurrent commits, want 0", len(sts))
+	}
+}
+
+func testTruncate(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(9, 2<<20)
+	w, err := s.Store.Writer(ctx, content.WithRef("trunc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Write([]byte("garbage that will be dropped"))
+	if err := w.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := w.Status(); st.Offset != 0 {
+		t.Fatalf("offset after Truncate(0) = %d", st.Offset)
+	}
+	w.Write(data)
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		t.Fatalf("Commit after Truncate = %v", err)
+	}
+}
+
+func testAbort(ctx context.Context, t *testing.T, s Setup) {
+	data, _ := Blob(10, 1000)
+	w, err := s.Store.Writer(ctx, content.WithRef("abort"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	w.Close()
+	if err := s.Store.Abort(ctx, "abort"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Store.Status(ctx, "abort")
+	wantErr(t, "Status after Abort", err, errdefs.ErrNotFound)
+	err = s.Store.Abort(ctx, "abort")
+	wantErr(t, "second Abort", err, errdefs.ErrNotFound)
+	// The ref starts afresh.
+	w, err = s.Store.Writer(ctx, content.WithRef("abort"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if st, _ := w.Status(); st.Offset != 0 {
+		t.Fatalf("offset after Abort = %d, want 0", st.Offset)
+	}
+}
+
+func testDelete(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(11, 1000)
+	mustWrite(ctx, t, s.Store, "del", data, desc)
+	if err := s.Store.Delete(ctx, desc.Digest); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Store.Info(ctx, desc.Digest)
+	wantErr(t, "Info after Delete", err, errdefs.ErrNotFound)
+	_, err = s.Store.ReaderAt(ctx, desc)
+	wantErr(t, "ReaderAt after Delete", err, errdefs.ErrNotFound)
+	err = s.Store.Delete(ctx, desc.Digest)
+	wantErr(t, "second Delete", err, errdefs.ErrNotFound)
+}
+
+func testWalk(ctx context.Context, t *testing.T, s Setup) {
+	var descs []ocispec.Descriptor
+	for i := 0; i < 5; i++ {
+		data, desc := Blob(int64(20+i), 100*(i+1))
+		mustWrite(ctx, t, s.Store, fmt.Sprintf("walk-%d", i), data, desc)
+		descs = append(descs, desc)
+	}
+	count := func(fs ...string) int {
+		t.Helper()
+		n := 0
+		if err := s.Store.Walk(ctx, func(content.Info) error { n++; return nil }, fs...); err != nil {
+			t.Fatalf("Walk(%q) = %v", fs, err)
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name    string
+		filters []string
+		want    int
+	}{
+		{"all", nil, 5},
+		{"digest", []string{"digest==" + descs[2].Digest.String()}, 1},
+		{"size", []string{"size==300"}, 1},
+		{"or", []string{"size==100", "size==500"}, 2},
+		{"and-none", []string{"size==100,digest==" + descs[1].Digest.String()}, 0},
+		{"not", []string{"size!=100"}, 4},
+	} {
+		if got := count(tc.filters...); got != tc.want {
+			t.Errorf("Walk(%q) found %d, want %d", tc.filters, got, tc.want)
+		}
+	}
+	if err := s.Store.Walk(ctx, func(content.Info) error { return nil }, "size=="); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("Walk with bad filter = %v, want invalid argument", err)
+	}
+	stop := errors.New("stop")
+	if err := s.Store.Walk(ctx, func(content.Info) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("Walk returning error = %v, want it passed back", err)
+	}
+}
+
+func testListStatuses(ctx context.Context, t *testing.T, s Setup) {
+	for _, ref := range []string{"pull-a", "pull-b", "push-a"} {
+		w, err := s.Store.Writer(ctx, content.WithRef(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(ref))
+		w.Close()
+	}
+	sts, err := s.Store.ListStatuses(ctx, `ref~=^pull-`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 2 {
+		t.Fatalf("ListStatuses(ref~=^pull-) = %d, want 2", len(sts))
+	}
+	for _, st := range sts {
+		if st.Offset != int64(len(st.Ref)) {
+			t.Errorf("status %q offset %d, want %d", st.Ref, st.Offset, len(st.Ref))
+		}
+	}
+}
+
+func testBadInput(ctx context.Context, t *testing.T, s Setup) {
+	_, err := s.Store.Writer(ctx)
+	wantErr(t, "Writer without ref", err, errdefs.ErrInvalidArgument)
+	_, err = s.Store.Info(ctx, "sha256:nothex")
+	wantErr(t, "Info(bad digest)", err, errdefs.ErrInvalidArgument)
+	_, err = s.Store.Writer(ctx, content.WithRef("x"), content.WithDescriptor(ocispec.Descriptor{Digest: "md5:abc"}))
+	if err == nil {
+		t.Fatal("Writer with a malformed expected digest succeeded")
+	}
+}
+
+func testLabels(ctx context.Context, t *testing.T, s Setup) {
+	data, desc := Blob(30, 500)
+	mustWrite(ctx, t, s.Store, "labels", data, desc, content.WithLabels(map[string]string{"a": "1", "b": "2"}))
+	info, err := s.Store.Info(ctx, desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Labels["a"] != "1" || info.Labels["b"] != "2" {
+		t.Fatalf("labels after commit = %v", info.Labels)
+	}
+	// One field path changes one label and leaves the rest.
+	info, err = s.Store.Update(ctx, content.Info{Digest: desc.Digest, Labels: map[string]string{"a": "10", "b": "ignored", "c": "3"}}, "labels.a", "labels.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"a": "10", "b": "2", "c": "3"}; fmt.Sprint(info.Labels) != fmt.Sprint(want) {
+		t.Fatalf("Update(labels.a, labels.c) labels = %v, want %v", info.Labels, want)
+	}
+	// A field path with no value removes the label.
+	info, err = s.Store.Update(ctx, content.Info{Digest: desc.Digest}, "labels.b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := info.Labels["b"]; ok {
+		t.Fatalf("labels.b still present after removal: %v", info.Labels)
+	}
+	// "labels" replaces the whole set.
+	info, err = s.Store.Update(ctx, content.Info{Digest: desc.Digest, Labels: map[string]string{"z": "26"}}, "labels")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(info.Labels) != "map[z:26]" {
+		t.Fatalf("Update(labels) = %v, want map[z:26]", info.Labels)
+	}
+	if info.UpdatedAt.Before(info.CreatedAt) {
+		t.Fatalf("UpdatedAt %v before CreatedAt %v", info.UpdatedAt, info.CreatedAt)
+	}
+	_, err = s.Store.Update(ctx, content.Info{Digest: desc.Digest}, "size")
+	wantErr(t, "Update(size)", err, errdefs.ErrInvalidArgument)
+	_, err = s.Store.Update(ctx, content.Info{Digest: desc.Digest, Labels: map[string]string{"big": string(make([]byte, 5000))}}, "labels.big")
+	wantErr(t, "Update with oversized label", err, errdefs.ErrInvalidArgument)
+	_, other := Blob(31, 10)
+	_, err = s.Store.Update(ctx, content.Info{Digest: other.Digest}, "labels")
+	wantErr(t, "Update(absent blob)", err, errdefs.ErrNotFound)
+
+	n := 0
+	if err := s.Store.Walk(ctx, func(content.Info) error { n++; return nil }, `labels."z"==26`); err != nil || n != 1 {
+		t.Fatalf(`Walk(labels."z"==26) = %d, %v; want 1`, n, err)
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func testNamespaces(ctx context.Context, t *testing.T, s Setup) {
+	a := namespaces.WithNamespace(ctx, "ns-a")
+	b := namespaces.WithNamespace(ctx, "ns-b")
+	data, desc := Blob(40, 1<<20)
+	mustWrite(a, t, s.Store, "shared", data, desc, content.WithLabels(map[string]string{"owner": "a"}))
+	_, err := s.Store.Info(b, desc.Digest)
+	wantErr(t, "Info in other namespace", err, errdefs.ErrNotFound)
+	_, err = s.Store.ReaderAt(b, desc)
+	wantErr(t, "ReaderAt in other namespace", err, errdefs.ErrNotFound)
+
+	// The digest is on disk: namespace b gets it without the data moving.
+	cr := &countingReader{r: bytes.NewReader(data)}
+	if err := content.WriteBlob(b, s.Store, "shared", cr, desc); err != nil {
+		t.Fatal(err)
+	}
+	if cr.n != 0 {
+		t.Fatalf("writing a present blob into another namespace read %d bytes, want 0", cr.n)
+	}
+	info, err := s.Store.Info(b, desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Labels) != 0 {
+		t.Fatalf("labels leaked across namespaces: %v", info.Labels)
+	}
+	if _, err := s.Store.Update(b, content.Info{Digest: desc.Digest, Labels: map[string]string{"owner": "b"}}, "labels.owner"); err != nil {
+		t.Fatal(err)
+	}
+	if ia, _ := s.Store.Info(a, desc.Digest); ia.Labels["owner"] != "a" {
+		t.Fatalf("namespace a's label changed by b: %v", ia.Labels)
+	}
+	// Ingests are per namespace too.
+	w, err := s.Store.Writer(a, content.WithRef("same-ref"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w2, err := s.Store.Writer(b, content.WithRef("same-ref"))
+	if err != nil {
+		t.Fatalf("same ref in another namespace: %v", err)
+	}
+	w2.Close()
+	if sts, _ := s.Store.ListStatuses(namespaces.WithNamespace(ctx, "ns-c")); len(sts) != 0 {
+		t.Fatalf("namespace c sees %d ingests, want 0", len(sts))
+	}
+
+	if err := s.Store.Delete(a, desc.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(b, t, s.Store, desc); !bytes.Equal(got, data) {
+		t.Fatal("namespace b lost the blob when a deleted its record")
+	}
+}

@@ -1,0 +1,367 @@
+// Package local is the content store on the local filesystem. It knows nothing
+// of namespaces or labels: the metadata package layers those on top.
+//
+// On disk, under the store's root (<strata root>/content):
+//
+//	blobs/
+//	  sha256/
+//	    <hex>              committed blob, mode 0444
+//	ingest/
+//	  <sha256(ref) hex>/   one ingest
+//	    ref                the ingest's ref
+//	    data               bytes written so far; its size is the resume offset
+//	    startedat          RFC 3339 time the ingest began
+//	    total              expected size, when known
+//
+// A commit fsyncs data, renames it into blobs/ and fsyncs the directory, so a
+// blob is either complete and verified or absent, whatever moment the process
+// dies at.
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/filters"
+)
+
+// Store is a content.Store on a directory. Its labels are not kept: Info and
+// Walk report none and Update refuses with errdefs.ErrNotImplemented.
+type Store struct {
+	root string
+
+	mu     sync.Mutex
+	locked map[string]struct{} // refs with an open writer
+}
+
+var _ content.Store = (*Store)(nil)
+
+// New opens or creates a store at root and removes the debris of ingests
+// that were being created when a process died.
+func New(root string) (*Store, error) {
+	for _, dir := range []string{filepath.Join(root, "blobs", "sha256"), filepath.Join(root, "ingest")} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("content store %s: %w", root, err)
+		}
+	}
+	s := &Store{root: root, locked: map[string]struct{}{}}
+	if err := s.cleanBrokenIngests(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Root returns the store's directory.
+func (s *Store) Root() string { return s.root }
+
+// BlobPath returns where the blob dgst lives; it does not check it exists.
+func (s *Store) BlobPath(dgst digest.Digest) (string, error) {
+	if err := dgst.Validate(); err != nil {
+		return "", fmt.Errorf("digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
+	}
+	if dgst.Algorithm() != digest.SHA256 {
+		return "", fmt.Errorf("digest %s: only sha256 is supported: %w", dgst, errdefs.ErrNotImplemented)
+	}
+	return filepath.Join(s.root, "blobs", "sha256", dgst.Encoded()), nil
+}
+
+func (s *Store) ingestDir(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return filepath.Join(s.root, "ingest", hex.EncodeToString(sum[:]))
+}
+
+// ReaderAt opens the blob desc.Digest.
+func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	p, err := s.BlobPath(desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("content %s: %w", desc.Digest, errdefs.ErrNotFound)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &sizeReaderAt{File: f, size: fi.Size()}, nil
+}
+
+type sizeReaderAt struct {
+	*os.File
+	size int64
+}
+
+func (r *sizeReaderAt) Size() int64 { return r.size }
+
+// Info returns the size and times of the blob dgst.
+func (s *Store) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	p, err := s.BlobPath(dgst)
+	if err != nil {
+		return content.Info{}, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return content.Info{}, fmt.Errorf("content %s: %w", dgst, errdefs.ErrNotFound)
+		}
+		return content.Info{}, err
+	}
+	return infoOf(dgst, fi), nil
+}
+
+func infoOf(dgst digest.Digest, fi fs.FileInfo) content.Info {
+	return content.Info{Digest: dgst, Size: fi.Size(), CreatedAt: fi.ModTime(), UpdatedAt: fi.ModTime()}
+}
+
+// Update is not supported: labels live in the metadata layer.
+func (s *Store) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	return content.Info{}, fmt.Errorf("update content %s: labels are kept by the metadata store: %w", info.Digest, errdefs.ErrNotImplemented)
+}
+
+// Walk calls fn for every committed blob matching any of fs.
+func (s *Store) Walk(ctx context.Context, fn content.WalkFunc, fss ...string) error {
+	filter, err := filters.ParseAll(fss...)
+	if err != nil {
+		return err
+	}
+	return s.Digests(ctx, func(dgst digest.Digest) error {
+		p, _ := s.BlobPath(dgst)
+		fi, err := os.Stat(p)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted meanwhile
+			}
+			return err
+		}
+		info := infoOf(dgst, fi)
+		if !filter.Match(content.AdaptInfo(info)) {
+			return nil
+		}
+		return fn(info)
+	})
+}
+
+// Digests calls fn with the digest of every committed blob, without reading
+// any file's metadata; it is the cheap walk that GC uses.
+func (s *Store) Digests(ctx context.Context, fn func(digest.Digest) error) error {
+	dir := filepath.Join(s.root, "blobs", "sha256")
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(4096)
+		for _, name := range names {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			dgst := digest.NewDigestFromEncoded(digest.SHA256, name)
+			if dgst.Validate() != nil {
+				continue // not ours; fsck reports it
+			}
+			if err := fn(dgst); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if len(names) == 0 {
+			return nil
+		}
+	}
+}
+
+// Delete removes the blob dgst.
+func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
+	p, err := s.BlobPath(dgst)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("content %s: %w", dgst, errdefs.ErrNotFound)
+		}
+		return err
+	}
+	return nil
+}
+
+// lock takes ref for one writer.
+func (s *Store) lock(ref string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.locked[ref]; ok {
+		return fmt.Errorf("ingest ref %q locked: another writer is using it: %w", ref, errdefs.ErrUnavailable)
+	}
+	s.locked[ref] = struct{}{}
+	return nil
+}
+
+func (s *Store) unlock(ref string) {
+	s.mu.Lock()
+	delete(s.locked, ref)
+	s.mu.Unlock()
+}
+
+// Active reports whether a writer currently holds ref.
+func (s *Store) Active(ref string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.locked[ref]
+	return ok
+}
+
+// Status returns the state of the ingest ref.
+func (s *Store) Status(ctx context.Context, ref string) (content.Status, error) {
+	st, err := s.readStatus(s.ingestDir(ref))
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return content.Status{}, fmt.Errorf("ingest %q: %w", ref, errdefs.ErrNotFound)
+		}
+		return content.Status{}, err
+	}
+	if st.Ref != ref {
+		return content.Status{}, fmt.Errorf("ingest %q: %w", ref, errdefs.ErrNotFound)
+	}
+	return st, nil
+}
+
+func (s *Store) readStatus(dir string) (content.Status, error) {
+	refb, err := os.ReadFile(filepath.Join(dir, "ref"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return content.Status{}, errdefs.ErrNotFound
+		}
+		return content.Status{}, err
+	}
+	fi, err := os.Stat(filepath.Join(dir, "data"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return content.Status{}, errdefs.ErrNotFound
+		}
+		return content.Status{}, err
+	}
+	st := content.Status{Ref: string(refb), Offset: fi.Size(), UpdatedAt: fi.ModTime()}
+	if b, err := os.ReadFile(filepath.Join(dir, "startedat")); err == nil {
+		st.StartedAt, _ = time.Parse(time.RFC3339Nano, string(b))
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "total")); err == nil {
+		st.Total, _ = strconv.ParseInt(string(b), 10, 64)
+	}
+	return st, nil
+}
+
+// ListStatuses returns the ingests matching any of fs (field: ref).
+func (s *Store) ListStatuses(ctx context.Context, fss ...string) ([]content.Status, error) {
+	filter, err := filters.ParseAll(fss...)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(filepath.Join(s.root, "ingest"))
+	if err != nil {
+		return nil, err
+	}
+	var out []content.Status
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		st, err := s.readStatus(filepath.Join(s.root, "ingest", e.Name()))
+		if err != nil {
+			if errors.Is(err, errdefs.ErrNotFound) {
+				continue // being created or removed
+			}
+			return nil, err
+		}
+		if filter.Match(content.AdaptStatus(st)) {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// Abort removes the ingest ref. It returns errdefs.ErrUnavailable while a
+// writer holds it.
+func (s *Store) Abort(ctx context.Context, ref string) error {
+	if err := s.lock(ref); err != nil {
+		return err
+	}
+	defer s.unlock(ref)
+	dir := s.ingestDir(ref)
+	if _, err := os.Stat(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("ingest %q: %w", ref, errdefs.ErrNotFound)
+		}
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// cleanBrokenIngests removes ingest directories that lack their ref or data
+// file: a process died while creating or removing them.
+func (s *Store) cleanBrokenIngests() error {
+	dir := filepath.Join(s.root, "ingest")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if !e.IsDir() {
+			if strings.HasPrefix(e.Name(), ".tmp-") {
+				os.Remove(p)
+			}
+			continue
+		}
+		if _, err := s.readStatus(p); errors.Is(err, errdefs.ErrNotFound) {
+			if err := os.RemoveAll(p); err != nil {
+				return fmt.Errorf("remove broken ingest %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// BrokenIngests lists ingest directories that cannot be resumed, for fsck.
+func (s *Store) BrokenIngests() ([]string, error) {
+	dir := filepath.Join(s.root, "ingest")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		st, err := s.readStatus(p)
+		if err != nil || !e.IsDir() || filepath.Base(s.ingestDir(st.Ref)) != e.Name() {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,374 @@
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-oci/strata/content"
+)
+
+// Writer opens the ingest named by content.WithRef, resuming it when its
+// directory exists: the offset is the size of its data file, and the digest
+// state is rebuilt by reading that data once.
+func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	var wo content.WriterOpts
+	for _, o := range opts {
+		if err := o(&wo); err != nil {
+			return nil, err
+		}
+	}
+	if wo.Ref == "" {
+		return nil, fmt.Errorf("ingest ref must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if wo.Desc.Digest != "" {
+		p, err := s.BlobPath(wo.Desc.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(p); err == nil {
+			return nil, fmt.Errorf("content %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
+		}
+	}
+	if err := s.lock(wo.Ref); err != nil {
+		return nil, err
+	}
+	w, err := s.openWriter(ctx, wo)
+	if err != nil {
+		s.unlock(wo.Ref)
+		return nil, err
+	}
+	return w, nil
+}
+
+func (s *Store) openWriter(ctx context.Context, wo content.WriterOpts) (*writer, error) {
+	dir := s.ingestDir(wo.Ref)
+	st, err := s.readStatus(dir)
+	switch {
+	case err == nil && st.Ref == wo.Ref:
+		return s.resume(ctx, dir, st, wo)
+	case err == nil, errors.Is(err, errdefs.ErrNotFound):
+		// Absent, half-created, or (astronomically unlikely) another ref's
+		// hash: start afresh.
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
+	}
+	now := time.Now().UTC()
+	if err := os.WriteFile(filepath.Join(dir, "startedat"), []byte(now.Format(time.RFC3339Nano)), 0o600); err != nil {
+		return nil, err
+	}
+	if wo.Desc.Size > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "total"), []byte(strconv.FormatInt(wo.Desc.Size, 10)), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	// ref is written last: an ingest directory with a ref file is complete.
+	if err := os.WriteFile(filepath.Join(dir, "ref"), []byte(wo.Ref), 0o600); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s.newWriter(f, dir, content.Status{Ref: wo.Ref, Total: wo.Desc.Size, StartedAt: now, UpdatedAt: now}, sha256.New()), nil
+}
+
+func (s *Store) resume(ctx context.Context, dir string, st content.Status, wo content.WriterOpts) (*writer, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("resume ingest %q: %w", wo.Ref, err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, io.NewSectionReader(f, 0, st.Offset))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("resume ingest %q: %w", wo.Ref, err)
+	}
+	if _, err := f.Seek(n, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	st.Offset = n
+	if wo.Desc.Size > 0 && wo.Desc.Size != st.Total {
+		st.Total = wo.Desc.Size
+		if err := os.WriteFile(filepath.Join(dir, "total"), []byte(strconv.FormatInt(st.Total, 10)), 0o600); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return s.newWriter(f, dir, st, h), nil
+}
+
+// Writes are copied into blocks and handed to two goroutines in turn, one
+// hashing and one writing, so that hashing (the cost that cannot be avoided)
+// overlaps the copy into the page cache and the writeback to disk.
+const (
+	blockSize  = 1 << 20
+	pipeDepth  = 4
+	writebackN = 8 << 20 // start writeback of this much at a time
+)
+
+type writer struct {
+	s    *Store
+	f    *os.File
+	dir  string
+	st   content.Status
+	hash hash.Hash
+
+	cur []byte // block being filled
+
+	// Started with the first full block.
+	toHash  chan []byte
+	toWrite chan []byte
+	free    chan []byte
+	wg      sync.WaitGroup
+	errMu   sync.Mutex
+	err     error
+	written int64 // bytes handed to the file, owned by the write goroutine
+	synced  int64 // bytes whose writeback was started
+
+	closed bool
+}
+
+func (s *Store) newWriter(f *os.File, dir string, st content.Status, h hash.Hash) *writer {
+	return &writer{s: s, f: f, dir: dir, st: st, hash: h, written: st.Offset, synced: st.Offset}
+}
+
+func (w *writer) start() {
+	w.toHash = make(chan []byte, pipeDepth)
+	w.toWrite = make(chan []byte, pipeDepth)
+	w.free = make(chan []byte, pipeDepth)
+	for i := 0; i < pipeDepth; i++ {
+		w.free <- make([]byte, 0, blockSize)
+	}
+	w.wg.Add(2)
+	go func() {
+		defer w.wg.Done()
+		defer close(w.toWrite)
+		for b := range w.toHash {
+			w.hash.Write(b)
+			w.toWrite <- b
+		}
+	}()
+	go func() {
+		defer w.wg.Done()
+		for b := range w.toWrite {
+			if w.failed() == nil {
+				if err := w.writeFile(b); err != nil {
+					w.setErr(err)
+				}
+			}
+			w.free <- b[:0]
+		}
+	}()
+}
+
+func (w *writer) writeFile(b []byte) error {
+	if _, err := w.f.Write(b); err != nil {
+		return fmt.Errorf("write ingest %q: %w", w.st.Ref, err)
+	}
+	w.written += int64(len(b))
+	if w.written-w.synced >= writebackN {
+		// Asynchronous: only starts the writeback, so that Commit's fsync
+		// finds little left to do.
+		_ = unix.SyncFileRange(int(w.f.Fd()), w.synced, w.written-w.synced, unix.SYNC_FILE_RANGE_WRITE)
+		w.synced = w.written
+	}
+	return nil
+}
+
+func (w *writer) setErr(err error) {
+	w.errMu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.errMu.Unlock()
+}
+
+func (w *writer) failed() error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
+}
+
+// Write appends p to the ingest.
+func (w *writer) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, fmt.Errorf("ingest %q: writer closed: %w", w.st.Ref, errdefs.ErrFailedPrecondition)
+	}
+	if err := w.failed(); err != nil {
+		return 0, err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if w.cur == nil {
+			if w.toHash == nil {
+				w.start()
+			}
+			w.cur = <-w.free
+		}
+		c := copy(w.cur[len(w.cur):blockSize], p)
+		w.cur = w.cur[:len(w.cur)+c]
+		p = p[c:]
+		if len(w.cur) == blockSize {
+			w.toHash <- w.cur
+			w.cur = nil
+		}
+	}
+	w.st.Offset += int64(n)
+	w.st.UpdatedAt = time.Now()
+	return n, nil
+}
+
+// flush waits until every byte accepted by Write is hashed and in the file.
+func (w *writer) flush() error {
+	if w.toHash != nil {
+		if w.cur != nil {
+			w.toHash <- w.cur
+			w.cur = nil
+		}
+		close(w.toHash)
+		w.wg.Wait()
+		w.toHash = nil
+	} else if w.cur != nil {
+		w.hash.Write(w.cur)
+		err := w.writeFile(w.cur)
+		w.cur = nil
+		if err != nil {
+			w.setErr(err)
+		}
+	}
+	return w.failed()
+}
+
+// Digest returns the digest of everything written so far.
+func (w *writer) Digest() digest.Digest {
+	if err := w.flush(); err != nil {
+		return ""
+	}
+	return digest.NewDigest(digest.SHA256, w.hash)
+}
+
+// Status returns the ingest's state.
+func (w *writer) Status() (content.Status, error) {
+	return w.st, nil
+}
+
+// Commit verifies and publishes the blob.
+func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
+	if w.closed {
+		return fmt.Errorf("ingest %q: writer closed: %w", w.st.Ref, errdefs.ErrFailedPrecondition)
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	if size > 0 && size != w.st.Offset {
+		return fmt.Errorf("commit ingest %q: wrote %d bytes, expected %d: %w", w.st.Ref, w.st.Offset, size, errdefs.ErrFailedPrecondition)
+	}
+	dgst := digest.NewDigest(digest.SHA256, w.hash)
+	if expected != "" && expected != dgst {
+		return fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
+	}
+	target, err := w.s.BlobPath(dgst)
+	if err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("commit ingest %q: sync: %w", w.st.Ref, err)
+	}
+	if err := w.f.Chmod(0o444); err != nil {
+		return err
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	w.release()
+	if _, err := os.Stat(target); err == nil {
+		os.RemoveAll(w.dir)
+		return fmt.Errorf("content %s: %w", dgst, errdefs.ErrAlreadyExists)
+	}
+	if err := os.Rename(filepath.Join(w.dir, "data"), target); err != nil {
+		return fmt.Errorf("commit ingest %q: %w", w.st.Ref, err)
+	}
+	if err := syncDir(filepath.Dir(target)); err != nil {
+		return fmt.Errorf("commit ingest %q: %w", w.st.Ref, err)
+	}
+	// Without its data file the directory is debris that New removes if
+	// this fails or the process dies here.
+	if err := os.RemoveAll(w.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("commit ingest %q: remove ingest: %w", w.st.Ref, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Truncate drops everything after size bytes and rehashes what remains.
+func (w *writer) Truncate(size int64) error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	if size > w.st.Offset {
+		return fmt.Errorf("truncate ingest %q to %d: beyond offset %d: %w", w.st.Ref, size, w.st.Offset, errdefs.ErrInvalidArgument)
+	}
+	if err := w.f.Truncate(size); err != nil {
+		return err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(w.f, 0, size)); err != nil {
+		return err
+	}
+	if _, err := w.f.Seek(size, io.SeekStart); err != nil {
+		return err
+	}
+	w.hash = h
+	w.st.Offset, w.written, w.synced = size, size, size
+	return nil
+}
+
+// Close releases the ref; an uncommitted ingest stays, resumable.
+func (w *writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	err := w.flush()
+	if cerr := w.f.Close(); cerr != nil && err == nil && !errors.Is(cerr, os.ErrClosed) {
+		err = cerr
+	}
+	w.release()
+	return err
+}
+
+func (w *writer) release() {
+	if !w.closed {
+		w.closed = true
+		w.s.unlock(w.st.Ref)
+	}
+}

@@ -1,0 +1,500 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/filters"
+	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/namespaces"
+)
+
+// ContentStore is the namespaced content store: blobs and ingests visible in
+// the context's namespace, with their labels; the bytes live in the backend.
+type ContentStore struct{ db *DB }
+
+var _ content.Store = (*ContentStore)(nil)
+
+// ContentStore returns the namespaced content store.
+func (db *DB) ContentStore() *ContentStore { return &ContentStore{db: db} }
+
+func readInfo(dgst digest.Digest, b *bolt.Bucket) content.Info {
+	return content.Info{
+		Digest:    dgst,
+		Size:      readInt(b, keySize),
+		CreatedAt: readTime(b, keyCreatedAt),
+		UpdatedAt: readTime(b, keyUpdatedAt),
+		Labels:    readLabels(b),
+	}
+}
+
+func validDigest(dgst digest.Digest) error {
+	if err := dgst.Validate(); err != nil {
+		return fmt.Errorf("digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Info returns the blob dgst as the namespace sees it.
+func (s *ContentStore) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return content.Info{}, err
+	}
+	if err := validDigest(dgst); err != nil {
+		return content.Info{}, err
+	}
+	var info content.Info
+	err = s.db.view(func(tx *bolt.Tx) error {
+		b := nsBucket(tx, ns, bucketContent, bucketBlob, []byte(dgst))
+		if b == nil {
+			return fmt.Errorf("content %s in namespace %q: %w", dgst, ns, errdefs.ErrNotFound)
+		}
+		info = readInfo(dgst, b)
+		return nil
+	})
+	return info, err
+}
+
+// Update changes the labels of blob info.Digest.
+func (s *ContentStore) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return content.Info{}, err
+	}
+	if err := validDigest(info.Digest); err != nil {
+		return content.Info{}, err
+	}
+	if len(fieldpaths) == 0 {
+		fieldpaths = []string{"labels"}
+	}
+	var out content.Info
+	err = s.db.update(func(tx *bolt.Tx) error {
+		b := nsBucket(tx, ns, bucketContent, bucketBlob, []byte(info.Digest))
+		if b == nil {
+			return fmt.Errorf("content %s in namespace %q: %w", info.Digest, ns, errdefs.ErrNotFound)
+		}
+		labels, err := applyLabelPaths(readLabels(b), info.Labels, fieldpaths)
+		if err != nil {
+			return fmt.Errorf("update content %s: %w", info.Digest, err)
+		}
+		if err := writeLabels(b, labels); err != nil {
+			return err
+		}
+		if err := putTime(b, keyUpdatedAt, time.Now()); err != nil {
+			return err
+		}
+		out = readInfo(info.Digest, b)
+		return nil
+	})
+	return out, err
+}
+
+// Walk calls fn for each blob of the namespace matching any of fs.
+func (s *ContentStore) Walk(ctx context.Context, fn content.WalkFunc, fs ...string) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return err
+	}
+	var infos []content.Info
+	err = s.db.view(func(tx *bolt.Tx) error {
+		bb := nsBucket(tx, ns, bucketContent, bucketBlob)
+		if bb == nil {
+			return nil
+		}
+		return bb.ForEachBucket(func(k []byte) error {
+			info := readInfo(digest.Digest(k), bb.Bucket(k))
+			if filter.Match(content.AdaptInfo(info)) {
+				infos = append(infos, info)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	// fn runs outside the transaction so that it may use the store.
+	for _, info := range infos {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete removes the namespace's record of blob dgst; the bytes are freed by
+// the garbage collection this schedules, once no namespace refers to them.
+func (s *ContentStore) Delete(ctx context.Context, dgst digest.Digest) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	if err := validDigest(dgst); err != nil {
+		return err
+	}
+	err = s.db.update(func(tx *bolt.Tx) error {
+		bb := nsBucket(tx, ns, bucketContent, bucketBlob)
+		if bb == nil || bb.Bucket([]byte(dgst)) == nil {
+			return fmt.Errorf("content %s in namespace %q: %w", dgst, ns, errdefs.ErrNotFound)
+		}
+		return bb.DeleteBucket([]byte(dgst))
+	})
+	if err == nil {
+		s.db.scheduleGC()
+	}
+	return err
+}
+
+// ReaderAt opens blob desc.Digest when the namespace can see it.
+func (s *ContentStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	if _, err := s.Info(ctx, desc.Digest); err != nil {
+		return nil, err
+	}
+	return s.db.backend.ReaderAt(ctx, desc)
+}
+
+func backendRef(ns, ref string) string { return ns + "/" + ref }
+
+// Status returns the state of the namespace's ingest ref.
+func (s *ContentStore) Status(ctx context.Context, ref string) (content.Status, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return content.Status{}, err
+	}
+	var bref string
+	var expected digest.Digest
+	err = s.db.view(func(tx *bolt.Tx) error {
+		b := nsBucket(tx, ns, bucketContent, bucketIngests, []byte(ref))
+		if b == nil {
+			return fmt.Errorf("ingest %q in namespace %q: %w", ref, ns, errdefs.ErrNotFound)
+		}
+		bref = string(b.Get(keyRef))
+		expected = digest.Digest(b.Get(keyExpected))
+		return nil
+	})
+	if err != nil {
+		return content.Status{}, err
+	}
+	st, err := s.db.backend.Status(ctx, bref)
+	if err != nil {
+		return content.Status{}, fmt.Errorf("ingest %q in namespace %q: %w", ref, ns, err)
+	}
+	st.Ref = ref
+	st.Expected = expected
+	return st, nil
+}
+
+// ListStatuses returns the namespace's ingests matching any of fs.
+func (s *ContentStore) ListStatuses(ctx context.Context, fs ...string) ([]content.Status, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return nil, err
+	}
+	var refs []string
+	err = s.db.view(func(tx *bolt.Tx) error {
+		ib := nsBucket(tx, ns, bucketContent, bucketIngests)
+		if ib == nil {
+			return nil
+		}
+		return ib.ForEachBucket(func(k []byte) error {
+			refs = append(refs, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []content.Status
+	for _, ref := range refs {
+		st, err := s.Status(ctx, ref)
+		if err != nil {
+			if errors.Is(err, errdefs.ErrNotFound) {
+				continue // committed or aborted meanwhile
+			}
+			return nil, err
+		}
+		if filter.Match(content.AdaptStatus(st)) {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// Abort drops the namespace's ingest ref and its data.
+func (s *ContentStore) Abort(ctx context.Context, ref string) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	s.db.wlock.RLock()
+	defer s.db.wlock.RUnlock()
+	var bref string
+	err = s.db.view(func(tx *bolt.Tx) error {
+		b := nsBucket(tx, ns, bucketContent, bucketIngests, []byte(ref))
+		if b == nil {
+			return fmt.Errorf("ingest %q in namespace %q: %w", ref, ns, errdefs.ErrNotFound)
+		}
+		bref = string(b.Get(keyRef))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.db.backend.Abort(ctx, bref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("abort ingest %q: %w", ref, err)
+	}
+	return s.db.update(func(tx *bolt.Tx) error {
+		return removeIngestRecord(tx, ns, ref)
+	})
+}
+
+func removeIngestRecord(tx *bolt.Tx, ns, ref string) error {
+	if ib := nsBucket(tx, ns, bucketContent, bucketIngests); ib != nil && ib.Bucket([]byte(ref)) != nil {
+		if err := ib.DeleteBucket([]byte(ref)); err != nil {
+			return err
+		}
+	}
+	return forEachLease(tx, ns, func(lb *bolt.Bucket) error {
+		if rb := lb.Bucket(bucketIngests); rb != nil {
+			return rb.Delete([]byte(ref))
+		}
+		return nil
+	})
+}
+
+// leaseBucket returns the bucket of the context's lease, if any; it fails with
+// errdefs.ErrNotFound when the lease does not exist.
+func leaseBucket(ctx context.Context, tx *bolt.Tx, ns string) (*bolt.Bucket, error) {
+	id, ok := leases.FromContext(ctx)
+	if !ok {
+		return nil, nil
+	}
+	lb := nsBucket(tx, ns, bucketLeases, []byte(id))
+	if lb == nil {
+		return nil, fmt.Errorf("lease %q in namespace %q: %w", id, ns, errdefs.ErrNotFound)
+	}
+	return lb, nil
+}
+
+func addLeaseResource(lb *bolt.Bucket, kind []byte, key string) error {
+	if lb == nil {
+		return nil
+	}
+	rb, err := lb.CreateBucketIfNotExists(kind)
+	if err != nil {
+		return err
+	}
+	return rb.Put([]byte(key), nil)
+}
+
+// createBlobRecord records blob dgst in namespace ns (and the context's
+// lease). It returns errdefs.ErrAlreadyExists when the record exists; the
+// lease still gets the blob then.
+func createBlobRecord(ctx context.Context, tx *bolt.Tx, ns string, dgst digest.Digest, size int64, labels map[string]string) error {
+	lb, err := leaseBucket(ctx, tx, ns)
+	if err != nil {
+		return err
+	}
+	if err := addLeaseResource(lb, bucketContent, dgst.String()); err != nil {
+		return err
+	}
+	bb, err := createNSBucket(tx, ns, bucketContent, bucketBlob)
+	if err != nil {
+		return err
+	}
+	if bb.Bucket([]byte(dgst)) != nil {
+		return fmt.Errorf("content %s: %w", dgst, errdefs.ErrAlreadyExists)
+	}
+	b, err := bb.CreateBucket([]byte(dgst))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if err := putTime(b, keyCreatedAt, now); err != nil {
+		return err
+	}
+	if err := putTime(b, keyUpdatedAt, now); err != nil {
+		return err
+	}
+	if err := putInt(b, keySize, size); err != nil {
+		return err
+	}
+	return putMap(b, bucketLabels, labels)
+}
+
+// Writer opens the namespace's ingest named by content.WithRef. When the
+// descriptor names a blob already on disk, the namespace gets its record at
+// once and Writer returns errdefs.ErrAlreadyExists without any data moving.
+func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var wo content.WriterOpts
+	for _, o := range opts {
+		if err := o(&wo); err != nil {
+			return nil, err
+		}
+	}
+	if wo.Ref == "" {
+		return nil, fmt.Errorf("ingest ref must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if wo.Desc.Digest != "" {
+		if err := validDigest(wo.Desc.Digest); err != nil {
+			return nil, err
+		}
+	}
+	s.db.wlock.RLock()
+	defer s.db.wlock.RUnlock()
+
+	if wo.Desc.Digest != "" {
+		if done, err := s.shareExisting(ctx, ns, wo.Desc); done || err != nil {
+			if err == nil {
+				err = fmt.Errorf("content %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
+			}
+			return nil, err
+		}
+	}
+	bref := backendRef(ns, wo.Ref)
+	bw, err := s.db.backend.Writer(ctx, content.WithRef(bref), content.WithDescriptor(wo.Desc))
+	if err != nil {
+		if errors.Is(err, errdefs.ErrAlreadyExists) {
+			// Committed by someone else between our check and now.
+			if done, err := s.shareExisting(ctx, ns, wo.Desc); done || err != nil {
+				if err == nil {
+					err = fmt.Errorf("content %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
+				}
+				return nil, err
+			}
+		}
+		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
+	}
+	err = s.db.update(func(tx *bolt.Tx) error {
+		lb, err := leaseBucket(ctx, tx, ns)
+		if err != nil {
+			return err
+		}
+		if err := addLeaseResource(lb, bucketIngests, wo.Ref); err != nil {
+			return err
+		}
+		ib, err := createNSBucket(tx, ns, bucketContent, bucketIngests, []byte(wo.Ref))
+		if err != nil {
+			return err
+		}
+		if err := ib.Put(keyRef, []byte(bref)); err != nil {
+			return err
+		}
+		if wo.Desc.Digest != "" {
+			return ib.Put(keyExpected, []byte(wo.Desc.Digest))
+		}
+		return nil
+	})
+	if err != nil {
+		bw.Close()
+		return nil, err
+	}
+	return &namespacedWriter{Writer: bw, db: s.db, ns: ns, ref: wo.Ref, expected: wo.Desc.Digest}, nil
+}
+
+// shareExisting gives namespace ns its record of blob desc when the namespace
+// has one already or the blob is on disk; done reports whether it did.
+func (s *ContentStore) shareExisting(ctx context.Context, ns string, desc ocispec.Descriptor) (done bool, err error) {
+	info, err := s.db.backend.Info(ctx, desc.Digest)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	if desc.Size > 0 && info.Size != desc.Size {
+		return false, fmt.Errorf("content %s: stored size %d differs from expected %d: %w", desc.Digest, info.Size, desc.Size, errdefs.ErrFailedPrecondition)
+	}
+	err = s.db.update(func(tx *bolt.Tx) error {
+		err := createBlobRecord(ctx, tx, ns, desc.Digest, info.Size, nil)
+		if errors.Is(err, errdefs.ErrAlreadyExists) {
+			return nil
+		}
+		return err
+	})
+	return err == nil, err
+}
+
+type namespacedWriter struct {
+	content.Writer
+	db       *DB
+	ns       string
+	ref      string
+	expected digest.Digest
+}
+
+func (w *namespacedWriter) Status() (content.Status, error) {
+	st, err := w.Writer.Status()
+	st.Ref = w.ref
+	st.Expected = w.expected
+	return st, err
+}
+
+// Commit verifies the data, publishes the blob and records it in the
+// namespace (and the context's lease), all under the GC read lock.
+func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
+	var base content.Info
+	for _, o := range opts {
+		if err := o(&base); err != nil {
+			return err
+		}
+	}
+	if err := validateLabels(base.Labels); err != nil {
+		return err
+	}
+	if expected == "" {
+		expected = w.expected
+	}
+	w.db.wlock.RLock()
+	defer w.db.wlock.RUnlock()
+
+	st, err := w.Writer.Status()
+	if err != nil {
+		return err
+	}
+	actual := w.Writer.Digest()
+	if actual == "" {
+		return fmt.Errorf("commit ingest %q: writing failed", w.ref)
+	}
+	if err := w.Writer.Commit(ctx, size, expected); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+		return err
+	}
+	var exists error
+	err = w.db.update(func(tx *bolt.Tx) error {
+		if err := removeIngestRecord(tx, w.ns, w.ref); err != nil {
+			return err
+		}
+		err := createBlobRecord(ctx, tx, w.ns, actual, st.Offset, base.Labels)
+		if errors.Is(err, errdefs.ErrAlreadyExists) {
+			exists, err = err, nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return exists
+}

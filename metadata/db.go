@@ -1,0 +1,207 @@
+package metadata
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/strata-oci/strata/content"
+)
+
+// Backend is the blob store under the metadata layer (content/local.Store).
+type Backend interface {
+	content.Store
+	// Digests calls fn with every committed blob's digest, cheaply.
+	Digests(ctx context.Context, fn func(digest.Digest) error) error
+	// Active reports whether a writer holds the ingest ref right now.
+	Active(ref string) bool
+	// BrokenIngests lists ingest directories that cannot be resumed.
+	BrokenIngests() ([]string, error)
+}
+
+// Opt configures a DB.
+type Opt func(*options) error
+
+type options struct {
+	logger      *slog.Logger
+	gcDelay     time.Duration
+	ingestGrace time.Duration
+	lockTimeout time.Duration
+}
+
+// WithLogger sets the logger for background work (scheduled GC).
+func WithLogger(l *slog.Logger) Opt {
+	return func(o *options) error { o.logger = l; return nil }
+}
+
+// WithGCDelay sets how long after the last deletion a scheduled collection
+// starts (debounce); negative disables scheduling. Default 100ms.
+func WithGCDelay(d time.Duration) Opt {
+	return func(o *options) error { o.gcDelay = d; return nil }
+}
+
+// WithIngestGrace sets how long an ingest that no lease holds and no writer
+// uses is kept since its last write before GC removes it. Default 24h.
+func WithIngestGrace(d time.Duration) Opt {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("ingest grace %s: must not be negative: %w", d, errdefs.ErrInvalidArgument)
+		}
+		o.ingestGrace = d
+		return nil
+	}
+}
+
+// WithLockTimeout sets how long Open waits for another process to release the
+// database. Default 1s.
+func WithLockTimeout(d time.Duration) Opt {
+	return func(o *options) error { o.lockTimeout = d; return nil }
+}
+
+// DB is the metadata database and the namespaced stores built on it.
+type DB struct {
+	db      *bolt.DB
+	backend Backend
+	opts    options
+
+	// wlock is held for reading by every operation that makes a blob or an
+	// ingest visible and for writing by GC, so nothing is committed between
+	// the mark and the sweep.
+	wlock sync.RWMutex
+
+	children childCache
+
+	gcMu      sync.Mutex
+	gcTimer   *time.Timer
+	gcPending bool
+	gcWG      sync.WaitGroup
+	closed    bool
+}
+
+// Open opens (creating or migrating) the database at path over backend. It
+// returns errdefs.ErrUnavailable when another process holds the database.
+func Open(ctx context.Context, path string, backend Backend, opts ...Opt) (*DB, error) {
+	o := options{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), gcDelay: 100 * time.Millisecond, ingestGrace: 24 * time.Hour, lockTimeout: time.Second}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("metadata database %s is locked by another process (a running stratad or strata command): %w", path, errdefs.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
+	}
+	db := &DB{db: bdb, backend: backend, opts: o, children: childCache{m: map[digest.Digest][]ocispec.Descriptor{}}}
+	if err := db.migrate(); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("metadata database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// migration moves the database from schema version from to from+1.
+type migration struct {
+	from int
+	fn   func(tx *bolt.Tx) error
+}
+
+// migrations run in order on open; append one when the bucket layout changes.
+var migrations = []migration{
+	{from: 0, fn: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketV1)
+		return err
+	}},
+}
+
+func (db *DB) migrate() error {
+	return db.db.Update(func(tx *bolt.Tx) error {
+		version := 0
+		if b := tx.Bucket(bucketV1); b != nil {
+			if v := b.Get(keyVersion); v != nil {
+				version = int(binary.BigEndian.Uint64(v))
+			} else {
+				version = 1
+			}
+		}
+		if version > schemaVersion {
+			return fmt.Errorf("schema version %d is newer than this strata understands (%d): %w", version, schemaVersion, errdefs.ErrFailedPrecondition)
+		}
+		for _, m := range migrations {
+			if m.from >= version {
+				if err := m.fn(tx); err != nil {
+					return fmt.Errorf("migrate schema from version %d: %w", m.from, err)
+				}
+			}
+		}
+		v := make([]byte, 8)
+		binary.BigEndian.PutUint64(v, schemaVersion)
+		return tx.Bucket(bucketV1).Put(keyVersion, v)
+	})
+}
+
+// SchemaVersion returns the schema version of the open database.
+func (db *DB) SchemaVersion() (int, error) {
+	var v int
+	err := db.db.View(func(tx *bolt.Tx) error {
+		v = int(binary.BigEndian.Uint64(tx.Bucket(bucketV1).Get(keyVersion)))
+		return nil
+	})
+	return v, err
+}
+
+// Close runs a pending scheduled collection, waits for background work and
+// closes the database.
+func (db *DB) Close() error {
+	db.gcMu.Lock()
+	if db.closed {
+		db.gcMu.Unlock()
+		return nil
+	}
+	db.closed = true
+	pending := db.gcPending
+	if db.gcTimer != nil && db.gcTimer.Stop() {
+		db.gcWG.Done()
+	}
+	db.gcMu.Unlock()
+	db.gcWG.Wait()
+	if pending {
+		if _, err := db.collect(context.Background(), GCOptions{}); err != nil {
+			db.opts.logger.Warn("garbage collection before close", "error", err)
+		}
+	}
+	return db.db.Close()
+}
+
+func isBucketNotFound(err error) bool { return errors.Is(err, berrors.ErrBucketNotFound) }
+
+// translate maps bbolt's errors onto errdefs where they enter.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, berrors.ErrBucketExists):
+		return fmt.Errorf("%w: %w", err, errdefs.ErrAlreadyExists)
+	case errors.Is(err, berrors.ErrBucketNotFound):
+		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
+	case errors.Is(err, berrors.ErrKeyTooLarge), errors.Is(err, berrors.ErrValueTooLarge), errors.Is(err, berrors.ErrKeyRequired):
+		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return err
+}
+
+func (db *DB) view(fn func(*bolt.Tx) error) error   { return translate(db.db.View(fn)) }
+func (db *DB) update(fn func(*bolt.Tx) error) error { return translate(db.db.Update(fn)) }

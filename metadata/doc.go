@@ -1,0 +1,52 @@
+// Package metadata keeps strata's records in a bbolt database
+// (<root>/metadata.db): namespaces, images, leases, the per-namespace view of
+// content and snapshots, and the garbage collector that frees what no root
+// reaches.
+//
+// Blobs are stored once on disk by the content backend (content/local);
+// each namespace has its own record of the blobs it can see, with its own
+// labels ("shared" policy: writing a blob that is on disk already completes at
+// once, without reading the data again).
+//
+// Buckets (TestBucketLayout keeps this tree true):
+//
+//	v1                                  schema version 1
+//	  version      -> uint64            schema version, migrated on open
+//	  <namespace>
+//	    labels/<key>       -> value
+//	    content
+//	      blob/<digest>
+//	        createdat, updatedat -> time
+//	        size   -> varint
+//	        labels/<key> -> value
+//	      ingests/<ref>
+//	        ref      -> backend ingest ref ("<namespace>/<ref>")
+//	        expected -> digest, when given
+//	    images/<name>
+//	      createdat, updatedat -> time
+//	      target
+//	        digest, mediatype -> string
+//	        size -> varint
+//	        annotations/<key> -> value
+//	      labels/<key> -> value
+//	    leases/<id>
+//	      createdat -> time
+//	      labels/<key> -> value
+//	      content/<digest>
+//	      ingests/<ref>
+//	      snapshots/<snapshotter>/<key>
+//	    snapshots/<snapshotter>/<key>
+//	      name   -> backend snapshot name
+//	      parent -> key of the parent
+//	      createdat, updatedat -> time
+//	      labels/<key> -> value
+//	      children/<key>
+//
+// Garbage collection marks from the roots (images, unexpired leases, objects
+// labelled containerd.io/gc.root) along the edges (image targets and what their
+// indexes and manifests reference, containerd.io/gc.ref.content.* and
+// containerd.io/gc.ref.snapshot.<snapshotter>* labels, snapshot parents), then
+// removes unmarked records, expired leases, stale ingests and blobs no
+// namespace refers to. It holds the database's write lock, so no commit can
+// slip between the mark and the sweep.
+package metadata

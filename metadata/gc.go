@@ -1,0 +1,412 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/metadata/gc"
+)
+
+// The label conventions GC follows; clients such as ctr set them.
+const (
+	labelGCRoot        = "containerd.io/gc.root"
+	labelGCRefContent  = "containerd.io/gc.ref.content"
+	labelGCRefSnapshot = "containerd.io/gc.ref.snapshot."
+)
+
+// GCOptions configures one collection.
+type GCOptions struct {
+	// DryRun reports what would be removed and removes nothing.
+	DryRun bool
+	// List fills Stats.Removed with each object removed.
+	List bool
+}
+
+// GarbageCollect runs a collection now.
+func (db *DB) GarbageCollect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
+	if !opts.DryRun {
+		db.gcMu.Lock()
+		db.gcPending = false
+		db.gcMu.Unlock()
+	}
+	return db.collect(ctx, opts)
+}
+
+// scheduleGC starts a collection gcDelay after the last deletion.
+func (db *DB) scheduleGC() {
+	db.gcMu.Lock()
+	defer db.gcMu.Unlock()
+	db.gcPending = true
+	if db.closed || db.opts.gcDelay < 0 {
+		return // Close runs it.
+	}
+	if db.gcTimer != nil && db.gcTimer.Stop() {
+		db.gcWG.Done() // the stopped timer's run will not happen
+	}
+	db.gcWG.Add(1)
+	db.gcTimer = time.AfterFunc(db.opts.gcDelay, func() {
+		defer db.gcWG.Done()
+		db.gcMu.Lock()
+		if db.closed || !db.gcPending {
+			db.gcMu.Unlock()
+			return
+		}
+		db.gcPending = false
+		db.gcMu.Unlock()
+		st, err := db.collect(context.Background(), GCOptions{})
+		if err != nil {
+			db.opts.logger.Warn("scheduled garbage collection", "error", err)
+			return
+		}
+		db.opts.logger.Info("garbage collected", "objects", st.Objects(), "bytes_freed", st.BytesFreed, "duration_ms", st.Duration.Milliseconds())
+	})
+}
+
+type childCache struct {
+	mu sync.Mutex
+	m  map[digest.Digest][]ocispec.Descriptor
+}
+
+// childrenOf returns what manifest or index desc refers to; blobs are
+// immutable, so the answer is cached. A missing or unparsable blob has none.
+func (db *DB) childrenOf(ctx context.Context, desc ocispec.Descriptor) []ocispec.Descriptor {
+	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) {
+		return nil
+	}
+	db.children.mu.Lock()
+	c, ok := db.children.m[desc.Digest]
+	db.children.mu.Unlock()
+	if ok {
+		return c
+	}
+	c, err := images.Children(ctx, db.backend, desc)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return nil // not fetched (yet): do not cache
+		}
+		db.opts.logger.Debug("gc: unreadable manifest", "digest", desc.Digest, "error", err)
+		c = nil
+	}
+	db.children.mu.Lock()
+	db.children.m[desc.Digest] = c
+	db.children.mu.Unlock()
+	return c
+}
+
+// labelRefs calls visit for every node that labels point at.
+func labelRefs(ns string, labels map[string]string, visit func(gc.Node)) {
+	for k, v := range labels {
+		switch {
+		case strings.HasPrefix(k, labelGCRefContent):
+			if digest.Digest(v).Validate() == nil {
+				visit(gc.Node{Type: gc.ResourceContent, Namespace: ns, Key: v})
+			}
+		case strings.HasPrefix(k, labelGCRefSnapshot):
+			sn := k[len(labelGCRefSnapshot):]
+			if i := strings.IndexByte(sn, '/'); i >= 0 {
+				sn = sn[:i]
+			}
+			if sn != "" && v != "" {
+				visit(gc.Node{Type: gc.ResourceSnapshot, Namespace: ns, Key: sn + "/" + v})
+			}
+		}
+	}
+}
+
+func hasLabel(b *bolt.Bucket, key string) bool {
+	lb := b.Bucket(bucketLabels)
+	return lb != nil && lb.Get([]byte(key)) != nil
+}
+
+// collector holds one collection's view of the database.
+type collector struct {
+	db      *DB
+	tx      *bolt.Tx
+	now     time.Time
+	ingests map[string]ingestState // backend ref → state
+}
+
+type ingestState struct {
+	updated time.Time
+	offset  int64
+}
+
+func (c *collector) ingestLive(bref string) bool {
+	if c.db.backend.Active(bref) {
+		return true
+	}
+	st, ok := c.ingests[bref]
+	return ok && c.now.Sub(st.updated) < c.db.opts.ingestGrace
+}
+
+func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
+	var roots []gc.Node
+	err := tx1(c.tx).ForEachBucket(func(nsk []byte) error {
+		ns := string(nsk)
+		nsb := tx1(c.tx).Bucket(nsk)
+		if ib := nsb.Bucket(bucketImages); ib != nil {
+			_ = ib.ForEachBucket(func(k []byte) error {
+				roots = append(roots, gc.Node{Type: gc.ResourceImage, Namespace: ns, Key: string(k)})
+				return nil
+			})
+		}
+		if lb := nsb.Bucket(bucketLeases); lb != nil {
+			_ = lb.ForEachBucket(func(k []byte) error {
+				if !expired(readLabels(lb.Bucket(k)), c.now) {
+					roots = append(roots, gc.Node{Type: gc.ResourceLease, Namespace: ns, Key: string(k)})
+				}
+				return nil
+			})
+		}
+		if bb := nsBucket(c.tx, ns, bucketContent, bucketBlob); bb != nil {
+			_ = bb.ForEachBucket(func(k []byte) error {
+				if hasLabel(bb.Bucket(k), labelGCRoot) {
+					roots = append(roots, gc.Node{Type: gc.ResourceContent, Namespace: ns, Key: string(k)})
+				}
+				return nil
+			})
+		}
+		if ib := nsBucket(c.tx, ns, bucketContent, bucketIngests); ib != nil {
+			_ = ib.ForEachBucket(func(k []byte) error {
+				if c.ingestLive(string(ib.Bucket(k).Get(keyRef))) {
+					roots = append(roots, gc.Node{Type: gc.ResourceIngest, Namespace: ns, Key: string(k)})
+				}
+				return nil
+			})
+		}
+		if sb := nsb.Bucket(bucketSnapshots); sb != nil {
+			_ = sb.ForEachBucket(func(sn []byte) error {
+				ssb := sb.Bucket(sn)
+				return ssb.ForEachBucket(func(k []byte) error {
+					if hasLabel(ssb.Bucket(k), labelGCRoot) {
+						roots = append(roots, gc.Node{Type: gc.ResourceSnapshot, Namespace: ns, Key: string(sn) + "/" + string(k)})
+					}
+					return nil
+				})
+			})
+		}
+		return ctx.Err()
+	})
+	return roots, err
+}
+
+func tx1(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket(bucketV1) }
+
+func (c *collector) refs(ctx context.Context, n gc.Node, visit func(gc.Node)) error {
+	switch n.Type {
+	case gc.ResourceImage:
+		b := nsBucket(c.tx, n.Namespace, bucketImages, []byte(n.Key))
+		if b == nil {
+			return nil
+		}
+		img := readImage(n.Key, b)
+		labelRefs(n.Namespace, img.Labels, visit)
+		// The target and, through indexes and manifests, everything it
+		// names, whether or not a client labelled the edges.
+		queue := []ocispec.Descriptor{img.Target}
+		seen := map[digest.Digest]bool{}
+		for len(queue) > 0 {
+			d := queue[0]
+			queue = queue[1:]
+			if seen[d.Digest] {
+				continue
+			}
+			seen[d.Digest] = true
+			visit(gc.Node{Type: gc.ResourceContent, Namespace: n.Namespace, Key: d.Digest.String()})
+			queue = append(queue, c.db.childrenOf(ctx, d)...)
+		}
+	case gc.ResourceLease:
+		b := nsBucket(c.tx, n.Namespace, bucketLeases, []byte(n.Key))
+		if b == nil {
+			return nil
+		}
+		forEachResource(b, func(typ, id string) {
+			switch {
+			case typ == "content":
+				visit(gc.Node{Type: gc.ResourceContent, Namespace: n.Namespace, Key: id})
+			case typ == "ingests":
+				visit(gc.Node{Type: gc.ResourceIngest, Namespace: n.Namespace, Key: id})
+			case strings.HasPrefix(typ, "snapshots/"):
+				visit(gc.Node{Type: gc.ResourceSnapshot, Namespace: n.Namespace, Key: strings.TrimPrefix(typ, "snapshots/") + "/" + id})
+			}
+		})
+	case gc.ResourceContent:
+		if b := nsBucket(c.tx, n.Namespace, bucketContent, bucketBlob, []byte(n.Key)); b != nil {
+			labelRefs(n.Namespace, readLabels(b), visit)
+		}
+	case gc.ResourceSnapshot:
+		sn, key, _ := strings.Cut(n.Key, "/")
+		if b := nsBucket(c.tx, n.Namespace, bucketSnapshots, []byte(sn), []byte(key)); b != nil {
+			labelRefs(n.Namespace, readLabels(b), visit)
+			if p := b.Get(keyParent); len(p) > 0 {
+				visit(gc.Node{Type: gc.ResourceSnapshot, Namespace: n.Namespace, Key: sn + "/" + string(p)})
+			}
+		}
+	}
+	return nil
+}
+
+// collect marks and sweeps. The database write lock keeps commits out for the
+// whole run; one bbolt transaction covers mark and sweep, so no record can
+// appear between them.
+func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
+	start := time.Now()
+	db.wlock.Lock()
+	defer db.wlock.Unlock()
+
+	stats := gc.Stats{DryRun: opts.DryRun}
+	note := func(s string) {
+		if opts.List {
+			stats.Removed = append(stats.Removed, s)
+		}
+	}
+	backendIngests, err := db.backend.ListStatuses(ctx)
+	if err != nil {
+		return stats, fmt.Errorf("gc: list ingests: %w", err)
+	}
+	c := &collector{db: db, now: time.Now(), ingests: map[string]ingestState{}}
+	for _, st := range backendIngests {
+		c.ingests[st.Ref] = ingestState{updated: st.UpdatedAt, offset: st.Offset}
+	}
+
+	referenced := map[digest.Digest]struct{}{}
+	keptIngests := map[string]struct{}{}
+	sweep := func(tx *bolt.Tx) error {
+		c.tx = tx
+		roots, err := c.roots(ctx)
+		if err != nil {
+			return err
+		}
+		marked, err := gc.Tricolor(ctx, roots, func(n gc.Node, visit func(gc.Node)) error {
+			return c.refs(ctx, n, visit)
+		})
+		if err != nil {
+			return err
+		}
+		del := func(b *bolt.Bucket, k []byte) error {
+			if opts.DryRun {
+				return nil
+			}
+			return b.DeleteBucket(k)
+		}
+		return tx1(tx).ForEachBucket(func(nsk []byte) error {
+			ns := string(nsk)
+			nsb := tx1(tx).Bucket(nsk)
+			if bb := nsBucket(tx, ns, bucketContent, bucketBlob); bb != nil {
+				var dead [][]byte
+				_ = bb.ForEachBucket(func(k []byte) error {
+					if _, ok := marked[gc.Node{Type: gc.ResourceContent, Namespace: ns, Key: string(k)}]; ok {
+						referenced[digest.Digest(k)] = struct{}{}
+					} else {
+						dead = append(dead, append([]byte(nil), k...))
+					}
+					return nil
+				})
+				for _, k := range dead {
+					if err := del(bb, k); err != nil {
+						return err
+					}
+					stats.ContentRemoved++
+					note(fmt.Sprintf("content %s/%s", ns, k))
+				}
+			}
+			if ib := nsBucket(tx, ns, bucketContent, bucketIngests); ib != nil {
+				var dead [][]byte
+				_ = ib.ForEachBucket(func(k []byte) error {
+					if _, ok := marked[gc.Node{Type: gc.ResourceIngest, Namespace: ns, Key: string(k)}]; ok {
+						keptIngests[string(ib.Bucket(k).Get(keyRef))] = struct{}{}
+					} else {
+						dead = append(dead, append([]byte(nil), k...))
+					}
+					return nil
+				})
+				for _, k := range dead {
+					if err := del(ib, k); err != nil {
+						return err
+					}
+					stats.IngestsRemoved++
+					note(fmt.Sprintf("ingest %s/%s", ns, k))
+				}
+			}
+			if lb := nsb.Bucket(bucketLeases); lb != nil {
+				var dead [][]byte
+				_ = lb.ForEachBucket(func(k []byte) error {
+					if expired(readLabels(lb.Bucket(k)), c.now) {
+						dead = append(dead, append([]byte(nil), k...))
+					}
+					return nil
+				})
+				for _, k := range dead {
+					if err := del(lb, k); err != nil {
+						return err
+					}
+					stats.LeasesRemoved++
+					note(fmt.Sprintf("lease %s/%s", ns, k))
+				}
+			}
+			return ctx.Err()
+		})
+	}
+	if opts.DryRun {
+		err = db.view(sweep)
+	} else {
+		err = db.update(sweep)
+	}
+	if err != nil {
+		return stats, fmt.Errorf("gc: %w", err)
+	}
+
+	// Blobs no namespace refers to any more.
+	err = db.backend.Digests(ctx, func(dgst digest.Digest) error {
+		if _, ok := referenced[dgst]; ok {
+			return nil
+		}
+		info, err := db.backend.Info(ctx, dgst)
+		if err != nil {
+			if errors.Is(err, errdefs.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		if !opts.DryRun {
+			if err := db.backend.Delete(ctx, dgst); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				return err
+			}
+		}
+		stats.BlobsRemoved++
+		stats.BytesFreed += info.Size
+		note("blob " + dgst.String())
+		return nil
+	})
+	if err != nil {
+		return stats, fmt.Errorf("gc: sweep blobs: %w", err)
+	}
+	// Ingest data whose record is gone (or never got written).
+	for _, st := range backendIngests {
+		if _, ok := keptIngests[st.Ref]; ok || c.ingestLive(st.Ref) {
+			continue
+		}
+		if !opts.DryRun {
+			if err := db.backend.Abort(ctx, st.Ref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				if errors.Is(err, errdefs.ErrUnavailable) {
+					continue // a writer took it since
+				}
+				return stats, fmt.Errorf("gc: remove ingest %q: %w", st.Ref, err)
+			}
+		}
+		stats.BytesFreed += st.Offset
+		note("ingest data " + st.Ref)
+	}
+	stats.Duration = time.Since(start)
+	return stats, nil
+}

@@ -1,0 +1,340 @@
+package metadatatest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/namespaces"
+)
+
+// RunGC runs the garbage collection suite.
+func RunGC(t *testing.T, open Open) {
+	run(t, open, []test{
+		{"ImageGraphWithoutLabels", testGCImageGraph},
+		{"RootLabel", testGCRootLabel},
+		{"ContentRefLabels", testGCContentRefs},
+		{"Leases", testGCLeases},
+		{"LeaseExpiry", testGCLeaseExpiry},
+		{"Ingests", testGCIngests},
+		{"NamespacesShareBlobs", testGCNamespaces},
+		{"DryRun", testGCDryRun},
+		{"ConcurrentWriters", testGCConcurrentWriters},
+	})
+}
+
+func put(ctx context.Context, t *testing.T, s Setup, data []byte, mediaType string, labels map[string]string) ocispec.Descriptor {
+	t.Helper()
+	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+	var opts []content.Opt
+	if labels != nil {
+		opts = append(opts, content.WithLabels(labels))
+	}
+	if err := content.WriteBlob(ctx, s.Content, "put-"+desc.Digest.Encoded(), bytes.NewReader(data), desc, opts...); err != nil {
+		t.Fatal(err)
+	}
+	return desc
+}
+
+func putJSON(ctx context.Context, t *testing.T, s Setup, v any, mediaType string) ocispec.Descriptor {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return put(ctx, t, s, b, mediaType, nil)
+}
+
+func present(ctx context.Context, t *testing.T, s Setup, desc ocispec.Descriptor) bool {
+	t.Helper()
+	_, err := s.Content.Info(ctx, desc.Digest)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+func collect(ctx context.Context, t *testing.T, s Setup) {
+	t.Helper()
+	if _, err := s.GC(ctx, false); err != nil {
+		t.Fatalf("GC = %v", err)
+	}
+}
+
+func expectPresent(ctx context.Context, t *testing.T, s Setup, what string, want bool, descs ...ocispec.Descriptor) {
+	t.Helper()
+	for i, d := range descs {
+		if got := present(ctx, t, s, d); got != want {
+			t.Errorf("%s[%d] %s present = %v, want %v", what, i, d.Digest, got, want)
+		}
+	}
+}
+
+// imageGraph writes an index of two platforms; only the first platform's
+// layers are written, as a one-platform pull leaves it.
+func imageGraph(ctx context.Context, t *testing.T, s Setup, seed string) (index ocispec.Descriptor, all []ocispec.Descriptor) {
+	layer1 := put(ctx, t, s, []byte("layer-1-"+seed), ocispec.MediaTypeImageLayerGzip, nil)
+	layer2 := put(ctx, t, s, []byte("layer-2-"+seed), ocispec.MediaTypeImageLayerGzip, nil)
+	config := put(ctx, t, s, []byte(`{"architecture":"amd64","os":"linux","seed":"`+seed+`"}`), ocispec.MediaTypeImageConfig, nil)
+	manifest := putJSON(ctx, t, s, ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: config, Layers: []ocispec.Descriptor{layer1, layer2}}, ocispec.MediaTypeImageManifest)
+	otherConfig := put(ctx, t, s, []byte(`{"architecture":"arm64","os":"linux","seed":"`+seed+`"}`), ocispec.MediaTypeImageConfig, nil)
+	absentLayer := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromString("never fetched " + seed), Size: 10}
+	other := putJSON(ctx, t, s, ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: otherConfig, Layers: []ocispec.Descriptor{absentLayer}}, ocispec.MediaTypeImageManifest)
+	index = putJSON(ctx, t, s, ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{manifest, other}}, ocispec.MediaTypeImageIndex)
+	return index, []ocispec.Descriptor{index, manifest, config, layer1, layer2, other, otherConfig}
+}
+
+func testGCImageGraph(ctx context.Context, t *testing.T, s Setup) {
+	index, all := imageGraph(ctx, t, s, "a")
+	garbage := put(ctx, t, s, []byte("garbage"), "application/octet-stream", nil)
+	if _, err := s.Images.Create(ctx, images.Image{Name: "img:1", Target: index}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.GC(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectPresent(ctx, t, s, "image graph", true, all...)
+	expectPresent(ctx, t, s, "garbage", false, garbage)
+	if st.BlobsRemoved != 1 || st.BytesFreed != garbage.Size || st.ContentRemoved != 1 {
+		t.Errorf("GC stats = %+v, want 1 record, 1 blob, %d bytes", st, garbage.Size)
+	}
+	if err := s.Images.Delete(ctx, "img:1", images.SynchronousDelete); err != nil {
+		t.Fatal(err)
+	}
+	expectPresent(ctx, t, s, "after image delete", false, all...)
+}
+
+func testGCRootLabel(ctx context.Context, t *testing.T, s Setup) {
+	kept := put(ctx, t, s, []byte("rooted"), "x", map[string]string{"containerd.io/gc.root": time.Now().Format(time.RFC3339)})
+	gone := put(ctx, t, s, []byte("not rooted"), "x", nil)
+	collect(ctx, t, s)
+	expectPresent(ctx, t, s, "gc.root", true, kept)
+	expectPresent(ctx, t, s, "unrooted", false, gone)
+}
+
+func testGCContentRefs(ctx context.Context, t *testing.T, s Setup) {
+	c := put(ctx, t, s, []byte("c"), "x", nil)
+	b := put(ctx, t, s, []byte("b"), "x", map[string]string{"containerd.io/gc.ref.content.l.0": c.Digest.String()})
+	a := put(ctx, t, s, []byte("a"), "x", map[string]string{"containerd.io/gc.root": "1", "containerd.io/gc.ref.content.m.0": b.Digest.String()})
+	d := put(ctx, t, s, []byte("d"), "x", nil)
+	// An image's own labels are edges too.
+	e := put(ctx, t, s, []byte("e"), "x", nil)
+	if _, err := s.Images.Create(ctx, images.Image{Name: "labelled", Target: ocispec.Descriptor{MediaType: "application/x-unknown", Digest: digest.FromString("nothing"), Size: 7},
+		Labels: map[string]string{"containerd.io/gc.ref.content.extra": e.Digest.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	collect(ctx, t, s)
+	expectPresent(ctx, t, s, "label chain", true, a, b, c, e)
+	expectPresent(ctx, t, s, "unlabelled", false, d)
+	// Dropping the edge releases the chain below it.
+	if _, err := s.Content.Update(ctx, content.Info{Digest: a.Digest}, "labels.containerd.io/gc.ref.content.m.0"); err != nil {
+		t.Fatal(err)
+	}
+	collect(ctx, t, s)
+	expectPresent(ctx, t, s, "root", true, a)
+	expectPresent(ctx, t, s, "released chain", false, b, c)
+}
+
+func testGCLeases(ctx context.Context, t *testing.T, s Setup) {
+	l, err := s.Leases.Create(ctx, leases.WithID("work"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx := leases.WithLease(ctx, l.ID)
+	held := put(lctx, t, s, []byte("held by lease"), "x", nil)
+	added := put(ctx, t, s, []byte("added to lease"), "x", nil)
+	if err := s.Leases.AddResource(ctx, l, leases.Resource{ID: added.Digest.String(), Type: "content"}); err != nil {
+		t.Fatal(err)
+	}
+	collect(ctx, t, s)
+	expectPresent(ctx, t, s, "leased", true, held, added)
+	if err := s.Leases.Delete(ctx, l, leases.SynchronousDelete); err != nil {
+		t.Fatal(err)
+	}
+	expectPresent(ctx, t, s, "after lease delete", false, held, added)
+	// Writing under a lease that does not exist is refused.
+	_, err = s.Content.Writer(leases.WithLease(ctx, "absent"), content.WithRef("r"))
+	if !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Writer under absent lease = %v, want not found", err)
+	}
+}
+
+func testGCLeaseExpiry(ctx context.Context, t *testing.T, s Setup) {
+	past, err := s.Leases.Create(ctx, leases.WithID("past"), leases.WithLabels(map[string]string{leases.LabelExpire: time.Now().Add(-time.Minute).Format(time.RFC3339)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	future, err := s.Leases.Create(ctx, leases.WithID("future"), leases.WithExpiration(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := put(leases.WithLease(ctx, past.ID), t, s, []byte("expired lease"), "x", nil)
+	b := put(leases.WithLease(ctx, future.ID), t, s, []byte("live lease"), "x", nil)
+	st, err := s.GC(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectPresent(ctx, t, s, "expired", false, a)
+	expectPresent(ctx, t, s, "live", true, b)
+	ls, _ := s.Leases.List(ctx)
+	if len(ls) != 1 || ls[0].ID != "future" || st.LeasesRemoved != 1 {
+		t.Fatalf("leases after GC = %+v (stats %+v), want only future", ls, st)
+	}
+}
+
+func testGCIngests(ctx context.Context, t *testing.T, s Setup) {
+	l, err := s.Leases.Create(ctx, leases.WithID("ingesting"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(ctx context.Context, ref string, keepOpen bool) content.Writer {
+		w, err := s.Content.Writer(ctx, content.WithRef(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("partial " + ref)); err != nil {
+			t.Fatal(err)
+		}
+		if !keepOpen {
+			w.Close()
+			return nil
+		}
+		return w
+	}
+	write(leases.WithLease(ctx, l.ID), "leased", false)
+	write(ctx, "idle", false)
+	active := write(ctx, "active", true)
+	defer active.Close()
+	collect(ctx, t, s)
+	for ref, want := range map[string]bool{"leased": true, "idle": false, "active": true} {
+		_, err := s.Content.Status(ctx, ref)
+		if got := err == nil; got != want {
+			t.Errorf("ingest %q kept = %v (%v), want %v", ref, got, err, want)
+		}
+	}
+	// The active one still commits.
+	if err := active.Commit(ctx, 0, ""); err != nil {
+		t.Fatalf("Commit after GC = %v", err)
+	}
+}
+
+func testGCNamespaces(ctx context.Context, t *testing.T, s Setup) {
+	a := namespaces.WithNamespace(ctx, "a")
+	b := namespaces.WithNamespace(ctx, "b")
+	desc := put(a, t, s, []byte("shared bytes"), "x", map[string]string{"containerd.io/gc.root": "1"})
+	put(b, t, s, []byte("shared bytes"), "x", nil)
+	st, err := s.GC(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if present(b, t, s, desc) {
+		t.Error("namespace b's unreferenced record survived GC")
+	}
+	if !present(a, t, s, desc) {
+		t.Fatal("namespace a's rooted blob was collected")
+	}
+	if st.BlobsRemoved != 0 || st.BytesFreed != 0 {
+		t.Fatalf("GC freed %d blobs (%d bytes) still used by namespace a", st.BlobsRemoved, st.BytesFreed)
+	}
+	if got, err := content.ReadBlob(a, s.Content, desc, 0); err != nil || string(got) != "shared bytes" {
+		t.Fatalf("read after GC = %q, %v", got, err)
+	}
+}
+
+func testGCDryRun(ctx context.Context, t *testing.T, s Setup) {
+	g := put(ctx, t, s, []byte("would go"), "x", nil)
+	st, err := s.GC(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.DryRun || st.BlobsRemoved != 1 || st.BytesFreed != g.Size {
+		t.Fatalf("dry run stats = %+v, want 1 blob, %d bytes", st, g.Size)
+	}
+	expectPresent(ctx, t, s, "after dry run", true, g)
+}
+
+// testGCConcurrentWriters commits blobs under leases while collections run
+// back to back: no committed blob may be lost.
+func testGCConcurrentWriters(ctx context.Context, t *testing.T, s Setup) {
+	const writers, perWriter = 4, 25
+	l, err := s.Leases.Create(ctx, leases.WithID("concurrent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx := leases.WithLease(ctx, l.ID)
+	stop := make(chan struct{})
+	var gcErr error
+	var gcRuns int
+	var gcWG sync.WaitGroup
+	gcWG.Add(1)
+	go func() {
+		defer gcWG.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.GC(ctx, false); err != nil {
+				gcErr = err
+				return
+			}
+			gcRuns++
+		}
+	}()
+	var wg sync.WaitGroup
+	descs := make([][]ocispec.Descriptor, writers)
+	errs := make([]error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < perWriter; i++ {
+				data := bytes.Repeat([]byte(fmt.Sprintf("w%d-i%d;", w, i)), 1000+i)
+				desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+				if err := content.WriteBlob(lctx, s.Content, fmt.Sprintf("cw-%d-%d", w, i), bytes.NewReader(data), desc); err != nil {
+					errs[w] = err
+					return
+				}
+				descs[w] = append(descs[w], desc)
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(stop)
+	gcWG.Wait()
+	if gcErr != nil {
+		t.Fatalf("GC during writes = %v", gcErr)
+	}
+	for w, err := range errs {
+		if err != nil {
+			t.Fatalf("writer %d: %v", w, err)
+		}
+	}
+	collect(ctx, t, s)
+	for w := range descs {
+		for _, d := range descs[w] {
+			if _, err := content.ReadBlob(ctx, s.Content, d, 0); err != nil {
+				t.Fatalf("blob %s committed under a lease is gone after %d concurrent collections: %v", d.Digest, gcRuns, err)
+			}
+		}
+	}
+	t.Logf("%d collections ran during %d commits", gcRuns, writers*perWriter)
+}

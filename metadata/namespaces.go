@@ -1,0 +1,146 @@
+package metadata
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-oci/strata/namespaces"
+)
+
+// NamespaceStore creates, labels, lists and deletes namespaces. A namespace
+// also comes into being when something is first written into it.
+type NamespaceStore struct{ db *DB }
+
+// Namespaces returns the namespace store.
+func (db *DB) Namespaces() *NamespaceStore { return &NamespaceStore{db: db} }
+
+// Create makes the namespace name. It returns errdefs.ErrAlreadyExists when it
+// exists.
+func (s *NamespaceStore) Create(ctx context.Context, name string, labels map[string]string) error {
+	if err := namespaces.Validate(name); err != nil {
+		return err
+	}
+	if err := validateLabels(labels); err != nil {
+		return err
+	}
+	return s.db.update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketV1)
+		if root.Bucket([]byte(name)) != nil {
+			return fmt.Errorf("namespace %q: %w", name, errdefs.ErrAlreadyExists)
+		}
+		b, err := root.CreateBucket([]byte(name))
+		if err != nil {
+			return err
+		}
+		return putMap(b, bucketLabels, labels)
+	})
+}
+
+// Labels returns the labels of namespace name.
+func (s *NamespaceStore) Labels(ctx context.Context, name string) (map[string]string, error) {
+	var labels map[string]string
+	err := s.db.view(func(tx *bolt.Tx) error {
+		b := nsBucket(tx, name)
+		if b == nil {
+			return fmt.Errorf("namespace %q: %w", name, errdefs.ErrNotFound)
+		}
+		labels = readLabels(b)
+		return nil
+	})
+	return labels, err
+}
+
+// SetLabel sets (or, with an empty value, removes) one label of namespace
+// name.
+func (s *NamespaceStore) SetLabel(ctx context.Context, name, key, value string) error {
+	if err := validateLabels(map[string]string{key: value}); err != nil {
+		return err
+	}
+	return s.db.update(func(tx *bolt.Tx) error {
+		b := nsBucket(tx, name)
+		if b == nil {
+			return fmt.Errorf("namespace %q: %w", name, errdefs.ErrNotFound)
+		}
+		if value == "" {
+			if lb := b.Bucket(bucketLabels); lb != nil {
+				return lb.Delete([]byte(key))
+			}
+			return nil
+		}
+		lb, err := b.CreateBucketIfNotExists(bucketLabels)
+		if err != nil {
+			return err
+		}
+		return lb.Put([]byte(key), []byte(value))
+	})
+}
+
+// List returns the names of all namespaces, sorted.
+func (s *NamespaceStore) List(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.db.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketV1).ForEachBucket(func(k []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+// Delete removes the namespace name. It returns errdefs.ErrNotFound when it
+// does not exist and errdefs.ErrFailedPrecondition, naming what is left, when
+// it still holds images, blobs, ingests, leases or snapshots.
+func (s *NamespaceStore) Delete(ctx context.Context, name string) error {
+	return s.db.update(func(tx *bolt.Tx) error {
+		b := nsBucket(tx, name)
+		if b == nil {
+			return fmt.Errorf("namespace %q: %w", name, errdefs.ErrNotFound)
+		}
+		var left []string
+		for _, kind := range []struct {
+			what string
+			path [][]byte
+		}{
+			{"images", [][]byte{bucketImages}},
+			{"blobs", [][]byte{bucketContent, bucketBlob}},
+			{"ingests", [][]byte{bucketContent, bucketIngests}},
+			{"leases", [][]byte{bucketLeases}},
+			{"snapshots", [][]byte{bucketSnapshots}},
+		} {
+			if kb := nsBucket(tx, name, kind.path...); kb != nil && !empty(kb) {
+				left = append(left, kind.what)
+			}
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("namespace %q still has %v: remove them first: %w", name, left, errdefs.ErrFailedPrecondition)
+		}
+		return tx.Bucket(bucketV1).DeleteBucket([]byte(name))
+	})
+}
+
+func empty(b *bolt.Bucket) bool {
+	k, _ := b.Cursor().First()
+	if k == nil {
+		return true
+	}
+	// A snapshots bucket holds one bucket per snapshotter: empty when all are.
+	isEmpty := true
+	_ = b.ForEach(func(k, v []byte) error {
+		if v != nil {
+			isEmpty = false
+		} else if sb := b.Bucket(k); sb != nil {
+			if c, _ := sb.Cursor().First(); c != nil {
+				isEmpty = false
+			}
+		}
+		return nil
+	})
+	return isEmpty
+}
+
+var _ namespaces.Store = (*NamespaceStore)(nil)
