@@ -75,6 +75,7 @@ func (s *scanner) scan(value bool) (token, error) {
 		return token{kind: tokenDot, pos: start, text: "."}, nil
 	case isOperatorChar(r):
 		s.skip(isOperatorChar)
+		return token{kind: tokenOperator, pos: start, text: s.input[start:s.off]}, nil
 	case value:
 		// containerd takes any first character here, even one that may not
 		// continue a value (a control character, say).
@@ -88,7 +89,6 @@ func (s *scanner) scan(value bool) (token, error) {
 		s.off += size
 		return token{kind: tokenOther, pos: start, text: s.input[start:s.off]}, nil
 	}
-	return token{kind: tokenOperator, pos: start, text: s.input[start:s.off]}, nil
 }
 
 func (s *scanner) skip(ok func(rune) bool) {

@@ -262,7 +262,7 @@ func (s *ContentStore) Abort(ctx context.Context, ref string) error {
 	if err := s.db.backend.Abort(ctx, bref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("abort ingest %q: %w", ref, err)
 	}
-	return s.db.update(func(tx *bolt.Tx) error {
+	return s.db.updateHeld(func(tx *bolt.Tx) error {
 		return removeIngestRecord(tx, ns, ref)
 	})
 }
@@ -388,7 +388,7 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 		}
 		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
 	}
-	err = s.db.update(func(tx *bolt.Tx) error {
+	err = s.db.updateHeld(func(tx *bolt.Tx) error {
 		lb, err := leaseBucket(ctx, tx, ns)
 		if err != nil {
 			return err
@@ -428,7 +428,7 @@ func (s *ContentStore) shareExisting(ctx context.Context, ns string, desc ocispe
 	if desc.Size > 0 && info.Size != desc.Size {
 		return false, fmt.Errorf("content %s: stored size %d differs from expected %d: %w", desc.Digest, info.Size, desc.Size, errdefs.ErrFailedPrecondition)
 	}
-	err = s.db.update(func(tx *bolt.Tx) error {
+	err = s.db.updateHeld(func(tx *bolt.Tx) error {
 		err := createBlobRecord(ctx, tx, ns, desc.Digest, info.Size, nil)
 		if errors.Is(err, errdefs.ErrAlreadyExists) {
 			return nil
@@ -483,7 +483,7 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 		return err
 	}
 	var exists error
-	err = w.db.update(func(tx *bolt.Tx) error {
+	err = w.db.updateHeld(func(tx *bolt.Tx) error {
 		if err := removeIngestRecord(tx, w.ns, w.ref); err != nil {
 			return err
 		}

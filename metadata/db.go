@@ -75,9 +75,9 @@ type DB struct {
 	backend Backend
 	opts    options
 
-	// wlock is held for reading by every operation that makes a blob or an
-	// ingest visible and for writing by GC, so nothing is committed between
-	// the mark and the sweep.
+	// wlock is held for reading by every write transaction and by every
+	// operation that makes a blob or an ingest visible, and for writing by GC
+	// and fsck: nothing changes between GC's mark and its sweep.
 	wlock sync.RWMutex
 
 	children childCache
@@ -203,5 +203,15 @@ func translate(err error) error {
 	return err
 }
 
-func (db *DB) view(fn func(*bolt.Tx) error) error   { return translate(db.db.View(fn)) }
-func (db *DB) update(fn func(*bolt.Tx) error) error { return translate(db.db.Update(fn)) }
+func (db *DB) view(fn func(*bolt.Tx) error) error { return translate(db.db.View(fn)) }
+
+// update runs a write transaction; GC waits for it, and it for GC.
+func (db *DB) update(fn func(*bolt.Tx) error) error {
+	db.wlock.RLock()
+	defer db.wlock.RUnlock()
+	return db.updateHeld(fn)
+}
+
+// updateHeld runs a write transaction for a caller that holds wlock already
+// (a second RLock could deadlock behind a waiting GC).
+func (db *DB) updateHeld(fn func(*bolt.Tx) error) error { return translate(db.db.Update(fn)) }

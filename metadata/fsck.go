@@ -128,7 +128,7 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 	for _, m := range missing {
 		p := Problem{Kind: "missing-blob", Object: m.ns + "/" + m.dgst.String(), Detail: "recorded in the namespace but not on disk", Damage: true}
 		if repair {
-			err := db.update(func(tx *bolt.Tx) error {
+			err := db.updateHeld(func(tx *bolt.Tx) error {
 				if bb := nsBucket(tx, m.ns, bucketContent, bucketBlob); bb != nil && bb.Bucket([]byte(m.dgst)) != nil {
 					return bb.DeleteBucket([]byte(m.dgst))
 				}

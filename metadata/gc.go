@@ -103,6 +103,49 @@ func (db *DB) childrenOf(ctx context.Context, desc ocispec.Descriptor) []ocispec
 	return c
 }
 
+// prefetchChildren fills the manifest cache for the graphs below descs, a
+// few blobs at a time: the first collection after start reads every image's
+// manifests, and that is I/O the mark need not wait for one by one.
+func (db *DB) prefetchChildren(ctx context.Context, descs []ocispec.Descriptor) {
+	const workers = 8
+	for len(descs) > 0 && ctx.Err() == nil {
+		var mu sync.Mutex
+		var next []ocispec.Descriptor
+		var wg sync.WaitGroup
+		work := make(chan ocispec.Descriptor)
+		for i := 0; i < workers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for d := range work {
+					children := db.childrenOf(ctx, d)
+					mu.Lock()
+					for _, c := range children {
+						if images.IsIndex(c.MediaType) || images.IsManifest(c.MediaType) {
+							next = append(next, c)
+						}
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		for _, d := range descs {
+			if !images.IsIndex(d.MediaType) && !images.IsManifest(d.MediaType) {
+				continue
+			}
+			db.children.mu.Lock()
+			_, cached := db.children.m[d.Digest]
+			db.children.mu.Unlock()
+			if !cached {
+				work <- d
+			}
+		}
+		close(work)
+		wg.Wait()
+		descs = next
+	}
+}
+
 // labelRefs calls visit for every node that labels point at.
 func labelRefs(ns string, labels map[string]string, visit func(gc.Node)) {
 	for k, v := range labels {
@@ -134,6 +177,8 @@ type collector struct {
 	tx      *bolt.Tx
 	now     time.Time
 	ingests map[string]ingestState // backend ref → state
+	// blobEdges holds the gc.ref label edges of every labelled blob.
+	blobEdges map[gc.Node][]gc.Node
 }
 
 type ingestState struct {
@@ -151,12 +196,15 @@ func (c *collector) ingestLive(bref string) bool {
 
 func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
 	var roots []gc.Node
+	var targets []ocispec.Descriptor
+	defer func() { c.db.prefetchChildren(ctx, targets) }()
 	err := tx1(c.tx).ForEachBucket(func(nsk []byte) error {
 		ns := string(nsk)
 		nsb := tx1(c.tx).Bucket(nsk)
 		if ib := nsb.Bucket(bucketImages); ib != nil {
 			_ = ib.ForEachBucket(func(k []byte) error {
 				roots = append(roots, gc.Node{Type: gc.ResourceImage, Namespace: ns, Key: string(k)})
+				targets = append(targets, readImage(string(k), ib.Bucket(k)).Target)
 				return nil
 			})
 		}
@@ -169,9 +217,21 @@ func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
 			})
 		}
 		if bb := nsBucket(c.tx, ns, bucketContent, bucketBlob); bb != nil {
+			// One sequential pass reads every blob's labels: roots now,
+			// edges kept for refs, so the mark never seeks a record.
 			_ = bb.ForEachBucket(func(k []byte) error {
-				if hasLabel(bb.Bucket(k), labelGCRoot) {
-					roots = append(roots, gc.Node{Type: gc.ResourceContent, Namespace: ns, Key: string(k)})
+				lb := bb.Bucket(k).Bucket(bucketLabels)
+				if lb == nil {
+					return nil
+				}
+				n := gc.Node{Type: gc.ResourceContent, Namespace: ns, Key: string(k)}
+				if lb.Get([]byte(labelGCRoot)) != nil {
+					roots = append(roots, n)
+				}
+				var edges []gc.Node
+				labelRefs(ns, readLabels(bb.Bucket(k)), func(e gc.Node) { edges = append(edges, e) })
+				if len(edges) > 0 {
+					c.blobEdges[n] = edges
 				}
 				return nil
 			})
@@ -241,8 +301,8 @@ func (c *collector) refs(ctx context.Context, n gc.Node, visit func(gc.Node)) er
 			}
 		})
 	case gc.ResourceContent:
-		if b := nsBucket(c.tx, n.Namespace, bucketContent, bucketBlob, []byte(n.Key)); b != nil {
-			labelRefs(n.Namespace, readLabels(b), visit)
+		for _, e := range c.blobEdges[n] {
+			visit(e)
 		}
 	case gc.ResourceSnapshot:
 		sn, key, _ := strings.Cut(n.Key, "/")
@@ -256,9 +316,10 @@ func (c *collector) refs(ctx context.Context, n gc.Node, visit func(gc.Node)) er
 	return nil
 }
 
-// collect marks and sweeps. The database write lock keeps commits out for the
-// whole run; one bbolt transaction covers mark and sweep, so no record can
-// appear between them.
+// collect marks and sweeps. It holds wlock for writing the whole run, so no
+// transaction and no commit can run between the mark (a read transaction,
+// cheap over 100,000 records) and the sweep (a write transaction, only when
+// there is something to remove).
 func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 	start := time.Now()
 	db.wlock.Lock()
@@ -274,14 +335,21 @@ func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 	if err != nil {
 		return stats, fmt.Errorf("gc: list ingests: %w", err)
 	}
-	c := &collector{db: db, now: time.Now(), ingests: map[string]ingestState{}}
+	c := &collector{db: db, now: time.Now(), ingests: map[string]ingestState{}, blobEdges: map[gc.Node][]gc.Node{}}
 	for _, st := range backendIngests {
 		c.ingests[st.Ref] = ingestState{updated: st.UpdatedAt, offset: st.Offset}
 	}
 
+	// What the sweep removes: bucket paths under v1/<namespace>.
+	type victim struct {
+		ns   string
+		path [][]byte
+		key  []byte
+	}
+	var victims []victim
 	referenced := map[digest.Digest]struct{}{}
 	keptIngests := map[string]struct{}{}
-	sweep := func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		c.tx = tx
 		roots, err := c.roots(ctx)
 		if err != nil {
@@ -293,77 +361,62 @@ func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 		if err != nil {
 			return err
 		}
-		del := func(b *bolt.Bucket, k []byte) error {
-			if opts.DryRun {
-				return nil
-			}
-			return b.DeleteBucket(k)
-		}
 		return tx1(tx).ForEachBucket(func(nsk []byte) error {
 			ns := string(nsk)
-			nsb := tx1(tx).Bucket(nsk)
 			if bb := nsBucket(tx, ns, bucketContent, bucketBlob); bb != nil {
-				var dead [][]byte
 				_ = bb.ForEachBucket(func(k []byte) error {
 					if _, ok := marked[gc.Node{Type: gc.ResourceContent, Namespace: ns, Key: string(k)}]; ok {
 						referenced[digest.Digest(k)] = struct{}{}
 					} else {
-						dead = append(dead, append([]byte(nil), k...))
+						victims = append(victims, victim{ns, [][]byte{bucketContent, bucketBlob}, append([]byte(nil), k...)})
+						stats.ContentRemoved++
+						note(fmt.Sprintf("content %s/%s", ns, k))
 					}
 					return nil
 				})
-				for _, k := range dead {
-					if err := del(bb, k); err != nil {
-						return err
-					}
-					stats.ContentRemoved++
-					note(fmt.Sprintf("content %s/%s", ns, k))
-				}
 			}
 			if ib := nsBucket(tx, ns, bucketContent, bucketIngests); ib != nil {
-				var dead [][]byte
 				_ = ib.ForEachBucket(func(k []byte) error {
 					if _, ok := marked[gc.Node{Type: gc.ResourceIngest, Namespace: ns, Key: string(k)}]; ok {
 						keptIngests[string(ib.Bucket(k).Get(keyRef))] = struct{}{}
 					} else {
-						dead = append(dead, append([]byte(nil), k...))
+						victims = append(victims, victim{ns, [][]byte{bucketContent, bucketIngests}, append([]byte(nil), k...)})
+						stats.IngestsRemoved++
+						note(fmt.Sprintf("ingest %s/%s", ns, k))
 					}
 					return nil
 				})
-				for _, k := range dead {
-					if err := del(ib, k); err != nil {
-						return err
-					}
-					stats.IngestsRemoved++
-					note(fmt.Sprintf("ingest %s/%s", ns, k))
-				}
 			}
-			if lb := nsb.Bucket(bucketLeases); lb != nil {
-				var dead [][]byte
+			if lb := nsBucket(tx, ns, bucketLeases); lb != nil {
 				_ = lb.ForEachBucket(func(k []byte) error {
 					if expired(readLabels(lb.Bucket(k)), c.now) {
-						dead = append(dead, append([]byte(nil), k...))
+						victims = append(victims, victim{ns, [][]byte{bucketLeases}, append([]byte(nil), k...)})
+						stats.LeasesRemoved++
+						note(fmt.Sprintf("lease %s/%s", ns, k))
 					}
 					return nil
 				})
-				for _, k := range dead {
-					if err := del(lb, k); err != nil {
-						return err
-					}
-					stats.LeasesRemoved++
-					note(fmt.Sprintf("lease %s/%s", ns, k))
-				}
 			}
 			return ctx.Err()
 		})
-	}
-	if opts.DryRun {
-		err = db.view(sweep)
-	} else {
-		err = db.update(sweep)
-	}
+	})
 	if err != nil {
-		return stats, fmt.Errorf("gc: %w", err)
+		return stats, fmt.Errorf("gc: mark: %w", err)
+	}
+	if len(victims) > 0 && !opts.DryRun {
+		err = db.updateHeld(func(tx *bolt.Tx) error {
+			for _, v := range victims {
+				if b := nsBucket(tx, v.ns, v.path...); b != nil {
+					if err := b.DeleteBucket(v.key); err != nil && !isBucketNotFound(err) {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return stats, fmt.Errorf("gc: sweep records: %w", err)
+		}
 	}
 
 	// Blobs no namespace refers to any more.

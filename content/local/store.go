@@ -177,10 +177,10 @@ func (s *Store) Digests(ctx context.Context, fn func(digest.Digest) error) error
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			dgst := digest.NewDigestFromEncoded(digest.SHA256, name)
-			if dgst.Validate() != nil {
-				continue // not ours; fsck reports it
+			if !isHex64(name) {
+				continue // not a blob of ours
 			}
+			dgst := digest.NewDigestFromEncoded(digest.SHA256, name)
 			if err := fn(dgst); err != nil {
 				return err
 			}
@@ -339,7 +339,10 @@ func (s *Store) cleanBrokenIngests() error {
 			}
 			continue
 		}
-		if _, err := s.readStatus(p); errors.Is(err, errdefs.ErrNotFound) {
+		// A ref file cut short by a crash does not name this directory:
+		// nothing was written to such an ingest yet (ref is written before
+		// any data).
+		if st, err := s.readStatus(p); errors.Is(err, errdefs.ErrNotFound) || (err == nil && filepath.Base(s.ingestDir(st.Ref)) != e.Name()) {
 			if err := os.RemoveAll(p); err != nil {
 				return fmt.Errorf("remove broken ingest %s: %w", p, err)
 			}
@@ -364,4 +367,20 @@ func (s *Store) BrokenIngests() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// isHex64 reports whether name is a sha256 digest's encoding: 64 lower-case
+// hex digits. It is the check digest.Validate makes, without a regexp per
+// name (GC walks every blob).
+func isHex64(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

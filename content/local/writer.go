@@ -124,7 +124,7 @@ func (s *Store) resume(ctx context.Context, dir string, st content.Status, wo co
 // overlaps the copy into the page cache and the writeback to disk.
 const (
 	blockSize  = 1 << 20
-	pipeDepth  = 4
+	pipeDepth  = 16
 	writebackN = 8 << 20 // start writeback of this much at a time
 )
 

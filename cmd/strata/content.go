@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/strata-oci/strata/content"
+)
+
+func newContentCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "content",
+		Short: "Manage blobs in the content store",
+	}
+	cmd.AddCommand(contentList(a), contentGet(a), contentIngest(a), contentRemove(a), contentLabel(a), contentActive(a))
+	return cmd
+}
+
+type contentRow struct {
+	Digest    digest.Digest     `json:"digest"`
+	Size      int64             `json:"size"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+func contentList(a *app) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls [FILTER...]",
+		Aliases: []string{"list"},
+		Short:   "List blobs, optionally filtered (digest, size, labels.KEY; containerd filter syntax)",
+		Example: `  strata content ls
+  strata content ls 'labels."containerd.io/gc.root"'
+  strata content ls size==1024 digest==sha256:...`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			rows := []contentRow{}
+			err = s.DB.ContentStore().Walk(ctx, func(info content.Info) error {
+				rows = append(rows, contentRow{info.Digest, info.Size, info.CreatedAt, info.UpdatedAt, info.Labels})
+				return nil
+			}, args...)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			switch {
+			case a.output == "json":
+				return printJSON(out, rows)
+			case quiet:
+				for _, r := range rows {
+					fmt.Fprintln(out, r.Digest)
+				}
+				return nil
+			}
+			t := newTable(out, "DIGEST", "SIZE", "AGE", "LABELS")
+			for _, r := range rows {
+				t.row(r.Digest.String(), humanSize(r.Size), age(r.CreatedAt), labelString(r.Labels))
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only digests")
+	return cmd
+}
+
+func parseDigest(s string) (digest.Digest, error) {
+	d, err := digest.Parse(s)
+	if err != nil {
+		return "", usagef("digest %q: %v (want sha256:<64 hex digits>)", s, err)
+	}
+	return d, nil
+}
+
+func contentGet(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get DIGEST",
+		Short: "Write a blob to standard output",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dgst, err := parseDigest(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			ra, err := s.DB.ContentStore().ReaderAt(ctx, ocispec.Descriptor{Digest: dgst})
+			if err != nil {
+				return err
+			}
+			defer ra.Close()
+			_, err = io.Copy(cmd.OutOrStdout(), content.NewReader(ra))
+			return err
+		},
+	}
+}
+
+func contentIngest(a *app) *cobra.Command {
+	var (
+		expected string
+		size     int64
+		labels   []string
+	)
+	cmd := &cobra.Command{
+		Use:   "ingest REF --expected-digest DIGEST [--expected-size N] [--label KEY=VALUE...] < DATA",
+		Short: "Write a blob from standard input; running it again with the same REF resumes",
+		Long: `Writes standard input into the ingest REF and commits it once all the data is
+there and matches the expected digest (and size). If an earlier run was
+interrupted, the same command resumes: the bytes already stored are skipped
+from the input.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if expected == "" {
+				return usagef("--expected-digest is required")
+			}
+			dgst, err := parseDigest(expected)
+			if err != nil {
+				return err
+			}
+			lbls, err := parseLabels(labels)
+			if err != nil {
+				return err
+			}
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			cs := s.DB.ContentStore()
+			ref := args[0]
+			desc := ocispec.Descriptor{Digest: dgst, Size: size}
+			out := cmd.OutOrStdout()
+			w, err := cs.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+			if errors.Is(err, errdefs.ErrAlreadyExists) {
+				if len(lbls) > 0 {
+					if err := setLabels(a, cmd, dgst, lbls); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintf(out, "%s already present\n", dgst)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			st, err := w.Status()
+			if err != nil {
+				return err
+			}
+			in := cmd.InOrStdin()
+			if st.Offset > 0 {
+				if err := skipInput(in, st.Offset); err != nil {
+					return fmt.Errorf("resume ingest %q at offset %d: skip input: %w", ref, st.Offset, err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "resuming ingest %q at offset %d\n", ref, st.Offset)
+			}
+			if _, err := io.Copy(w, readerCtx{ctx: ctx, r: in}); err != nil {
+				return fmt.Errorf("ingest %q: %w (run the same command again to resume)", ref, err)
+			}
+			if err := w.Commit(ctx, size, dgst, content.WithLabels(lbls)); err != nil {
+				if errors.Is(err, errdefs.ErrAlreadyExists) {
+					fmt.Fprintf(out, "%s already present\n", dgst)
+					return nil
+				}
+				if errors.Is(err, errdefs.ErrFailedPrecondition) {
+					st, _ := w.Status()
+					switch {
+					case size > 0 && st.Offset < size:
+						return fmt.Errorf("%w; the input ended early: run the same command again to resume at offset %d", err, st.Offset)
+					case size > 0:
+						// All the bytes are there and they are wrong:
+						// resuming cannot fix that.
+						w.Close()
+						if aerr := cs.Abort(ctx, ref); aerr != nil {
+							return fmt.Errorf("%w (and abort: %w)", err, aerr)
+						}
+						return fmt.Errorf("%w; ingest aborted", err)
+					}
+					return fmt.Errorf("%w; if the input was cut short, run the same command again to resume at offset %d (the ingest is kept; see strata content active)", err, st.Offset)
+				}
+				return err
+			}
+			fmt.Fprintf(out, "%s\n", dgst)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&expected, "expected-digest", "", "digest the data must have (required)")
+	f.Int64Var(&size, "expected-size", 0, "size the data must have")
+	f.StringArrayVar(&labels, "label", nil, "label KEY=VALUE for the blob (repeatable)")
+	return cmd
+}
+
+// readerCtx stops a copy when ctx is cancelled (Ctrl-C).
+type readerCtx struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r readerCtx) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+func skipInput(r io.Reader, n int64) error {
+	if f, ok := r.(*os.File); ok {
+		if _, err := f.Seek(n, io.SeekStart); err == nil {
+			return nil
+		}
+	}
+	got, err := io.CopyN(io.Discard, r, n)
+	if err == nil && got != n {
+		err = io.ErrUnexpectedEOF
+	}
+	if errors.Is(err, io.EOF) {
+		err = fmt.Errorf("input has only %d bytes: %w", got, io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+func contentRemove(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm DIGEST...",
+		Aliases: []string{"remove", "delete"},
+		Short:   "Remove blobs from the namespace; their space is freed by garbage collection",
+		Args:    minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, arg := range args {
+				if _, err := parseDigest(arg); err != nil {
+					return err
+				}
+			}
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			return eachArg(cmd, args, "blobs not removed", func(arg string) error {
+				return s.DB.ContentStore().Delete(ctx, digest.Digest(arg))
+			})
+		},
+	}
+}
+
+func setLabels(a *app, cmd *cobra.Command, dgst digest.Digest, labels map[string]string) error {
+	ctx := a.ctx(cmd)
+	s, err := a.open(ctx)
+	if err != nil {
+		return err
+	}
+	info := content.Info{Digest: dgst, Labels: map[string]string{}}
+	var paths []string
+	for k, v := range labels {
+		info.Labels[k] = v
+		paths = append(paths, "labels."+k)
+	}
+	_, err = s.DB.ContentStore().Update(ctx, info, paths...)
+	return err
+}
+
+func contentLabel(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "label DIGEST KEY=VALUE...",
+		Short: "Set labels on a blob (KEY= removes one)",
+		Args:  minArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dgst, err := parseDigest(args[0])
+			if err != nil {
+				return err
+			}
+			labels, err := parseLabels(args[1:])
+			if err != nil {
+				return err
+			}
+			return setLabels(a, cmd, dgst, labels)
+		},
+	}
+}
+
+func contentActive(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "active [FILTER...]",
+		Aliases: []string{"ingests"},
+		Short:   "List ingests in progress (resumable writes)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			sts, err := s.DB.ContentStore().ListStatuses(ctx, args...)
+			if err != nil {
+				return err
+			}
+			type row struct {
+				Ref       string        `json:"ref"`
+				Offset    int64         `json:"offset"`
+				Total     int64         `json:"total"`
+				Expected  digest.Digest `json:"expected,omitempty"`
+				StartedAt time.Time     `json:"started_at"`
+				UpdatedAt time.Time     `json:"updated_at"`
+			}
+			rows := []row{}
+			for _, st := range sts {
+				rows = append(rows, row{st.Ref, st.Offset, st.Total, st.Expected, st.StartedAt, st.UpdatedAt})
+			}
+			out := cmd.OutOrStdout()
+			if a.output == "json" {
+				return printJSON(out, rows)
+			}
+			t := newTable(out, "REF", "OFFSET", "TOTAL", "STARTED", "UPDATED")
+			for _, r := range rows {
+				total := "-"
+				if r.Total > 0 {
+					total = humanSize(r.Total)
+				}
+				t.row(r.Ref, humanSize(r.Offset), total, age(r.StartedAt), age(r.UpdatedAt))
+			}
+			return t.flush()
+		},
+	}
+}

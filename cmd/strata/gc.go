@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-oci/strata/metadata"
+)
+
+func newGCCommand(a *app) *cobra.Command {
+	var dryRun, verbose bool
+	cmd := &cobra.Command{
+		Use:   "gc [--dry-run]",
+		Short: "Collect garbage: remove what no image, lease or gc.root label reaches",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			st, err := s.DB.GarbageCollect(ctx, metadata.GCOptions{DryRun: dryRun, List: verbose || dryRun})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if a.output == "json" {
+				return printJSON(out, st)
+			}
+			for _, r := range st.Removed {
+				if dryRun {
+					fmt.Fprintln(out, "would remove", r)
+				} else {
+					fmt.Fprintln(out, "removed", r)
+				}
+			}
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			fmt.Fprintf(out, "%s %d objects (%d records, %d blobs, %d ingests, %d leases), freeing %s in %s\n",
+				verb, st.Objects(), st.ContentRemoved, st.BlobsRemoved, st.IngestsRemoved, st.LeasesRemoved,
+				humanSize(st.BytesFreed), st.Duration.Round(time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be removed; remove nothing")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "list every object removed")
+	return cmd
+}
+
+func newFsckCommand(a *app) *cobra.Command {
+	var repair bool
+	cmd := &cobra.Command{
+		Use:   "fsck [--repair]",
+		Short: "Verify every blob and record; exit 1 when the store is damaged",
+		Long: `Rehashes every blob, checks that every record points at a blob of the right
+size and reports blobs and ingests nobody refers to. With --repair it removes
+corrupt blobs, the records of lost blobs and broken ingest directories; images
+that lost blobs must then be pulled again. Exits 1 when damage remains.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			rep, err := s.DB.Fsck(ctx, repair)
+			if err != nil {
+				return err
+			}
+			if rep.Damaged() {
+				exitCode = 1
+			}
+			out := cmd.OutOrStdout()
+			if a.output == "json" {
+				type result struct {
+					metadata.FsckReport
+					Damaged bool `json:"damaged"`
+				}
+				return printJSON(out, result{rep, rep.Damaged()})
+			}
+			for _, p := range rep.Problems {
+				state := "note"
+				switch {
+				case p.Repaired:
+					state = "repaired"
+				case p.Damage:
+					state = "DAMAGE"
+				}
+				fmt.Fprintf(out, "%-8s %-17s %s: %s\n", state, p.Kind, p.Object, p.Detail)
+			}
+			status := "ok"
+			if rep.Damaged() {
+				status = "DAMAGED (run strata fsck --repair)"
+			}
+			fmt.Fprintf(out, "checked %d blobs (%s), %d records: %s\n", rep.BlobsChecked, humanSize(rep.BytesChecked), rep.Records, status)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&repair, "repair", false, "fix what can be fixed safely")
+	return cmd
+}

@@ -1,0 +1,192 @@
+// Command strata is the CLI of the strata image store. In embedded mode it
+// opens the store root itself (one process at a time holds it).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/namespaces"
+)
+
+// usageError marks errors in how the command was called: exit code 2.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+type app struct {
+	root      string
+	namespace string
+	logLevel  string
+	output    string
+
+	logger *slog.Logger
+	store  *wiring.Store
+}
+
+func defaultRoot() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/strata"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "strata")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "strata")
+	}
+	return "strata"
+}
+
+// open opens the store on first use; commands that need none never do.
+func (a *app) open(ctx context.Context) (*wiring.Store, error) {
+	if a.store != nil {
+		return a.store, nil
+	}
+	s, err := wiring.Open(ctx, wiring.Config{Root: a.root, Logger: a.logger})
+	if err != nil {
+		return nil, err
+	}
+	a.store = s
+	return s, nil
+}
+
+func (a *app) close() error {
+	if a.store == nil {
+		return nil
+	}
+	err := a.store.Close()
+	a.store = nil
+	return err
+}
+
+// ctx returns the command's context carrying the namespace.
+func (a *app) ctx(cmd *cobra.Command) context.Context {
+	return namespaces.WithNamespace(cmd.Context(), a.namespace)
+}
+
+func newRootCommand(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "strata",
+		Short: "strata is a container image store: content, images, leases and snapshots",
+		Long: `strata keeps container images on a Linux host: a content-addressable blob
+store, image records, leases and garbage collection, in containerd's model.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+				return usagef("--log-level %q: want debug, info, warn or error", a.logLevel)
+			}
+			a.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if a.output != "table" && a.output != "json" {
+				return usagef("--output %q: want table or json", a.output)
+			}
+			if err := namespaces.Validate(a.namespace); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
+	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	f := root.PersistentFlags()
+	f.StringVar(&a.root, "root", defaultRoot(), "store root directory")
+	f.StringVarP(&a.namespace, "namespace", "n", namespaces.FromEnv(), "namespace (env "+namespaces.EnvVar+")")
+	f.StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(
+		newNamespacesCommand(a),
+		newContentCommand(a),
+		newLeasesCommand(a),
+		newGCCommand(a),
+		newFsckCommand(a),
+		newVersionCommand(a),
+	)
+	return root
+}
+
+// exactArgs, minArgs: argument checks that fail as usage errors.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%q takes %d argument(s), got %d; see %q", cmd.CommandPath(), n, len(args), cmd.CommandPath()+" --help")
+		}
+		return nil
+	}
+}
+
+func minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usagef("%q needs at least %d argument(s), got %d; see %q", cmd.CommandPath(), n, len(args), cmd.CommandPath()+" --help")
+		}
+		return nil
+	}
+}
+
+// parseLabels turns k=v arguments into a map; "k=" (or "k") maps k to "".
+func parseLabels(args []string) (map[string]string, error) {
+	labels := map[string]string{}
+	for _, arg := range args {
+		k, v, _ := strings.Cut(arg, "=")
+		if k == "" {
+			return nil, usagef("label %q: want key=value", arg)
+		}
+		labels[k] = v
+	}
+	return labels, nil
+}
+
+// exitCode is set by commands that report a problem without an error (fsck).
+var exitCode int
+
+func run(args []string) int {
+	a := &app{}
+	root := newRootCommand(a)
+	root.SetArgs(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if cerr := a.close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
+			return 2
+		}
+		return 1
+	}
+	return exitCode
+}
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+// eachArg runs fn for every argument, printing each one done to stdout and
+// each failure to stderr, and fails at the end if any did: one bad name does
+// not stop the rest, as with rm(1).
+func eachArg(cmd *cobra.Command, args []string, what string, fn func(string) error) error {
+	failed := 0
+	for _, arg := range args {
+		if err := fn(arg); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
+			failed++
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), arg)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d %s", failed, len(args), what)
+	}
+	return nil
+}

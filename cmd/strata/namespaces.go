@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func newNamespacesCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "namespaces",
+		Aliases: []string{"namespace", "ns"},
+		Short:   "Manage namespaces",
+	}
+	cmd.AddCommand(
+		&cobra.Command{
+			Use:   "create NAME [KEY=VALUE...]",
+			Short: "Create a namespace with optional labels",
+			Args:  minArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				labels, err := parseLabels(args[1:])
+				if err != nil {
+					return err
+				}
+				s, err := a.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return s.DB.Namespaces().Create(cmd.Context(), args[0], labels)
+			},
+		},
+		namespacesList(a),
+		&cobra.Command{
+			Use:     "rm NAME...",
+			Aliases: []string{"remove", "delete"},
+			Short:   "Remove empty namespaces",
+			Args:    minArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				s, err := a.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return eachArg(cmd, args, "namespaces not removed", func(name string) error {
+					return s.DB.Namespaces().Delete(cmd.Context(), name)
+				})
+			},
+		},
+		&cobra.Command{
+			Use:   "label NAME KEY=VALUE...",
+			Short: "Set labels on a namespace (KEY= removes one)",
+			Args:  minArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				labels, err := parseLabels(args[1:])
+				if err != nil {
+					return err
+				}
+				s, err := a.open(cmd.Context())
+				if err != nil {
+					return err
+				}
+				for k, v := range labels {
+					if err := s.DB.Namespaces().SetLabel(cmd.Context(), args[0], k, v); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+		},
+	)
+	return cmd
+}
+
+func namespacesList(a *app) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List namespaces",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			names, err := s.DB.Namespaces().List(ctx)
+			if err != nil {
+				return err
+			}
+			type row struct {
+				Name   string            `json:"name"`
+				Labels map[string]string `json:"labels,omitempty"`
+			}
+			rows := []row{}
+			for _, n := range names {
+				labels, err := s.DB.Namespaces().Labels(ctx, n)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, row{n, labels})
+			}
+			out := cmd.OutOrStdout()
+			if a.output == "json" {
+				return printJSON(out, rows)
+			}
+			if quiet {
+				for _, r := range rows {
+					fmt.Fprintln(out, r.Name)
+				}
+				return nil
+			}
+			t := newTable(out, "NAME", "LABELS")
+			for _, r := range rows {
+				t.row(r.Name, labelString(r.Labels))
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only names")
+	return cmd
+}
