@@ -59,6 +59,7 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 
 	var rep FsckReport
 	onDisk := map[digest.Digest]int64{}
+	corrupt := map[digest.Digest]bool{}
 	err := db.backend.Digests(ctx, func(dgst digest.Digest) error {
 		size, ok, err := db.verifyBlob(ctx, dgst)
 		if errors.Is(err, errdefs.ErrNotFound) {
@@ -73,6 +74,7 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 			onDisk[dgst] = size
 			return nil
 		}
+		corrupt[dgst] = true
 		p := Problem{Kind: "corrupt-blob", Object: dgst.String(), Detail: "content does not match its digest", Damage: true}
 		if repair {
 			if err := db.backend.Delete(ctx, dgst); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
@@ -88,8 +90,9 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 	}
 
 	type rec struct {
-		ns   string
-		dgst digest.Digest
+		ns      string
+		dgst    digest.Digest
+		corrupt bool // reported as corrupt-blob already
 	}
 	var missing []rec
 	recorded := map[digest.Digest]bool{}
@@ -105,7 +108,7 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 					size, ok := onDisk[dgst]
 					switch {
 					case !ok:
-						missing = append(missing, rec{ns, dgst})
+						missing = append(missing, rec{ns, dgst, corrupt[dgst]})
 					case size != readInt(bb.Bucket(k), keySize):
 						rep.Problems = append(rep.Problems, Problem{Kind: "size-mismatch", Object: ns + "/" + dgst.String(),
 							Detail: fmt.Sprintf("record says %d bytes, blob has %d", readInt(bb.Bucket(k), keySize), size), Damage: true})
@@ -126,6 +129,9 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 		return rep, fmt.Errorf("fsck: %w", err)
 	}
 	for _, m := range missing {
+		if m.corrupt && !repair {
+			continue
+		}
 		p := Problem{Kind: "missing-blob", Object: m.ns + "/" + m.dgst.String(), Detail: "recorded in the namespace but not on disk", Damage: true}
 		if repair {
 			err := db.updateHeld(func(tx *bolt.Tx) error {
@@ -139,7 +145,9 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 			}
 			p.Repaired = true
 		}
-		rep.Problems = append(rep.Problems, p)
+		if !m.corrupt {
+			rep.Problems = append(rep.Problems, p)
+		}
 	}
 	for dgst := range onDisk {
 		if !recorded[dgst] {
