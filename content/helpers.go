@@ -10,10 +10,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// WriteBlob writes the blob desc from r under ref and commits it, resuming an
-// earlier ingest of ref when there is one (r is then skipped forward, or read
-// from the resume offset when it is an io.Seeker). A blob already present is
-// not an error.
+// WriteBlob writes the blob desc from r under ref and commits it. An earlier
+// ingest of ref is resumed: r is skipped forward (or seeked, when it is an
+// io.Seeker) past what is stored. When the resumed data turns out wrong and r
+// can seek, the ingest starts over once. A blob already present is not an
+// error.
 func WriteBlob(ctx context.Context, ing Ingester, ref string, r io.Reader, desc ocispec.Descriptor, opts ...Opt) error {
 	w, err := ing.Writer(ctx, WithRef(ref), WithDescriptor(desc))
 	if err != nil {
@@ -27,18 +28,51 @@ func WriteBlob(ctx context.Context, ing Ingester, ref string, r io.Reader, desc 
 	if err != nil {
 		return err
 	}
-	if st.Offset > 0 {
-		if err := seekReader(r, st.Offset); err != nil {
-			// Cannot skip: start over.
-			if err := w.Truncate(0); err != nil {
-				return err
-			}
+	resumed := false
+	switch {
+	case st.Offset == 0:
+	case desc.Size > 0 && st.Offset > desc.Size:
+		// Longer than the blob: not a prefix of it.
+		if err := restart(w, r); err != nil {
+			return fmt.Errorf("write %s: %w", desc.Digest, err)
 		}
+	default:
+		if err := seekReader(r, st.Offset); err != nil {
+			return fmt.Errorf("write %s: resume ingest %q at offset %d: %w", desc.Digest, ref, st.Offset, err)
+		}
+		resumed = true
 	}
 	if _, err := io.Copy(w, r); err != nil {
 		return fmt.Errorf("write %s: %w", desc.Digest, err)
 	}
-	if err := w.Commit(ctx, desc.Size, desc.Digest, opts...); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+	err = w.Commit(ctx, desc.Size, desc.Digest, opts...)
+	if resumed && errors.Is(err, errdefs.ErrFailedPrecondition) {
+		// The stored prefix was wrong; with a seekable source, once more
+		// from the start.
+		if _, ok := r.(io.Seeker); ok {
+			if rerr := restart(w, r); rerr != nil {
+				return fmt.Errorf("write %s: %w (restart: %w)", desc.Digest, err, rerr)
+			}
+			if _, err := io.Copy(w, r); err != nil {
+				return fmt.Errorf("write %s: %w", desc.Digest, err)
+			}
+			err = w.Commit(ctx, desc.Size, desc.Digest, opts...)
+		}
+	}
+	if err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+		return err
+	}
+	return nil
+}
+
+// restart empties the ingest and rewinds r; r must not have been read yet
+// or must seek.
+func restart(w Writer, r io.Reader) error {
+	if err := w.Truncate(0); err != nil {
+		return err
+	}
+	if s, ok := r.(io.Seeker); ok {
+		_, err := s.Seek(0, io.SeekStart)
 		return err
 	}
 	return nil

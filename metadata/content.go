@@ -363,9 +363,6 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 			return nil, err
 		}
 	}
-	s.db.wlock.RLock()
-	defer s.db.wlock.RUnlock()
-
 	if wo.Desc.Digest != "" {
 		if done, err := s.shareExisting(ctx, ns, wo.Desc); done || err != nil {
 			if err == nil {
@@ -374,6 +371,8 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 			return nil, err
 		}
 	}
+	// Not under the GC lock: resuming rehashes what was written, maybe
+	// gigabytes, and GC leaves an ingest alone while a writer holds it.
 	bref := backendRef(ns, wo.Ref)
 	bw, err := s.db.backend.Writer(ctx, content.WithRef(bref), content.WithDescriptor(wo.Desc))
 	if err != nil {
@@ -388,7 +387,7 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 		}
 		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
 	}
-	err = s.db.updateHeld(func(tx *bolt.Tx) error {
+	err = s.db.update(func(tx *bolt.Tx) error {
 		lb, err := leaseBucket(ctx, tx, ns)
 		if err != nil {
 			return err
@@ -416,8 +415,12 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 }
 
 // shareExisting gives namespace ns its record of blob desc when the namespace
-// has one already or the blob is on disk; done reports whether it did.
+// has one already or the blob is on disk; done reports whether it did. It
+// holds the GC lock so the blob cannot be swept between the check and the
+// record.
 func (s *ContentStore) shareExisting(ctx context.Context, ns string, desc ocispec.Descriptor) (done bool, err error) {
+	s.db.wlock.RLock()
+	defer s.db.wlock.RUnlock()
 	info, err := s.db.backend.Info(ctx, desc.Digest)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
@@ -436,6 +439,12 @@ func (s *ContentStore) shareExisting(ctx context.Context, ns string, desc ocispe
 		return err
 	})
 	return err == nil, err
+}
+
+// preparer is the optional first half of a backend commit: verify and make
+// durable, without publishing (content/local's writer has it).
+type preparer interface {
+	Prepare(ctx context.Context, size int64, expected digest.Digest) (digest.Digest, error)
 }
 
 type namespacedWriter struct {
@@ -468,19 +477,28 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 	if expected == "" {
 		expected = w.expected
 	}
-	w.db.wlock.RLock()
-	defer w.db.wlock.RUnlock()
-
 	st, err := w.Writer.Status()
 	if err != nil {
 		return err
 	}
-	actual := w.Writer.Digest()
-	if actual == "" {
-		return fmt.Errorf("commit ingest %q: writing failed", w.ref)
+	// Verify and fsync outside the GC lock; only the rename and the record
+	// need to be atomic with respect to GC.
+	var actual digest.Digest
+	if p, ok := w.Writer.(preparer); ok {
+		if actual, err = p.Prepare(ctx, size, expected); err != nil {
+			return err
+		}
 	}
+	w.db.wlock.RLock()
+	defer w.db.wlock.RUnlock()
 	if err := w.Writer.Commit(ctx, size, expected); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
 		return err
+	}
+	if actual == "" {
+		// Committed: the digest of what was written is final.
+		if actual = w.Writer.Digest(); actual == "" {
+			return fmt.Errorf("commit ingest %q: backend lost the digest", w.ref)
+		}
 	}
 	var exists error
 	err = w.db.updateHeld(func(tx *bolt.Tx) error {

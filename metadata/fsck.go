@@ -12,12 +12,15 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-oci/strata/images"
 )
 
 // Problem is one thing fsck found.
 type Problem struct {
 	// Kind is one of corrupt-blob, missing-blob, size-mismatch,
-	// unreferenced-blob, broken-ingest, orphan-ingest, stale-record.
+	// unreferenced-blob, broken-ingest, orphan-ingest, stale-record,
+	// missing-image-root, bad-manifest.
 	Kind string `json:"kind"`
 	// Object names what is affected: a digest, "<namespace>/<digest>", a
 	// path or an ingest ref.
@@ -96,7 +99,8 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 	}
 	var missing []rec
 	recorded := map[digest.Digest]bool{}
-	ingestRefs := map[string]bool{}
+	type ingestRec struct{ ns, ref string }
+	ingestRefs := map[string]ingestRec{} // backend ref → record
 	err = db.view(func(tx *bolt.Tx) error {
 		return tx1(tx).ForEachBucket(func(nsk []byte) error {
 			ns := string(nsk)
@@ -118,7 +122,7 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 			}
 			if ib := nsBucket(tx, ns, bucketContent, bucketIngests); ib != nil {
 				_ = ib.ForEachBucket(func(k []byte) error {
-					ingestRefs[string(ib.Bucket(k).Get(keyRef))] = true
+					ingestRefs[string(ib.Bucket(k).Get(keyRef))] = ingestRec{ns, string(k)}
 					return nil
 				})
 			}
@@ -175,13 +179,86 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("fsck: %w", err)
 	}
+	haveData := map[string]bool{}
 	for _, st := range statuses {
-		if !ingestRefs[st.Ref] {
+		haveData[st.Ref] = true
+		if _, ok := ingestRefs[st.Ref]; !ok {
 			rep.Problems = append(rep.Problems, Problem{Kind: "orphan-ingest", Object: st.Ref,
 				Detail: fmt.Sprintf("%d bytes of ingest data without a record; garbage collection removes it", st.Offset)})
 		}
 	}
+	for bref, rec := range ingestRefs {
+		if haveData[bref] {
+			continue
+		}
+		p := Problem{Kind: "stale-record", Object: rec.ns + "/" + rec.ref, Detail: "ingest record without ingest data"}
+		if repair {
+			err := db.updateHeld(func(tx *bolt.Tx) error { return removeIngestRecord(tx, rec.ns, rec.ref) })
+			if err != nil {
+				return rep, fmt.Errorf("fsck: repair %s: %w", p.Object, err)
+			}
+			p.Repaired = true
+		}
+		rep.Problems = append(rep.Problems, p)
+	}
+	if err := db.checkImages(ctx, &rep); err != nil {
+		return rep, fmt.Errorf("fsck: %w", err)
+	}
 	return rep, nil
+}
+
+// checkImages walks every image's graph: a missing root or an unreadable
+// index or manifest is damage (GC refuses to run until it is dealt with).
+// Missing children are not: a one-platform pull leaves the others' layers
+// out on purpose.
+func (db *DB) checkImages(ctx context.Context, rep *FsckReport) error {
+	type img struct {
+		ns string
+		images.Image
+	}
+	var all []img
+	err := db.view(func(tx *bolt.Tx) error {
+		return tx1(tx).ForEachBucket(func(nsk []byte) error {
+			ib := nsBucket(tx, string(nsk), bucketImages)
+			if ib == nil {
+				return nil
+			}
+			return ib.ForEachBucket(func(k []byte) error {
+				all = append(all, img{string(nsk), readImage(string(k), ib.Bucket(k))})
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, im := range all {
+		obj := im.ns + "/" + im.Name
+		if _, err := db.backend.Info(ctx, im.Target.Digest); errors.Is(err, errdefs.ErrNotFound) {
+			rep.Problems = append(rep.Problems, Problem{Kind: "missing-image-root", Object: obj,
+				Detail: fmt.Sprintf("target %s is not in the store; pull the image again or remove it", im.Target.Digest), Damage: true})
+			continue
+		}
+		queue := []ocispec.Descriptor{im.Target}
+		for len(queue) > 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			d := queue[0]
+			queue = queue[1:]
+			children, err := images.Children(ctx, db.backend, d)
+			if errors.Is(err, errdefs.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				rep.Problems = append(rep.Problems, Problem{Kind: "bad-manifest", Object: obj,
+					Detail: fmt.Sprintf("%s: %v; garbage collection refuses to run until the image is removed", d.Digest, err), Damage: true})
+				break
+			}
+			queue = append(queue, children...)
+		}
+	}
+	return nil
 }
 
 // verifyBlob rehashes blob dgst; ok is false when it does not match.

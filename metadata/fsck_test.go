@@ -13,6 +13,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/contenttest"
 	"github.com/strata-oci/strata/content/local"
+	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -117,5 +118,67 @@ func TestFsck(t *testing.T) {
 	}
 	if _, err := os.Stat(path(od)); !os.IsNotExist(err) {
 		t.Fatalf("unreferenced blob after GC: %v", err)
+	}
+}
+
+func TestFsckImagesAndIngestRecords(t *testing.T) {
+	dir := t.TempDir()
+	blobs, err := local.New(filepath.Join(dir, "content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := metadata.Open(context.Background(), filepath.Join(dir, "metadata.db"), blobs, metadata.WithGCDelay(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := namespaces.WithNamespace(context.Background(), "fsck")
+	cs := db.ContentStore()
+
+	// An ingest whose data vanished leaves a stale record.
+	w, err := cs.Writer(ctx, content.WithRef("gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("x"))
+	w.Close()
+	if err := blobs.Abort(ctx, "fsck/gone"); err != nil {
+		t.Fatal(err)
+	}
+	// An image whose root blob is absent, and one whose manifest is garbage.
+	absent := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("absent"), Size: 6}
+	if _, err := db.Images().Create(ctx, images.Image{Name: "absent:1", Target: absent}); err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte("{not json")
+	gdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(garbage), Size: int64(len(garbage))}
+	if err := content.WriteBlob(ctx, cs, "g", bytes.NewReader(garbage), gdesc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Images().Create(ctx, images.Image{Name: "garbage:1", Target: gdesc}); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := db.Fsck(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := kinds(rep)
+	for k, n := range map[string]int{"stale-record": 1, "missing-image-root": 1, "bad-manifest": 1} {
+		if got[k] != n {
+			t.Errorf("fsck found %d %s, want %d (all: %+v)", got[k], k, n, rep.Problems)
+		}
+	}
+	if !rep.Damaged() {
+		t.Fatal("broken images must leave the store damaged: repair cannot invent their blobs")
+	}
+	if _, err := cs.Status(ctx, "gone"); err == nil {
+		t.Fatal("stale ingest record survived repair")
+	}
+	// Removing the broken images is the fix.
+	db.Images().Delete(ctx, "absent:1")
+	db.Images().Delete(ctx, "garbage:1")
+	if rep, _ := db.Fsck(ctx, false); rep.Damaged() {
+		t.Fatalf("fsck after removing the broken images: %+v", rep.Problems)
 	}
 }

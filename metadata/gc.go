@@ -78,29 +78,31 @@ type childCache struct {
 }
 
 // childrenOf returns what manifest or index desc refers to; blobs are
-// immutable, so the answer is cached. A missing or unparsable blob has none.
-func (db *DB) childrenOf(ctx context.Context, desc ocispec.Descriptor) []ocispec.Descriptor {
+// immutable, so answers are cached. A blob that is not there (a platform
+// never fetched) has no children. Any other failure is returned and not
+// cached: GC must not guess that what an unreadable manifest names is
+// garbage.
+func (db *DB) childrenOf(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) {
-		return nil
+		return nil, nil
 	}
 	db.children.mu.Lock()
 	c, ok := db.children.m[desc.Digest]
 	db.children.mu.Unlock()
 	if ok {
-		return c
+		return c, nil
 	}
 	c, err := images.Children(ctx, db.backend, desc)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
-			return nil // not fetched (yet): do not cache
+			return nil, nil
 		}
-		db.opts.logger.Debug("gc: unreadable manifest", "digest", desc.Digest, "error", err)
-		c = nil
+		return nil, err
 	}
 	db.children.mu.Lock()
 	db.children.m[desc.Digest] = c
 	db.children.mu.Unlock()
-	return c
+	return c, nil
 }
 
 // prefetchChildren fills the manifest cache for the graphs below descs, a
@@ -118,7 +120,7 @@ func (db *DB) prefetchChildren(ctx context.Context, descs []ocispec.Descriptor) 
 			go func() {
 				defer wg.Done()
 				for d := range work {
-					children := db.childrenOf(ctx, d)
+					children, _ := db.childrenOf(ctx, d) // the mark reports errors
 					mu.Lock()
 					for _, c := range children {
 						if images.IsIndex(c.MediaType) || images.IsManifest(c.MediaType) {
@@ -283,7 +285,11 @@ func (c *collector) refs(ctx context.Context, n gc.Node, visit func(gc.Node)) er
 			}
 			seen[d.Digest] = true
 			visit(gc.Node{Type: gc.ResourceContent, Namespace: n.Namespace, Key: d.Digest.String()})
-			queue = append(queue, c.db.childrenOf(ctx, d)...)
+			children, err := c.db.childrenOf(ctx, d)
+			if err != nil {
+				return fmt.Errorf("image %q in namespace %q: %w; not collecting while an image's graph cannot be read (remove the image or restore the blob)", n.Key, n.Namespace, err)
+			}
+			queue = append(queue, children...)
 		}
 	case gc.ResourceLease:
 		b := nsBucket(c.tx, n.Namespace, bucketLeases, []byte(n.Key))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,15 +13,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/leases"
 )
 
 func newContentCommand(a *app) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "content",
-		Short: "Manage blobs in the content store",
-	}
-	cmd.AddCommand(contentList(a), contentGet(a), contentIngest(a), contentRemove(a), contentLabel(a), contentActive(a))
-	return cmd
+	return groupCommand("content", nil, "Manage blobs in the content store",
+		contentList(a), contentGet(a), contentIngest(a), contentAbort(a), contentRemove(a), contentLabel(a), contentActive(a))
 }
 
 type contentRow struct {
@@ -116,18 +112,26 @@ func contentIngest(a *app) *cobra.Command {
 		expected string
 		size     int64
 		labels   []string
+		leaseID  string
 	)
 	cmd := &cobra.Command{
-		Use:   "ingest REF --expected-digest DIGEST [--expected-size N] [--label KEY=VALUE...] < DATA",
+		Use:   "ingest REF --expected-digest DIGEST [--expected-size N] [--label KEY=VALUE...] [--lease ID] < DATA",
 		Short: "Write a blob from standard input; running it again with the same REF resumes",
 		Long: `Writes standard input into the ingest REF and commits it once all the data is
 there and matches the expected digest (and size). If an earlier run was
 interrupted, the same command resumes: the bytes already stored are skipped
-from the input.`,
+from the input. strata content abort REF drops an ingest.
+
+As with ctr, the blob is protected from garbage collection by a lease that
+expires after 24 hours (--lease names one of yours instead): label it
+containerd.io/gc.root, or refer to it from an image, to keep it for good.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if expected == "" {
 				return usagef("--expected-digest is required")
+			}
+			if size < 0 {
+				return usagef("--expected-size %d: must not be negative", size)
 			}
 			dgst, err := parseDigest(expected)
 			if err != nil {
@@ -142,6 +146,15 @@ from the input.`,
 			if err != nil {
 				return err
 			}
+			if leaseID == "" {
+				l, err := s.DB.Leases().Create(ctx, leases.WithExpiration(24*time.Hour),
+					leases.WithLabels(map[string]string{"strata.io/created-by": "content-ingest"}))
+				if err != nil {
+					return err
+				}
+				leaseID = l.ID
+			}
+			ctx = leases.WithLease(ctx, leaseID)
 			cs := s.DB.ContentStore()
 			ref := args[0]
 			desc := ocispec.Descriptor{Digest: dgst, Size: size}
@@ -159,19 +172,34 @@ from the input.`,
 			if err != nil {
 				return err
 			}
-			defer w.Close()
 			st, err := w.Status()
 			if err != nil {
+				w.Close()
 				return err
 			}
 			in := cmd.InOrStdin()
 			if st.Offset > 0 {
 				if err := skipInput(in, st.Offset); err != nil {
+					w.Close()
 					return fmt.Errorf("resume ingest %q at offset %d: skip input: %w", ref, st.Offset, err)
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "resuming ingest %q at offset %d\n", ref, st.Offset)
 			}
-			if _, err := io.Copy(w, readerCtx{ctx: ctx, r: in}); err != nil {
+			// The copy may sit in a read of stdin that no signal ends; on
+			// Ctrl-C stop waiting for it. What was written stays, resumable.
+			copied := make(chan error, 1)
+			go func() {
+				_, err := io.Copy(w, in)
+				copied <- err
+			}()
+			select {
+			case err = <-copied:
+			case <-ctx.Done():
+				st, _ := w.Status()
+				return fmt.Errorf("ingest %q interrupted at offset about %d: %w (run the same command again to resume)", ref, st.Offset, ctx.Err())
+			}
+			defer w.Close()
+			if err != nil {
 				return fmt.Errorf("ingest %q: %w (run the same command again to resume)", ref, err)
 			}
 			if err := w.Commit(ctx, size, dgst, content.WithLabels(lbls)); err != nil {
@@ -193,7 +221,7 @@ from the input.`,
 						}
 						return fmt.Errorf("%w; ingest aborted", err)
 					}
-					return fmt.Errorf("%w; if the input was cut short, run the same command again to resume at offset %d (the ingest is kept; see strata content active)", err, st.Offset)
+					return fmt.Errorf("%w; if the input was cut short, run the same command again to resume at offset %d; otherwise drop it with: strata content abort %s", err, st.Offset, ref)
 				}
 				return err
 			}
@@ -205,20 +233,26 @@ from the input.`,
 	f.StringVar(&expected, "expected-digest", "", "digest the data must have (required)")
 	f.Int64Var(&size, "expected-size", 0, "size the data must have")
 	f.StringArrayVar(&labels, "label", nil, "label KEY=VALUE for the blob (repeatable)")
+	f.StringVar(&leaseID, "lease", "", "add the blob to this lease instead of a new one that expires in 24h")
 	return cmd
 }
 
-// readerCtx stops a copy when ctx is cancelled (Ctrl-C).
-type readerCtx struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r readerCtx) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
+func contentAbort(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "abort REF...",
+		Short: "Drop ingests in progress and their data",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			return eachArg(cmd, args, "ingests not aborted", func(ref string) error {
+				return s.DB.ContentStore().Abort(ctx, ref)
+			})
+		},
 	}
-	return r.r.Read(p)
 }
 
 func skipInput(r io.Reader, n int64) error {

@@ -10,13 +10,8 @@ import (
 )
 
 func newLeasesCommand(a *app) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "leases",
-		Aliases: []string{"lease"},
-		Short:   "Manage leases, which protect resources from garbage collection",
-	}
-	cmd.AddCommand(leasesCreate(a), leasesList(a), leasesRemove(a))
-	return cmd
+	return groupCommand("leases", []string{"lease"}, "Manage leases, which protect resources from garbage collection",
+		leasesCreate(a), leasesList(a), leasesRemove(a))
 }
 
 func leasesCreate(a *app) *cobra.Command {

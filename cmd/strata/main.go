@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -155,6 +156,8 @@ func run(args []string) int {
 	root.SetArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels the command; a second one kills as usual.
+	context.AfterFunc(ctx, stop)
 	err := root.ExecuteContext(ctx)
 	if cerr := a.close(); cerr != nil && err == nil {
 		err = cerr
@@ -162,7 +165,8 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
 		var ue usageError
-		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
+		var se *filters.SyntaxError
+		if errors.As(err, &ue) || errors.As(err, &se) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
 			return 2
 		}
 		return 1
@@ -189,4 +193,22 @@ func eachArg(cmd *cobra.Command, args []string, what string, fn func(string) err
 		return fmt.Errorf("%d of %d %s", failed, len(args), what)
 	}
 	return nil
+}
+
+// groupCommand is a noun whose verbs are its subcommands; called alone or
+// with an unknown verb it is a usage error.
+func groupCommand(use string, aliases []string, short string, verbs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     use,
+		Aliases: aliases,
+		Short:   short,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("%q needs a subcommand; see %q", cmd.CommandPath(), cmd.CommandPath()+" --help")
+			}
+			return usagef("unknown subcommand %q for %q; see %q", args[0], cmd.CommandPath(), cmd.CommandPath()+" --help")
+		},
+	}
+	cmd.AddCommand(verbs...)
+	return cmd
 }

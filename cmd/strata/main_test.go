@@ -188,28 +188,40 @@ func TestContentIngestResumeAndGC(t *testing.T) {
 	if len(infos) != 1 || infos[0].Digest != dgst || infos[0].Size != int64(len(data)) || len(infos[0].Labels) != 1 {
 		t.Fatalf("content ls with label filter = %+v", infos)
 	}
-	c.fails(1, `filters: parse "size=="`, "content", "ls", "size==")
+	c.fails(2, `filters: parse "size=="`, "content", "ls", "size==")
 
-	// gc.root keeps it; removing the label lets GC free it.
-	// Only namespace other's unlabelled record would go; the bytes stay.
-	if out := c.ok("gc", "--dry-run"); strings.Contains(out, "default/") || !strings.Contains(out, "would remove content other/"+dgst) || !strings.Contains(out, "0 blobs") {
-		t.Fatalf("gc --dry-run with a rooted blob = %q", out)
+	// The CLI's ingests are held by leases that expire in 24 hours: a
+	// collection now keeps everything.
+	if out := c.ok("gc"); !strings.Contains(out, "removed 0 objects") {
+		t.Fatalf("gc right after ingest = %q", out)
+	}
+	c.ok("-n", "other", "content", "label", dgst, "containerd.io/gc.root=1")
+	for _, ns := range []string{"default", "other"} {
+		ids := strings.Fields(c.ok("-n", ns, "leases", "ls", "-q"))
+		if len(ids) == 0 {
+			t.Fatalf("no lease holds the ingested blob in namespace %s", ns)
+		}
+		c.ok(append([]string{"-n", ns, "leases", "rm"}, ids...)...)
+	}
+	// Both records are rooted now.
+	if out := c.ok("gc", "--dry-run"); !strings.Contains(out, "would remove 0 objects") {
+		t.Fatalf("gc --dry-run with rooted blobs = %q", out)
 	}
 	c.ok("content", "label", dgst, "containerd.io/gc.root=")
-	if out := c.ok("gc", "--dry-run"); !strings.Contains(out, "would remove content default/"+dgst) {
+	// Only default's record would go; namespace other keeps the bytes.
+	if out := c.ok("gc", "--dry-run"); !strings.Contains(out, "would remove content default/"+dgst) || !strings.Contains(out, "0 blobs") {
 		t.Fatalf("gc --dry-run = %q", out)
 	}
-	// Namespace "other" still holds the blob: only the record goes.
-	c.ok("-n", "other", "content", "label", dgst, "containerd.io/gc.root=1")
 	var st struct {
-		BlobsRemoved int   `json:"blobs_removed"`
-		BytesFreed   int64 `json:"bytes_freed"`
+		ContentRemoved int   `json:"content_removed"`
+		BlobsRemoved   int   `json:"blobs_removed"`
+		BytesFreed     int64 `json:"bytes_freed"`
 	}
 	if err := json.Unmarshal([]byte(c.ok("gc", "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.BlobsRemoved != 0 {
-		t.Fatalf("gc removed a blob namespace other still uses: %+v", st)
+	if st.ContentRemoved != 1 || st.BlobsRemoved != 0 || st.BytesFreed != 0 {
+		t.Fatalf("gc = %+v, want default's record removed and the blob kept for namespace other", st)
 	}
 	// Removing the last reference frees the bytes before the command
 	// returns: the collection it schedules runs when the store closes.
@@ -303,6 +315,10 @@ func TestUsageAndErrors(t *testing.T) {
 		{"bad-label", []string{"ns", "create", "x", "=v"}, 2, `label "=v": want key=value`},
 		{"absent-blob", []string{"content", "get", "sha256:" + strings.Repeat("ab", 32)}, 1, "not found"},
 		{"bad-log-level", []string{"--log-level", "loud", "version"}, 2, "--log-level"},
+		{"unknown-subcommand", []string{"content", "bogus"}, 2, `unknown subcommand "bogus"`},
+		{"missing-subcommand", []string{"leases"}, 2, "needs a subcommand"},
+		{"bad-filter", []string{"content", "ls", "labels."}, 2, `filters: parse "labels."`},
+		{"negative-size", []string{"content", "ingest", "r", "--expected-digest", "sha256:" + strings.Repeat("ab", 32), "--expected-size", "-5"}, 2, "must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { c.fails(tc.code, tc.msg, tc.args...) })
 	}
@@ -333,5 +349,62 @@ func TestStoreLocked(t *testing.T) {
 			t.Fatalf("content ls while another strata holds the store = %+v", r)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestIngestInterrupt: Ctrl-C stops an ingest that is waiting on its input,
+// promptly, and the same command then resumes where it stopped.
+func TestIngestInterrupt(t *testing.T) {
+	c := newCLI(t)
+	data, dgst := blob(t, 4<<20)
+	// An OS pipe, so that Wait does not also wait for a copying goroutine.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := c.cmd(pr, "content", "ingest", "slow", "--expected-digest", dgst)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	t.Cleanup(func() { pw.Close(); cmd.Process.Kill(); cmd.Wait() })
+	if _, err := pw.Write(data[:2<<20]); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the first 2 MiB are on disk.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(c.root, "content", "ingest", "*", "data"))
+		if len(files) == 1 {
+			if fi, err := os.Stat(files[0]); err == nil && fi.Size() >= 2<<20 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ingest data never reached 2 MiB")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "interrupted") {
+			t.Fatalf("interrupted ingest: %v, stderr %q; want exit 1 saying interrupted", err, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ingest did not stop within 10s of SIGINT while waiting on its input")
+	}
+	r := c.runIn(bytes.NewReader(data), "content", "ingest", "slow", "--expected-digest", dgst)
+	if r.code != 0 || !strings.Contains(r.stderr, "resuming ingest \"slow\" at offset 2097152") {
+		t.Fatalf("resume after interrupt = %+v", r)
+	}
+	if got := c.ok("content", "get", dgst); got != string(data) {
+		t.Fatal("resumed blob differs")
 	}
 }

@@ -7,12 +7,7 @@ import (
 )
 
 func newNamespacesCommand(a *app) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "namespaces",
-		Aliases: []string{"namespace", "ns"},
-		Short:   "Manage namespaces",
-	}
-	cmd.AddCommand(
+	return groupCommand("namespaces", []string{"namespace", "ns"}, "Manage namespaces",
 		&cobra.Command{
 			Use:   "create NAME [KEY=VALUE...]",
 			Short: "Create a namespace with optional labels",
@@ -67,7 +62,6 @@ func newNamespacesCommand(a *app) *cobra.Command {
 			},
 		},
 	)
-	return cmd
 }
 
 func namespacesList(a *app) *cobra.Command {

@@ -39,7 +39,11 @@ func newVersionCommand(a *app) *cobra.Command {
 			if a.output == "json" {
 				return printJSON(cmd.OutOrStdout(), map[string]string{"version": ver, "revision": rev, "go": runtime.Version()})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "strata %s (revision %s, %s %s/%s)\n", ver, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			detail := fmt.Sprintf("%s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			if rev != "" {
+				detail = "revision " + rev + ", " + detail
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "strata %s (%s)\n", ver, detail)
 			return nil
 		},
 	}

@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) Setup) {
 		{name: "Resume", fn: testResume},
 		{name: "StatusFields", fn: testStatus},
 		{name: "RefLocked", fn: testLocked},
+		{name: "RefHeldThroughCommit", fn: testRefHeldThroughCommit},
 		{name: "DigestMismatch", fn: testDigestMismatch},
 		{name: "SizeMismatch", fn: testSizeMismatch},
 		{name: "WriterOnExisting", fn: testWriterOnExisting},
@@ -593,5 +594,51 @@ func testNamespaces(ctx context.Context, t *testing.T, s Setup) {
 	}
 	if got := readAll(b, t, s.Store, desc); !bytes.Equal(got, data) {
 		t.Fatal("namespace b lost the blob when a deleted its record")
+	}
+}
+
+// testRefHeldThroughCommit races a second writer of the same ref against a
+// commit: whatever it manages to do, the committed blob must be exactly the
+// first writer's data.
+func testRefHeldThroughCommit(ctx context.Context, t *testing.T, s Setup) {
+	for i := 0; i < 30; i++ {
+		data, desc := Blob(int64(100+i), 256<<10)
+		ref := fmt.Sprintf("race-%d", i)
+		w, err := s.Store.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				w2, err := s.Store.Writer(ctx, content.WithRef(ref))
+				if err != nil {
+					continue
+				}
+				w2.Truncate(0)
+				w2.Write([]byte("junk"))
+				w2.Close()
+				return
+			}
+		}()
+		err = w.Commit(ctx, desc.Size, desc.Digest)
+		w.Close()
+		<-done
+		if err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+			t.Fatalf("round %d: Commit = %v", i, err)
+		}
+		if got := readAll(ctx, t, s.Store, desc); !bytes.Equal(got, data) {
+			t.Fatalf("round %d: committed blob is %d bytes, not the writer's %d: a second writer changed it", i, len(got), len(data))
+		}
+		s.Store.Abort(ctx, ref)
 	}
 }

@@ -52,19 +52,15 @@ type Store struct {
 
 var _ content.Store = (*Store)(nil)
 
-// New opens or creates a store at root and removes the debris of ingests
-// that were being created when a process died.
+// New opens or creates a store at root. Call RemoveBrokenIngests once the
+// process owns the store (it holds the metadata database's lock).
 func New(root string) (*Store, error) {
 	for _, dir := range []string{filepath.Join(root, "blobs", "sha256"), filepath.Join(root, "ingest")} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return nil, fmt.Errorf("content store %s: %w", root, err)
 		}
 	}
-	s := &Store{root: root, locked: map[string]struct{}{}}
-	if err := s.cleanBrokenIngests(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return &Store{root: root, locked: map[string]struct{}{}}, nil
 }
 
 // Root returns the store's directory.
@@ -323,9 +319,10 @@ func (s *Store) Abort(ctx context.Context, ref string) error {
 	return os.RemoveAll(dir)
 }
 
-// cleanBrokenIngests removes ingest directories that lack their ref or data
-// file: a process died while creating or removing them.
-func (s *Store) cleanBrokenIngests() error {
+// RemoveBrokenIngests removes ingest directories that lack their ref or data
+// file: a process died while creating or removing them. Only the process that
+// owns the store may call it: another's ingests look broken mid-creation.
+func (s *Store) RemoveBrokenIngests() error {
 	dir := filepath.Join(s.root, "ingest")
 	entries, err := os.ReadDir(dir)
 	if err != nil {

@@ -94,6 +94,10 @@ func (s *Store) openWriter(ctx context.Context, wo content.WriterOpts) (*writer,
 }
 
 func (s *Store) resume(ctx context.Context, dir string, st content.Status, wo content.WriterOpts) (*writer, error) {
+	// A commit that died between chmod and rename left it read-only.
+	if err := os.Chmod(filepath.Join(dir, "data"), 0o600); err != nil {
+		return nil, fmt.Errorf("resume ingest %q: %w", wo.Ref, err)
+	}
 	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("resume ingest %q: %w", wo.Ref, err)
@@ -147,19 +151,23 @@ type writer struct {
 	written int64 // bytes handed to the file, owned by the write goroutine
 	synced  int64 // bytes whose writeback was started
 
-	closed bool
+	prepared digest.Digest // set by Prepare: verified, synced, file closed
+	closed   bool
 }
 
 func (s *Store) newWriter(f *os.File, dir string, st content.Status, h hash.Hash) *writer {
 	return &writer{s: s, f: f, dir: dir, st: st, hash: h, written: st.Offset, synced: st.Offset}
 }
 
+// blocks recycles the pipeline's buffers across writers.
+var blocks = sync.Pool{New: func() any { b := make([]byte, 0, blockSize); return &b }}
+
 func (w *writer) start() {
 	w.toHash = make(chan []byte, pipeDepth)
 	w.toWrite = make(chan []byte, pipeDepth)
 	w.free = make(chan []byte, pipeDepth)
 	for i := 0; i < pipeDepth; i++ {
-		w.free <- make([]byte, 0, blockSize)
+		w.free <- (*blocks.Get().(*[]byte))[:0]
 	}
 	w.wg.Add(2)
 	go func() {
@@ -213,7 +221,7 @@ func (w *writer) failed() error {
 
 // Write appends p to the ingest.
 func (w *writer) Write(p []byte) (int, error) {
-	if w.closed {
+	if w.closed || w.prepared != "" {
 		return 0, fmt.Errorf("ingest %q: writer closed: %w", w.st.Ref, errdefs.ErrFailedPrecondition)
 	}
 	if err := w.failed(); err != nil {
@@ -250,6 +258,10 @@ func (w *writer) flush() error {
 		close(w.toHash)
 		w.wg.Wait()
 		w.toHash = nil
+		for i := 0; i < pipeDepth; i++ {
+			b := <-w.free
+			blocks.Put(&b)
+		}
 	} else if w.cur != nil {
 		w.hash.Write(w.cur)
 		err := w.writeFile(w.cur)
@@ -263,6 +275,9 @@ func (w *writer) flush() error {
 
 // Digest returns the digest of everything written so far.
 func (w *writer) Digest() digest.Digest {
+	if w.prepared != "" {
+		return w.prepared
+	}
 	if err := w.flush(); err != nil {
 		return ""
 	}
@@ -274,35 +289,55 @@ func (w *writer) Status() (content.Status, error) {
 	return w.st, nil
 }
 
-// Commit verifies and publishes the blob.
-func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
+// Prepare verifies size (when > 0) and expected (when set) against what was
+// written and makes the data durable, without publishing it: Commit after
+// Prepare only renames. It returns errdefs.ErrFailedPrecondition on a
+// mismatch, leaving the writer usable (to Truncate, or to write the rest).
+func (w *writer) Prepare(ctx context.Context, size int64, expected digest.Digest) (digest.Digest, error) {
+	if w.prepared != "" {
+		return w.prepared, nil
+	}
 	if w.closed {
-		return fmt.Errorf("ingest %q: writer closed: %w", w.st.Ref, errdefs.ErrFailedPrecondition)
+		return "", fmt.Errorf("ingest %q: writer closed: %w", w.st.Ref, errdefs.ErrFailedPrecondition)
 	}
 	if err := w.flush(); err != nil {
-		return err
+		return "", err
 	}
 	if size > 0 && size != w.st.Offset {
-		return fmt.Errorf("commit ingest %q: wrote %d bytes, expected %d: %w", w.st.Ref, w.st.Offset, size, errdefs.ErrFailedPrecondition)
+		return "", fmt.Errorf("commit ingest %q: wrote %d bytes, expected %d: %w", w.st.Ref, w.st.Offset, size, errdefs.ErrFailedPrecondition)
 	}
 	dgst := digest.NewDigest(digest.SHA256, w.hash)
 	if expected != "" && expected != dgst {
-		return fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
+		return "", fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
 	}
+	if err := w.f.Sync(); err != nil {
+		return "", fmt.Errorf("commit ingest %q: sync: %w", w.st.Ref, err)
+	}
+	// Read-only before it is visible; resume makes it writable again if the
+	// rename never happens.
+	if err := w.f.Chmod(0o444); err != nil {
+		return "", err
+	}
+	if err := w.f.Close(); err != nil {
+		return "", err
+	}
+	w.prepared = dgst
+	return dgst, nil
+}
+
+// Commit verifies the data (see Prepare) and publishes the blob. The ref
+// stays locked until the ingest directory is gone, so no second writer can
+// reopen the data file while it becomes the blob.
+func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
+	dgst, err := w.Prepare(ctx, size, expected)
+	if err != nil {
+		return err
+	}
+	defer w.release()
 	target, err := w.s.BlobPath(dgst)
 	if err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("commit ingest %q: sync: %w", w.st.Ref, err)
-	}
-	if err := w.f.Chmod(0o444); err != nil {
-		return err
-	}
-	if err := w.f.Close(); err != nil {
-		return err
-	}
-	w.release()
 	if _, err := os.Stat(target); err == nil {
 		os.RemoveAll(w.dir)
 		return fmt.Errorf("content %s: %w", dgst, errdefs.ErrAlreadyExists)
@@ -313,8 +348,8 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 	if err := syncDir(filepath.Dir(target)); err != nil {
 		return fmt.Errorf("commit ingest %q: %w", w.st.Ref, err)
 	}
-	// Without its data file the directory is debris that New removes if
-	// this fails or the process dies here.
+	// Without its data file the directory is debris that RemoveBrokenIngests
+	// removes if this fails or the process dies here.
 	if err := os.RemoveAll(w.dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("commit ingest %q: remove ingest: %w", w.st.Ref, err)
 	}
@@ -332,6 +367,9 @@ func syncDir(dir string) error {
 
 // Truncate drops everything after size bytes and rehashes what remains.
 func (w *writer) Truncate(size int64) error {
+	if w.closed || w.prepared != "" {
+		return fmt.Errorf("ingest %q: writer closed: %w", w.st.Ref, errdefs.ErrFailedPrecondition)
+	}
 	if err := w.flush(); err != nil {
 		return err
 	}
@@ -359,7 +397,7 @@ func (w *writer) Close() error {
 		return nil
 	}
 	err := w.flush()
-	if cerr := w.f.Close(); cerr != nil && err == nil && !errors.Is(cerr, os.ErrClosed) {
+	if cerr := w.f.Close(); cerr != nil && err == nil && !errors.Is(cerr, os.ErrClosed) && w.prepared == "" {
 		err = cerr
 	}
 	w.release()

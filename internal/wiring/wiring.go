@@ -53,6 +53,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Only now, holding the database lock, is this process the owner.
+	if err := blobs.RemoveBrokenIngests(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &Store{Root: cfg.Root, Blobs: blobs, DB: db}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func RunGC(t *testing.T, open Open) {
 		{"Ingests", testGCIngests},
 		{"NamespacesShareBlobs", testGCNamespaces},
 		{"DryRun", testGCDryRun},
+		{"UnreadableManifestStopsGC", testGCUnreadableManifest},
 		{"ConcurrentWriters", testGCConcurrentWriters},
 	})
 }
@@ -337,4 +339,25 @@ func testGCConcurrentWriters(ctx context.Context, t *testing.T, s Setup) {
 		}
 	}
 	t.Logf("%d collections ran during %d commits", gcRuns, writers*perWriter)
+}
+
+// testGCUnreadableManifest: when an image's manifest cannot be parsed, GC
+// cannot know what it protects, so it must refuse rather than collect.
+func testGCUnreadableManifest(ctx context.Context, t *testing.T, s Setup) {
+	layer := put(ctx, t, s, []byte("layer of a broken image"), ocispec.MediaTypeImageLayerGzip, nil)
+	body := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":"sha256:nothex","size":1},"layers":[{"mediaType":%q,"digest":%q,"size":%d}]}`,
+		ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ocispec.MediaTypeImageLayerGzip, layer.Digest, layer.Size)
+	manifest := put(ctx, t, s, []byte(body), ocispec.MediaTypeImageManifest, nil)
+	if _, err := s.Images.Create(ctx, images.Image{Name: "broken:1", Target: manifest}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(ctx, false); err == nil || !strings.Contains(err.Error(), "broken:1") {
+		t.Fatalf("GC with an unreadable manifest = %v, want an error naming the image", err)
+	}
+	expectPresent(ctx, t, s, "layer of unreadable manifest", true, layer)
+	if err := s.Images.Delete(ctx, "broken:1"); err != nil {
+		t.Fatal(err)
+	}
+	collect(ctx, t, s)
+	expectPresent(ctx, t, s, "after removing the image", false, layer, manifest)
 }
