@@ -23,9 +23,11 @@ package content
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
+	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -138,6 +140,21 @@ func WithLabels(labels map[string]string) Opt {
 type WriterOpts struct {
 	Ref  string
 	Desc ocispec.Descriptor
+}
+
+// ParseWriterOpts applies opts and checks that they name a ref, as every
+// Ingester needs.
+func ParseWriterOpts(opts ...WriterOpt) (WriterOpts, error) {
+	var wo WriterOpts
+	for _, o := range opts {
+		if err := o(&wo); err != nil {
+			return wo, err
+		}
+	}
+	if wo.Ref == "" {
+		return wo, fmt.Errorf("ingest ref must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	return wo, nil
 }
 
 // WriterOpt sets an option of Ingester.Writer.

@@ -12,7 +12,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -100,11 +99,7 @@ func (s *ContentStore) Update(ctx context.Context, info content.Info, fieldpaths
 
 // Walk calls fn for each blob of the namespace matching any of fs.
 func (s *ContentStore) Walk(ctx context.Context, fn content.WalkFunc, fs ...string) error {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return err
-	}
-	filter, err := filters.ParseAll(fs...)
+	ns, filter, err := listScope(ctx, fs)
 	if err != nil {
 		return err
 	}
@@ -201,11 +196,7 @@ func (s *ContentStore) Status(ctx context.Context, ref string) (content.Status, 
 
 // ListStatuses returns the namespace's ingests matching any of fs.
 func (s *ContentStore) ListStatuses(ctx context.Context, fs ...string) ([]content.Status, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := filters.ParseAll(fs...)
+	ns, filter, err := listScope(ctx, fs)
 	if err != nil {
 		return nil, err
 	}
@@ -349,14 +340,9 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 	if err != nil {
 		return nil, err
 	}
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
-	}
-	if wo.Ref == "" {
-		return nil, fmt.Errorf("ingest ref must not be empty: %w", errdefs.ErrInvalidArgument)
+	wo, err := content.ParseWriterOpts(opts...)
+	if err != nil {
+		return nil, err
 	}
 	if wo.Desc.Digest != "" {
 		if err := validDigest(wo.Desc.Digest); err != nil {

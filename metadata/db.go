@@ -17,6 +17,8 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/filters"
+	"github.com/strata-oci/strata/namespaces"
 )
 
 // Backend is the blob store under the metadata layer (content/local.Store).
@@ -215,3 +217,17 @@ func (db *DB) update(fn func(*bolt.Tx) error) error {
 // updateHeld runs a write transaction for a caller that holds wlock already
 // (a second RLock could deadlock behind a waiting GC).
 func (db *DB) updateHeld(fn func(*bolt.Tx) error) error { return translate(db.db.Update(fn)) }
+
+// listScope returns the context's namespace and the filter that the strings
+// fs make, as every List and Walk needs.
+func listScope(ctx context.Context, fs []string) (string, filters.Filter, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return "", nil, err
+	}
+	return ns, filter, nil
+}

@@ -11,7 +11,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -104,11 +103,7 @@ func (s *ImageStore) Get(ctx context.Context, name string) (images.Image, error)
 
 // List returns the images matching any of fs, sorted by name.
 func (s *ImageStore) List(ctx context.Context, fs ...string) ([]images.Image, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := filters.ParseAll(fs...)
+	ns, filter, err := listScope(ctx, fs)
 	if err != nil {
 		return nil, err
 	}

@@ -143,11 +143,7 @@ func (m *LeaseManager) Delete(ctx context.Context, lease leases.Lease, opts ...l
 
 // List returns the leases matching any of fs (fields: id, labels.<key>).
 func (m *LeaseManager) List(ctx context.Context, fs ...string) ([]leases.Lease, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := filters.ParseAll(fs...)
+	ns, filter, err := listScope(ctx, fs)
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) Setup) {
 		{name: "EmptyBlob", fn: testEmptyBlob},
 		{name: "Resume", fn: testResume},
 		{name: "StatusFields", fn: testStatus},
+		{name: "WriteBlobRecoversBadPrefix", fn: testWriteBlobBadPrefix},
 		{name: "RefLocked", fn: testLocked},
 		{name: "RefHeldThroughCommit", fn: testRefHeldThroughCommit},
 		{name: "DigestMismatch", fn: testDigestMismatch},
@@ -640,5 +641,27 @@ func testRefHeldThroughCommit(ctx context.Context, t *testing.T, s Setup) {
 			t.Fatalf("round %d: committed blob is %d bytes, not the writer's %d: a second writer changed it", i, len(got), len(data))
 		}
 		s.Store.Abort(ctx, ref)
+	}
+}
+
+// testWriteBlobBadPrefix: an ingest holding bytes that are not the blob's
+// (another source wrote under the same ref) is started over by WriteBlob
+// when the source can seek, both when it is shorter and longer than the blob.
+func testWriteBlobBadPrefix(ctx context.Context, t *testing.T, s Setup) {
+	for _, junk := range [][]byte{[]byte("not the blob"), make([]byte, 200000)} {
+		data, desc := Blob(int64(50+len(junk)), 100000)
+		ref := fmt.Sprintf("prefix-%d", len(junk))
+		w, err := s.Store.Writer(ctx, content.WithRef(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(junk)
+		w.Close()
+		if err := content.WriteBlob(ctx, s.Store, ref, bytes.NewReader(data), desc); err != nil {
+			t.Fatalf("WriteBlob over %d bytes of junk = %v", len(junk), err)
+		}
+		if got := readAll(ctx, t, s.Store, desc); !bytes.Equal(got, data) {
+			t.Fatal("blob differs")
+		}
 	}
 }

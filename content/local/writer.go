@@ -25,14 +25,9 @@ import (
 // directory exists: the offset is the size of its data file, and the digest
 // state is rebuilt by reading that data once.
 func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	var wo content.WriterOpts
-	for _, o := range opts {
-		if err := o(&wo); err != nil {
-			return nil, err
-		}
-	}
-	if wo.Ref == "" {
-		return nil, fmt.Errorf("ingest ref must not be empty: %w", errdefs.ErrInvalidArgument)
+	wo, err := content.ParseWriterOpts(opts...)
+	if err != nil {
+		return nil, err
 	}
 	if wo.Desc.Digest != "" {
 		p, err := s.BlobPath(wo.Desc.Digest)
