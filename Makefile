@@ -39,6 +39,7 @@ bench:
 
 fuzz:
 	$(GO) test ./filters/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./images/ -run '^$$' -fuzz FuzzChildren -fuzztime 60s
 
 clean:
 	rm -rf bin
