@@ -357,6 +357,12 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 			return nil, err
 		}
 	}
+	if _, ok := leases.FromContext(ctx); ok {
+		// Fail before any ingest exists for a lease that does not.
+		if err := s.db.view(func(tx *bolt.Tx) error { _, err := leaseBucket(ctx, tx, ns); return err }); err != nil {
+			return nil, err
+		}
+	}
 	// Not under the GC lock: resuming rehashes what was written, maybe
 	// gigabytes, and GC leaves an ingest alone while a writer holds it.
 	bref := backendRef(ns, wo.Ref)

@@ -365,6 +365,29 @@ func testTruncate(ctx context.Context, t *testing.T, s Setup) {
 	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
 		t.Fatalf("Commit after Truncate = %v", err)
 	}
+
+	// Truncating into the middle of a large write keeps the prefix.
+	big, bdesc := Blob(12, 5<<20+123)
+	w2, err := s.Store.Writer(ctx, content.WithRef("trunc-big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	w2.Write(big[:4<<20])
+	w2.Write([]byte("wrong tail"))
+	if err := w2.Truncate(4 << 20); err != nil {
+		t.Fatalf("Truncate(4MiB) = %v", err)
+	}
+	if got, want := w2.Digest(), digest.FromBytes(big[:4<<20]); got != want {
+		t.Fatalf("digest after Truncate = %s, want %s", got, want)
+	}
+	w2.Write(big[4<<20:])
+	if err := w2.Commit(ctx, bdesc.Size, bdesc.Digest); err != nil {
+		t.Fatalf("Commit after mid-stream Truncate = %v", err)
+	}
+	if got := readAll(ctx, t, s.Store, bdesc); !bytes.Equal(got, big) {
+		t.Fatal("blob differs after mid-stream Truncate")
+	}
 }
 
 func testAbort(ctx context.Context, t *testing.T, s Setup) {
