@@ -38,8 +38,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 10x ./metadata/
 
 fuzz:
-	$(GO) test ./filters/ -run '^$$' -fuzz FuzzParse -fuzztime 60s
-	$(GO) test ./images/ -run '^$$' -fuzz FuzzChildren -fuzztime 60s
+	$(GO) test ./filters/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./images/ -run '^$$' -fuzz FuzzChildren -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./archive/ -run '^$$' -fuzz FuzzApply -fuzztime 120s -fuzzminimizetime 5s
 
 clean:
 	rm -rf bin

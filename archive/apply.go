@@ -1,0 +1,511 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// WhiteoutMode says how a layer's whiteouts are carried out.
+type WhiteoutMode int
+
+const (
+	// WhiteoutOverlay writes whiteouts the way overlayfs reads them in an
+	// upper or lower directory: ".wh.NAME" becomes a 0/0 character device
+	// NAME and ".wh..wh..opq" the opaque xattr on its directory. The layer
+	// is applied into an empty directory, without mounting anything.
+	WhiteoutOverlay WhiteoutMode = iota
+	// WhiteoutNative carries them out on a full copy of the lower layers:
+	// ".wh.NAME" removes NAME, ".wh..wh..opq" empties its directory of what
+	// the lower layers put there.
+	WhiteoutNative
+)
+
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// Limits bound what a hostile layer can make the applier do.
+type Limits struct {
+	MaxEntries   int // tar entries in one layer
+	MaxPathLen   int // bytes in an entry's name or link target
+	MaxXattrs    int // extended attributes on one entry
+	MaxXattrSize int // bytes in one extended attribute's value
+}
+
+// DefaultLimits are generous for real images and fatal for bombs.
+var DefaultLimits = Limits{MaxEntries: 4 << 20, MaxPathLen: 4096, MaxXattrs: 128, MaxXattrSize: 64 << 10}
+
+// ApplyOptions configure Apply.
+type ApplyOptions struct {
+	Whiteouts WhiteoutMode
+	// OverlayXattrPrefix is "trusted.overlay." (the default) or
+	// "user.overlay." for overlay mounted with userxattr.
+	OverlayXattrPrefix string
+	// Unprivileged skips device nodes and ownership, as a non-root user
+	// must; by default it is set when the process is not root.
+	Unprivileged bool
+	Limits       Limits
+}
+
+// ApplyResult is what Apply learned of the layer.
+type ApplyResult struct {
+	// DiffID is the digest of the uncompressed tar stream.
+	DiffID digest.Digest
+	// Size is the length of the uncompressed tar stream.
+	Size        int64
+	Compression Compression
+	Entries     int
+	// SkippedDevices counts device nodes not created for lack of privilege.
+	SkippedDevices int
+}
+
+// ErrEscape is returned for entries that try to reach outside the root in a
+// way that cannot be neutralised (a hard link to outside, for one).
+var ErrEscape = errors.New("archive: path escapes root")
+
+// Apply unpacks the layer stream r (gzip, zstd or plain tar) into dir and
+// returns its diff ID. Every path is resolved inside dir by the kernel as if
+// dir were "/", so no entry can create, change or remove anything outside
+// it, whatever links it or earlier entries made. Memory use does not grow
+// with the size of the layer.
+func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (ApplyResult, error) {
+	if opts.Limits == (Limits{}) {
+		opts.Limits = DefaultLimits
+	}
+	if opts.OverlayXattrPrefix == "" {
+		opts.OverlayXattrPrefix = "trusted.overlay."
+	}
+	if os.Geteuid() != 0 {
+		opts.Unprivileged = true
+	}
+	var res ApplyResult
+	rc, comp, err := DecompressStream(r)
+	if err != nil {
+		return res, err
+	}
+	defer rc.Close()
+	res.Compression = comp
+	ahead := newAheadReader(rc)
+	defer ahead.close()
+
+	rt, err := openRoot(dir)
+	if err != nil {
+		return res, err
+	}
+	defer rt.close()
+	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, buf: make([]byte, 1<<20)}
+	tr := tar.NewReader(ahead)
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return res, fmt.Errorf("archive: read tar entry %d: %v: %w", res.Entries+1, err, errdefs.ErrInvalidArgument)
+		}
+		res.Entries++
+		if res.Entries > opts.Limits.MaxEntries {
+			return res, fmt.Errorf("archive: layer has more than %d entries: %w", opts.Limits.MaxEntries, errdefs.ErrInvalidArgument)
+		}
+		if err := a.entry(hdr, tr); err != nil {
+			return res, err
+		}
+	}
+	if err := a.finishDirs(); err != nil {
+		return res, err
+	}
+	res.SkippedDevices = a.skippedDevices
+	res.DiffID, res.Size, err = ahead.finish()
+	if err != nil {
+		return res, fmt.Errorf("archive: read layer: %w", err)
+	}
+	return res, nil
+}
+
+type dirTimes struct {
+	name         string
+	atime, mtime time.Time
+}
+
+type applier struct {
+	ctx            context.Context
+	root           *root
+	opts           ApplyOptions
+	created        map[string]struct{} // names this layer made: whiteouts spare them
+	dirs           []dirTimes
+	buf            []byte
+	skippedDevices int
+}
+
+// cleanName turns an entry name into a path relative to the root: leading
+// "/" and every ".." that would climb above the root are dropped, as GNU tar
+// and containerd do. "" is the root itself.
+func cleanName(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
+	lim := a.opts.Limits
+	if len(hdr.Name) > lim.MaxPathLen || len(hdr.Linkname) > lim.MaxPathLen {
+		return fmt.Errorf("archive: entry %.64q…: name or link target longer than %d bytes: %w", hdr.Name, lim.MaxPathLen, errdefs.ErrInvalidArgument)
+	}
+	name := cleanName(hdr.Name)
+	dir, base := path.Split(name)
+	dir = strings.TrimSuffix(dir, "/")
+
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return a.whiteout(hdr.Name, dir, base)
+	}
+	if name == "" {
+		// The root itself: only its attributes can change.
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("archive: entry %q replaces the root with a non-directory: %w", hdr.Name, errdefs.ErrInvalidArgument)
+		}
+		return a.attributes(hdr, a.root.fd, "", "")
+	}
+	pfd, err := a.root.dir(dir, true)
+	if err != nil {
+		return fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
+	}
+	// Whatever is at name goes, unless a directory meets a directory.
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		if !(hdr.Typeflag == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+			if err := removeAllAt(pfd, base); err != nil {
+				return fmt.Errorf("archive: entry %q: replace existing: %w", hdr.Name, err)
+			}
+			a.root.forget(name)
+		}
+	}
+	a.created[name] = struct{}{}
+
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("archive: mkdir %q: %w", hdr.Name, err)
+		}
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		return a.regular(hdr, tr, pfd, name, base)
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return fmt.Errorf("archive: symlink %q: %w", hdr.Name, err)
+		}
+	case tar.TypeLink:
+		target := cleanName(hdr.Linkname)
+		if target == "" {
+			return fmt.Errorf("archive: hard link %q to the root: %w", hdr.Name, ErrEscape)
+		}
+		tdir, tbase := path.Split(target)
+		tfd, err := a.root.dir(strings.TrimSuffix(tdir, "/"), false)
+		if err != nil {
+			return fmt.Errorf("archive: hard link %q to %q: target not in the layer: %w", hdr.Name, hdr.Linkname, err)
+		}
+		// linkat without AT_SYMLINK_FOLLOW links the name itself, never
+		// what a symlink there points at.
+		if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+			return fmt.Errorf("archive: hard link %q to %q: %w", hdr.Name, hdr.Linkname, err)
+		}
+		return nil // a link shares its target's attributes
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		mode := uint32(unix.S_IFIFO)
+		switch hdr.Typeflag {
+		case tar.TypeChar:
+			mode = unix.S_IFCHR
+		case tar.TypeBlock:
+			mode = unix.S_IFBLK
+		}
+		if mode != unix.S_IFIFO && a.opts.Unprivileged {
+			a.skippedDevices++
+			delete(a.created, name)
+			return nil
+		}
+		if err := unix.Mknodat(pfd, base, mode|0o600, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
+			return fmt.Errorf("archive: mknod %q: %w", hdr.Name, err)
+		}
+	case tar.TypeXGlobalHeader:
+		delete(a.created, name)
+		return nil
+	default:
+		return fmt.Errorf("archive: entry %q: unsupported type %q: %w", hdr.Name, hdr.Typeflag, errdefs.ErrInvalidArgument)
+	}
+	return a.attributes(hdr, pfd, base, name)
+}
+
+// regular writes a file's content, keeping runs of zeros as holes.
+func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base string) error {
+	fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("archive: create %q: %w", hdr.Name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	var off int64
+	for {
+		n, rerr := io.ReadFull(tr, a.buf)
+		if n > 0 {
+			if err := writeSparse(f, a.buf[:n], off); err != nil {
+				return fmt.Errorf("archive: write %q: %w", hdr.Name, err)
+			}
+			off += int64(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("archive: read %q: %v: %w", hdr.Name, rerr, errdefs.ErrInvalidArgument)
+		}
+	}
+	if off != hdr.Size {
+		return fmt.Errorf("archive: %q: %d bytes of %d: %w", hdr.Name, off, hdr.Size, errdefs.ErrInvalidArgument)
+	}
+	if err := f.Truncate(off); err != nil { // a trailing hole
+		return fmt.Errorf("archive: %q: %w", hdr.Name, err)
+	}
+	if !a.opts.Unprivileged {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return fmt.Errorf("archive: chown %q: %w", hdr.Name, err)
+		}
+	}
+	// After chown, which clears setuid and setgid.
+	if err := unix.Fchmod(fd, tarMode(hdr)); err != nil {
+		return fmt.Errorf("archive: chmod %q: %w", hdr.Name, err)
+	}
+	if err := a.xattrs(hdr, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
+		return err
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(accessTime(hdr).UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("archive: set times of %q: %w", hdr.Name, err)
+	}
+	return nil
+}
+
+const zeroRun = 64 << 10
+
+var zeros = make([]byte, zeroRun)
+
+// writeSparse writes b at off, skipping whole zero-filled 64 KiB runs so
+// that they stay holes.
+func writeSparse(f *os.File, b []byte, off int64) error {
+	for len(b) > 0 {
+		n := min(len(b), zeroRun)
+		if n == zeroRun && bytes.Equal(b[:n], zeros) {
+			b, off = b[n:], off+int64(n)
+			continue
+		}
+		if _, err := f.WriteAt(b[:n], off); err != nil {
+			return err
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+func tarMode(hdr *tar.Header) uint32 {
+	m := uint32(hdr.Mode) & 0o777
+	if hdr.Mode&0o4000 != 0 {
+		m |= unix.S_ISUID
+	}
+	if hdr.Mode&0o2000 != 0 {
+		m |= unix.S_ISGID
+	}
+	if hdr.Mode&0o1000 != 0 {
+		m |= unix.S_ISVTX
+	}
+	return m
+}
+
+func accessTime(hdr *tar.Header) time.Time {
+	if hdr.AccessTime.IsZero() {
+		return hdr.ModTime
+	}
+	return hdr.AccessTime
+}
+
+// attributes sets owner, mode, xattrs and times of base in directory pfd
+// (of the root itself when base is ""). Directory times wait until the end:
+// creating children would change them.
+func (a *applier) attributes(hdr *tar.Header, pfd int, base, name string) error {
+	isLink := hdr.Typeflag == tar.TypeSymlink
+	// The root itself is named "." from its own descriptor; anything else
+	// by its one component in its parent, never followed.
+	target, flags := base, unix.AT_SYMLINK_NOFOLLOW
+	if base == "" {
+		target, flags = ".", 0
+	}
+	if !a.opts.Unprivileged {
+		if err := unix.Fchownat(pfd, target, hdr.Uid, hdr.Gid, flags); err != nil {
+			return fmt.Errorf("archive: chown %q: %w", hdr.Name, err)
+		}
+	}
+	if !isLink {
+		// The node was just made by us and is not a symlink, so following
+		// is harmless; fchmodat cannot refuse to follow on Linux.
+		if err := unix.Fchmodat(pfd, target, tarMode(hdr), 0); err != nil {
+			return fmt.Errorf("archive: chmod %q: %w", hdr.Name, err)
+		}
+	}
+	// Extended attributes through the parent's descriptor: the magic link
+	// names the directory we hold, base is one component, and lsetxattr
+	// does not follow it.
+	p := fmt.Sprintf("/proc/self/fd/%d", pfd)
+	if base != "" {
+		p += "/" + base
+	}
+	set := func(k string, v []byte) error { return unix.Lsetxattr(p, k, v, 0) }
+	if base == "" {
+		set = func(k string, v []byte) error { return unix.Setxattr(p, k, v, 0) }
+	}
+	if err := a.xattrs(hdr, set); err != nil {
+		return err
+	}
+	if hdr.Typeflag == tar.TypeDir {
+		a.dirs = append(a.dirs, dirTimes{name: name, atime: accessTime(hdr), mtime: hdr.ModTime})
+		return nil
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(accessTime(hdr).UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	if err := unix.UtimesNanoAt(pfd, target, ts, flags); err != nil {
+		return fmt.Errorf("archive: set times of %q: %w", hdr.Name, err)
+	}
+	return nil
+}
+
+// xattrs applies the entry's extended attributes (PAX SCHILY.xattr.*).
+// overlayfs's own attributes are never taken from a layer: they would let it
+// redirect lookups or forge whiteouts.
+func (a *applier) xattrs(hdr *tar.Header, set func(string, []byte) error) error {
+	n := 0
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok {
+			continue
+		}
+		n++
+		if n > a.opts.Limits.MaxXattrs {
+			return fmt.Errorf("archive: %q: more than %d extended attributes: %w", hdr.Name, a.opts.Limits.MaxXattrs, errdefs.ErrInvalidArgument)
+		}
+		if len(v) > a.opts.Limits.MaxXattrSize {
+			return fmt.Errorf("archive: %q: extended attribute %q of %d bytes exceeds %d: %w", hdr.Name, name, len(v), a.opts.Limits.MaxXattrSize, errdefs.ErrInvalidArgument)
+		}
+		if strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.") {
+			continue
+		}
+		if err := set(name, []byte(v)); err != nil {
+			if a.opts.Unprivileged && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP)) {
+				continue // trusted.* and security.* need privilege
+			}
+			return fmt.Errorf("archive: %q: set extended attribute %q: %w", hdr.Name, name, err)
+		}
+	}
+	return nil
+}
+
+// whiteout carries out ".wh.NAME" and ".wh..wh..opq" (see WhiteoutMode).
+// Whiteouts only hide what lower layers made, never this layer's entries.
+func (a *applier) whiteout(orig, dir, base string) error {
+	if base == whiteoutOpaque {
+		if a.opts.Whiteouts == WhiteoutNative {
+			return a.opaqueNative(orig, dir)
+		}
+		fd, err := a.root.openIn(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if errors.Is(err, unix.ENOENT) {
+			if _, err := a.root.dir(dir, true); err != nil {
+				return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
+			}
+			fd, err = a.root.openIn(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Fsetxattr(fd, a.opts.OverlayXattrPrefix+"opaque", []byte("y"), 0); err != nil {
+			return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
+		}
+		return nil
+	}
+	victim := strings.TrimPrefix(base, whiteoutPrefix)
+	if victim == "" || victim == "." || victim == ".." || strings.HasPrefix(victim, whiteoutPrefix) {
+		return fmt.Errorf("archive: whiteout %q names no valid entry: %w", orig, errdefs.ErrInvalidArgument)
+	}
+	full := path.Join(dir, victim)
+	if _, ok := a.created[full]; ok {
+		return nil
+	}
+	pfd, err := a.root.dir(dir, a.opts.Whiteouts == WhiteoutOverlay)
+	if err != nil {
+		if a.opts.Whiteouts == WhiteoutNative && errors.Is(err, unix.ENOENT) {
+			return nil // nothing there to hide
+		}
+		return fmt.Errorf("archive: whiteout %q: %w", orig, err)
+	}
+	if err := removeAllAt(pfd, victim); err != nil {
+		return fmt.Errorf("archive: whiteout %q: %w", orig, err)
+	}
+	a.root.forget(full)
+	if a.opts.Whiteouts == WhiteoutOverlay {
+		if err := unix.Mknodat(pfd, victim, unix.S_IFCHR, 0); err != nil {
+			return fmt.Errorf("archive: whiteout %q: %w", orig, err)
+		}
+	}
+	return nil
+}
+
+// opaqueNative empties dir of everything this layer did not make.
+func (a *applier) opaqueNative(orig, dir string) error {
+	fd, err := a.root.openIn(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
+	}
+	defer unix.Close(fd)
+	err = removeChildren(fd, func(child string) bool {
+		_, ok := a.created[path.Join(dir, child)]
+		return ok
+	})
+	if err != nil {
+		return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
+	}
+	a.root.forget(dir)
+	return nil
+}
+
+// finishDirs sets directory times, deepest first, now that their children
+// exist.
+func (a *applier) finishDirs() error {
+	for i := len(a.dirs) - 1; i >= 0; i-- {
+		d := a.dirs[i]
+		dir, base := path.Split(d.name)
+		ts := []unix.Timespec{unix.NsecToTimespec(d.atime.UnixNano()), unix.NsecToTimespec(d.mtime.UnixNano())}
+		var err error
+		if d.name == "" {
+			err = unix.UtimesNanoAt(a.root.fd, ".", ts, 0)
+		} else {
+			var pfd int
+			if pfd, err = a.root.dir(strings.TrimSuffix(dir, "/"), false); err == nil {
+				err = unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+			}
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("archive: set times of %q: %w", d.name, err)
+		}
+	}
+	return nil
+}
