@@ -19,6 +19,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/snapshots"
 )
 
 // Backend is the blob store under the metadata layer (content/local.Store).
@@ -40,6 +41,8 @@ type options struct {
 	gcDelay     time.Duration
 	ingestGrace time.Duration
 	lockTimeout time.Duration
+	// snapshotters are the snapshot backends by name; see WithSnapshotter.
+	snapshotters map[string]snapshots.Snapshotter
 }
 
 // WithLogger sets the logger for background work (scheduled GC).
@@ -185,7 +188,13 @@ func (db *DB) Close() error {
 			db.opts.logger.Warn("garbage collection before close", "error", err)
 		}
 	}
-	return db.db.Close()
+	err := db.db.Close()
+	for name, sn := range db.opts.snapshotters {
+		if cerr := sn.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close snapshotter %s: %w", name, cerr))
+		}
+	}
+	return err
 }
 
 func isBucketNotFound(err error) bool { return errors.Is(err, berrors.ErrBucketNotFound) }

@@ -36,7 +36,7 @@
 //	      ingests/<ref>
 //	      snapshots/<snapshotter>/<key>
 //	    snapshots/<snapshotter>/<key>
-//	      name   -> backend snapshot name
+//	      name   -> backend snapshot key, "<namespace>/<seq>/<key>"
 //	      parent -> key of the parent
 //	      createdat, updatedat -> time
 //	      labels/<key> -> value
@@ -46,7 +46,16 @@
 // labelled containerd.io/gc.root) along the edges (image targets and what their
 // indexes and manifests reference, containerd.io/gc.ref.content.* and
 // containerd.io/gc.ref.snapshot.<snapshotter>* labels, snapshot parents), then
-// removes unmarked records, expired leases, stale ingests and blobs no
-// namespace refers to. It holds the database's write lock, so no commit can
-// slip between the mark and the sweep.
+// removes unmarked records, expired leases, stale ingests, blobs no
+// namespace refers to, and backend snapshots no namespace refers to
+// (children before parents). It holds the database's write lock, so no
+// commit can slip between the mark and the sweep.
+//
+// Snapshots: DB.Snapshotter(name) is the namespaced view of a backend
+// registered with WithSnapshotter. Keys are per namespace; each record
+// names its backend snapshot, and a committed snapshot is shared by
+// namespaces when a Prepare carries the containerd.io/snapshot.ref label of
+// a layer another namespace has committed on the same parent: the namespace
+// gets a record naming the same backend snapshot, and Prepare returns
+// errdefs.ErrAlreadyExists, as containerd's does.
 package metadata

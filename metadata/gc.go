@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/metadata/gc"
+	"github.com/strata-oci/strata/snapshots"
 )
 
 // The label conventions GC follows; clients such as ctr set them.
@@ -353,6 +354,10 @@ func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 		key  []byte
 	}
 	var victims []victim
+	type snapshotVictim struct{ ns, sn, key string }
+	var snapshotVictims []snapshotVictim
+	// Backend snapshots that kept records name, per snapshotter.
+	keptSnapshots := map[string]map[string]struct{}{}
 	referenced := map[digest.Digest]struct{}{}
 	keptIngests := map[string]struct{}{}
 	err = db.view(func(tx *bolt.Tx) error {
@@ -393,6 +398,24 @@ func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 					return nil
 				})
 			}
+			if sb := nsBucket(tx, ns, bucketSnapshots); sb != nil {
+				_ = sb.ForEachBucket(func(sn []byte) error {
+					ssb := sb.Bucket(sn)
+					if keptSnapshots[string(sn)] == nil {
+						keptSnapshots[string(sn)] = map[string]struct{}{}
+					}
+					return ssb.ForEachBucket(func(k []byte) error {
+						if _, ok := marked[gc.Node{Type: gc.ResourceSnapshot, Namespace: ns, Key: string(sn) + "/" + string(k)}]; ok {
+							keptSnapshots[string(sn)][string(ssb.Bucket(k).Get(keyName))] = struct{}{}
+						} else {
+							snapshotVictims = append(snapshotVictims, snapshotVictim{ns, string(sn), string(k)})
+							stats.SnapshotsRemoved++
+							note(fmt.Sprintf("snapshot %s/%s/%s", ns, sn, k))
+						}
+						return nil
+					})
+				})
+			}
 			if lb := nsBucket(tx, ns, bucketLeases); lb != nil {
 				_ = lb.ForEachBucket(func(k []byte) error {
 					if expired(readLabels(lb.Bucket(k)), c.now) {
@@ -409,8 +432,15 @@ func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 	if err != nil {
 		return stats, fmt.Errorf("gc: mark: %w", err)
 	}
-	if len(victims) > 0 && !opts.DryRun {
+	if len(victims)+len(snapshotVictims) > 0 && !opts.DryRun {
 		err = db.updateHeld(func(tx *bolt.Tx) error {
+			for _, v := range snapshotVictims {
+				if sb := nsBucket(tx, v.ns, bucketSnapshots, []byte(v.sn)); sb != nil {
+					if err := removeSnapshotRecord(sb, v.key); err != nil {
+						return err
+					}
+				}
+			}
 			for _, v := range victims {
 				if b := nsBucket(tx, v.ns, v.path...); b != nil {
 					if err := b.DeleteBucket(v.key); err != nil && !isBucketNotFound(err) {
@@ -423,6 +453,11 @@ func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 		if err != nil {
 			return stats, fmt.Errorf("gc: sweep records: %w", err)
 		}
+	}
+
+	// Backend snapshots no namespace refers to any more.
+	if err := db.sweepSnapshots(ctx, keptSnapshots, opts.DryRun, note); err != nil {
+		return stats, fmt.Errorf("gc: sweep snapshots: %w", err)
 	}
 
 	// Blobs no namespace refers to any more.
@@ -468,4 +503,56 @@ func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 	}
 	stats.Duration = time.Since(start)
 	return stats, nil
+}
+
+// sweepSnapshots removes from each backend the snapshots that no kept
+// record names, children before their parents (a backend refuses to remove
+// a parent first).
+func (db *DB) sweepSnapshots(ctx context.Context, kept map[string]map[string]struct{}, dryRun bool, note func(string)) error {
+	for name, sn := range db.opts.snapshotters {
+		children := map[string]int{}
+		parents := map[string]string{}
+		var victims []string
+		err := sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+			if info.Parent != "" {
+				children[info.Parent]++
+				parents[info.Name] = info.Parent
+			}
+			if _, ok := kept[name][info.Name]; !ok {
+				victims = append(victims, info.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("walk snapshotter %s: %w", name, err)
+		}
+		// Remove leaves until no victim is a leaf any more; a victim
+		// with a kept child stays (it cannot happen while records and
+		// backend agree).
+		for progress := true; progress && len(victims) > 0; {
+			progress = false
+			var rest []string
+			for _, v := range victims {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if children[v] > 0 {
+					rest = append(rest, v)
+					continue
+				}
+				if !dryRun {
+					if err := sn.Remove(ctx, v); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+						return fmt.Errorf("remove snapshot %s/%s: %w", name, v, err)
+					}
+				}
+				note("snapshot data " + name + "/" + v)
+				if p, ok := parents[v]; ok {
+					children[p]--
+				}
+				progress = true
+			}
+			victims = rest
+		}
+	}
+	return nil
 }

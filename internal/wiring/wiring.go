@@ -1,18 +1,25 @@
 // Package wiring builds strata's object graph on a root directory: the blob
-// store, the metadata database over it, and (later) snapshotters. stratad and
+// store, the snapshotters (<root>/snapshots/overlayfs and
+// <root>/snapshots/native) and the metadata database over them. stratad and
 // the CLI's embedded mode both open a root through it.
 package wiring
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/strata-oci/strata/content/local"
 	"github.com/strata-oci/strata/metadata"
+	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/snapshots/native"
+	"github.com/strata-oci/strata/snapshots/overlay"
 )
 
 // Config says where the store lives and how it behaves.
@@ -28,6 +35,20 @@ type Store struct {
 	Root  string
 	Blobs *local.Store
 	DB    *metadata.DB
+	// DefaultSnapshotter is "overlayfs", or "native" where overlayfs does
+	// not work under the root.
+	DefaultSnapshotter string
+	// OverlayUnavailable says why overlayfs is not registered, if it is not.
+	OverlayUnavailable error
+}
+
+// Snapshotter returns the namespaced snapshotter name ("" for the
+// default), or nil when there is none by that name.
+func (s *Store) Snapshotter(name string) snapshots.Snapshotter {
+	if name == "" {
+		name = s.DefaultSnapshotter
+	}
+	return s.DB.Snapshotter(name)
 }
 
 // Open opens (creating when needed) the store at cfg.Root.
@@ -46,11 +67,41 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Logger != nil {
 		opts = append(opts, metadata.WithLogger(cfg.Logger))
 	}
+	// Snapshotters lock their own databases before touching their mounts,
+	// so a second process fails here without disturbing the first.
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	defaultSnapshotter := "overlayfs"
+	ov, ovErr := overlay.New(filepath.Join(cfg.Root, "snapshots", "overlayfs"))
+	if ovErr == nil {
+		opts = append(opts, metadata.WithSnapshotter("overlayfs", ov))
+		closers = append(closers, ov.Close)
+	} else {
+		if errors.Is(ovErr, errdefs.ErrUnavailable) {
+			return nil, ovErr
+		}
+		defaultSnapshotter = "native"
+		if cfg.Logger != nil {
+			cfg.Logger.Warn("overlayfs snapshotter unavailable, using native (full copies)", "error", ovErr)
+		}
+	}
+	nat, err := native.New(filepath.Join(cfg.Root, "snapshots", "native"))
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	closers = append(closers, nat.Close)
+	opts = append(opts, metadata.WithSnapshotter("native", nat))
 	if cfg.GCDelay != 0 {
 		opts = append(opts, metadata.WithGCDelay(cfg.GCDelay))
 	}
 	db, err := metadata.Open(ctx, filepath.Join(cfg.Root, "metadata.db"), blobs, opts...)
 	if err != nil {
+		closeAll()
 		return nil, err
 	}
 	// Only now, holding the database lock, is this process the owner.
@@ -58,7 +109,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{Root: cfg.Root, Blobs: blobs, DB: db}, nil
+	return &Store{Root: cfg.Root, Blobs: blobs, DB: db, DefaultSnapshotter: defaultSnapshotter, OverlayUnavailable: ovErr}, nil
 }
 
 // Close closes the store, running a pending garbage collection first.

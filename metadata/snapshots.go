@@ -1,0 +1,486 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/snapshots"
+)
+
+// labelSnapshotRef on Prepare names the committed snapshot the caller is
+// about to create (a layer's chain ID); when another namespace has it
+// already, it is shared instead (containerd's convention).
+const labelSnapshotRef = "containerd.io/snapshot.ref"
+
+// WithSnapshotter registers a snapshot backend under name ("overlayfs",
+// "native"); DB.Snapshotter(name) returns its namespaced view, and GC
+// removes what no namespace refers to from it. The DB closes it.
+func WithSnapshotter(name string, sn snapshots.Snapshotter) Opt {
+	return func(o *options) error {
+		if name == "" || sn == nil {
+			return fmt.Errorf("snapshotter %q: name and snapshotter are required: %w", name, errdefs.ErrInvalidArgument)
+		}
+		if o.snapshotters == nil {
+			o.snapshotters = map[string]snapshots.Snapshotter{}
+		}
+		o.snapshotters[name] = sn
+		return nil
+	}
+}
+
+// Snapshotter returns the namespaced view of the backend registered as
+// name, or nil when there is none. Keys are per namespace; the backend
+// keys are "<namespace>/<seq>/<key>", and the records live under
+// v1/<namespace>/snapshots/<name>/<key> (see doc.go).
+func (db *DB) Snapshotter(name string) snapshots.Snapshotter {
+	sn, ok := db.opts.snapshotters[name]
+	if !ok {
+		return nil
+	}
+	return &namespacedSnapshotter{db: db, name: name, sn: sn}
+}
+
+// SnapshotterNames returns the names of the registered backends.
+func (db *DB) SnapshotterNames() []string {
+	var out []string
+	for n := range db.opts.snapshotters {
+		out = append(out, n)
+	}
+	return out
+}
+
+type namespacedSnapshotter struct {
+	db   *DB
+	name string
+	sn   snapshots.Snapshotter
+}
+
+var _ snapshots.Snapshotter = (*namespacedSnapshotter)(nil)
+
+// snapshotRecord is a snapshot record read out of its transaction.
+type snapshotRecord struct {
+	key, bkey, parent string
+	labels            map[string]string
+	created, updated  time.Time
+}
+
+func (s *namespacedSnapshotter) bucket(tx *bolt.Tx, ns string) *bolt.Bucket {
+	return nsBucket(tx, ns, bucketSnapshots, []byte(s.name))
+}
+
+func readSnapshotRecord(key string, b *bolt.Bucket) snapshotRecord {
+	return snapshotRecord{
+		key:     key,
+		bkey:    string(b.Get(keyName)),
+		parent:  string(b.Get(keyParent)),
+		labels:  readLabels(b),
+		created: readTime(b, keyCreatedAt),
+		updated: readTime(b, keyUpdatedAt),
+	}
+}
+
+func (s *namespacedSnapshotter) get(ctx context.Context, key string) (string, snapshotRecord, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return "", snapshotRecord{}, err
+	}
+	if key == "" {
+		return "", snapshotRecord{}, fmt.Errorf("snapshot key must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	var r snapshotRecord
+	err = s.db.view(func(tx *bolt.Tx) error {
+		b := s.bucket(tx, ns)
+		if b == nil || b.Bucket([]byte(key)) == nil {
+			return fmt.Errorf("snapshot %q in namespace %q: %w", key, ns, errdefs.ErrNotFound)
+		}
+		r = readSnapshotRecord(key, b.Bucket([]byte(key)))
+		return nil
+	})
+	return ns, r, err
+}
+
+func (s *namespacedSnapshotter) info(ctx context.Context, r snapshotRecord) (snapshots.Info, error) {
+	binfo, err := s.sn.Stat(ctx, r.bkey)
+	if err != nil {
+		return snapshots.Info{}, fmt.Errorf("snapshot %q: backend %q: %w", r.key, r.bkey, err)
+	}
+	return snapshots.Info{Kind: binfo.Kind, Name: r.key, Parent: r.parent, Labels: r.labels, Created: r.created, Updated: r.updated}, nil
+}
+
+func (s *namespacedSnapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
+	_, r, err := s.get(ctx, key)
+	if err != nil {
+		return snapshots.Info{}, err
+	}
+	return s.info(ctx, r)
+}
+
+func (s *namespacedSnapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return snapshots.Info{}, err
+	}
+	var r snapshotRecord
+	err = s.db.update(func(tx *bolt.Tx) error {
+		sb := s.bucket(tx, ns)
+		var b *bolt.Bucket
+		if sb != nil && info.Name != "" {
+			b = sb.Bucket([]byte(info.Name))
+		}
+		if b == nil {
+			return fmt.Errorf("snapshot %q in namespace %q: %w", info.Name, ns, errdefs.ErrNotFound)
+		}
+		labels, err := snapshots.ApplyLabelPaths(readLabels(b), info.Labels, fieldpaths)
+		if err != nil {
+			return fmt.Errorf("update snapshot %q: %w", info.Name, err)
+		}
+		if err := writeLabels(b, labels); err != nil {
+			return err
+		}
+		if err := putTime(b, keyUpdatedAt, time.Now()); err != nil {
+			return err
+		}
+		r = readSnapshotRecord(info.Name, b)
+		return nil
+	})
+	if err != nil {
+		return snapshots.Info{}, err
+	}
+	return s.info(ctx, r)
+}
+
+func (s *namespacedSnapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
+	_, r, err := s.get(ctx, key)
+	if err != nil {
+		return snapshots.Usage{}, err
+	}
+	return s.sn.Usage(ctx, r.bkey)
+}
+
+func (s *namespacedSnapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	_, r, err := s.get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.sn.Mounts(ctx, r.bkey)
+}
+
+func (s *namespacedSnapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, snapshots.KindActive, key, parent, opts)
+}
+
+func (s *namespacedSnapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, snapshots.KindView, key, parent, opts)
+}
+
+// addSnapshotLease makes the context's lease hold the snapshot key.
+func (s *namespacedSnapshotter) addSnapshotLease(ctx context.Context, tx *bolt.Tx, ns, key string) error {
+	lb, err := leaseBucket(ctx, tx, ns)
+	if err != nil || lb == nil {
+		return err
+	}
+	b, err := lb.CreateBucketIfNotExists(bucketSnapshots)
+	if err != nil {
+		return err
+	}
+	if b, err = b.CreateBucketIfNotExists([]byte(s.name)); err != nil {
+		return err
+	}
+	return b.Put([]byte(key), nil)
+}
+
+// writeSnapshotRecord writes a new record key pointing at backend key bkey under
+// parent, and links it into the parent's children.
+func writeSnapshotRecord(sb *bolt.Bucket, key, bkey, parent string, labels map[string]string, created time.Time) error {
+	b, err := sb.CreateBucket([]byte(key))
+	if err != nil {
+		return err
+	}
+	if err := b.Put(keyName, []byte(bkey)); err != nil {
+		return err
+	}
+	if parent != "" {
+		if err := b.Put(keyParent, []byte(parent)); err != nil {
+			return err
+		}
+		cb, err := sb.Bucket([]byte(parent)).CreateBucketIfNotExists(bucketChildren)
+		if err != nil {
+			return err
+		}
+		if err := cb.Put([]byte(key), nil); err != nil {
+			return err
+		}
+	}
+	if err := putTime(b, keyCreatedAt, created); err != nil {
+		return err
+	}
+	if err := putTime(b, keyUpdatedAt, time.Now()); err != nil {
+		return err
+	}
+	return putMap(b, bucketLabels, labels)
+}
+
+func (s *namespacedSnapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if key == "" {
+		return nil, fmt.Errorf("snapshot key must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	base, err := snapshots.ApplyOpts(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := snapshots.ValidateLabels(base.Labels); err != nil {
+		return nil, err
+	}
+	var mounts []mount.Mount
+	var shared bool
+	// The backend call runs inside the transaction: a failure leaves no
+	// record, and GC (which waits for the transaction) never sees a
+	// backend snapshot that is about to get its record.
+	err = s.db.update(func(tx *bolt.Tx) error {
+		sb, err := createNSBucket(tx, ns, bucketSnapshots, []byte(s.name))
+		if err != nil {
+			return err
+		}
+		if sb.Bucket([]byte(key)) != nil {
+			return fmt.Errorf("snapshot %q in namespace %q: %w", key, ns, errdefs.ErrAlreadyExists)
+		}
+		bparent := ""
+		if parent != "" {
+			pb := sb.Bucket([]byte(parent))
+			if pb == nil {
+				return fmt.Errorf("parent %q of snapshot %q in namespace %q: %w", parent, key, ns, errdefs.ErrNotFound)
+			}
+			bparent = string(pb.Get(keyName))
+		}
+		if target := base.Labels[labelSnapshotRef]; kind == snapshots.KindActive && target != "" {
+			if sb.Bucket([]byte(target)) != nil {
+				return fmt.Errorf("snapshot %q (target of %q) in namespace %q: %w", target, key, ns, errdefs.ErrAlreadyExists)
+			}
+			ok, err := s.share(ctx, tx, ns, sb, target, parent, bparent)
+			if err != nil {
+				return err
+			}
+			if ok {
+				shared = true
+				return nil
+			}
+		}
+		seq, err := sb.NextSequence()
+		if err != nil {
+			return err
+		}
+		bkey := ns + "/" + strconv.FormatUint(seq, 10) + "/" + key
+		if err := writeSnapshotRecord(sb, key, bkey, parent, base.Labels, time.Now()); err != nil {
+			return err
+		}
+		if err := s.addSnapshotLease(ctx, tx, ns, key); err != nil {
+			return err
+		}
+		if kind == snapshots.KindActive {
+			mounts, err = s.sn.Prepare(ctx, bkey, bparent)
+		} else {
+			mounts, err = s.sn.View(ctx, bkey, bparent)
+		}
+		if err != nil {
+			return fmt.Errorf("snapshot %q in namespace %q: %w", key, ns, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if shared {
+		target := base.Labels[labelSnapshotRef]
+		return nil, fmt.Errorf("snapshot %q: shared from another namespace: %w", target, errdefs.ErrAlreadyExists)
+	}
+	return mounts, nil
+}
+
+// share looks for a committed snapshot named target on the same parent in
+// another namespace and, when there is one, records it in ns too (same
+// backend snapshot).
+func (s *namespacedSnapshotter) share(ctx context.Context, tx *bolt.Tx, ns string, sb *bolt.Bucket, target, parent, bparent string) (bool, error) {
+	var found string
+	_ = tx1(tx).ForEachBucket(func(other []byte) error {
+		if string(other) == ns || found != "" {
+			return nil
+		}
+		ob := nsBucket(tx, string(other), bucketSnapshots, []byte(s.name), []byte(target))
+		if ob == nil {
+			return nil
+		}
+		bkey := string(ob.Get(keyName))
+		info, err := s.sn.Stat(ctx, bkey)
+		if err != nil || info.Kind != snapshots.KindCommitted || info.Parent != bparent {
+			return nil
+		}
+		found = bkey
+		return nil
+	})
+	if found == "" {
+		return false, nil
+	}
+	if err := writeSnapshotRecord(sb, target, found, parent, nil, time.Now()); err != nil {
+		return false, err
+	}
+	return true, s.addSnapshotLease(ctx, tx, ns, target)
+}
+
+func (s *namespacedSnapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	if name == "" || key == "" {
+		return fmt.Errorf("commit %q as %q: key and name must not be empty: %w", key, name, errdefs.ErrInvalidArgument)
+	}
+	base, err := snapshots.ApplyOpts(opts...)
+	if err != nil {
+		return err
+	}
+	if err := snapshots.ValidateLabels(base.Labels); err != nil {
+		return err
+	}
+	return s.db.update(func(tx *bolt.Tx) error {
+		sb := s.bucket(tx, ns)
+		if sb == nil || sb.Bucket([]byte(key)) == nil {
+			return fmt.Errorf("snapshot %q in namespace %q: %w", key, ns, errdefs.ErrNotFound)
+		}
+		if sb.Bucket([]byte(name)) != nil {
+			return fmt.Errorf("commit %q as %q in namespace %q: %w", key, name, ns, errdefs.ErrAlreadyExists)
+		}
+		r := readSnapshotRecord(key, sb.Bucket([]byte(key)))
+		binfo, err := s.sn.Stat(ctx, r.bkey)
+		if err != nil {
+			return err
+		}
+		if binfo.Kind != snapshots.KindActive {
+			return fmt.Errorf("commit snapshot %q: it is %s, not active: %w", key, binfo.Kind, errdefs.ErrFailedPrecondition)
+		}
+		seq, err := sb.NextSequence()
+		if err != nil {
+			return err
+		}
+		bname := ns + "/" + strconv.FormatUint(seq, 10) + "/" + name
+		if err := removeSnapshotRecord(sb, key); err != nil {
+			return err
+		}
+		if err := writeSnapshotRecord(sb, name, bname, r.parent, base.Labels, r.created); err != nil {
+			return err
+		}
+		if err := s.addSnapshotLease(ctx, tx, ns, name); err != nil {
+			return err
+		}
+		if err := s.sn.Commit(ctx, bname, r.bkey); err != nil {
+			return fmt.Errorf("commit %q as %q in namespace %q: %w", key, name, ns, err)
+		}
+		return nil
+	})
+}
+
+// removeSnapshotRecord deletes the record key and unlinks it from its
+// parent's children.
+func removeSnapshotRecord(sb *bolt.Bucket, key string) error {
+	b := sb.Bucket([]byte(key))
+	if b == nil {
+		return nil
+	}
+	if p := b.Get(keyParent); len(p) > 0 {
+		if pb := sb.Bucket(p); pb != nil {
+			if cb := pb.Bucket(bucketChildren); cb != nil {
+				if err := cb.Delete([]byte(key)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return sb.DeleteBucket([]byte(key))
+}
+
+// Remove deletes the namespace's record of key; the backend snapshot goes
+// with the garbage collection this schedules, once no namespace refers to
+// it.
+func (s *namespacedSnapshotter) Remove(ctx context.Context, key string) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.db.update(func(tx *bolt.Tx) error {
+		sb := s.bucket(tx, ns)
+		var b *bolt.Bucket
+		if sb != nil && key != "" {
+			b = sb.Bucket([]byte(key))
+		}
+		if b == nil {
+			return fmt.Errorf("snapshot %q in namespace %q: %w", key, ns, errdefs.ErrNotFound)
+		}
+		if cb := b.Bucket(bucketChildren); cb != nil {
+			if k, _ := cb.Cursor().First(); k != nil {
+				return fmt.Errorf("remove snapshot %q: it has children (%q): %w", key, k, errdefs.ErrFailedPrecondition)
+			}
+		}
+		return removeSnapshotRecord(sb, key)
+	})
+	if err == nil {
+		s.db.scheduleGC()
+	}
+	return err
+}
+
+func (s *namespacedSnapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...string) error {
+	ns, filter, err := listScope(ctx, fs)
+	if err != nil {
+		return err
+	}
+	var records []snapshotRecord
+	err = s.db.view(func(tx *bolt.Tx) error {
+		sb := s.bucket(tx, ns)
+		if sb == nil {
+			return nil
+		}
+		return sb.ForEachBucket(func(k []byte) error {
+			records = append(records, readSnapshotRecord(string(k), sb.Bucket(k)))
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range records {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		info, err := s.info(ctx, r)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			continue // removed since
+		}
+		if err != nil {
+			return err
+		}
+		if !filter.Match(snapshots.AdaptInfo(info)) {
+			continue
+		}
+		if err := fn(ctx, info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cleanup cleans the backend.
+func (s *namespacedSnapshotter) Cleanup(ctx context.Context) error { return s.sn.Cleanup(ctx) }
+
+// Close does nothing: the DB owns the backend and closes it.
+func (s *namespacedSnapshotter) Close() error { return nil }

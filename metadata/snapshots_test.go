@@ -1,0 +1,152 @@
+package metadata_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/metadata"
+	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/snapshots/overlay"
+	"github.com/strata-oci/strata/snapshots/snapshottest"
+)
+
+func TestSnapshotterConformance(t *testing.T) {
+	snapshottest.Run(t, func(t *testing.T, root string) snapshots.Snapshotter {
+		backend, err := overlay.New(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newDB(t, metadata.WithSnapshotter("overlayfs", backend)).Snapshotter("overlayfs")
+	})
+}
+
+func backendNames(t *testing.T, sn snapshots.Snapshotter) []string {
+	t.Helper()
+	var out []string
+	err := sn.Walk(context.Background(), func(_ context.Context, info snapshots.Info) error {
+		out = append(out, info.Name)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSnapshotGC checks that GC removes unreferenced snapshot records and
+// then their backend snapshots, children first, and keeps what a root,
+// a lease or another namespace holds.
+func TestSnapshotGC(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("overlay needs root")
+	}
+	backend, err := overlay.New(filepath.Join(t.TempDir(), "overlayfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := newDB(t, metadata.WithSnapshotter("overlayfs", backend))
+	sn := db.Snapshotter("overlayfs")
+	if db.Snapshotter("btrfs") != nil {
+		t.Fatal("Snapshotter of an unregistered name is not nil")
+	}
+	a := namespaces.WithNamespace(context.Background(), "a")
+	b := namespaces.WithNamespace(context.Background(), "b")
+	commit := func(ctx context.Context, name, parent string, opts ...snapshots.Opt) {
+		t.Helper()
+		if _, err := sn.Prepare(ctx, "k-"+name, parent); err != nil {
+			t.Fatal(err)
+		}
+		if err := sn.Commit(ctx, name, "k-"+name, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Unreferenced chain: l1 ← l2 ← l3, collected children first.
+	commit(a, "l1", "")
+	commit(a, "l2", "l1")
+	commit(a, "l3", "l2")
+	// Rooted chain: r1 ← r2 (gc.root on r2 keeps r1 through the parent).
+	commit(a, "r1", "")
+	commit(a, "r2", "r1", snapshots.WithLabels(map[string]string{"containerd.io/gc.root": "1"}))
+	// Leased: an active snapshot made under a lease.
+	l, err := db.Leases().Create(a, leases.WithID("pull"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Prepare(leases.WithLease(a, l.ID), "leased", ""); err != nil {
+		t.Fatal(err)
+	}
+	// Shared: b gets r1 through containerd.io/snapshot.ref.
+	_, err = sn.Prepare(b, "extract", "", snapshots.WithLabels(map[string]string{"containerd.io/snapshot.ref": "r1"}))
+	if !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("Prepare with the snapshot.ref of a layer another namespace has = %v, want already exists", err)
+	}
+	if info, err := sn.Stat(b, "r1"); err != nil || info.Kind != snapshots.KindCommitted {
+		t.Fatalf("shared r1 in b: %+v, %v", info, err)
+	}
+	if _, err := sn.Update(b, snapshots.Info{Name: "r1", Labels: map[string]string{"containerd.io/gc.root": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(backendNames(t, backend)); n != 6 {
+		t.Fatalf("%d backend snapshots before GC, want 6 (sharing made none)", n)
+	}
+	st, err := db.GarbageCollect(context.Background(), metadata.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SnapshotsRemoved != 3 {
+		t.Errorf("SnapshotsRemoved = %d, want 3", st.SnapshotsRemoved)
+	}
+	for _, key := range []string{"l1", "l2", "l3"} {
+		if _, err := sn.Stat(a, key); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("Stat(%s) after GC = %v, want not found", key, err)
+		}
+	}
+	for _, key := range []string{"r1", "r2", "leased"} {
+		if _, err := sn.Stat(a, key); err != nil {
+			t.Errorf("Stat(%s) after GC = %v, want kept", key, err)
+		}
+	}
+	if n := len(backendNames(t, backend)); n != 3 {
+		t.Fatalf("backend after GC: %v, want the 3 kept", backendNames(t, backend))
+	}
+	// a lets go of r1 and r2; b still holds r1.
+	for _, key := range []string{"r2", "r1"} {
+		if err := sn.Remove(a, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Leases().Delete(a, l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GarbageCollect(context.Background(), metadata.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := backendNames(t, backend)
+	if len(got) != 1 {
+		t.Fatalf("backend after a released everything: %v, want b's r1 only", got)
+	}
+	mounts, err := sn.View(b, "v", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mounts) != 1 {
+		t.Fatalf("view of shared r1: %v", mounts)
+	}
+	// Keys live per namespace: b's key "k-l1" does not clash with a's.
+	if _, err := sn.Prepare(b, "leased", ""); err != nil {
+		t.Fatalf("Prepare in b of a key a uses = %v", err)
+	}
+	if keys := backendNames(t, backend); !slices.ContainsFunc(keys, func(k string) bool { return len(k) > 2 && k[:2] == "b/" }) {
+		t.Fatalf("backend keys %v carry no namespace", keys)
+	}
+}
