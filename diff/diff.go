@@ -1,0 +1,182 @@
+// Package diff turns layers into snapshot contents and back: Apply unpacks
+// a layer into an active snapshot's mounts, WriteLayer writes the changes
+// of a snapshot over its parent into the content store as an OCI layer.
+//
+// Both take the fast path on overlayfs: a layer is applied straight into the
+// upper directory and read back from it, without mounting anything.
+package diff
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-oci/strata/archive"
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/snapshots"
+)
+
+// LabelUncompressed is the content label holding a layer blob's diff ID.
+const LabelUncompressed = "containerd.io/uncompressed"
+
+// upperDir returns the directory that an active snapshot's mounts write
+// into, and whether it is an overlay upper directory: the upperdir= of an
+// overlay mount, or the source of a single read-write bind mount.
+func upperDir(mounts []mount.Mount) (dir string, overlay bool, err error) {
+	if len(mounts) != 1 {
+		return "", false, fmt.Errorf("%d mounts: want one: %w", len(mounts), errdefs.ErrNotImplemented)
+	}
+	m := mounts[0]
+	for _, o := range m.Options {
+		if o == "ro" {
+			return "", false, fmt.Errorf("mount is read-only (a view or a committed snapshot): %w", errdefs.ErrFailedPrecondition)
+		}
+	}
+	switch m.Type {
+	case "overlay":
+		for _, o := range m.Options {
+			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+				return v, true, nil
+			}
+		}
+		return "", false, fmt.Errorf("overlay mount without upperdir is read-only: %w", errdefs.ErrFailedPrecondition)
+	case "bind", "rbind":
+		return m.Source, false, nil
+	}
+	return "", false, fmt.Errorf("mount type %q: %w", m.Type, errdefs.ErrNotImplemented)
+}
+
+// Apply unpacks the layer r into the active snapshot whose mounts are
+// given. Into an overlay upper directory whiteouts become overlay
+// whiteouts; into a bind-mounted directory they are carried out with mode
+// (archive.WhiteoutNative for a full copy of the parents,
+// archive.WhiteoutOverlay for a layer directory that overlay will stack).
+func Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mode archive.WhiteoutMode) (archive.ApplyResult, error) {
+	dir, overlay, err := upperDir(mounts)
+	if err != nil {
+		return archive.ApplyResult{}, fmt.Errorf("apply layer: %w", err)
+	}
+	if overlay {
+		mode = archive.WhiteoutOverlay
+	}
+	return archive.Apply(ctx, dir, r, archive.ApplyOptions{Whiteouts: mode})
+}
+
+// Options configure WriteLayer.
+type Options struct {
+	Compression archive.Compression // archive.Gzip, archive.Zstd or archive.Uncompressed
+	Ref         string              // ingest ref; generated when empty
+	Labels      map[string]string   // more labels for the blob
+}
+
+// MediaType returns the OCI layer media type of a compression.
+func MediaType(c archive.Compression) string {
+	switch c {
+	case archive.Gzip:
+		return ocispec.MediaTypeImageLayerGzip
+	case archive.Zstd:
+		return ocispec.MediaTypeImageLayerZstd
+	}
+	return ocispec.MediaTypeImageLayer
+}
+
+// WriteLayer writes the layer that turns lower into upper into cs, labelled
+// with its diff ID, and returns its descriptor. When upper is an overlay
+// upper directory, lower is not read (it may be nil); otherwise both are
+// mounted read-only and compared (a nil lower is the empty tree).
+func WriteLayer(ctx context.Context, cs content.Ingester, lower, upper []mount.Mount, opts Options) (ocispec.Descriptor, error) {
+	ref := opts.Ref
+	if ref == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		ref = "diff-" + hex.EncodeToString(b[:])
+	}
+	w, err := cs.Writer(ctx, content.WithRef(ref))
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("write layer: %w", err)
+	}
+	defer w.Close()
+	var res archive.DiffResult
+	if dir, overlay, err := upperDir(upper); err == nil && overlay {
+		res, err = archive.WriteOverlayDiff(ctx, w, dir, opts.Compression, "")
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("write layer: %w", err)
+		}
+	} else {
+		err := mount.WithTempMount(ctx, readOnly(upper), func(up string) error {
+			if len(lower) == 0 {
+				var err error
+				res, err = archive.WriteDiff(ctx, w, "", up, opts.Compression)
+				return err
+			}
+			return mount.WithTempMount(ctx, readOnly(lower), func(low string) error {
+				var err error
+				res, err = archive.WriteDiff(ctx, w, low, up, opts.Compression)
+				return err
+			})
+		})
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("write layer: %w", err)
+		}
+	}
+	labels := map[string]string{LabelUncompressed: res.DiffID.String()}
+	for k, v := range opts.Labels {
+		labels[k] = v
+	}
+	st, err := w.Status()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	dgst := w.Digest()
+	if err := w.Commit(ctx, st.Offset, dgst, content.WithLabels(labels)); err != nil && !errdefs.IsAlreadyExists(err) {
+		return ocispec.Descriptor{}, fmt.Errorf("write layer: %w", err)
+	}
+	return ocispec.Descriptor{MediaType: MediaType(opts.Compression), Digest: dgst, Size: st.Offset}, nil
+}
+
+// readOnly returns mounts with "ro" added, for reading a snapshot safely.
+func readOnly(mounts []mount.Mount) []mount.Mount {
+	out := make([]mount.Mount, len(mounts))
+	for i, m := range mounts {
+		m.Options = append(append([]string(nil), m.Options...), "ro")
+		out[i] = m
+	}
+	return out
+}
+
+// WriteSnapshotLayer writes the layer of the active (or view) snapshot key
+// over its parent: the convenience that the CLI and the daemon's diff
+// service use.
+func WriteSnapshotLayer(ctx context.Context, sn snapshots.Snapshotter, key string, cs content.Ingester, opts Options) (ocispec.Descriptor, error) {
+	info, err := sn.Stat(ctx, key)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	upper, err := sn.Mounts(ctx, key)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if _, overlay, err := upperDir(upper); (err == nil && overlay) || info.Parent == "" {
+		return WriteLayer(ctx, cs, nil, upper, opts)
+	}
+	viewKey := fmt.Sprintf("diff-lower-%s-%x", key, randomBytes())
+	lower, err := sn.View(ctx, viewKey, info.Parent)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("view parent %q: %w", info.Parent, err)
+	}
+	defer sn.Remove(context.WithoutCancel(ctx), viewKey)
+	return WriteLayer(ctx, cs, lower, upper, opts)
+}
+
+func randomBytes() []byte {
+	var b [4]byte
+	rand.Read(b[:])
+	return b[:]
+}
