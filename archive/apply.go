@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -54,6 +55,11 @@ type ApplyOptions struct {
 	// OverlayXattrPrefix is "trusted.overlay." (the default) or
 	// "user.overlay." for overlay mounted with userxattr.
 	OverlayXattrPrefix string
+	// Parents are the directories of the layers below, newest first
+	// (overlay mode). With them, a whiteout for something no parent shows
+	// is not written: it would hide nothing, and overlayfs lists such
+	// whiteouts in directories it does not merge.
+	Parents []string
 	// Unprivileged skips device nodes and ownership, as a non-root user
 	// must; by default it is set when the process is not root.
 	Unprivileged bool
@@ -70,6 +76,9 @@ type ApplyResult struct {
 	Entries     int
 	// SkippedDevices counts device nodes not created for lack of privilege.
 	SkippedDevices int
+	// Whiteouts lists the whiteout devices written in overlay mode, for
+	// PruneWhiteouts when the layer was applied before its parents existed.
+	Whiteouts []string
 }
 
 // ErrEscape is returned for entries that try to reach outside the root in a
@@ -106,7 +115,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	defer rt.close()
-	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, buf: make([]byte, 1<<20)}
+	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{}, buf: make([]byte, 1<<20)}
 	tr := tar.NewReader(ahead)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -131,6 +140,9 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	res.SkippedDevices = a.skippedDevices
+	for w := range a.whiteouts {
+		res.Whiteouts = append(res.Whiteouts, w)
+	}
 	res.DiffID, res.Size, err = ahead.finish()
 	if err != nil {
 		return res, fmt.Errorf("archive: read layer: %w", err)
@@ -148,6 +160,8 @@ type applier struct {
 	root           *root
 	opts           ApplyOptions
 	created        map[string]struct{} // names this layer made: whiteouts spare them
+	opaque         map[string]struct{} // directories this layer made opaque (overlay mode)
+	whiteouts      map[string]struct{} // whiteout devices this layer made (overlay mode)
 	dirs           []dirTimes
 	buf            []byte
 	skippedDevices int
@@ -437,6 +451,18 @@ func (a *applier) whiteout(orig, dir, base string) error {
 		if err := unix.Fsetxattr(fd, a.opts.OverlayXattrPrefix+"opaque", []byte("y"), 0); err != nil {
 			return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
 		}
+		a.opaque[dir] = struct{}{}
+		// Whiteouts inside an opaque directory hide nothing more, and
+		// overlayfs lists them in a directory it does not merge (where
+		// lookups then fail): drop the ones this layer made there.
+		for w := range a.whiteouts {
+			if path.Dir(w) == dir || (dir == "" && !strings.Contains(w, "/")) {
+				if err := unix.Unlinkat(fd, path.Base(w), 0); err != nil && !errors.Is(err, unix.ENOENT) {
+					return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
+				}
+				delete(a.whiteouts, w)
+			}
+		}
 		return nil
 	}
 	victim := strings.TrimPrefix(base, whiteoutPrefix)
@@ -446,6 +472,14 @@ func (a *applier) whiteout(orig, dir, base string) error {
 	full := path.Join(dir, victim)
 	if _, ok := a.created[full]; ok {
 		return nil
+	}
+	if a.opts.Whiteouts == WhiteoutOverlay {
+		if _, ok := a.opaque[dir]; ok {
+			return nil // the opaque directory hides it already
+		}
+		if len(a.opts.Parents) > 0 && !visibleInLayers(a.opts.Parents, full, a.opts.OverlayXattrPrefix) {
+			return nil
+		}
 	}
 	pfd, err := a.root.dir(dir, a.opts.Whiteouts == WhiteoutOverlay)
 	if err != nil {
@@ -462,6 +496,7 @@ func (a *applier) whiteout(orig, dir, base string) error {
 		if err := unix.Mknodat(pfd, victim, unix.S_IFCHR, 0); err != nil {
 			return fmt.Errorf("archive: whiteout %q: %w", orig, err)
 		}
+		a.whiteouts[full] = struct{}{}
 	}
 	return nil
 }
@@ -505,6 +540,78 @@ func (a *applier) finishDirs() error {
 		}
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("archive: set times of %q: %w", d.name, err)
+		}
+	}
+	return nil
+}
+
+// visibleInLayers reports whether rel exists in the overlay of layers
+// (directories, newest first), the way overlayfs looks it up: a whiteout or
+// a non-directory hides what is below it, an opaque directory hides the
+// lower directories of the same name. Components are checked one at a time,
+// so no symlink is ever followed.
+func visibleInLayers(layers []string, rel, xattrPrefix string) bool {
+	parts := strings.Split(rel, "/")
+	visible := layers
+	for i := range parts {
+		p := filepath.Join(parts[:i+1]...)
+		last := i == len(parts)-1
+		var next []string
+		for _, l := range visible {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(l, p), &st); err != nil {
+				continue
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+				break // a whiteout
+			}
+			if last {
+				return true
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				break
+			}
+			next = append(next, l)
+			if v, err := getxattr(filepath.Join(l, p), xattrPrefix+"opaque"); err == nil && string(v) == "y" {
+				break
+			}
+		}
+		if len(next) == 0 {
+			return false
+		}
+		visible = next
+	}
+	return false
+}
+
+// PruneWhiteouts removes from the layer directory dir those of its whiteout
+// devices (as listed by ApplyResult.Whiteouts) that hide nothing in parents
+// (newest first): what Apply with ApplyOptions.Parents does at once, for
+// layers applied in parallel before their parents were complete.
+func PruneWhiteouts(dir string, whiteouts, parents []string, xattrPrefix string) error {
+	if xattrPrefix == "" {
+		xattrPrefix = "trusted.overlay."
+	}
+	rt, err := openRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	for _, w := range whiteouts {
+		if visibleInLayers(parents, w, xattrPrefix) {
+			continue
+		}
+		d, base := path.Split(w)
+		pfd, err := rt.dir(strings.TrimSuffix(d, "/"), false)
+		if err != nil {
+			return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+			continue // not (or no longer) a whiteout
+		}
+		if err := unix.Unlinkat(pfd, base, 0); err != nil {
+			return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
 		}
 	}
 	return nil

@@ -53,6 +53,16 @@ func upperDir(mounts []mount.Mount) (dir string, overlay bool, err error) {
 	return "", false, fmt.Errorf("mount type %q: %w", m.Type, errdefs.ErrNotImplemented)
 }
 
+// lowerDirs returns the lowerdir= layers of an overlay mount, newest first.
+func lowerDirs(m mount.Mount) []string {
+	for _, o := range m.Options {
+		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
+			return strings.Split(v, ":")
+		}
+	}
+	return nil
+}
+
 // Apply unpacks the layer r into the active snapshot whose mounts are
 // given. Into an overlay upper directory whiteouts become overlay
 // whiteouts; into a bind-mounted directory they are carried out with mode
@@ -63,10 +73,12 @@ func Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mode archive.
 	if err != nil {
 		return archive.ApplyResult{}, fmt.Errorf("apply layer: %w", err)
 	}
+	opts := archive.ApplyOptions{Whiteouts: mode}
 	if overlay {
-		mode = archive.WhiteoutOverlay
+		opts.Whiteouts = archive.WhiteoutOverlay
+		opts.Parents = lowerDirs(mounts[0])
 	}
-	return archive.Apply(ctx, dir, r, archive.ApplyOptions{Whiteouts: mode})
+	return archive.Apply(ctx, dir, r, opts)
 }
 
 // Options configure WriteLayer.
