@@ -68,7 +68,7 @@ func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 	case Zstd:
 		// One goroutine: the applier already decompresses beside the
 		// goroutine that creates files.
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(32<<20))
 		if err != nil {
 			return nil, c, fmt.Errorf("archive: zstd: %v: %w", err, errdefs.ErrInvalidArgument)
 		}

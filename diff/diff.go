@@ -26,41 +26,55 @@ import (
 // LabelUncompressed is the content label holding a layer blob's diff ID.
 const LabelUncompressed = "containerd.io/uncompressed"
 
-// upperDir returns the directory that an active snapshot's mounts write
-// into, and whether it is an overlay upper directory: the upperdir= of an
-// overlay mount, or the source of a single read-write bind mount.
-func upperDir(mounts []mount.Mount) (dir string, overlay bool, err error) {
+// Target is where a layer goes for the mounts of an active snapshot.
+type Target struct {
+	// Dir is the overlay upper directory, or the source of the single
+	// read-write bind mount.
+	Dir string
+	// Overlay says Dir is an overlay upper directory; Lowers are then the
+	// layers below it, newest first.
+	Overlay bool
+	Lowers  []string
+	// XattrPrefix is where overlayfs reads its attributes: "user.overlay."
+	// under userxattr, else "trusted.overlay.".
+	XattrPrefix string
+}
+
+// WritableTarget finds the directory that an active snapshot's mounts write
+// into, as containerd's overlay applier does (core/diff/apply), so a layer
+// is applied without mounting anything. It returns
+// errdefs.ErrFailedPrecondition for read-only mounts (views, committed
+// snapshots) and errdefs.ErrNotImplemented for mounts it does not know.
+func WritableTarget(mounts []mount.Mount) (Target, error) {
 	if len(mounts) != 1 {
-		return "", false, fmt.Errorf("%d mounts: want one: %w", len(mounts), errdefs.ErrNotImplemented)
+		return Target{}, fmt.Errorf("%d mounts, want 1: %w", len(mounts), errdefs.ErrNotImplemented)
 	}
 	m := mounts[0]
+	t := Target{XattrPrefix: "trusted.overlay."}
 	for _, o := range m.Options {
-		if o == "ro" {
-			return "", false, fmt.Errorf("mount is read-only (a view or a committed snapshot): %w", errdefs.ErrFailedPrecondition)
+		switch {
+		case o == "ro":
+			return Target{}, fmt.Errorf("read-only %s mount: %w", m.Type, errdefs.ErrFailedPrecondition)
+		case o == "userxattr":
+			t.XattrPrefix = "user.overlay."
+		case strings.HasPrefix(o, "upperdir="):
+			t.Dir = strings.TrimPrefix(o, "upperdir=")
+		case strings.HasPrefix(o, "lowerdir="):
+			t.Lowers = strings.Split(strings.TrimPrefix(o, "lowerdir="), ":")
 		}
 	}
 	switch m.Type {
 	case "overlay":
-		for _, o := range m.Options {
-			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
-				return v, true, nil
-			}
+		if t.Dir == "" {
+			return Target{}, fmt.Errorf("overlay mount without upperdir: %w", errdefs.ErrFailedPrecondition)
 		}
-		return "", false, fmt.Errorf("overlay mount without upperdir is read-only: %w", errdefs.ErrFailedPrecondition)
+		t.Overlay = true
+		return t, nil
 	case "bind", "rbind":
-		return m.Source, false, nil
+		t.Dir, t.Lowers = m.Source, nil
+		return t, nil
 	}
-	return "", false, fmt.Errorf("mount type %q: %w", m.Type, errdefs.ErrNotImplemented)
-}
-
-// lowerDirs returns the lowerdir= layers of an overlay mount, newest first.
-func lowerDirs(m mount.Mount) []string {
-	for _, o := range m.Options {
-		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
-			return strings.Split(v, ":")
-		}
-	}
-	return nil
+	return Target{}, fmt.Errorf("%s mount: %w", m.Type, errdefs.ErrNotImplemented)
 }
 
 // Apply unpacks the layer r into the active snapshot whose mounts are
@@ -69,16 +83,16 @@ func lowerDirs(m mount.Mount) []string {
 // (archive.WhiteoutNative for a full copy of the parents,
 // archive.WhiteoutOverlay for a layer directory that overlay will stack).
 func Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mode archive.WhiteoutMode) (archive.ApplyResult, error) {
-	dir, overlay, err := upperDir(mounts)
+	t, err := WritableTarget(mounts)
 	if err != nil {
 		return archive.ApplyResult{}, fmt.Errorf("apply layer: %w", err)
 	}
-	opts := archive.ApplyOptions{Whiteouts: mode}
-	if overlay {
+	opts := archive.ApplyOptions{Whiteouts: mode, OverlayXattrPrefix: t.XattrPrefix}
+	if t.Overlay {
 		opts.Whiteouts = archive.WhiteoutOverlay
-		opts.Parents = lowerDirs(mounts[0])
+		opts.Parents = t.Lowers
 	}
-	return archive.Apply(ctx, dir, r, opts)
+	return archive.Apply(ctx, t.Dir, r, opts)
 }
 
 // Options configure WriteLayer.
@@ -116,8 +130,8 @@ func WriteLayer(ctx context.Context, cs content.Ingester, lower, upper []mount.M
 	}
 	defer w.Close()
 	var res archive.DiffResult
-	if dir, overlay, err := upperDir(upper); err == nil && overlay {
-		res, err = archive.WriteOverlayDiff(ctx, w, dir, opts.Compression, "")
+	if t, err := WritableTarget(upper); err == nil && t.Overlay {
+		res, err = archive.WriteOverlayDiff(ctx, w, t.Dir, opts.Compression, t.XattrPrefix)
 		if err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("write layer: %w", err)
 		}
@@ -175,7 +189,7 @@ func WriteSnapshotLayer(ctx context.Context, sn snapshots.Snapshotter, key strin
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if _, overlay, err := upperDir(upper); (err == nil && overlay) || info.Parent == "" {
+	if t, err := WritableTarget(upper); (err == nil && t.Overlay) || info.Parent == "" {
 		return WriteLayer(ctx, cs, nil, upper, opts)
 	}
 	viewKey := fmt.Sprintf("diff-lower-%s-%x", key, randomBytes())

@@ -3,9 +3,11 @@ package diff
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +175,38 @@ func TestLayerRoundTrip(t *testing.T) {
 			}
 			if _, ok := want["etc/bye"]; ok {
 				t.Fatal("deleted file still in the original view: the test did not delete")
+			}
+		})
+	}
+}
+
+func TestWritableTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mounts []mount.Mount
+		want   Target
+		err    string
+	}{
+		{"overlay", []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{"index=off", "workdir=/w", "upperdir=/u", "lowerdir=/l2:/l1"}}},
+			Target{Dir: "/u", Overlay: true, Lowers: []string{"/l2", "/l1"}, XattrPrefix: "trusted.overlay."}, ""},
+		{"overlay-userxattr", []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{"userxattr", "upperdir=/u", "lowerdir=/l"}}},
+			Target{Dir: "/u", Overlay: true, Lowers: []string{"/l"}, XattrPrefix: "user.overlay."}, ""},
+		{"bind", []mount.Mount{{Type: "bind", Source: "/fs", Options: []string{"rw", "rbind"}}}, Target{Dir: "/fs", XattrPrefix: "trusted.overlay."}, ""},
+		{"overlay-view", []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{"ro", "lowerdir=/l2:/l1"}}}, Target{}, "read-only overlay mount"},
+		{"bind-view", []mount.Mount{{Type: "bind", Source: "/fs", Options: []string{"ro", "rbind"}}}, Target{}, "read-only bind mount"},
+		{"none", nil, Target{}, "0 mounts, want 1"},
+		{"block", []mount.Mount{{Type: "ext4", Source: "/dev/sda1"}}, Target{}, "ext4 mount"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := WritableTarget(tc.mounts)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("WritableTarget(%v) = %+v, %v; want error %q", tc.mounts, got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("WritableTarget(%v) = %+v, %v; want %+v", tc.mounts, got, err, tc.want)
 			}
 		})
 	}
