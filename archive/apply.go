@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -115,7 +116,10 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	defer rt.close()
-	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{}, buf: make([]byte, 1<<20)}
+	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
+		buf: make([]byte, 1<<20), inflight: map[string]struct{}{}, euid: os.Geteuid(), egid: os.Getegid(), umask: processUmask()}
+	defer a.stopWorkers()
+	rt.beforeEvict = func() { a.barrier() }
 	tr := tar.NewReader(ahead)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -136,6 +140,9 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 			return res, err
 		}
 	}
+	if err := a.stopWorkers(); err != nil {
+		return res, err
+	}
 	if err := a.finishDirs(); err != nil {
 		return res, err
 	}
@@ -150,9 +157,12 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 	return res, nil
 }
 
+// dirTimes is what a directory gets once its children exist: its times,
+// and its mode (a read-only directory would refuse them to a non-root user).
 type dirTimes struct {
 	name         string
 	atime, mtime time.Time
+	mode         uint32
 }
 
 type applier struct {
@@ -165,6 +175,16 @@ type applier struct {
 	dirs           []dirTimes
 	buf            []byte
 	skippedDevices int
+
+	euid, egid int
+	umask      uint32
+
+	// Small files in flight to the workers.
+	jobs     chan fileJob
+	pending  sync.WaitGroup
+	inflight map[string]struct{}
+	errMu    sync.Mutex
+	werr     error
 }
 
 // cleanName turns an entry name into a path relative to the root: leading
@@ -183,6 +203,19 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	dir, base := path.Split(name)
 	dir = strings.TrimSuffix(dir, "/")
 
+	// Files are written by workers (see dispatch). Anything that could
+	// touch what a worker is writing waits for them first: whiteouts,
+	// replacements, hard links, and a second entry for a name in flight.
+	if strings.HasPrefix(base, whiteoutPrefix) || hdr.Typeflag == tar.TypeLink {
+		if err := a.barrier(); err != nil {
+			return err
+		}
+	}
+	if _, ok := a.inflight[name]; ok {
+		if err := a.barrier(); err != nil {
+			return err
+		}
+	}
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return a.whiteout(hdr.Name, dir, base)
 	}
@@ -201,10 +234,17 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 		if !(hdr.Typeflag == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+			if err := a.barrier(); err != nil {
+				return err
+			}
 			if err := removeAllAt(pfd, base); err != nil {
 				return fmt.Errorf("archive: entry %q: replace existing: %w", hdr.Name, err)
 			}
 			a.root.forget(name)
+			// Forgetting may have closed pfd.
+			if pfd, err = a.root.dir(dir, true); err != nil {
+				return fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
+			}
 		}
 	}
 	a.created[name] = struct{}{}
@@ -261,21 +301,51 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	return a.attributes(hdr, pfd, base, name)
 }
 
-// regular writes a file's content, keeping runs of zeros as holes.
+// smallFile is the largest file handed to a worker whole; larger ones are
+// streamed by the reading goroutine.
+const smallFile = 256 << 10
+
+// fileJob is a small file for a worker to create.
+type fileJob struct {
+	hdr  *tar.Header
+	pfd  int
+	base string
+	buf  *[]byte
+	data []byte
+}
+
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallFile); return &b }}
+
+// regular writes a file: small ones by a worker, while this goroutine reads
+// on (file creation is the cost of layers of many small files, and both
+// cores can do it); large ones here, keeping runs of zeros as holes.
 func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base string) error {
-	fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if hdr.Size <= smallFile {
+		buf := smallBufs.Get().(*[]byte)
+		data := (*buf)[:hdr.Size]
+		if _, err := io.ReadFull(tr, data); err != nil {
+			smallBufs.Put(buf)
+			return fmt.Errorf("archive: read %q: %v: %w", hdr.Name, err, errdefs.ErrInvalidArgument)
+		}
+		a.inflight[name] = struct{}{}
+		return a.dispatch(fileJob{hdr: hdr, pfd: pfd, base: base, buf: buf, data: data})
+	}
+	fd, err := a.create(hdr, pfd, base)
 	if err != nil {
-		return fmt.Errorf("archive: create %q: %w", hdr.Name, err)
+		return err
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
 	var off int64
+	hole := false
 	for {
 		n, rerr := io.ReadFull(tr, a.buf)
 		if n > 0 {
-			if err := writeSparse(f, a.buf[:n], off); err != nil {
+			h, err := writeSparse(f, a.buf[:n], off)
+			if err != nil {
 				return fmt.Errorf("archive: write %q: %w", hdr.Name, err)
 			}
+			hole = h
 			off += int64(n)
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
@@ -288,17 +358,39 @@ func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base str
 	if off != hdr.Size {
 		return fmt.Errorf("archive: %q: %d bytes of %d: %w", hdr.Name, off, hdr.Size, errdefs.ErrInvalidArgument)
 	}
-	if err := f.Truncate(off); err != nil { // a trailing hole
-		return fmt.Errorf("archive: %q: %w", hdr.Name, err)
+	if hole {
+		if err := f.Truncate(off); err != nil { // a trailing hole
+			return fmt.Errorf("archive: %q: %w", hdr.Name, err)
+		}
 	}
-	if !a.opts.Unprivileged {
+	return a.fileAttributes(hdr, fd, pfd, base)
+}
+
+// create makes the file base in pfd, with its final permissions when the
+// umask lets them through (saving a chmod).
+func (a *applier) create(hdr *tar.Header, pfd int, base string) (int, error) {
+	fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, tarMode(hdr)&0o777)
+	if err != nil {
+		return -1, fmt.Errorf("archive: create %q: %w", hdr.Name, err)
+	}
+	return fd, nil
+}
+
+// fileAttributes sets owner, mode, xattrs and times of a file just written
+// through fd, skipping the calls that would change nothing.
+func (a *applier) fileAttributes(hdr *tar.Header, fd, pfd int, base string) error {
+	chowned := false
+	if !a.opts.Unprivileged && (hdr.Uid != a.euid || hdr.Gid != a.egid || a.root.setgid[pfd]) {
 		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 			return fmt.Errorf("archive: chown %q: %w", hdr.Name, err)
 		}
+		chowned = true
 	}
 	// After chown, which clears setuid and setgid.
-	if err := unix.Fchmod(fd, tarMode(hdr)); err != nil {
-		return fmt.Errorf("archive: chmod %q: %w", hdr.Name, err)
+	if mode := tarMode(hdr); chowned || mode&^0o777 != 0 || mode&a.umask != 0 {
+		if err := unix.Fchmod(fd, mode); err != nil {
+			return fmt.Errorf("archive: chmod %q: %w", hdr.Name, err)
+		}
 	}
 	if err := a.xattrs(hdr, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
 		return err
@@ -310,25 +402,102 @@ func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base str
 	return nil
 }
 
+// writeSmall is a worker's whole job for one file.
+func (a *applier) writeSmall(j fileJob) error {
+	defer smallBufs.Put(j.buf)
+	fd, err := a.create(j.hdr, j.pfd, j.base)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for off := 0; off < len(j.data); {
+		n, err := unix.Write(fd, j.data[off:])
+		if err != nil {
+			return fmt.Errorf("archive: write %q: %w", j.hdr.Name, err)
+		}
+		off += n
+	}
+	return a.fileAttributes(j.hdr, fd, j.pfd, j.base)
+}
+
+// workers is how many goroutines create small files.
+const workers = 3
+
+// dispatch hands a small file to the workers, starting them on first use.
+func (a *applier) dispatch(j fileJob) error {
+	if err := a.workErr(); err != nil {
+		smallBufs.Put(j.buf)
+		return err
+	}
+	if a.jobs == nil {
+		jobs := make(chan fileJob, 64)
+		a.jobs = jobs
+		for i := 0; i < workers; i++ {
+			go func() {
+				for j := range jobs {
+					if a.workErr() == nil {
+						if err := a.writeSmall(j); err != nil {
+							a.errMu.Lock()
+							if a.werr == nil {
+								a.werr = err
+							}
+							a.errMu.Unlock()
+						}
+					} else {
+						smallBufs.Put(j.buf)
+					}
+					a.pending.Done()
+				}
+			}()
+		}
+	}
+	a.pending.Add(1)
+	a.jobs <- j
+	return nil
+}
+
+func (a *applier) workErr() error {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return a.werr
+}
+
+// barrier waits until every file handed to the workers is written.
+func (a *applier) barrier() error {
+	a.pending.Wait()
+	clear(a.inflight)
+	return a.workErr()
+}
+
+// stopWorkers waits for the workers and ends them.
+func (a *applier) stopWorkers() error {
+	err := a.barrier()
+	if a.jobs != nil {
+		close(a.jobs)
+		a.jobs = nil
+	}
+	return err
+}
+
 const zeroRun = 64 << 10
 
 var zeros = make([]byte, zeroRun)
 
 // writeSparse writes b at off, skipping whole zero-filled 64 KiB runs so
-// that they stay holes.
-func writeSparse(f *os.File, b []byte, off int64) error {
+// that they stay holes; it reports whether b ended in one.
+func writeSparse(f *os.File, b []byte, off int64) (hole bool, err error) {
 	for len(b) > 0 {
 		n := min(len(b), zeroRun)
 		if n == zeroRun && bytes.Equal(b[:n], zeros) {
-			b, off = b[n:], off+int64(n)
+			b, off, hole = b[n:], off+int64(n), true
 			continue
 		}
 		if _, err := f.WriteAt(b[:n], off); err != nil {
-			return err
+			return false, err
 		}
-		b, off = b[n:], off+int64(n)
+		b, off, hole = b[n:], off+int64(n), false
 	}
-	return nil
+	return hole, nil
 }
 
 func tarMode(hdr *tar.Header) uint32 {
@@ -368,7 +537,7 @@ func (a *applier) attributes(hdr *tar.Header, pfd int, base, name string) error 
 			return fmt.Errorf("archive: chown %q: %w", hdr.Name, err)
 		}
 	}
-	if !isLink {
+	if !isLink && hdr.Typeflag != tar.TypeDir {
 		// The node was just made by us and is not a symlink, so following
 		// is harmless; fchmodat cannot refuse to follow on Linux.
 		if err := unix.Fchmodat(pfd, target, tarMode(hdr), 0); err != nil {
@@ -390,7 +559,7 @@ func (a *applier) attributes(hdr *tar.Header, pfd int, base, name string) error 
 		return err
 	}
 	if hdr.Typeflag == tar.TypeDir {
-		a.dirs = append(a.dirs, dirTimes{name: name, atime: accessTime(hdr), mtime: hdr.ModTime})
+		a.dirs = append(a.dirs, dirTimes{name: name, atime: accessTime(hdr), mtime: hdr.ModTime, mode: tarMode(hdr)})
 		return nil
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(accessTime(hdr).UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
@@ -530,12 +699,18 @@ func (a *applier) finishDirs() error {
 		dir, base := path.Split(d.name)
 		ts := []unix.Timespec{unix.NsecToTimespec(d.atime.UnixNano()), unix.NsecToTimespec(d.mtime.UnixNano())}
 		var err error
-		if d.name == "" {
-			err = unix.UtimesNanoAt(a.root.fd, ".", ts, 0)
-		} else {
-			var pfd int
-			if pfd, err = a.root.dir(strings.TrimSuffix(dir, "/"), false); err == nil {
-				err = unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+		pfd, target := a.root.fd, "."
+		if d.name != "" {
+			pfd, err = a.root.dir(strings.TrimSuffix(dir, "/"), false)
+			target = base
+		}
+		if err == nil {
+			var st unix.Stat_t
+			// Still a directory? A later entry may have replaced it.
+			if err = unix.Fstatat(pfd, target, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				if err = unix.Fchmodat(pfd, target, d.mode, 0); err == nil {
+					err = unix.UtimesNanoAt(pfd, target, ts, unix.AT_SYMLINK_NOFOLLOW)
+				}
 			}
 		}
 		if err != nil && !errors.Is(err, unix.ENOENT) {
@@ -615,4 +790,21 @@ func PruneWhiteouts(dir string, whiteouts, parents []string, xattrPrefix string)
 		}
 	}
 	return nil
+}
+
+// processUmask reads the umask without changing it (umask(2) can only set
+// it, for the whole process).
+func processUmask() uint32 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+				var m uint32
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%o", &m); err == nil {
+					return m
+				}
+			}
+		}
+	}
+	return 0o777 // unknown: always chmod
 }

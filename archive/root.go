@@ -25,6 +25,12 @@ const maxCachedDirs = 128
 type root struct {
 	fd   int
 	dirs map[string]int // relative path → O_PATH descriptor of that directory
+	// setgid records cached directories with the setgid bit: files made in
+	// them take the directory's group, so their owner must be set.
+	setgid map[int]bool
+	// beforeEvict runs before cached descriptors are closed to make room:
+	// the applier waits there for workers that still use them.
+	beforeEvict func()
 }
 
 func openRoot(dir string) (*root, error) {
@@ -32,7 +38,12 @@ func openRoot(dir string) (*root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive: open root %s: %w", dir, err)
 	}
-	return &root{fd: fd, dirs: map[string]int{}}, nil
+	r := &root{fd: fd, dirs: map[string]int{}, setgid: map[int]bool{}}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_ISGID != 0 {
+		r.setgid[fd] = true
+	}
+	return r, nil
 }
 
 func (r *root) close() {
@@ -46,17 +57,11 @@ func (r *root) close() {
 // forget drops cached descriptors of rel and everything below it: the
 // directory was removed or replaced.
 func (r *root) forget(rel string) {
-	if rel == "" {
-		for k, fd := range r.dirs {
-			unix.Close(fd)
-			delete(r.dirs, k)
-		}
-		return
-	}
 	for k, fd := range r.dirs {
-		if k == rel || strings.HasPrefix(k, rel+"/") {
+		if rel == "" || k == rel || strings.HasPrefix(k, rel+"/") {
 			unix.Close(fd)
 			delete(r.dirs, k)
+			delete(r.setgid, fd)
 		}
 	}
 }
@@ -100,9 +105,16 @@ func (r *root) dir(rel string, create bool) (int, error) {
 		return -1, &os.PathError{Op: "open directory", Path: rel, Err: err}
 	}
 	if len(r.dirs) >= maxCachedDirs {
+		if r.beforeEvict != nil {
+			r.beforeEvict()
+		}
 		r.forget("")
 	}
 	r.dirs[rel] = fd
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_ISGID != 0 {
+		r.setgid[fd] = true
+	}
 	return fd, nil
 }
 
