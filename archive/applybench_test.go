@@ -24,7 +24,8 @@ import (
 //
 // prints "DIFFID SIZE ENTRIES COMPRESSION" and exits 0, or prints the error
 // and exits 1. STRATA_APPLY_CPUPROFILE=FILE writes a CPU profile of the
-// apply, STRATA_APPLY_TRACE=FILE an execution trace (blocking, goroutines).
+// apply, STRATA_APPLY_TRACE=FILE an execution trace (blocking, goroutines),
+// STRATA_APPLY_MEMPROFILE=FILE a heap profile (see -sample_index=alloc_space).
 // Without STRATA_APPLY_FILE and STRATA_APPLY_DIR the tests run as usual.
 func TestMain(m *testing.M) {
 	file, dir := os.Getenv("STRATA_APPLY_FILE"), os.Getenv("STRATA_APPLY_DIR")
@@ -77,6 +78,19 @@ func applyMain(file, dir string) (err error) {
 	res, err := archive.Apply(context.Background(), dir, f, archive.ApplyOptions{Whiteouts: archive.WhiteoutOverlay})
 	if err != nil {
 		return err
+	}
+	if p := os.Getenv("STRATA_APPLY_MEMPROFILE"); p != "" {
+		mf, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		if err := pprof.Lookup("allocs").WriteTo(mf, 0); err != nil {
+			mf.Close()
+			return err
+		}
+		if err := mf.Close(); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("%s %d %d %s\n", res.DiffID, res.Size, res.Entries, res.Compression)
 	return nil
