@@ -116,7 +116,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	defer rt.close()
-	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
+	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
 		buf: make([]byte, 1<<20), inflight: map[string]struct{}{}, euid: os.Geteuid(), egid: os.Getegid(), umask: processUmask()}
 	defer a.stopWorkers()
 	rt.beforeEvict = func() { a.barrier() }
@@ -170,6 +170,7 @@ type applier struct {
 	root           *root
 	opts           ApplyOptions
 	created        map[string]struct{} // names this layer made: whiteouts spare them
+	fresh          map[string]struct{} // directories this layer made (mkdir succeeded)
 	opaque         map[string]struct{} // directories this layer made opaque (overlay mode)
 	whiteouts      map[string]struct{} // whiteout devices this layer made (overlay mode)
 	dirs           []dirTimes
@@ -230,9 +231,21 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
 	}
-	// Whatever is at name goes, unless a directory meets a directory.
+	// Whatever is at name goes, unless a directory meets a directory. In a
+	// directory this layer made, only this layer's names can exist.
 	var st unix.Stat_t
-	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+	_, seen := a.created[name]
+	_, implicit := a.root.made[name]
+	_, freshDir := a.fresh[dir]
+	if _, made := a.root.made[dir]; made {
+		freshDir = true
+	}
+	if !freshDir || seen || implicit {
+		err = unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	} else {
+		err = unix.ENOENT
+	}
+	if err == nil {
 		if !(hdr.Typeflag == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR) {
 			if err := a.barrier(); err != nil {
 				return err
@@ -251,7 +264,9 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := unix.Mkdirat(pfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := unix.Mkdirat(pfd, base, 0o700); err == nil {
+			a.fresh[name] = struct{}{}
+		} else if !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("archive: mkdir %q: %w", hdr.Name, err)
 		}
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:

@@ -78,15 +78,15 @@ func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 	}
 }
 
-// aheadReader decompresses and hashes in a goroutine of its own, a few
-// blocks ahead of the reader: decompression and file creation run on both
-// cores at once. The digest covers every uncompressed byte (the diff ID).
+// aheadReader decompresses in one goroutine and hashes in another, a few
+// blocks ahead of the reader: decompression, hashing and file creation run
+// at once. The digest covers every uncompressed byte (the diff ID).
 type aheadReader struct {
 	blocks chan []byte
 	free   chan []byte
 	blk    []byte // the block being read, whole
 	cur    []byte // what is left of it
-	err    error  // the producer's final error, valid after blocks closes
+	err    error  // the decompressor's final error, valid after blocks closes
 	hash   hash.Hash
 	size   int64
 	done   chan struct{}
@@ -109,13 +109,15 @@ func newAheadReader(src io.Reader) *aheadReader {
 	for i := 0; i < aheadDepth+1; i++ {
 		a.free <- make([]byte, aheadBlock)
 	}
-	go a.produce(src)
+	toHash := make(chan []byte, aheadDepth)
+	go a.produce(src, toHash)
+	go a.hashBlocks(toHash)
 	return a
 }
 
-func (a *aheadReader) produce(src io.Reader) {
-	defer close(a.done)
-	defer close(a.blocks)
+// produce decompresses into free blocks and hands them to hashBlocks.
+func (a *aheadReader) produce(src io.Reader, toHash chan<- []byte) {
+	defer close(toHash)
 	for {
 		var b []byte
 		select {
@@ -125,10 +127,8 @@ func (a *aheadReader) produce(src io.Reader) {
 		}
 		n, err := fill(src, b[:cap(b)])
 		if n > 0 {
-			a.hash.Write(b[:n])
-			a.size += int64(n)
 			select {
-			case a.blocks <- b[:n]:
+			case toHash <- b[:n]:
 			case <-a.stop:
 				return
 			}
@@ -136,6 +136,23 @@ func (a *aheadReader) produce(src io.Reader) {
 		if err != nil {
 			if err != io.EOF {
 				a.err = err
+			}
+			return
+		}
+	}
+}
+
+// hashBlocks hashes each block and passes it on to the reader.
+func (a *aheadReader) hashBlocks(toHash <-chan []byte) {
+	defer close(a.done)
+	defer close(a.blocks)
+	for b := range toHash {
+		a.hash.Write(b)
+		a.size += int64(len(b))
+		select {
+		case a.blocks <- b:
+		case <-a.stop:
+			for range toHash { // let produce finish
 			}
 			return
 		}

@@ -28,6 +28,8 @@ type root struct {
 	// setgid records cached directories with the setgid bit: files made in
 	// them take the directory's group, so their owner must be set.
 	setgid map[int]bool
+	// made records the directories dir created for missing parents.
+	made map[string]struct{}
 	// beforeEvict runs before cached descriptors are closed to make room:
 	// the applier waits there for workers that still use them.
 	beforeEvict func()
@@ -38,7 +40,7 @@ func openRoot(dir string) (*root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive: open root %s: %w", dir, err)
 	}
-	r := &root{fd: fd, dirs: map[string]int{}, setgid: map[int]bool{}}
+	r := &root{fd: fd, dirs: map[string]int{}, setgid: map[int]bool{}, made: map[string]struct{}{}}
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_ISGID != 0 {
 		r.setgid[fd] = true
@@ -96,7 +98,9 @@ func (r *root) dir(rel string, create bool) (int, error) {
 		if perr != nil {
 			return -1, perr
 		}
-		if err := unix.Mkdirat(pfd, base, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := unix.Mkdirat(pfd, base, 0o755); err == nil {
+			r.made[rel] = struct{}{}
+		} else if !errors.Is(err, unix.EEXIST) {
 			return -1, &os.PathError{Op: "mkdir", Path: rel, Err: err}
 		}
 		fd, err = r.openIn(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
