@@ -21,6 +21,8 @@ import (
 	"github.com/strata-oci/strata/content/local"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/namespaces"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
 )
 
 func benchDir(b *testing.B) string {
@@ -86,7 +88,7 @@ func populate(b *testing.B, db *DB, dir string, nImages, blobsPer int) {
 					return err
 				}
 				now := time.Now()
-				putTime(ib, keyCreatedAt, now)
+				boltutil.PutTime(ib, keyCreatedAt, now)
 				if err := writeImage(ib, images.Image{Target: manifest, UpdatedAt: now, Labels: map[string]string{"n": fmt.Sprint(i)}}); err != nil {
 					return err
 				}

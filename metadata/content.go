@@ -14,6 +14,9 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
+	lbl "github.com/strata-oci/strata/labels"
 )
 
 // ContentStore is the namespaced content store: blobs and ingests visible in
@@ -28,10 +31,10 @@ func (db *DB) ContentStore() *ContentStore { return &ContentStore{db: db} }
 func readInfo(dgst digest.Digest, b *bolt.Bucket) content.Info {
 	return content.Info{
 		Digest:    dgst,
-		Size:      readInt(b, keySize),
-		CreatedAt: readTime(b, keyCreatedAt),
-		UpdatedAt: readTime(b, keyUpdatedAt),
-		Labels:    readLabels(b),
+		Size:      boltutil.ReadInt(b, keySize),
+		CreatedAt: boltutil.ReadTime(b, keyCreatedAt),
+		UpdatedAt: boltutil.ReadTime(b, keyUpdatedAt),
+		Labels:    boltutil.ReadMap(b, bucketLabels),
 	}
 }
 
@@ -81,14 +84,14 @@ func (s *ContentStore) Update(ctx context.Context, info content.Info, fieldpaths
 		if b == nil {
 			return fmt.Errorf("content %s in namespace %q: %w", info.Digest, ns, errdefs.ErrNotFound)
 		}
-		labels, err := applyLabelPaths(readLabels(b), info.Labels, fieldpaths)
+		labels, err := lbl.Update(boltutil.ReadMap(b, bucketLabels), info.Labels, fieldpaths)
 		if err != nil {
 			return fmt.Errorf("update content %s: %w", info.Digest, err)
 		}
-		if err := writeLabels(b, labels); err != nil {
+		if err := boltutil.ReplaceMap(b, bucketLabels, labels); err != nil {
 			return err
 		}
-		if err := putTime(b, keyUpdatedAt, time.Now()); err != nil {
+		if err := boltutil.PutTime(b, keyUpdatedAt, time.Now()); err != nil {
 			return err
 		}
 		out = readInfo(info.Digest, b)
@@ -320,16 +323,16 @@ func createBlobRecord(ctx context.Context, tx *bolt.Tx, ns string, dgst digest.D
 		return err
 	}
 	now := time.Now()
-	if err := putTime(b, keyCreatedAt, now); err != nil {
+	if err := boltutil.PutTime(b, keyCreatedAt, now); err != nil {
 		return err
 	}
-	if err := putTime(b, keyUpdatedAt, now); err != nil {
+	if err := boltutil.PutTime(b, keyUpdatedAt, now); err != nil {
 		return err
 	}
-	if err := putInt(b, keySize, size); err != nil {
+	if err := boltutil.PutInt(b, keySize, size); err != nil {
 		return err
 	}
-	return putMap(b, bucketLabels, labels)
+	return boltutil.PutMap(b, bucketLabels, labels)
 }
 
 // Writer opens the namespace's ingest named by content.WithRef. When the
@@ -463,7 +466,7 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 			return err
 		}
 	}
-	if err := validateLabels(base.Labels); err != nil {
+	if err := lbl.Validate(base.Labels); err != nil {
 		return err
 	}
 	if expected == "" {

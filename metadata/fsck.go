@@ -14,6 +14,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-oci/strata/images"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
 )
 
 // Problem is one thing fsck found.
@@ -113,9 +115,9 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 					switch {
 					case !ok:
 						missing = append(missing, rec{ns, dgst, corrupt[dgst]})
-					case size != readInt(bb.Bucket(k), keySize):
+					case size != boltutil.ReadInt(bb.Bucket(k), keySize):
 						rep.Problems = append(rep.Problems, Problem{Kind: "size-mismatch", Object: ns + "/" + dgst.String(),
-							Detail: fmt.Sprintf("record says %d bytes, blob has %d", readInt(bb.Bucket(k), keySize), size), Damage: true})
+							Detail: fmt.Sprintf("record says %d bytes, blob has %d", boltutil.ReadInt(bb.Bucket(k), keySize), size), Damage: true})
 					}
 					return nil
 				})

@@ -16,6 +16,8 @@ import (
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/snapshots"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
 )
 
 // The label conventions GC follows; clients such as ctr set them.
@@ -213,7 +215,7 @@ func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
 		}
 		if lb := nsb.Bucket(bucketLeases); lb != nil {
 			_ = lb.ForEachBucket(func(k []byte) error {
-				if !expired(readLabels(lb.Bucket(k)), c.now) {
+				if !expired(boltutil.ReadMap(lb.Bucket(k), bucketLabels), c.now) {
 					roots = append(roots, gc.Node{Type: gc.ResourceLease, Namespace: ns, Key: string(k)})
 				}
 				return nil
@@ -232,7 +234,7 @@ func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
 					roots = append(roots, n)
 				}
 				var edges []gc.Node
-				labelRefs(ns, readLabels(bb.Bucket(k)), func(e gc.Node) { edges = append(edges, e) })
+				labelRefs(ns, boltutil.ReadMap(bb.Bucket(k), bucketLabels), func(e gc.Node) { edges = append(edges, e) })
 				if len(edges) > 0 {
 					c.blobEdges[n] = edges
 				}
@@ -314,7 +316,7 @@ func (c *collector) refs(ctx context.Context, n gc.Node, visit func(gc.Node)) er
 	case gc.ResourceSnapshot:
 		sn, key, _ := strings.Cut(n.Key, "/")
 		if b := nsBucket(c.tx, n.Namespace, bucketSnapshots, []byte(sn), []byte(key)); b != nil {
-			labelRefs(n.Namespace, readLabels(b), visit)
+			labelRefs(n.Namespace, boltutil.ReadMap(b, bucketLabels), visit)
 			if p := b.Get(keyParent); len(p) > 0 {
 				visit(gc.Node{Type: gc.ResourceSnapshot, Namespace: n.Namespace, Key: sn + "/" + string(p)})
 			}
@@ -418,7 +420,7 @@ func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
 			}
 			if lb := nsBucket(tx, ns, bucketLeases); lb != nil {
 				_ = lb.ForEachBucket(func(k []byte) error {
-					if expired(readLabels(lb.Bucket(k)), c.now) {
+					if expired(boltutil.ReadMap(lb.Bucket(k), bucketLabels), c.now) {
 						victims = append(victims, victim{ns, [][]byte{bucketLeases}, append([]byte(nil), k...)})
 						stats.LeasesRemoved++
 						note(fmt.Sprintf("lease %s/%s", ns, k))

@@ -13,6 +13,9 @@ import (
 
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/namespaces"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
+	lbl "github.com/strata-oci/strata/labels"
 )
 
 // ImageStore keeps image records per namespace.
@@ -26,26 +29,26 @@ func (db *DB) Images() *ImageStore { return &ImageStore{db: db} }
 func readImage(name string, b *bolt.Bucket) images.Image {
 	img := images.Image{
 		Name:      name,
-		Labels:    readLabels(b),
-		CreatedAt: readTime(b, keyCreatedAt),
-		UpdatedAt: readTime(b, keyUpdatedAt),
+		Labels:    boltutil.ReadMap(b, bucketLabels),
+		CreatedAt: boltutil.ReadTime(b, keyCreatedAt),
+		UpdatedAt: boltutil.ReadTime(b, keyUpdatedAt),
 	}
 	if tb := b.Bucket(bucketTarget); tb != nil {
 		img.Target = ocispec.Descriptor{
 			Digest:      digest.Digest(tb.Get(keyDigest)),
 			MediaType:   string(tb.Get(keyMediaType)),
-			Size:        readInt(tb, keySize),
-			Annotations: readMap(tb, bucketAnnots),
+			Size:        boltutil.ReadInt(tb, keySize),
+			Annotations: boltutil.ReadMap(tb, bucketAnnots),
 		}
 	}
 	return img
 }
 
 func writeImage(b *bolt.Bucket, img images.Image) error {
-	if err := writeLabels(b, img.Labels); err != nil {
+	if err := boltutil.ReplaceMap(b, bucketLabels, img.Labels); err != nil {
 		return err
 	}
-	if err := putTime(b, keyUpdatedAt, img.UpdatedAt); err != nil {
+	if err := boltutil.PutTime(b, keyUpdatedAt, img.UpdatedAt); err != nil {
 		return err
 	}
 	if err := b.DeleteBucket(bucketTarget); err != nil && !isBucketNotFound(err) {
@@ -61,10 +64,10 @@ func writeImage(b *bolt.Bucket, img images.Image) error {
 	if err := tb.Put(keyMediaType, []byte(img.Target.MediaType)); err != nil {
 		return err
 	}
-	if err := putInt(tb, keySize, img.Target.Size); err != nil {
+	if err := boltutil.PutInt(tb, keySize, img.Target.Size); err != nil {
 		return err
 	}
-	return putMap(tb, bucketAnnots, img.Target.Annotations)
+	return boltutil.PutMap(tb, bucketAnnots, img.Target.Annotations)
 }
 
 func validateImage(img images.Image) error {
@@ -80,7 +83,7 @@ func validateImage(img images.Image) error {
 	if img.Target.Size < 0 {
 		return fmt.Errorf("image %q: target size %d: %w", img.Name, img.Target.Size, errdefs.ErrInvalidArgument)
 	}
-	return validateLabels(img.Labels)
+	return lbl.Validate(img.Labels)
 }
 
 // Get returns the image name.
@@ -147,7 +150,7 @@ func (s *ImageStore) Create(ctx context.Context, image images.Image) (images.Ima
 		}
 		image.CreatedAt = time.Now().UTC()
 		image.UpdatedAt = image.CreatedAt
-		if err := putTime(b, keyCreatedAt, image.CreatedAt); err != nil {
+		if err := boltutil.PutTime(b, keyCreatedAt, image.CreatedAt); err != nil {
 			return err
 		}
 		return writeImage(b, image)
@@ -186,7 +189,7 @@ func (s *ImageStore) Update(ctx context.Context, image images.Image, fieldpaths 
 				labelPaths = append(labelPaths, fp)
 			}
 		}
-		labels, err := applyLabelPaths(cur.Labels, image.Labels, labelPaths)
+		labels, err := lbl.Update(cur.Labels, image.Labels, labelPaths)
 		if err != nil {
 			return fmt.Errorf("update image %q: %w", image.Name, err)
 		}

@@ -25,6 +25,8 @@ import (
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/namespaces"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
 )
 
 func openTestDB(t *testing.T, opts ...Opt) (*DB, string) {
@@ -52,8 +54,8 @@ func putSnapshotRecord(t *testing.T, db *DB, ns, snapshotter, key, parent string
 			return err
 		}
 		b.Put(keyName, []byte("1"))
-		putTime(b, keyCreatedAt, time.Now())
-		putTime(b, keyUpdatedAt, time.Now())
+		boltutil.PutTime(b, keyCreatedAt, time.Now())
+		boltutil.PutTime(b, keyUpdatedAt, time.Now())
 		if parent != "" {
 			b.Put(keyParent, []byte(parent))
 			pb, err := createNSBucket(tx, ns, bucketSnapshots, []byte(snapshotter), []byte(parent), bucketChildren)
@@ -62,7 +64,7 @@ func putSnapshotRecord(t *testing.T, db *DB, ns, snapshotter, key, parent string
 			}
 			pb.Put([]byte(key), nil)
 		}
-		return putMap(b, bucketLabels, labels)
+		return boltutil.PutMap(b, bucketLabels, labels)
 	})
 	if err != nil {
 		t.Fatal(err)

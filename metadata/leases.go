@@ -15,6 +15,9 @@ import (
 	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
+	lbl "github.com/strata-oci/strata/labels"
 )
 
 // LeaseManager keeps leases per namespace.
@@ -82,7 +85,7 @@ func (m *LeaseManager) Create(ctx context.Context, opts ...leases.Opt) (leases.L
 	} else if err := namespaces.Validate(l.ID); err != nil {
 		return leases.Lease{}, fmt.Errorf("lease id %q: must be letters and digits separated by single '.', '_' or '-': %w", l.ID, errdefs.ErrInvalidArgument)
 	}
-	if err := validateLabels(l.Labels); err != nil {
+	if err := lbl.Validate(l.Labels); err != nil {
 		return leases.Lease{}, err
 	}
 	if v, ok := l.Labels[leases.LabelExpire]; ok {
@@ -103,10 +106,10 @@ func (m *LeaseManager) Create(ctx context.Context, opts ...leases.Opt) (leases.L
 			return err
 		}
 		l.CreatedAt = time.Now().UTC()
-		if err := putTime(b, keyCreatedAt, l.CreatedAt); err != nil {
+		if err := boltutil.PutTime(b, keyCreatedAt, l.CreatedAt); err != nil {
 			return err
 		}
-		return putMap(b, bucketLabels, l.Labels)
+		return boltutil.PutMap(b, bucketLabels, l.Labels)
 	})
 	return l, err
 }
@@ -155,7 +158,7 @@ func (m *LeaseManager) List(ctx context.Context, fs ...string) ([]leases.Lease, 
 		}
 		return lsb.ForEachBucket(func(k []byte) error {
 			b := lsb.Bucket(k)
-			l := leases.Lease{ID: string(k), CreatedAt: readTime(b, keyCreatedAt), Labels: readLabels(b)}
+			l := leases.Lease{ID: string(k), CreatedAt: boltutil.ReadTime(b, keyCreatedAt), Labels: boltutil.ReadMap(b, bucketLabels)}
 			if filter.Match(adaptLease(l)) {
 				out = append(out, l)
 			}

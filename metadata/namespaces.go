@@ -9,6 +9,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-oci/strata/namespaces"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
+	lbl "github.com/strata-oci/strata/labels"
 )
 
 // NamespaceStore creates, labels, lists and deletes namespaces. A namespace
@@ -24,7 +27,7 @@ func (s *NamespaceStore) Create(ctx context.Context, name string, labels map[str
 	if err := namespaces.Validate(name); err != nil {
 		return err
 	}
-	if err := validateLabels(labels); err != nil {
+	if err := lbl.Validate(labels); err != nil {
 		return err
 	}
 	return s.db.update(func(tx *bolt.Tx) error {
@@ -36,7 +39,7 @@ func (s *NamespaceStore) Create(ctx context.Context, name string, labels map[str
 		if err != nil {
 			return err
 		}
-		return putMap(b, bucketLabels, labels)
+		return boltutil.PutMap(b, bucketLabels, labels)
 	})
 }
 
@@ -48,7 +51,7 @@ func (s *NamespaceStore) Labels(ctx context.Context, name string) (map[string]st
 		if b == nil {
 			return fmt.Errorf("namespace %q: %w", name, errdefs.ErrNotFound)
 		}
-		labels = readLabels(b)
+		labels = boltutil.ReadMap(b, bucketLabels)
 		return nil
 	})
 	return labels, err
@@ -57,7 +60,7 @@ func (s *NamespaceStore) Labels(ctx context.Context, name string) (map[string]st
 // SetLabel sets (or, with an empty value, removes) one label of namespace
 // name.
 func (s *NamespaceStore) SetLabel(ctx context.Context, name, key, value string) error {
-	if err := validateLabels(map[string]string{key: value}); err != nil {
+	if err := lbl.Validate(map[string]string{key: value}); err != nil {
 		return err
 	}
 	return s.db.update(func(tx *bolt.Tx) error {

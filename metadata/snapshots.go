@@ -13,6 +13,9 @@ import (
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/snapshots"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
+	lbl "github.com/strata-oci/strata/labels"
 )
 
 // labelSnapshotRef on Prepare names the committed snapshot the caller is
@@ -81,9 +84,9 @@ func readSnapshotRecord(key string, b *bolt.Bucket) snapshotRecord {
 		key:     key,
 		bkey:    string(b.Get(keyName)),
 		parent:  string(b.Get(keyParent)),
-		labels:  readLabels(b),
-		created: readTime(b, keyCreatedAt),
-		updated: readTime(b, keyUpdatedAt),
+		labels:  boltutil.ReadMap(b, bucketLabels),
+		created: boltutil.ReadTime(b, keyCreatedAt),
+		updated: boltutil.ReadTime(b, keyUpdatedAt),
 	}
 }
 
@@ -138,14 +141,14 @@ func (s *namespacedSnapshotter) Update(ctx context.Context, info snapshots.Info,
 		if b == nil {
 			return fmt.Errorf("snapshot %q in namespace %q: %w", info.Name, ns, errdefs.ErrNotFound)
 		}
-		labels, err := snapshots.ApplyLabelPaths(readLabels(b), info.Labels, fieldpaths)
+		labels, err := lbl.Update(boltutil.ReadMap(b, bucketLabels), info.Labels, snapshots.UpdatePaths(fieldpaths))
 		if err != nil {
 			return fmt.Errorf("update snapshot %q: %w", info.Name, err)
 		}
-		if err := writeLabels(b, labels); err != nil {
+		if err := boltutil.ReplaceMap(b, bucketLabels, labels); err != nil {
 			return err
 		}
-		if err := putTime(b, keyUpdatedAt, time.Now()); err != nil {
+		if err := boltutil.PutTime(b, keyUpdatedAt, time.Now()); err != nil {
 			return err
 		}
 		r = readSnapshotRecord(info.Name, b)
@@ -219,13 +222,13 @@ func writeSnapshotRecord(sb *bolt.Bucket, key, bkey, parent string, labels map[s
 			return err
 		}
 	}
-	if err := putTime(b, keyCreatedAt, created); err != nil {
+	if err := boltutil.PutTime(b, keyCreatedAt, created); err != nil {
 		return err
 	}
-	if err := putTime(b, keyUpdatedAt, time.Now()); err != nil {
+	if err := boltutil.PutTime(b, keyUpdatedAt, time.Now()); err != nil {
 		return err
 	}
-	return putMap(b, bucketLabels, labels)
+	return boltutil.PutMap(b, bucketLabels, labels)
 }
 
 func (s *namespacedSnapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
@@ -240,7 +243,7 @@ func (s *namespacedSnapshotter) create(ctx context.Context, kind snapshots.Kind,
 	if err != nil {
 		return nil, err
 	}
-	if err := snapshots.ValidateLabels(base.Labels); err != nil {
+	if err := lbl.Validate(base.Labels); err != nil {
 		return nil, err
 	}
 	var mounts []mount.Mount
@@ -350,7 +353,7 @@ func (s *namespacedSnapshotter) Commit(ctx context.Context, name, key string, op
 	if err != nil {
 		return err
 	}
-	if err := snapshots.ValidateLabels(base.Labels); err != nil {
+	if err := lbl.Validate(base.Labels); err != nil {
 		return err
 	}
 	return s.db.update(func(tx *bolt.Tx) error {

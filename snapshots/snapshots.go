@@ -31,11 +31,8 @@ package snapshots
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
-
-	"github.com/containerd/errdefs"
 
 	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/mount"
@@ -236,53 +233,11 @@ func ApplyOpts(opts ...Opt) (Info, error) {
 	return info, nil
 }
 
-// maxLabelSize bounds a label's key plus value, as containerd does.
-const maxLabelSize = 4096
-
-// ValidateLabels returns errdefs.ErrInvalidArgument for an empty key or a
-// label longer than 4096 bytes.
-func ValidateLabels(labels map[string]string) error {
-	for k, v := range labels {
-		if k == "" {
-			return fmt.Errorf("label key must not be empty: %w", errdefs.ErrInvalidArgument)
-		}
-		if len(k)+len(v) > maxLabelSize {
-			return fmt.Errorf("label %q: key and value longer than %d bytes: %w", k, maxLabelSize, errdefs.ErrInvalidArgument)
-		}
-	}
-	return nil
-}
-
-// ApplyLabelPaths returns current updated with the labels of next named by
-// fieldpaths, as Snapshotter.Update describes.
-func ApplyLabelPaths(current, next map[string]string, fieldpaths []string) (map[string]string, error) {
+// UpdatePaths returns the field paths an Update means: all labels when it
+// names none.
+func UpdatePaths(fieldpaths []string) []string {
 	if len(fieldpaths) == 0 {
-		fieldpaths = []string{"labels"}
+		return []string{"labels"}
 	}
-	out := map[string]string{}
-	for k, v := range current {
-		out[k] = v
-	}
-	for _, fp := range fieldpaths {
-		switch {
-		case fp == "labels":
-			out = map[string]string{}
-			for k, v := range next {
-				out[k] = v
-			}
-		case strings.HasPrefix(fp, "labels.") && len(fp) > len("labels."):
-			key := fp[len("labels."):]
-			if v, ok := next[key]; ok && v != "" {
-				out[key] = v
-			} else {
-				delete(out, key)
-			}
-		default:
-			return nil, fmt.Errorf("field path %q cannot be updated: %w", fp, errdefs.ErrInvalidArgument)
-		}
-	}
-	if len(out) == 0 {
-		out = nil
-	}
-	return out, ValidateLabels(out)
+	return fieldpaths
 }

@@ -24,7 +24,6 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -36,6 +35,9 @@ import (
 
 	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/snapshots"
+
+	boltutil "github.com/strata-oci/strata/internal/boltutil"
+	lbl "github.com/strata-oci/strata/labels"
 )
 
 var (
@@ -151,7 +153,7 @@ func (tx *Tx) Create(kind snapshots.Kind, key, parent string, opts ...snapshots.
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if err := snapshots.ValidateLabels(base.Labels); err != nil {
+	if err := lbl.Validate(base.Labels); err != nil {
 		return Snapshot{}, err
 	}
 	if tx.snaps.Bucket([]byte(key)) != nil {
@@ -208,13 +210,13 @@ func writeRecord(b *bolt.Bucket, id string, kind snapshots.Kind, parent string, 
 			return err
 		}
 	}
-	if err := putTime(b, keyCreatedAt, created); err != nil {
+	if err := boltutil.PutTime(b, keyCreatedAt, created); err != nil {
 		return err
 	}
-	if err := putTime(b, keyUpdatedAt, updated); err != nil {
+	if err := boltutil.PutTime(b, keyUpdatedAt, updated); err != nil {
 		return err
 	}
-	return writeLabels(b, labels)
+	return boltutil.ReplaceMap(b, bucketLabels, labels)
 }
 
 // chain returns the ids of key and its ancestors, key's first.
@@ -256,7 +258,7 @@ func (tx *Tx) Info(key string) (string, snapshots.Info, snapshots.Usage, error) 
 	if err != nil {
 		return "", snapshots.Info{}, snapshots.Usage{}, err
 	}
-	return string(b.Get(keyID)), readInfo(key, b), snapshots.Usage{Size: readInt(b, keySize), Inodes: readInt(b, keyInodes)}, nil
+	return string(b.Get(keyID)), readInfo(key, b), snapshots.Usage{Size: boltutil.ReadInt(b, keySize), Inodes: boltutil.ReadInt(b, keyInodes)}, nil
 }
 
 // Children returns the number of snapshots whose parent is key.
@@ -283,9 +285,9 @@ func readInfo(key string, b *bolt.Bucket) snapshots.Info {
 		Kind:    snapshots.Kind(b.Get(keyKind)[0]),
 		Name:    key,
 		Parent:  string(b.Get(keyParent)),
-		Labels:  readLabels(b),
-		Created: readTime(b, keyCreatedAt),
-		Updated: readTime(b, keyUpdatedAt),
+		Labels:  boltutil.ReadMap(b, bucketLabels),
+		Created: boltutil.ReadTime(b, keyCreatedAt),
+		Updated: boltutil.ReadTime(b, keyUpdatedAt),
 	}
 }
 
@@ -295,14 +297,14 @@ func (tx *Tx) Update(info snapshots.Info, fieldpaths ...string) (snapshots.Info,
 	if err != nil {
 		return snapshots.Info{}, err
 	}
-	labels, err := snapshots.ApplyLabelPaths(readLabels(b), info.Labels, fieldpaths)
+	labels, err := lbl.Update(boltutil.ReadMap(b, bucketLabels), info.Labels, snapshots.UpdatePaths(fieldpaths))
 	if err != nil {
 		return snapshots.Info{}, fmt.Errorf("update snapshot %q: %w", info.Name, err)
 	}
-	if err := writeLabels(b, labels); err != nil {
+	if err := boltutil.ReplaceMap(b, bucketLabels, labels); err != nil {
 		return snapshots.Info{}, err
 	}
-	if err := putTime(b, keyUpdatedAt, time.Now()); err != nil {
+	if err := boltutil.PutTime(b, keyUpdatedAt, time.Now()); err != nil {
 		return snapshots.Info{}, err
 	}
 	return readInfo(info.Name, b), nil
@@ -321,7 +323,7 @@ func (tx *Tx) Commit(key, name string, usage snapshots.Usage, opts ...snapshots.
 	if err != nil {
 		return "", err
 	}
-	if err := snapshots.ValidateLabels(base.Labels); err != nil {
+	if err := lbl.Validate(base.Labels); err != nil {
 		return "", err
 	}
 	b, err := tx.record(key)
@@ -336,7 +338,7 @@ func (tx *Tx) Commit(key, name string, usage snapshots.Usage, opts ...snapshots.
 	}
 	id := string(b.Get(keyID))
 	parent := string(b.Get(keyParent))
-	created := readTime(b, keyCreatedAt)
+	created := boltutil.ReadTime(b, keyCreatedAt)
 	nb, err := tx.snaps.CreateBucket([]byte(name))
 	if err != nil {
 		return "", err
@@ -344,10 +346,10 @@ func (tx *Tx) Commit(key, name string, usage snapshots.Usage, opts ...snapshots.
 	if err := writeRecord(nb, id, snapshots.KindCommitted, parent, created, time.Now(), base.Labels); err != nil {
 		return "", err
 	}
-	if err := putInt(nb, keySize, usage.Size); err != nil {
+	if err := boltutil.PutInt(nb, keySize, usage.Size); err != nil {
 		return "", err
 	}
-	if err := putInt(nb, keyInodes, usage.Inodes); err != nil {
+	if err := boltutil.PutInt(nb, keyInodes, usage.Inodes); err != nil {
 		return "", err
 	}
 	if err := tx.snaps.DeleteBucket([]byte(key)); err != nil {
@@ -432,32 +434,6 @@ func (tx *Tx) IDs() (map[string]string, error) {
 	return out, err
 }
 
-func putTime(b *bolt.Bucket, key []byte, t time.Time) error {
-	v, err := t.UTC().MarshalBinary()
-	if err != nil {
-		return err
-	}
-	return b.Put(key, v)
-}
-
-func readTime(b *bolt.Bucket, key []byte) time.Time {
-	var t time.Time
-	if v := b.Get(key); v != nil {
-		_ = t.UnmarshalBinary(v)
-	}
-	return t
-}
-
-func putInt(b *bolt.Bucket, key []byte, n int64) error {
-	buf := make([]byte, binary.MaxVarintLen64)
-	return b.Put(key, buf[:binary.PutVarint(buf, n)])
-}
-
-func readInt(b *bolt.Bucket, key []byte) int64 {
-	n, _ := binary.Varint(b.Get(key))
-	return n
-}
-
 // readLabels copies the labels (bbolt's slices die with the transaction).
 func readLabels(b *bolt.Bucket) map[string]string {
 	lb := b.Bucket(bucketLabels)
@@ -473,23 +449,4 @@ func readLabels(b *bolt.Bucket) map[string]string {
 		return nil
 	}
 	return out
-}
-
-func writeLabels(b *bolt.Bucket, labels map[string]string) error {
-	if err := b.DeleteBucket(bucketLabels); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-		return err
-	}
-	if len(labels) == 0 {
-		return nil
-	}
-	lb, err := b.CreateBucket(bucketLabels)
-	if err != nil {
-		return err
-	}
-	for k, v := range labels {
-		if err := lb.Put([]byte(k), []byte(v)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
