@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/leases"
 )
 
 func newContentCommand(a *app) *cobra.Command {
@@ -146,15 +145,9 @@ containerd.io/gc.root, or refer to it from an image, to keep it for good.`,
 			if err != nil {
 				return err
 			}
-			if leaseID == "" {
-				l, err := s.DB.Leases().Create(ctx, leases.WithExpiration(24*time.Hour),
-					leases.WithLabels(map[string]string{"strata.io/created-by": "content-ingest"}))
-				if err != nil {
-					return err
-				}
-				leaseID = l.ID
+			if ctx, err = withLease(ctx, s, leaseID, "content-ingest"); err != nil {
+				return err
 			}
-			ctx = leases.WithLease(ctx, leaseID)
 			cs := s.DB.ContentStore()
 			ref := args[0]
 			desc := ocispec.Descriptor{Digest: dgst, Size: size}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/diff"
-	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/snapshots"
 )
 
@@ -141,15 +139,9 @@ expires in 24 hours (--lease names one of yours).`,
 			if err != nil {
 				return err
 			}
-			if leaseID == "" {
-				l, err := s.DB.Leases().Create(ctx, leases.WithExpiration(24*time.Hour),
-					leases.WithLabels(map[string]string{"strata.io/created-by": "layer-diff"}))
-				if err != nil {
-					return err
-				}
-				leaseID = l.ID
+			if ctx, err = withLease(ctx, s, leaseID, "layer-diff"); err != nil {
+				return err
 			}
-			ctx = leases.WithLease(ctx, leaseID)
 			desc, err := diff.WriteSnapshotLayer(ctx, sn, args[0], s.DB.ContentStore(), diff.Options{Compression: c})
 			if err != nil {
 				return fmt.Errorf("layer diff of snapshot %q: %w", args[0], err)

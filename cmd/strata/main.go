@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 )
 
@@ -213,4 +215,19 @@ func groupCommand(use string, aliases []string, short string, verbs ...*cobra.Co
 	}
 	cmd.AddCommand(verbs...)
 	return cmd
+}
+
+// withLease returns ctx under lease id, or, when id is empty, under a new
+// lease that expires in 24 hours (what ctr does), so that what a command
+// writes outlives it without being kept for ever.
+func withLease(ctx context.Context, s *wiring.Store, id, createdBy string) (context.Context, error) {
+	if id == "" {
+		l, err := s.DB.Leases().Create(ctx, leases.WithExpiration(24*time.Hour),
+			leases.WithLabels(map[string]string{"strata.io/created-by": createdBy}))
+		if err != nil {
+			return nil, err
+		}
+		id = l.ID
+	}
+	return leases.WithLease(ctx, id), nil
 }
