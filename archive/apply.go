@@ -117,7 +117,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 	}
 	defer rt.close()
 	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
-		buf: make([]byte, 1<<20), inflight: map[string]struct{}{}, euid: os.Geteuid(), egid: os.Getegid(), umask: processUmask()}
+		buf: make([]byte, 1<<20), inflight: map[string]struct{}{}, bufs: smallBufs{free: make(chan *[]byte, maxSmallBufs)}, euid: os.Geteuid(), egid: os.Getegid(), umask: processUmask()}
 	defer a.stopWorkers()
 	rt.beforeEvict = func() { a.barrier() }
 	tr := tar.NewReader(ahead)
@@ -181,6 +181,7 @@ type applier struct {
 	umask      uint32
 
 	// Small files in flight to the workers.
+	bufs     smallBufs
 	jobs     chan fileJob
 	pending  sync.WaitGroup
 	inflight map[string]struct{}
@@ -192,7 +193,30 @@ type applier struct {
 // "/" and every ".." that would climb above the root are dropped, as GNU tar
 // and containerd do. "" is the root itself.
 func cleanName(name string) string {
+	if isClean(name) {
+		return name // the common case, without allocating
+	}
 	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+// isClean reports whether name is relative and has no empty, "." or ".."
+// component.
+func isClean(name string) bool {
+	if name == "" {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && name[i] != '/' {
+			continue
+		}
+		switch name[start:i] {
+		case "", ".", "..":
+			return false
+		}
+		start = i + 1
+	}
+	return true
 }
 
 func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
@@ -329,17 +353,41 @@ type fileJob struct {
 	data []byte
 }
 
-var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallFile); return &b }}
+// smallBufs bounds the small-file buffers of one Apply: a sync.Pool would
+// be emptied by every collection and refilled with fresh 256 KiB buffers,
+// which then cause the next collection.
+type smallBufs struct {
+	free chan *[]byte
+	made int
+}
+
+const maxSmallBufs = 24
+
+func (p *smallBufs) get() *[]byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+	}
+	if p.made < maxSmallBufs {
+		p.made++
+		b := make([]byte, smallFile)
+		return &b
+	}
+	return <-p.free
+}
+
+func (p *smallBufs) put(b *[]byte) { p.free <- b }
 
 // regular writes a file: small ones by a worker, while this goroutine reads
 // on (file creation is the cost of layers of many small files, and both
 // cores can do it); large ones here, keeping runs of zeros as holes.
 func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base string) error {
 	if hdr.Size <= smallFile {
-		buf := smallBufs.Get().(*[]byte)
+		buf := a.bufs.get()
 		data := (*buf)[:hdr.Size]
 		if _, err := io.ReadFull(tr, data); err != nil {
-			smallBufs.Put(buf)
+			a.bufs.put(buf)
 			return fmt.Errorf("archive: read %q: %v: %w", hdr.Name, err, errdefs.ErrInvalidArgument)
 		}
 		a.inflight[name] = struct{}{}
@@ -419,7 +467,7 @@ func (a *applier) fileAttributes(hdr *tar.Header, fd, pfd int, base string) erro
 
 // writeSmall is a worker's whole job for one file.
 func (a *applier) writeSmall(j fileJob) error {
-	defer smallBufs.Put(j.buf)
+	defer a.bufs.put(j.buf)
 	fd, err := a.create(j.hdr, j.pfd, j.base)
 	if err != nil {
 		return err
@@ -441,11 +489,11 @@ const workers = 3
 // dispatch hands a small file to the workers, starting them on first use.
 func (a *applier) dispatch(j fileJob) error {
 	if err := a.workErr(); err != nil {
-		smallBufs.Put(j.buf)
+		a.bufs.put(j.buf)
 		return err
 	}
 	if a.jobs == nil {
-		jobs := make(chan fileJob, 64)
+		jobs := make(chan fileJob, maxSmallBufs)
 		a.jobs = jobs
 		for i := 0; i < workers; i++ {
 			go func() {
@@ -459,7 +507,7 @@ func (a *applier) dispatch(j fileJob) error {
 							a.errMu.Unlock()
 						}
 					} else {
-						smallBufs.Put(j.buf)
+						a.bufs.put(j.buf)
 					}
 					a.pending.Done()
 				}

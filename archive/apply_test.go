@@ -374,3 +374,14 @@ func TestApplyLimits(t *testing.T) {
 		t.Fatalf("Apply with cancelled context = %v", err)
 	}
 }
+
+func TestCleanName(t *testing.T) {
+	for in, want := range map[string]string{
+		"a/b": "a/b", "./a/b": "a/b", "/a/b/": "a/b", "a//b": "a/b", "a/./b": "a/b", "../a": "a", "a/../../b": "b",
+		".": "", "/": "", "": "", "..": "", "a/b/..": "a", "...": "...", "a/.b": "a/.b", ".wh..wh..opq": ".wh..wh..opq",
+	} {
+		if got := cleanName(in); got != want {
+			t.Errorf("cleanName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
