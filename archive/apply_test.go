@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -383,5 +384,56 @@ func TestCleanName(t *testing.T) {
 		if got := cleanName(in); got != want {
 			t.Errorf("cleanName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestGzipDecompressors runs gzip layers through ISA-L's igzip (as strata
+// does when it is installed) and through the Go decompressor: the same diff
+// IDs, the same trees, and a truncated stream refused by both.
+func TestGzipDecompressors(t *testing.T) {
+	path, err := exec.LookPath("igzip")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("igzip (Debian package isal) is not installed; .ci/run installs it")
+		}
+		t.Log("igzip not installed: testing the Go decompressor only")
+	}
+	igzipOnce.Do(func() {})
+	saved := igzip
+	t.Cleanup(func() { igzip = saved })
+	layer := tartest.Tar(tartest.Dir("d/"), tartest.File("d/f", strings.Repeat("igzip ", 50000)), tartest.Symlink("l", "d/f"))
+	gz := tartest.Gzip(layer)
+	for _, tc := range []struct{ name, path string }{{"go", ""}, {"igzip", path}, {"missing-binary", "/nonexistent/igzip"}} {
+		if tc.name == "igzip" && path == "" {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			igzip = tc.path
+			var marker string
+			if tc.name == "igzip" {
+				// A wrapper that leaves a mark proves the binary ran.
+				tmp := t.TempDir()
+				marker = filepath.Join(tmp, "ran")
+				wrapper := filepath.Join(tmp, "igzip")
+				os.WriteFile(wrapper, []byte("#!/bin/sh\ntouch "+marker+"\nexec "+tc.path+" \"$@\"\n"), 0o755)
+				igzip = wrapper
+			}
+			dir := t.TempDir()
+			res := mustApply(t, dir, gz, WhiteoutOverlay)
+			if res.DiffID != digest.FromBytes(layer) || res.Compression != Gzip {
+				t.Fatalf("Apply = %+v, want diff ID %s", res, digest.FromBytes(layer))
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "d/f")); string(b) != strings.Repeat("igzip ", 50000) {
+				t.Fatal("content differs")
+			}
+			if marker != "" {
+				if _, err := os.Stat(marker); err != nil {
+					t.Fatal("igzip was not used")
+				}
+			}
+			if _, err := apply(t, t.TempDir(), gz[:len(gz)*2/3], WhiteoutOverlay); err == nil {
+				t.Fatal("a truncated gzip layer was accepted")
+			}
+		})
 	}
 }

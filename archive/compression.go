@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
+	"os/exec"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/klauspost/compress/gzip"
@@ -60,6 +63,13 @@ func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 	}
 	switch c := DetectCompression(head); c {
 	case Gzip:
+		if path := igzipPath(); path != "" {
+			rc, err := startDecompressor(path, br)
+			if err == nil {
+				return rc, c, nil
+			}
+			// Could not start it: decompress here.
+		}
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, c, fmt.Errorf("archive: gzip: %v: %w", err, errdefs.ErrInvalidArgument)
@@ -76,6 +86,85 @@ func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 	default:
 		return io.NopCloser(br), c, nil
 	}
+}
+
+// IgzipEnv names the environment variable that turns the external gzip
+// decompressor off ("0") or names its binary.
+const IgzipEnv = "STRATA_IGZIP"
+
+var (
+	igzipOnce sync.Once
+	igzip     string
+)
+
+// igzipPath returns ISA-L's igzip (Debian package isal) when it is
+// installed and not turned off by $STRATA_IGZIP=0. It inflates three to
+// four times faster than any Go decompressor; containerd runs unpigz the
+// same way when it finds one. The trade: hostile gzip streams are parsed by
+// a C program, in a process of its own.
+func igzipPath() string {
+	igzipOnce.Do(func() {
+		switch v := os.Getenv(IgzipEnv); v {
+		case "0", "false", "off":
+		case "":
+			igzip, _ = exec.LookPath("igzip")
+		default:
+			igzip = v
+		}
+	})
+	return igzip
+}
+
+// decompressor reads the output of an external decompressor; at its end it
+// reports how the process ended.
+type decompressor struct {
+	cmd    *exec.Cmd
+	out    io.ReadCloser
+	stderr bytes.Buffer
+	done   bool
+	err    error
+}
+
+func startDecompressor(path string, in io.Reader) (*decompressor, error) {
+	d := &decompressor{cmd: exec.Command(path, "-dc")}
+	d.cmd.Stdin = in
+	d.cmd.Stderr = &d.stderr
+	out, err := d.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	d.out = out
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *decompressor) Read(p []byte) (int, error) {
+	if d.done {
+		return 0, d.err
+	}
+	n, err := d.out.Read(p)
+	if err == io.EOF {
+		d.done = true
+		if werr := d.cmd.Wait(); werr != nil {
+			d.err = fmt.Errorf("archive: gzip: %s: %s: %w", werr, bytes.TrimSpace(d.stderr.Bytes()), errdefs.ErrInvalidArgument)
+			return n, d.err
+		}
+		d.err = io.EOF
+	}
+	return n, err
+}
+
+// Close stops the decompressor if it still runs.
+func (d *decompressor) Close() error {
+	if !d.done {
+		d.done, d.err = true, io.ErrClosedPipe
+		d.cmd.Process.Kill()
+		d.out.Close()
+		d.cmd.Wait()
+	}
+	return nil
 }
 
 // aheadReader decompresses in one goroutine and hashes in another, a few
