@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -165,7 +166,8 @@ func (s *namespacedSnapshotter) Usage(ctx context.Context, key string) (snapshot
 	if err != nil {
 		return snapshots.Usage{}, err
 	}
-	return s.sn.Usage(ctx, r.bkey)
+	u, err := s.sn.Usage(ctx, r.bkey)
+	return u, renameKeys(err, r.bkey, key)
 }
 
 func (s *namespacedSnapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
@@ -173,7 +175,8 @@ func (s *namespacedSnapshotter) Mounts(ctx context.Context, key string) ([]mount
 	if err != nil {
 		return nil, err
 	}
-	return s.sn.Mounts(ctx, r.bkey)
+	m, err := s.sn.Mounts(ctx, r.bkey)
+	return m, renameKeys(err, r.bkey, key)
 }
 
 func (s *namespacedSnapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
@@ -297,7 +300,7 @@ func (s *namespacedSnapshotter) create(ctx context.Context, kind snapshots.Kind,
 			mounts, err = s.sn.View(ctx, bkey, bparent)
 		}
 		if err != nil {
-			return fmt.Errorf("snapshot %q in namespace %q: %w", key, ns, err)
+			return fmt.Errorf("snapshot %q in namespace %q: %w", key, ns, renameKeys(err, bkey, key, bparent, parent))
 		}
 		return nil
 	})
@@ -387,7 +390,7 @@ func (s *namespacedSnapshotter) Commit(ctx context.Context, name, key string, op
 			return err
 		}
 		if err := s.sn.Commit(ctx, bname, r.bkey); err != nil {
-			return fmt.Errorf("commit %q as %q in namespace %q: %w", key, name, ns, err)
+			return fmt.Errorf("commit %q as %q in namespace %q: %w", key, name, ns, renameKeys(err, bname, name, r.bkey, key))
 		}
 		return nil
 	})
@@ -487,3 +490,32 @@ func (s *namespacedSnapshotter) Cleanup(ctx context.Context) error { return s.sn
 
 // Close does nothing: the DB owns the backend and closes it.
 func (s *namespacedSnapshotter) Close() error { return nil }
+
+// renamedErr is an error whose message names the namespace's keys where
+// the driver named its own ("default/3/l1"); it unwraps to the original, so
+// errors.Is still finds the errdefs class.
+type renamedErr struct {
+	msg   string
+	cause error
+}
+
+func (e *renamedErr) Error() string { return e.msg }
+func (e *renamedErr) Unwrap() error { return e.cause }
+
+// renameKeys rewrites backend keys to user keys (pairs of old, new) in
+// err's message.
+func renameKeys(err error, pairs ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] != "" {
+			msg = strings.ReplaceAll(msg, pairs[i], pairs[i+1])
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &renamedErr{msg: msg, cause: err}
+}

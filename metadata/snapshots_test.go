@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -148,5 +149,33 @@ func TestSnapshotGC(t *testing.T) {
 	}
 	if keys := backendNames(t, backend); !slices.ContainsFunc(keys, func(k string) bool { return len(k) > 2 && k[:2] == "b/" }) {
 		t.Fatalf("backend keys %v carry no namespace", keys)
+	}
+}
+
+// TestSnapshotErrorsNameUserKeys: errors from the driver name the keys the
+// user chose, not the driver's "<namespace>/<seq>/<key>", and keep their
+// class.
+func TestSnapshotErrorsNameUserKeys(t *testing.T) {
+	backend, err := overlay.New(filepath.Join(t.TempDir(), "overlayfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn := newDB(t, metadata.WithSnapshotter("overlayfs", backend)).Snapshotter("overlayfs")
+	ctx := namespaces.WithNamespace(context.Background(), "team")
+	if _, err := sn.Prepare(ctx, "work", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Commit(ctx, "base", "work"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = sn.Mounts(ctx, "base")
+	if err == nil || !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("Mounts(committed) = %v, want failed precondition", err)
+	}
+	if strings.Contains(err.Error(), "team/") {
+		t.Fatalf("error names the driver's key: %v", err)
+	}
+	if !strings.Contains(err.Error(), `"base"`) {
+		t.Fatalf("error does not name the snapshot: %v", err)
 	}
 }
