@@ -1,0 +1,62 @@
+package testutil
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestRegistry uploads a blob through the distribution API (monolithic
+// upload) and reads it back: the helper gives a working registry.
+func TestRegistry(t *testing.T) {
+	r := StartRegistry(t, RegistryConfig{})
+	data := []byte("a blob for the test registry")
+	sum := sha256.Sum256(data)
+	dgst := "sha256:" + hex.EncodeToString(sum[:])
+	resp, err := http.Post("http://"+r.Host+"/v2/test/repo/blobs/uploads/", "application/octet-stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusAccepted || loc == "" {
+		t.Fatalf("start upload: %s, Location %q", resp.Status, loc)
+	}
+	if !strings.HasPrefix(loc, "http") {
+		loc = "http://" + r.Host + loc
+	}
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	req, _ := http.NewRequest(http.MethodPut, loc+sep+"digest="+dgst, bytes.NewReader(data))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("finish upload: %s", resp.Status)
+	}
+	resp, err = http.Get("http://" + r.Host + "/v2/test/repo/blobs/" + dgst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
+		t.Fatalf("get blob: %s, %q", resp.Status, got)
+	}
+	if !strings.Contains(r.Log(), "/v2/test/repo/blobs/"+dgst) {
+		t.Fatalf("access log lacks the blob request:\n%s", r.Log())
+	}
+	r.Stop()
+	if _, err := http.Get("http://" + r.Host + "/v2/"); err == nil {
+		t.Fatal("registry still answers after Stop")
+	}
+}
