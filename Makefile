@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests also run under the race detector.
-CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/...
+CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/...
 
 .PHONY: all build install test lint race unit bench fuzz clean
 
@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test ./filters/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
 	$(GO) test ./images/ -run '^$$' -fuzz FuzzChildren -fuzztime 60s -fuzzminimizetime 5s
 	$(GO) test ./archive/ -run '^$$' -fuzz FuzzApply -fuzztime 120s -fuzzminimizetime 5s
+	$(GO) test ./reference/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
 
 clean:
 	rm -rf bin
