@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,7 +25,26 @@ type Registry struct {
 	// Dir holds its storage and configuration.
 	Dir string
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *syncBuffer
+}
+
+// syncBuffer collects the process's output, which exec copies from other
+// goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // RegistryConfig adds to a registry's configuration: extra YAML under the
@@ -65,7 +85,7 @@ http:
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{Host: host, Dir: dir, log: &bytes.Buffer{}}
+	r := &Registry{Host: host, Dir: dir, log: &syncBuffer{}}
 	r.cmd = exec.Command(bin, "serve", confPath)
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
 	if err := r.cmd.Start(); err != nil {
@@ -105,6 +125,19 @@ func (r *Registry) Stop() {
 
 // Log returns what the registry printed: its access log among it.
 func (r *Registry) Log() string { return r.log.String() }
+
+// WaitLog waits up to 10s for the registry to print substr (its log lines
+// reach us a little after the responses) and reports whether it did.
+func (r *Registry) WaitLog(substr string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(r.Log(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
 
 // freePort asks the kernel for a port free on 127.0.0.1.
 func freePort(t testing.TB) int {

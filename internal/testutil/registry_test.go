@@ -52,7 +52,7 @@ func TestRegistry(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
 		t.Fatalf("get blob: %s, %q", resp.Status, got)
 	}
-	if !strings.Contains(r.Log(), "/v2/test/repo/blobs/"+dgst) {
+	if !r.WaitLog("/v2/test/repo/blobs/" + dgst) {
 		t.Fatalf("access log lacks the blob request:\n%s", r.Log())
 	}
 	r.Stop()
