@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests also run under the race detector.
-CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/...
+CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/...
 
 .PHONY: all build install test lint race unit bench fuzz clean
 
@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test ./images/ -run '^$$' -fuzz FuzzChildren -fuzztime 60s -fuzzminimizetime 5s
 	$(GO) test ./archive/ -run '^$$' -fuzz FuzzApply -fuzztime 120s -fuzzminimizetime 5s
 	$(GO) test ./reference/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./remotes/docker/auth/ -run '^$$' -fuzz FuzzParseChallenges -fuzztime 60s -fuzzminimizetime 5s
 
 clean:
 	rm -rf bin
