@@ -60,3 +60,23 @@ func TestRegistry(t *testing.T) {
 		t.Fatal("registry still answers after Stop")
 	}
 }
+
+// TestPushImage pushes a two-platform image and reads the index back as a
+// puller would: the fixtures the pull tests build on.
+func TestPushImage(t *testing.T) {
+	r := StartRegistry(t, RegistryConfig{})
+	layer := []byte("not really gzip, the registry does not care")
+	amd := PushImage(t, r.Host, "fixtures/app", "", "linux", "amd64", []Layer{{Data: layer}}, nil)
+	arm := PushImage(t, r.Host, "fixtures/app", "", "linux", "arm64", []Layer{{Data: layer}}, nil)
+	idx := PushIndex(t, r.Host, "fixtures/app", "v1", amd, arm)
+	body, dgst := FetchManifest(t, r.Host, "fixtures/app", "v1")
+	if dgst != idx.Digest.String() || int64(len(body)) != idx.Size {
+		t.Fatalf("index by tag: digest %s (%d bytes), pushed %s (%d)", dgst, len(body), idx.Digest, idx.Size)
+	}
+	if !strings.Contains(string(body), amd.Digest.String()) || !strings.Contains(string(body), `"architecture":"arm64"`) {
+		t.Fatalf("index body: %s", body)
+	}
+	if _, dg := FetchManifest(t, r.Host, "fixtures/app", amd.Digest.String()); dg != amd.Digest.String() {
+		t.Fatalf("manifest by digest: %s, want %s", dg, amd.Digest)
+	}
+}
