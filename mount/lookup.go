@@ -83,14 +83,25 @@ func Under(root string) ([]string, error) {
 	return out, nil
 }
 
-// UnmountUnder detaches every mount at or below root: the stale mounts a
+// UnmountUnder detaches every mount strictly below root: the stale mounts a
 // crashed process left, found at start before anything else uses root.
+// root itself is left alone: it is often a volume mounted there on purpose.
 func UnmountUnder(root string) error {
 	points, err := Under(root)
 	if err != nil {
 		return err
 	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
 	for _, p := range points {
+		if p == abs {
+			continue
+		}
 		if err := Unmount(p, unix.MNT_DETACH); err != nil {
 			return err
 		}

@@ -193,6 +193,31 @@ func TestUnmountUnder(t *testing.T) {
 	}
 }
 
+// TestUnmountUnderKeepsRoot: a volume mounted at the root itself (a
+// dedicated disk for snapshots) is not a stale mount.
+func TestUnmountUnderKeepsRoot(t *testing.T) {
+	requireRoot(t)
+	root := tempRoot(t)
+	vol := filepath.Join(root, "vol")
+	mkdirs(t, vol)
+	if err := unix.Mount("tmpfs", vol, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(vol, unix.MNT_DETACH) })
+	sub, src := filepath.Join(vol, "sub"), filepath.Join(vol, "src")
+	mkdirs(t, sub, src)
+	if err := All([]Mount{{Type: "bind", Source: src, Options: []string{"bind"}}}, sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := UnmountUnder(vol); err != nil {
+		t.Fatal(err)
+	}
+	points, _ := Under(vol)
+	if len(points) != 1 || points[0] != vol {
+		t.Fatalf("after UnmountUnder(%s): %v, want only the volume itself", vol, points)
+	}
+}
+
 func TestCommonParent(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

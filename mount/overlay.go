@@ -45,18 +45,19 @@ func mountOverlayFsconfig(source, target string, flags uintptr, data []string) e
 	if err := unix.FsconfigSetString(fd, "source", source); err != nil {
 		return fmt.Errorf("fsconfig source: %w", err)
 	}
-	first := true
 	for _, o := range data {
 		key, value, hasValue := strings.Cut(o, "=")
 		if key == "lowerdir" {
 			for _, dir := range splitLowerdirs(value) {
 				if err := unix.FsconfigSetString(fd, "lowerdir+", dir); err != nil {
-					if first && errors.Is(err, unix.EINVAL) {
+					// Before Linux 6.5 overlay parses options the legacy
+					// way: lowerdir+ is accepted as any key and fails later,
+					// once the page of options is full.
+					if errors.Is(err, unix.EINVAL) {
 						return errNoLowerdirPlus
 					}
 					return fmt.Errorf("fsconfig lowerdir+ %s: %w", dir, err)
 				}
-				first = false
 			}
 			continue
 		}
@@ -70,6 +71,11 @@ func mountOverlayFsconfig(source, target string, flags uintptr, data []string) e
 		}
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			// Also the legacy parser ("unknown option lowerdir+"): the
+			// fallback mounts the same options or says what is wrong.
+			return errNoLowerdirPlus
+		}
 		return fmt.Errorf("fsconfig create: %w", err)
 	}
 	var attrs int

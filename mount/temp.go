@@ -31,7 +31,11 @@ func WithTempMount(ctx context.Context, mounts []Mount, fn func(root string) err
 		if uerr != nil {
 			// Something still holds it open; detach so the directory
 			// can go and the mount disappears once it is released.
-			uerr = errors.Join(uerr, UnmountAll(dir, unix.MNT_DETACH))
+			if derr := UnmountAll(dir, unix.MNT_DETACH); derr == nil {
+				uerr = nil
+			} else {
+				uerr = errors.Join(uerr, derr)
+			}
 		}
 		if uerr == nil {
 			uerr = os.Remove(dir)
