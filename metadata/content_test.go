@@ -14,6 +14,14 @@ import (
 // their own, so tests see exactly what they cause.
 func newDB(t *testing.T, opts ...metadata.Opt) *metadata.DB {
 	t.Helper()
+	db, _, _ := newStore(t, opts...)
+	return db
+}
+
+// newStore is newDB that also returns the blob store under the database
+// and the directory holding both, for tests that damage them.
+func newStore(t *testing.T, opts ...metadata.Opt) (*metadata.DB, *local.Store, string) {
+	t.Helper()
 	dir := t.TempDir()
 	blobs, err := local.New(filepath.Join(dir, "content"))
 	if err != nil {
@@ -28,7 +36,7 @@ func newDB(t *testing.T, opts ...metadata.Opt) *metadata.DB {
 			t.Errorf("Close = %v", err)
 		}
 	})
-	return db
+	return db, blobs, dir
 }
 
 func TestContentConformance(t *testing.T) {

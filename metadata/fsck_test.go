@@ -12,7 +12,6 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/contenttest"
-	"github.com/strata-oci/strata/content/local"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
@@ -27,16 +26,7 @@ func kinds(rep metadata.FsckReport) map[string]int {
 }
 
 func TestFsck(t *testing.T) {
-	dir := t.TempDir()
-	blobs, err := local.New(filepath.Join(dir, "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := metadata.Open(context.Background(), filepath.Join(dir, "metadata.db"), blobs, metadata.WithGCDelay(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, blobs, dir := newStore(t)
 	ctx := namespaces.WithNamespace(context.Background(), "fsck")
 	cs := db.ContentStore()
 	var descs []ocispec.Descriptor
@@ -122,16 +112,7 @@ func TestFsck(t *testing.T) {
 }
 
 func TestFsckImagesAndIngestRecords(t *testing.T) {
-	dir := t.TempDir()
-	blobs, err := local.New(filepath.Join(dir, "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := metadata.Open(context.Background(), filepath.Join(dir, "metadata.db"), blobs, metadata.WithGCDelay(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, blobs, _ := newStore(t)
 	ctx := namespaces.WithNamespace(context.Background(), "fsck")
 	cs := db.ContentStore()
 

@@ -15,11 +15,8 @@ package native
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/containerd/errdefs"
 
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/snapshots"
@@ -99,12 +96,9 @@ func (n *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 
 // Mounts returns the mounts of an active snapshot or view.
 func (n *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	s, err := n.Get(ctx, key)
+	s, err := n.Mountable(ctx, key)
 	if err != nil {
 		return nil, err
-	}
-	if s.Kind == snapshots.KindCommitted {
-		return nil, fmt.Errorf("mounts of snapshot %q: it is committed; View or Prepare on it: %w", key, errdefs.ErrFailedPrecondition)
 	}
 	return n.mounts(s), nil
 }

@@ -30,8 +30,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/containerd/errdefs"
-
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/snapshots"
 	"github.com/strata-oci/strata/snapshots/storage"
@@ -222,12 +220,9 @@ func (o *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 
 // Mounts returns the mounts of an active snapshot or view.
 func (o *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	s, err := o.Get(ctx, key)
+	s, err := o.Mountable(ctx, key)
 	if err != nil {
 		return nil, err
-	}
-	if s.Kind == snapshots.KindCommitted {
-		return nil, fmt.Errorf("mounts of snapshot %q: it is committed; View or Prepare on it: %w", key, errdefs.ErrFailedPrecondition)
 	}
 	return o.mounts(s), nil
 }

@@ -118,6 +118,19 @@ func (b *Base) Cleanup(ctx context.Context) error { return b.Dirs.Cleanup(ctx) }
 // Close closes the metastore.
 func (b *Base) Close() error { return b.Dirs.ms.Close() }
 
+// Mountable returns the active snapshot or view key; a committed snapshot
+// has no mounts of its own (errdefs.ErrFailedPrecondition).
+func (b *Base) Mountable(ctx context.Context, key string) (Snapshot, error) {
+	s, err := b.Get(ctx, key)
+	if err != nil {
+		return s, err
+	}
+	if s.Kind == snapshots.KindCommitted {
+		return s, fmt.Errorf("mounts of snapshot %q: it is committed; View or Prepare on it: %w", key, errdefs.ErrFailedPrecondition)
+	}
+	return s, nil
+}
+
 // Get returns the snapshot key for mounting.
 func (b *Base) Get(ctx context.Context, key string) (Snapshot, error) {
 	var s Snapshot
