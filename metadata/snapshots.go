@@ -375,6 +375,20 @@ func (s *namespacedSnapshotter) Commit(ctx context.Context, name, key string, op
 		if binfo.Kind != snapshots.KindActive {
 			return fmt.Errorf("commit snapshot %q: it is %s, not active: %w", key, binfo.Kind, errdefs.ErrFailedPrecondition)
 		}
+		parent := r.parent
+		var bopts []snapshots.Opt
+		if base.Parent != "" && base.Parent != r.parent {
+			if r.parent != "" {
+				return fmt.Errorf("commit %q on %q: it was prepared on %q: %w", key, base.Parent, r.parent, errdefs.ErrInvalidArgument)
+			}
+			pb := sb.Bucket([]byte(base.Parent))
+			if pb == nil {
+				return fmt.Errorf("commit %q on parent %q in namespace %q: %w", key, base.Parent, ns, errdefs.ErrNotFound)
+			}
+			pr := readSnapshotRecord(base.Parent, pb)
+			parent = base.Parent
+			bopts = append(bopts, snapshots.WithParent(pr.bkey))
+		}
 		seq, err := sb.NextSequence()
 		if err != nil {
 			return err
@@ -383,13 +397,13 @@ func (s *namespacedSnapshotter) Commit(ctx context.Context, name, key string, op
 		if err := removeSnapshotRecord(sb, key); err != nil {
 			return err
 		}
-		if err := writeSnapshotRecord(sb, name, bname, r.parent, base.Labels, r.created); err != nil {
+		if err := writeSnapshotRecord(sb, name, bname, parent, base.Labels, r.created); err != nil {
 			return err
 		}
 		if err := s.addSnapshotLease(ctx, tx, ns, name); err != nil {
 			return err
 		}
-		if err := s.sn.Commit(ctx, bname, r.bkey); err != nil {
+		if err := s.sn.Commit(ctx, bname, r.bkey, bopts...); err != nil {
 			return fmt.Errorf("commit %q as %q in namespace %q: %w", key, name, ns, renameKeys(err, bname, name, r.bkey, key))
 		}
 		return nil

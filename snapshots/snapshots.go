@@ -121,6 +121,20 @@ func WithLabels(labels map[string]string) Opt {
 	}
 }
 
+// WithParent, given to Commit, stacks the committed snapshot on parent (a
+// committed snapshot) although it was prepared without one: a layer can
+// then be unpacked into an empty directory while the layers below it are
+// still being unpacked, and be put in its place afterwards ("rebase", as
+// containerd 2.x calls it). Only snapshotters whose committed directories
+// hold just their own layer (overlayfs) accept it; others return
+// errdefs.ErrNotImplemented.
+func WithParent(parent string) Opt {
+	return func(info *Info) error {
+		info.Parent = parent
+		return nil
+	}
+}
+
 // WalkFunc is called by Walk for each snapshot; an error stops the walk.
 type WalkFunc func(context.Context, Info) error
 

@@ -95,7 +95,7 @@ func New(root string, opts ...Opt) (*Snapshotter, error) {
 		ms.Close()
 		return nil, err
 	}
-	return &Snapshotter{Base: storage.Base{Dirs: dirs}, root: root, options: append(mopts, o.mountOptions...)}, nil
+	return &Snapshotter{Base: storage.Base{Dirs: dirs, Rebase: true}, root: root, options: append(mopts, o.mountOptions...)}, nil
 }
 
 const overlayMagic = 0x794c7630 // OVERLAYFS_SUPER_MAGIC

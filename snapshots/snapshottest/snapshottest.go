@@ -45,6 +45,7 @@ func Run(t *testing.T, newSnapshotter NewFunc) {
 		{"Cleanup", testCleanup},
 		{"Chain128", testChain128},
 		{"Close", testClose},
+		{"Rebase", testRebase},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -626,4 +627,60 @@ func testClose(ctx context.Context, t *testing.T, e *env) {
 	// (the metadata wrapper does not own its backend); they must not
 	// panic or hang.
 	_, _ = e.sn.Stat(ctx, "a")
+}
+
+// testRebase commits a snapshot prepared without a parent onto a committed
+// one (snapshots.WithParent). Snapshotters that cannot must say so with
+// errdefs.ErrNotImplemented and leave the active snapshot as it was.
+func testRebase(ctx context.Context, t *testing.T, e *env) {
+	e.layer(ctx, t, "lower", "extract-lower", "", func(root string) {
+		writeFile(t, filepath.Join(root, "a"), []byte("lower"))
+		writeFile(t, filepath.Join(root, "both"), []byte("lower"))
+	})
+	mounts, err := e.sn.Prepare(ctx, "extract-upper", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, unmount := e.mount(t, mounts)
+	writeFile(t, filepath.Join(root, "b"), []byte("upper"))
+	writeFile(t, filepath.Join(root, "both"), []byte("upper"))
+	unmount()
+	err = e.sn.Commit(ctx, "upper", "extract-upper", snapshots.WithParent("nope"))
+	if !errors.Is(err, errdefs.ErrNotImplemented) {
+		wantErr(t, "Commit on a missing parent", err, errdefs.ErrNotFound)
+		err = e.sn.Commit(ctx, "upper", "extract-upper", snapshots.WithParent("lower"))
+	}
+	if errors.Is(err, errdefs.ErrNotImplemented) {
+		info, err := e.sn.Stat(ctx, "extract-upper")
+		if err != nil || info.Kind != snapshots.KindActive {
+			t.Fatalf("after a refused rebase Stat(extract-upper) = %+v, %v; want it still active", info, err)
+		}
+		if _, err := e.sn.Stat(ctx, "upper"); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("a refused rebase left %q: %v", "upper", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Commit(upper, WithParent(lower)) = %v", err)
+	}
+	info, err := e.sn.Stat(ctx, "upper")
+	if err != nil || info.Parent != "lower" || info.Kind != snapshots.KindCommitted {
+		t.Fatalf("Stat(upper) = %+v, %v; want committed on lower", info, err)
+	}
+	wantErr(t, "Remove of a rebased parent", e.sn.Remove(ctx, "lower"), errdefs.ErrFailedPrecondition)
+	mounts, err = e.sn.View(ctx, "view", "upper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, unmount = e.mount(t, mounts)
+	wantContent(t, filepath.Join(root, "a"), "lower")
+	wantContent(t, filepath.Join(root, "b"), "upper")
+	wantContent(t, filepath.Join(root, "both"), "upper")
+	unmount()
+	// An active snapshot prepared on a parent cannot move to another.
+	e.layer(ctx, t, "other", "extract-other", "", nil)
+	if _, err := e.sn.Prepare(ctx, "extract-3", "lower"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Commit onto another parent", e.sn.Commit(ctx, "x", "extract-3", snapshots.WithParent("other")), errdefs.ErrInvalidArgument)
 }

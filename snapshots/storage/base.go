@@ -15,6 +15,10 @@ import (
 // Mounts. Drivers embed it.
 type Base struct {
 	Dirs *Dirs
+	// Rebase says committed directories hold only their own layer, so
+	// Commit may take snapshots.WithParent (overlayfs); without it such a
+	// Commit returns errdefs.ErrNotImplemented.
+	Rebase bool
 }
 
 // FS returns the tree directory of the snapshot id.
@@ -74,6 +78,15 @@ func (b *Base) Commit(ctx context.Context, name, key string, opts ...snapshots.O
 	}
 	if s.Kind != snapshots.KindActive {
 		return fmt.Errorf("commit snapshot %q: it is %s, not active: %w", key, s.Kind, errdefs.ErrFailedPrecondition)
+	}
+	if !b.Rebase {
+		info, err := snapshots.ApplyOpts(opts...)
+		if err != nil {
+			return err
+		}
+		if info.Parent != "" && len(s.ParentIDs) == 0 {
+			return fmt.Errorf("commit %q on parent %q: this snapshotter cannot stack a snapshot on a parent after it was prepared: %w", key, info.Parent, errdefs.ErrNotImplemented)
+		}
 	}
 	usage, err := DiskUsage(ctx, b.FS(s.ID))
 	if err != nil {

@@ -338,6 +338,19 @@ func (tx *Tx) Commit(key, name string, usage snapshots.Usage, opts ...snapshots.
 	}
 	id := string(b.Get(keyID))
 	parent := string(b.Get(keyParent))
+	if base.Parent != "" && base.Parent != parent {
+		if parent != "" {
+			return "", fmt.Errorf("commit %q on %q: it was prepared on %q: %w", key, base.Parent, parent, errdefs.ErrInvalidArgument)
+		}
+		pb, err := tx.record(base.Parent)
+		if err != nil {
+			return "", fmt.Errorf("commit %q on parent: %w", key, err)
+		}
+		if k := snapshots.Kind(pb.Get(keyKind)[0]); k != snapshots.KindCommitted {
+			return "", fmt.Errorf("commit %q on %q: the parent is %s, not committed: %w", key, base.Parent, k, errdefs.ErrFailedPrecondition)
+		}
+		parent = base.Parent
+	}
 	created := boltutil.ReadTime(b, keyCreatedAt)
 	nb, err := tx.snaps.CreateBucket([]byte(name))
 	if err != nil {
@@ -363,7 +376,10 @@ func (tx *Tx) Commit(key, name string, usage snapshots.Usage, opts ...snapshots.
 		if err != nil {
 			return "", err
 		}
-		cb := pb.Bucket(bucketChildren)
+		cb, err := pb.CreateBucketIfNotExists(bucketChildren)
+		if err != nil {
+			return "", err
+		}
 		if err := cb.Delete([]byte(key)); err != nil {
 			return "", err
 		}
