@@ -80,6 +80,10 @@ type ApplyResult struct {
 	// Whiteouts lists the whiteout devices written in overlay mode, for
 	// PruneWhiteouts when the layer was applied before its parents existed.
 	Whiteouts []string
+	// ImplicitDirs lists the directories made for entries whose parents
+	// the layer did not list, with default attributes, for InheritDirs
+	// when the layer was applied before its parents existed.
+	ImplicitDirs []string
 }
 
 // ErrEscape is returned for entries that try to reach outside the root in a
@@ -149,6 +153,11 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 	res.SkippedDevices = a.skippedDevices
 	for w := range a.whiteouts {
 		res.Whiteouts = append(res.Whiteouts, w)
+	}
+	for d := range a.root.made {
+		if _, explicit := a.created[d]; !explicit {
+			res.ImplicitDirs = append(res.ImplicitDirs, d)
+		}
 	}
 	res.DiffID, res.Size, err = ahead.finish()
 	if err != nil {
@@ -850,6 +859,53 @@ func PruneWhiteouts(dir string, whiteouts, parents []string, xattrPrefix string)
 		}
 		if err := unix.Unlinkat(pfd, base, 0); err != nil {
 			return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
+		}
+	}
+	return nil
+}
+
+// InheritDirs gives the directories of dir that Apply made for missing
+// parents (ApplyResult.ImplicitDirs) the mode and owner of the directory
+// the parents (newest first) show at that path, as they would have had
+// the layer been applied on top of them: in an overlay upper directory
+// they would otherwise hide the lower directory's attributes.
+func InheritDirs(dir string, implicit, parents []string, xattrPrefix string) error {
+	if len(implicit) == 0 || len(parents) == 0 {
+		return nil
+	}
+	if xattrPrefix == "" {
+		xattrPrefix = "trusted.overlay."
+	}
+	rt, err := openRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	for _, rel := range implicit {
+		if !visibleInLayers(parents, rel, xattrPrefix) {
+			continue
+		}
+		var from unix.Stat_t
+		found := false
+		for _, l := range parents {
+			if err := unix.Lstat(filepath.Join(l, rel), &from); err != nil {
+				continue
+			}
+			found = from.Mode&unix.S_IFMT == unix.S_IFDIR
+			break
+		}
+		if !found {
+			continue
+		}
+		fd, err := rt.dir(rel, false)
+		if err != nil {
+			continue // replaced by a later entry of the layer
+		}
+		if err := unix.Fchownat(fd, "", int(from.Uid), int(from.Gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("archive: inherit owner of %q: %w", rel, err)
+		}
+		if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), from.Mode&0o7777); err != nil {
+			return fmt.Errorf("archive: inherit mode of %q: %w", rel, err)
 		}
 	}
 	return nil
