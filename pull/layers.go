@@ -1,0 +1,550 @@
+package pull
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-oci/strata/archive"
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/diff"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/progress"
+	"github.com/strata-oci/strata/snapshots"
+)
+
+// plan is the unpacking of one manifest into one snapshotter.
+type plan struct {
+	snName    string
+	sn        snapshots.Snapshotter
+	rebase    bool
+	config    ocispec.Descriptor
+	layers    []ocispec.Descriptor
+	diffIDs   []digest.Digest
+	chains    []digest.Digest
+	committed []chan struct{}
+}
+
+// fetchLayers downloads the layers of the platforms asked for and unpacks
+// the one platform to unpack, as the bytes arrive.
+func (pl *pull) fetchLayers(ctx context.Context, root ocispec.Descriptor) error {
+	var m images.PlatformMatcher = images.Any(pl.o.Platforms...)
+	if pl.o.AllPlatforms {
+		m = images.All()
+	}
+	var wanted []ocispec.Descriptor
+	if images.IsManifest(root.MediaType) {
+		wanted = []ocispec.Descriptor{root}
+	} else {
+		var err error
+		if wanted, err = images.Manifests(ctx, pl.cs, root, m); err != nil {
+			return err
+		}
+		if len(wanted) == 0 {
+			_, _, err := images.Manifest(ctx, pl.cs, root, m)
+			if err == nil {
+				err = fmt.Errorf("%s: no manifest for %s: %w", pl.ref, m, errdefs.ErrNotFound)
+			}
+			return err
+		}
+	}
+
+	// Every layer wanted, once, with its diff ID from its config.
+	var layers []ocispec.Descriptor
+	diffOf := map[digest.Digest]digest.Digest{}
+	for _, md := range wanted {
+		man, err := images.ReadManifest(ctx, pl.cs, md)
+		if err != nil {
+			return err
+		}
+		diffIDs, err := images.RootFS(ctx, pl.cs, man)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", pl.ref, err)
+		}
+		for i, l := range man.Layers {
+			if _, ok := diffOf[l.Digest]; !ok {
+				layers = append(layers, l)
+			}
+			diffOf[l.Digest] = diffIDs[i]
+		}
+	}
+
+	var pn *plan
+	if !pl.o.NoUnpack {
+		var err error
+		if pn, err = pl.plan(ctx, root, wanted); err != nil {
+			return err
+		}
+	}
+	for _, l := range layers {
+		pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Waiting, Total: l.Size})
+	}
+
+	sem := make(chan struct{}, pl.o.MaxConcurrentDownloads)
+	unsem := make(chan struct{}, unpackWorkers())
+	g, gctx := errgroup.WithContext(ctx)
+	streamed := map[digest.Digest]bool{}
+	if pn != nil && pn.rebase {
+		for i := range pn.layers {
+			streamed[pn.layers[i].Digest] = true
+			g.Go(func() error { return pl.unpackLayer(gctx, pn, i, sem, unsem) })
+		}
+	}
+	for _, l := range layers {
+		if streamed[l.Digest] {
+			continue
+		}
+		g.Go(func() error { return pl.ensureBlob(gctx, l, pl.blobLabels(l, diffOf), sem) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if pn == nil {
+		return nil
+	}
+	if !pn.rebase {
+		// Each snapshot is a copy of its parent: one after the other,
+		// from the blobs now in the store.
+		for i := range pn.layers {
+			if err := pl.unpackLayer(ctx, pn, i, sem, unsem); err != nil {
+				return err
+			}
+		}
+	}
+	if len(pn.chains) == 0 {
+		return nil
+	}
+	key := labelGCSnapshot + pn.snName
+	top := pn.chains[len(pn.chains)-1].String()
+	_, err := pl.cs.Update(ctx, content.Info{Digest: pn.config.Digest, Labels: map[string]string{key: top}}, "labels."+key)
+	return err
+}
+
+func (pl *pull) blobLabels(l ocispec.Descriptor, diffOf map[digest.Digest]digest.Digest) map[string]string {
+	labels := map[string]string{pl.sourceKey: pl.sourceVal}
+	if d := diffOf[l.Digest]; d != "" {
+		labels[labelUncompressed] = d.String()
+	}
+	return labels
+}
+
+// plan picks the manifest to unpack and reads what unpacking it needs.
+func (pl *pull) plan(ctx context.Context, root ocispec.Descriptor, wanted []ocispec.Descriptor) (*plan, error) {
+	up := pl.o.Platforms[0]
+	if pl.o.UnpackPlatform != nil {
+		up = *pl.o.UnpackPlatform
+	}
+	md := root
+	if !images.IsManifest(root.MediaType) {
+		cands, err := images.Manifests(ctx, pl.cs, root, images.Only(up))
+		if err != nil {
+			return nil, err
+		}
+		found := false
+		for _, c := range cands {
+			for _, w := range wanted {
+				if c.Digest == w.Digest {
+					md, found = c, true
+					break
+				}
+			}
+			if found {
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%s: cannot unpack %s: its layers are not being pulled (add --platform %s, or --no-unpack): %w",
+				pl.ref, images.FormatPlatform(up), images.FormatPlatform(up), errdefs.ErrInvalidArgument)
+		}
+	}
+	man, err := images.ReadManifest(ctx, pl.cs, md)
+	if err != nil {
+		return nil, err
+	}
+	diffIDs, err := images.RootFS(ctx, pl.cs, man)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", pl.ref, err)
+	}
+	name := pl.o.Snapshotter
+	if name == "" {
+		name = pl.Puller.store.DefaultSnapshotter
+	}
+	sn := pl.Puller.store.Snapshotter(name)
+	if sn == nil {
+		return nil, fmt.Errorf("snapshotter %q: %w", name, errdefs.ErrNotFound)
+	}
+	pn := &plan{snName: name, sn: sn, rebase: name == "overlayfs", config: man.Config,
+		layers: man.Layers, diffIDs: diffIDs, chains: images.ChainIDs(diffIDs)}
+	pn.committed = make([]chan struct{}, len(man.Layers))
+	for i := range pn.committed {
+		pn.committed[i] = make(chan struct{})
+	}
+	return pn, nil
+}
+
+// ensureBlob makes sure blob l is in the store: there already, downloaded
+// by another pull (waited for), or downloaded now.
+func (pl *pull) ensureBlob(ctx context.Context, l ocispec.Descriptor, labels map[string]string, sem chan struct{}) error {
+	for {
+		if _, err := pl.cs.Info(ctx, l.Digest); err == nil {
+			pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Exists, Current: l.Size, Total: l.Size})
+			return pl.hold(ctx, l.Digest)
+		}
+		f, owner := pl.blobs.start(l.Digest.String())
+		if !owner {
+			if err := f.wait(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		_, err := pl.download(ctx, l, labels, sem, nil)
+		pl.blobs.finish(l.Digest.String(), f)
+		if errors.Is(err, errRetry) {
+			continue
+		}
+		if err == nil {
+			pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Done, Current: l.Size, Total: l.Size})
+		}
+		return err
+	}
+}
+
+// errRetry: someone else holds or finished the blob; look again.
+var errRetry = errors.New("retry")
+
+// download writes blob l into the store from the registry, resuming a
+// partial ingest. With apply, the stream is also applied as it arrives
+// (when the ingest starts from zero); it reports whether it was.
+func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[string]string, sem chan struct{}, apply func(io.Reader) error) (applied bool, err error) {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-sem }()
+	w, err := pl.cs.Writer(ctx, content.WithRef("pull-"+l.Digest.String()), content.WithDescriptor(l))
+	switch {
+	case errors.Is(err, errdefs.ErrAlreadyExists):
+		return false, errRetry
+	case errors.Is(err, errdefs.ErrUnavailable):
+		// Another process is writing it: wait and look again.
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return false, err
+		}
+		return false, errRetry
+	case err != nil:
+		return false, err
+	}
+	defer w.Close()
+	st, err := w.Status()
+	if err != nil {
+		return false, err
+	}
+	off := st.Offset
+	if off > l.Size {
+		if err := w.Truncate(0); err != nil {
+			return false, err
+		}
+		off = 0
+	}
+	if off > 0 {
+		pl.log.Info("resuming a partial download", "digest", l.Digest, "offset", off)
+		apply = nil
+	}
+	rc, err := pl.repo.OpenBlob(ctx, l, off)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	src := &counter{r: rc, n: off, id: l.Digest.String(), total: l.Size, sink: pl.sink, status: progress.Downloading}
+	var applyErr error
+	if apply != nil {
+		applyErr = apply(io.TeeReader(src, w))
+		if applyErr != nil && ctx.Err() != nil {
+			return true, ctx.Err()
+		}
+	}
+	// The rest of the stream (all of it without apply; after apply, the
+	// compressed trailer or what an apply failure left unread).
+	if _, err := io.Copy(w, src); err != nil {
+		if ctx.Err() != nil {
+			return apply != nil, ctx.Err()
+		}
+		return apply != nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	if err := w.Commit(ctx, l.Size, l.Digest, content.WithLabels(labels)); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+		// A digest mismatch explains any apply failure: report it.
+		return apply != nil, fmt.Errorf("layer %s from %s: %w", l.Digest, pl.ref.Name(), err)
+	}
+	if applyErr != nil {
+		return true, fmt.Errorf("layer %s: %w", l.Digest, applyErr)
+	}
+	return apply != nil, nil
+}
+
+// unpackLayer makes chain snapshot i exist, committed on chain i-1.
+func (pl *pull) unpackLayer(ctx context.Context, pn *plan, i int, sem, unsem chan struct{}) error {
+	l := pn.layers[i]
+	chain := pn.chains[i].String()
+	for {
+		if _, err := pn.sn.Stat(ctx, chain); err == nil {
+			if err := pl.Puller.store.DB.Leases().AddResource(ctx, pl.lease, leases.Resource{ID: chain, Type: "snapshots/" + pn.snName}); err != nil {
+				return err
+			}
+			close(pn.committed[i])
+			// The image needs its blob too.
+			return pl.ensureBlob(ctx, l, pl.layerLabels(pn, i), sem)
+		}
+		f, owner := pl.layers.start(pn.snName + "/" + chain)
+		if !owner {
+			if err := f.wait(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		err := pl.unpack(ctx, pn, i, sem, unsem)
+		pl.layers.finish(pn.snName+"/"+chain, f)
+		if err == nil {
+			close(pn.committed[i])
+			pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Done, Current: l.Size, Total: l.Size})
+		}
+		return err
+	}
+}
+
+func (pl *pull) layerLabels(pn *plan, i int) map[string]string {
+	return map[string]string{pl.sourceKey: pl.sourceVal, labelUncompressed: pn.diffIDs[i].String()}
+}
+
+func randomKey() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// unpack applies layer i into a new active snapshot (on nothing when the
+// snapshotter can rebase, else on chain i-1), from the download stream or
+// from the store, checks its diff ID and commits it as chain i.
+func (pl *pull) unpack(ctx context.Context, pn *plan, i int, sem, unsem chan struct{}) (err error) {
+	l := pn.layers[i]
+	chain := pn.chains[i].String()
+	parent := ""
+	if i > 0 {
+		parent = pn.chains[i-1].String()
+	}
+	key := "extract-" + randomKey() + "-" + chain
+	prepParent := parent
+	mode := archive.WhiteoutNative
+	if pn.rebase {
+		prepParent, mode = "", archive.WhiteoutOverlay
+	}
+	mounts, err := pn.sn.Prepare(ctx, key, prepParent, snapshots.WithLabels(map[string]string{"containerd.io/snapshot.ref": chain}))
+	if err != nil {
+		return fmt.Errorf("layer %s: prepare snapshot: %w", l.Digest, err)
+	}
+	defer func() {
+		if err != nil {
+			if rerr := pn.sn.Remove(context.WithoutCancel(ctx), key); rerr != nil && !errdefs.IsNotFound(rerr) {
+				pl.log.Warn("remove the snapshot of a failed unpack", "key", key, "error", rerr)
+			}
+		}
+	}()
+	var res archive.ApplyResult
+	apply := func(r io.Reader) error {
+		var err error
+		res, err = diff.Apply(ctx, mounts, r, mode)
+		return err
+	}
+	fromStore := func() error {
+		select {
+		case unsem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-unsem }()
+		ra, err := pl.cs.ReaderAt(ctx, l)
+		if err != nil {
+			return err
+		}
+		defer ra.Close()
+		pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Unpacking, Total: l.Size})
+		if err := pl.hold(ctx, l.Digest); err != nil {
+			return err
+		}
+		return apply(&counter{r: content.NewReader(ra), id: l.Digest.String(), total: l.Size, sink: pl.sink, status: progress.Unpacking})
+	}
+	for done := false; !done; {
+		if _, ierr := pl.cs.Info(ctx, l.Digest); ierr == nil {
+			if err := fromStore(); err != nil {
+				return fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+			break
+		}
+		f, owner := pl.blobs.start(l.Digest.String())
+		if !owner {
+			if err := f.wait(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		applied, derr := pl.download(ctx, l, pl.layerLabels(pn, i), sem, apply)
+		pl.blobs.finish(l.Digest.String(), f)
+		switch {
+		case errors.Is(derr, errRetry):
+			continue
+		case derr != nil:
+			return derr
+		case applied:
+			done = true
+		default:
+			if err := fromStore(); err != nil {
+				return fmt.Errorf("layer %s: %w", l.Digest, err)
+			}
+			done = true
+		}
+	}
+	if res.DiffID != pn.diffIDs[i] {
+		return fmt.Errorf("layer %s of %s: its uncompressed content has digest %s, the image config says %s: %w",
+			l.Digest, pl.ref, res.DiffID, pn.diffIDs[i], errdefs.ErrFailedPrecondition)
+	}
+	var opts []snapshots.Opt
+	if i > 0 {
+		select {
+		case <-pn.committed[i-1]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if pn.rebase {
+			if len(res.Whiteouts) > 0 || len(res.ImplicitDirs) > 0 {
+				if err := pl.fixUp(ctx, pn, mounts, parent, res); err != nil {
+					return fmt.Errorf("layer %s: %w", l.Digest, err)
+				}
+			}
+			opts = append(opts, snapshots.WithParent(parent))
+		}
+	}
+	if err := pn.sn.Commit(ctx, chain, key, opts...); err != nil {
+		if errors.Is(err, errdefs.ErrAlreadyExists) {
+			// Another pull got there first; ours goes.
+			return pn.sn.Remove(ctx, key)
+		}
+		return fmt.Errorf("layer %s: commit snapshot %s: %w", l.Digest, chain, err)
+	}
+	return nil
+}
+
+// fixUp finishes a layer unpacked on nothing once its parents exist: it
+// removes whiteouts that hide nothing in them (overlayfs would list them
+// in directories it does not merge) and gives directories made for
+// missing parents the attributes the parents have.
+func (pl *pull) fixUp(ctx context.Context, pn *plan, mounts []mount.Mount, parent string, res archive.ApplyResult) error {
+	t, err := diff.WritableTarget(mounts)
+	if err != nil {
+		return err
+	}
+	probe := "prune-" + randomKey()
+	pm, err := pn.sn.Prepare(ctx, probe, parent)
+	if err != nil {
+		return err
+	}
+	defer pn.sn.Remove(context.WithoutCancel(ctx), probe)
+	pt, err := diff.WritableTarget(pm)
+	if err != nil {
+		return err
+	}
+	lowers := pt.Lowers
+	if !pt.Overlay {
+		lowers = []string{pt.Dir}
+	}
+	if err := archive.PruneWhiteouts(t.Dir, res.Whiteouts, lowers, t.XattrPrefix); err != nil {
+		return err
+	}
+	return archive.InheritDirs(t.Dir, res.ImplicitDirs, lowers, t.XattrPrefix)
+}
+
+// counter reports bytes read as progress, at most every 256 KiB.
+type counter struct {
+	r      io.Reader
+	n      int64
+	last   int64
+	id     string
+	total  int64
+	sink   progress.Sink
+	status progress.Status
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n-c.last >= 256<<10 || (err != nil && c.n != c.last) {
+		c.last = c.n
+		c.sink.Update(progress.Update{ID: c.id, Kind: "layer", Status: c.status, Current: c.n, Total: c.total})
+	}
+	return n, err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// flights lets one goroutine do a piece of work that others wait for.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+	n  atomic.Int64
+}
+
+type flight struct{ done chan struct{} }
+
+// start returns the flight for key and whether the caller owns it (and
+// must finish it).
+func (fs *flights) start(key string) (*flight, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.m == nil {
+		fs.m = map[string]*flight{}
+	}
+	if f, ok := fs.m[key]; ok {
+		return f, false
+	}
+	f := &flight{done: make(chan struct{})}
+	fs.m[key] = f
+	fs.n.Add(1)
+	return f, true
+}
+
+func (fs *flights) finish(key string, f *flight) {
+	fs.mu.Lock()
+	delete(fs.m, key)
+	fs.mu.Unlock()
+	close(f.done)
+}
+
+func (f *flight) wait(ctx context.Context) error {
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

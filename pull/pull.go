@@ -1,0 +1,251 @@
+// Package pull is strata's pull pipeline: resolve a reference, fetch the
+// image's index, manifests and configs, then download the layers (bounded,
+// one download per digest however many pulls want it) while unpacking them
+// from the stream into snapshots, verified, committed in chain order, and
+// finally record the image. A lease holds everything until then, so a
+// failed or cancelled pull leaves nothing that garbage collection keeps.
+package pull
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/progress"
+	"github.com/strata-oci/strata/reference"
+	"github.com/strata-oci/strata/remotes/docker"
+)
+
+// Content labels strata (like containerd) puts on what it pulls.
+const (
+	labelGCContent     = "containerd.io/gc.ref.content."
+	labelGCSnapshot    = "containerd.io/gc.ref.snapshot."
+	labelUncompressed  = "containerd.io/uncompressed"
+	labelDistribSource = "containerd.io/distribution.source."
+)
+
+// Options configure one pull.
+type Options struct {
+	// Platforms whose layers are fetched; empty means the host's.
+	Platforms []ocispec.Platform
+	// AllPlatforms fetches the layers of every platform.
+	AllPlatforms bool
+	// NoUnpack leaves the layers packed.
+	NoUnpack bool
+	// UnpackPlatform is unpacked; nil means the first of Platforms, or the
+	// host's.
+	UnpackPlatform *ocispec.Platform
+	// Snapshotter to unpack into; "" for the store's default.
+	Snapshotter string
+	// MaxConcurrentDownloads bounds layer downloads (default 3).
+	MaxConcurrentDownloads int
+	Progress               progress.Sink
+	Logger                 *slog.Logger
+}
+
+// Puller pulls into one store. Share one per process: it makes concurrent
+// pulls of the same blobs and layers wait for one another instead of
+// transferring or unpacking twice.
+type Puller struct {
+	store    *wiring.Store
+	resolver *docker.Resolver
+	blobs    flights
+	layers   flights
+}
+
+// New returns a Puller for st, fetching through r.
+func New(st *wiring.Store, r *docker.Resolver) *Puller {
+	return &Puller{store: st, resolver: r}
+}
+
+type nopSink struct{}
+
+func (nopSink) Update(progress.Update) {}
+
+// pull is the state of one Pull.
+type pull struct {
+	*Puller
+	o     Options
+	ref   reference.Reference
+	repo  *docker.Repository
+	sink  progress.Sink
+	log   *slog.Logger
+	cs    content.Store
+	lease leases.Lease
+	// source is the distribution source label's key and value.
+	sourceKey, sourceVal string
+}
+
+// Pull fetches ref (and unpacks it unless told not to) and returns the
+// image record it wrote.
+func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Image, error) {
+	ref, err := reference.Parse(refStr)
+	if err != nil {
+		return images.Image{}, err
+	}
+	repo, err := p.resolver.Repository(ref)
+	if err != nil {
+		return images.Image{}, err
+	}
+	if o.MaxConcurrentDownloads <= 0 {
+		o.MaxConcurrentDownloads = 3
+	}
+	if len(o.Platforms) == 0 {
+		o.Platforms = []ocispec.Platform{images.DefaultPlatform()}
+	}
+	pl := &pull{Puller: p, o: o, ref: ref, repo: repo, sink: o.Progress, log: o.Logger,
+		cs: p.store.DB.ContentStore(), sourceKey: labelDistribSource + ref.Domain, sourceVal: ref.Path}
+	if pl.sink == nil {
+		pl.sink = nopSink{}
+	}
+	if pl.log == nil {
+		pl.log = slog.New(slog.DiscardHandler)
+	}
+	pl.sink.Update(progress.Update{ID: ref.String(), Kind: "reference", Status: progress.Resolving})
+	root, err := repo.Resolve(ctx)
+	if err != nil {
+		pl.sink.Update(progress.Update{ID: ref.String(), Kind: "reference", Status: progress.Failed, Err: err})
+		return images.Image{}, err
+	}
+	pl.sink.Update(progress.Update{ID: ref.String(), Kind: "reference", Status: progress.Done})
+
+	lm := p.store.DB.Leases()
+	pl.lease, err = lm.Create(ctx, leases.WithExpiration(24*time.Hour), leases.WithLabels(map[string]string{"strata.pull": ref.String()}))
+	if err != nil {
+		return images.Image{}, err
+	}
+	defer func() {
+		if err := lm.Delete(context.WithoutCancel(ctx), pl.lease); err != nil {
+			pl.log.Warn("drop the pull's lease", "lease", pl.lease.ID, "error", err)
+		}
+	}()
+	ctx = leases.WithLease(ctx, pl.lease.ID)
+
+	if err := pl.fetchTree(ctx, root, 0); err != nil {
+		return images.Image{}, err
+	}
+	if err := pl.fetchLayers(ctx, root); err != nil {
+		return images.Image{}, err
+	}
+	img := images.Image{Name: ref.String(), Target: root}
+	is := p.store.DB.Images()
+	created, err := is.Create(ctx, img)
+	if errors.Is(err, errdefs.ErrAlreadyExists) {
+		created, err = is.Update(ctx, img, "target")
+	}
+	if err != nil {
+		return images.Image{}, err
+	}
+	return created, nil
+}
+
+// fetchTree stores desc (an index or manifest) and, below it, every
+// manifest and config, whatever the platform: they are small, and with
+// them a one-platform pull can be checked, pushed or exported and say
+// exactly what it lacks.
+func (pl *pull) fetchTree(ctx context.Context, desc ocispec.Descriptor, depth int) error {
+	if depth > 8 {
+		return fmt.Errorf("image %s: indexes nested more than 8 deep: %w", pl.ref, errdefs.ErrInvalidArgument)
+	}
+	body, err := pl.manifestBytes(ctx, desc)
+	if err != nil {
+		return err
+	}
+	switch {
+	case images.IsIndex(desc.MediaType):
+		var idx ocispec.Index
+		if err := json.Unmarshal(body, &idx); err != nil {
+			return fmt.Errorf("index %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+		}
+		if idx.MediaType != "" && idx.MediaType != desc.MediaType {
+			return fmt.Errorf("index %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, idx.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
+		}
+		labels := map[string]string{}
+		for i, m := range idx.Manifests {
+			labels[fmt.Sprintf("%sm.%d", labelGCContent, i)] = m.Digest.String()
+		}
+		if err := pl.put(ctx, desc, body, labels); err != nil {
+			return err
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for _, m := range idx.Manifests {
+			if !images.IsIndex(m.MediaType) && !images.IsManifest(m.MediaType) {
+				continue
+			}
+			g.Go(func() error { return pl.fetchTree(gctx, m, depth+1) })
+		}
+		return g.Wait()
+	case images.IsManifest(desc.MediaType):
+		var m ocispec.Manifest
+		if err := json.Unmarshal(body, &m); err != nil {
+			return fmt.Errorf("manifest %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+		}
+		if m.MediaType != "" && m.MediaType != desc.MediaType {
+			return fmt.Errorf("manifest %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, m.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
+		}
+		labels := map[string]string{labelGCContent + "config": m.Config.Digest.String()}
+		for i, l := range m.Layers {
+			labels[fmt.Sprintf("%sl.%d", labelGCContent, i)] = l.Digest.String()
+		}
+		if err := pl.put(ctx, desc, body, labels); err != nil {
+			return err
+		}
+		if _, err := pl.cs.Info(ctx, m.Config.Digest); err == nil {
+			return pl.hold(ctx, m.Config.Digest)
+		}
+		cfg, err := pl.repo.FetchBlob(ctx, m.Config, images.MaxConfigSize)
+		if err != nil {
+			return fmt.Errorf("config of %s: %w", pl.ref, err)
+		}
+		return pl.put(ctx, m.Config, cfg, nil)
+	default:
+		return fmt.Errorf("%s: unsupported media type %q: %w", pl.ref, desc.MediaType, errdefs.ErrNotImplemented)
+	}
+}
+
+// manifestBytes reads desc from the store, or else from the registry.
+func (pl *pull) manifestBytes(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
+	b, err := content.ReadBlob(ctx, pl.cs, desc, images.MaxManifestSize)
+	if err == nil {
+		return b, pl.hold(ctx, desc.Digest)
+	}
+	if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	return pl.repo.FetchManifest(ctx, desc)
+}
+
+// store writes a small verified blob with labels (and the distribution
+// source), under the pull's lease.
+func (pl *pull) put(ctx context.Context, desc ocispec.Descriptor, body []byte, labels map[string]string) error {
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[pl.sourceKey] = pl.sourceVal
+	return content.WriteBlob(ctx, pl.cs, "pull-"+desc.Digest.String(), bytes.NewReader(body), desc, content.WithLabels(labels))
+}
+
+// hold adds a blob that was already present to the pull's lease, so that
+// nothing collects it before the image record exists.
+func (pl *pull) hold(ctx context.Context, d digest.Digest) error {
+	return pl.store.DB.Leases().AddResource(ctx, pl.lease, leases.Resource{ID: d.String(), Type: "content"})
+}
+
+// unpackWorkers bounds applies from the content store (layers present
+// already), which use CPU rather than the network.
+func unpackWorkers() int { return max(2, runtime.NumCPU()) }

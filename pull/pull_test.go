@@ -1,0 +1,387 @@
+package pull_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/metadata"
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/reference"
+	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/snapshots"
+)
+
+type env struct {
+	t     *testing.T
+	ctx   context.Context
+	store *wiring.Store
+	p     *pull.Puller
+}
+
+func newEnv(t *testing.T, opts docker.Options) *env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("pull tests unpack into overlayfs snapshots and need root")
+	}
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "default"), 3*time.Minute)
+	t.Cleanup(cancel)
+	root := t.TempDir()
+	st, err := wiring.Open(ctx, wiring.Config{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := mount.UnmountUnder(root); err != nil {
+			t.Error(err)
+		}
+	})
+	if opts.RetryBase == 0 {
+		opts.RetryBase = 10 * time.Millisecond
+	}
+	return &env{t: t, ctx: ctx, store: st, p: pull.New(st, docker.NewResolver(opts))}
+}
+
+// tree mounts the unpacked image name (host platform) read-only and reads it.
+func (e *env) tree(name string) map[string]testutil.TreeEntry {
+	t := e.t
+	t.Helper()
+	img, err := e.store.DB.Images().Get(e.ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := e.store.DB.ContentStore()
+	_, man, err := images.Manifest(e.ctx, cs, img.Target, images.Only(images.DefaultPlatform()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffIDs, err := images.RootFS(e.ctx, cs, man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains := images.ChainIDs(diffIDs)
+	sn := e.store.Snapshotter("")
+	key := "view-" + t.Name()
+	mounts, err := sn.View(e.ctx, key, chains[len(chains)-1].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sn.Remove(e.ctx, key)
+	var tree map[string]testutil.TreeEntry
+	err = mount.WithTempMount(e.ctx, mounts, func(root string) error {
+		tree = testutil.ReadTree(t, root)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+func (e *env) gc() {
+	e.t.Helper()
+	if _, err := e.store.DB.GarbageCollect(e.ctx, metadata.GCOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// blobs lists the digests in the content store.
+func (e *env) blobs() map[digest.Digest]bool {
+	out := map[digest.Digest]bool{}
+	err := e.store.DB.ContentStore().Walk(e.ctx, func(info content.Info) error {
+		out[info.Digest] = true
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func (e *env) snapshotCount() int {
+	n := 0
+	err := e.store.Snapshotter("").Walk(e.ctx, func(context.Context, snapshots.Info) error { n++; return nil })
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+func wantTree(t *testing.T, want, got map[string]testutil.TreeEntry) {
+	t.Helper()
+	if d := testutil.DiffTrees(want, got); len(d) > 0 {
+		t.Fatalf("unpacked tree differs from the fixture:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+func TestPullFixtures(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	fixtures := map[string]func(testing.TB, string, string, string) testutil.Fixture{
+		"whiteouts":        testutil.PushWhiteoutImage,
+		"multiplatform":    testutil.PushMultiPlatform,
+		"docker":           testutil.PushDockerSchema2,
+		"dockerlist":       testutil.PushDockerManifestList,
+		"zstd":             testutil.PushZstd,
+		"nondistributable": testutil.PushNonDistributable,
+	}
+	for name, push := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			fx := push(t, reg.Host, "fx/"+name, "v1")
+			e := newEnv(t, docker.Options{})
+			img, err := e.p.Pull(e.ctx, fx.Ref, pull.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.Target.Digest != fx.Root.Digest || img.Target.MediaType != fx.Root.MediaType {
+				t.Fatalf("image target = %v, want %v", img.Target, fx.Root)
+			}
+			ref, _ := reference.Parse(fx.Ref)
+			if img.Name != ref.String() {
+				t.Fatalf("image name = %q, want %q", img.Name, ref.String())
+			}
+			wantTree(t, fx.Tree, e.tree(img.Name))
+			// Every manifest and config is stored, whatever the platform.
+			have := e.blobs()
+			for d, b := range fx.Blobs {
+				if (strings.Contains(string(b), `"rootfs"`) || strings.Contains(string(b), `"schemaVersion"`)) && !have[d] {
+					t.Errorf("manifest or config %s not stored", d)
+				}
+			}
+			// Nothing the image needs is left only to the pull's lease.
+			e.gc()
+			wantTree(t, fx.Tree, e.tree(img.Name))
+		})
+	}
+}
+
+func TestPullPlatforms(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	fx := testutil.PushMultiPlatform(t, reg.Host, "multi", "v1")
+	cs := func(e *env) content.Store { return e.store.DB.ContentStore() }
+	layersOf := func(e *env, p ocispec.Platform) []ocispec.Descriptor {
+		img, err := e.store.DB.Images().Get(e.ctx, (mustRef(t, fx.Ref)).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, man, err := images.Manifest(e.ctx, cs(e), img.Target, images.Only(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return man.Layers
+	}
+	arm64 := ocispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
+
+	e := newEnv(t, docker.Options{})
+	if _, err := e.p.Pull(e.ctx, fx.Ref, pull.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	have := e.blobs()
+	for _, l := range layersOf(e, images.DefaultPlatform()) {
+		if !have[l.Digest] {
+			t.Errorf("host layer %s missing", l.Digest)
+		}
+	}
+	for _, l := range layersOf(e, arm64) {
+		if have[l.Digest] {
+			t.Errorf("arm64 layer %s fetched without being asked for", l.Digest)
+		}
+	}
+
+	e2 := newEnv(t, docker.Options{})
+	if _, err := e2.p.Pull(e2.ctx, fx.Ref, pull.Options{AllPlatforms: true}); err != nil {
+		t.Fatal(err)
+	}
+	have = e2.blobs()
+	for _, l := range append(layersOf(e2, arm64), layersOf(e2, images.DefaultPlatform())...) {
+		if !have[l.Digest] {
+			t.Errorf("--all-platforms: layer %s missing", l.Digest)
+		}
+	}
+	wantTree(t, fx.Tree, e2.tree(mustRef(t, fx.Ref).String()))
+
+	e3 := newEnv(t, docker.Options{})
+	_, err := e3.p.Pull(e3.ctx, fx.Ref, pull.Options{Platforms: []ocispec.Platform{{OS: "linux", Architecture: "s390x"}}})
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "linux/s390x") || !strings.Contains(err.Error(), "linux/arm64") {
+		t.Fatalf("pull of a platform the image lacks = %v; want not found naming it and what there is", err)
+	}
+	if imgs, _ := e3.store.DB.Images().List(e3.ctx); len(imgs) != 0 {
+		t.Fatalf("failed pull left images %v", imgs)
+	}
+}
+
+func mustRef(t *testing.T, s string) reference.Reference {
+	t.Helper()
+	r, err := reference.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestRepullTransfersNothing: a second pull of a present image asks the
+// registry for no blob.
+func TestRepullTransfersNothing(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	proxy := testutil.StartProxy(t, reg.Host)
+	fx := testutil.PushWhiteoutImage(t, reg.Host, "again", "v1")
+	ref := proxy.Host + "/again:v1"
+	e := newEnv(t, docker.Options{})
+	if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	first := proxy.Count(http.MethodGet, "/blobs/")
+	if first == 0 {
+		t.Fatal("the first pull fetched no blob through the proxy")
+	}
+	proxy.Reset()
+	if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := proxy.Count(http.MethodGet, "/blobs/"); n != 0 {
+		t.Fatalf("re-pull fetched %d blobs: %+v", n, proxy.Requests())
+	}
+	if n := proxy.Count(http.MethodGet, "/manifests/"); n != 0 {
+		t.Fatalf("re-pull fetched %d manifests", n)
+	}
+	wantTree(t, fx.Tree, e.tree(mustRef(t, ref).String()))
+}
+
+func TestPullFaults(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	proxy := testutil.StartProxy(t, reg.Host)
+	const size = 4 << 20
+	fx := testutil.PushRandomImage(t, reg.Host, "faults", "v1", 3, size)
+	ref := proxy.Host + "/faults:v1"
+	var layers []ocispec.Descriptor
+	{
+		e := newEnv(t, docker.Options{})
+		if _, err := e.p.Pull(e.ctx, ref, pull.Options{NoUnpack: true}); err != nil {
+			t.Fatal(err)
+		}
+		img, _ := e.store.DB.Images().Get(e.ctx, mustRef(t, ref).String())
+		_, man, err := images.Manifest(e.ctx, e.store.DB.ContentStore(), img.Target, images.All())
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = man.Layers
+	}
+	blobPath := "/blobs/" + layers[1].Digest.String()
+
+	t.Run("cut mid-blob resumes with Range", func(t *testing.T) {
+		proxy.Reset()
+		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Times: 1, CutAfter: size / 2})
+		e := newEnv(t, docker.Options{})
+		if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		wantTree(t, fx.Tree, e.tree(mustRef(t, ref).String()))
+		reqs := 0
+		resumed := false
+		for _, r := range proxy.Requests() {
+			if strings.Contains(r.Path, blobPath) {
+				reqs++
+				if r.Range == fmt.Sprintf("bytes=%d-", int64(size/2)) && r.Status == http.StatusPartialContent {
+					resumed = true
+				}
+			}
+		}
+		if reqs != 2 || !resumed {
+			t.Fatalf("want the cut blob fetched twice, the second time from byte %d; requests: %+v", size/2, proxy.Requests())
+		}
+		if sent := proxy.BytesSent(blobPath); sent > layers[1].Size+64<<10 {
+			t.Fatalf("%d bytes sent for a %d-byte blob: the completed part was downloaded again", sent, layers[1].Size)
+		}
+	})
+	t.Run("503 then success", func(t *testing.T) {
+		proxy.Reset()
+		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Times: 2, Status: http.StatusServiceUnavailable})
+		e := newEnv(t, docker.Options{})
+		if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := proxy.Count(http.MethodGet, blobPath); n != 3 {
+			t.Fatalf("blob requested %d times, want 3 (two 503s, then success)", n)
+		}
+	})
+	t.Run("429 honours Retry-After", func(t *testing.T) {
+		proxy.Reset()
+		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Times: 1, Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}})
+		e := newEnv(t, docker.Options{})
+		start := time.Now()
+		if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		// Not a timing assertion on speed: the pull must not have retried
+		// before the registry's Retry-After.
+		if time.Since(start) < time.Second {
+			t.Fatalf("pull finished %v after a 429 with Retry-After: 1", time.Since(start))
+		}
+	})
+	t.Run("corrupt blob", func(t *testing.T) {
+		proxy.Reset()
+		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Corrupt: true})
+		e := newEnv(t, docker.Options{})
+		_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+		if err == nil || !strings.Contains(err.Error(), layers[1].Digest.String()) {
+			t.Fatalf("pull of a corrupt blob = %v; want an error naming %s", err, layers[1].Digest)
+		}
+		if imgs, _ := e.store.DB.Images().List(e.ctx); len(imgs) != 0 {
+			t.Fatalf("failed pull left images %v", imgs)
+		}
+		if e.blobs()[layers[1].Digest] {
+			t.Fatal("the corrupt blob became visible")
+		}
+		e.gc()
+		if b := e.blobs(); len(b) != 0 {
+			t.Fatalf("after GC a failed pull left blobs %v", b)
+		}
+		if n := e.snapshotCount(); n != 0 {
+			t.Fatalf("after GC a failed pull left %d snapshots", n)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		proxy.Reset()
+		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Delay: 30 * time.Second})
+		e := newEnv(t, docker.Options{})
+		ctx, cancel := context.WithCancel(e.ctx)
+		go func() {
+			for proxy.Count(http.MethodGet, blobPath) == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+		}()
+		start := time.Now()
+		_, err := e.p.Pull(ctx, ref, pull.Options{})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled pull = %v", err)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Fatalf("cancelled pull took %v to stop", d)
+		}
+		if imgs, _ := e.store.DB.Images().List(e.ctx); len(imgs) != 0 {
+			t.Fatalf("cancelled pull left images %v", imgs)
+		}
+		e.gc()
+		if n := e.snapshotCount(); n != 0 {
+			t.Fatalf("after GC a cancelled pull left %d snapshots", n)
+		}
+	})
+}
