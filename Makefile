@@ -5,9 +5,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests also run under the race detector.
-CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/...
+CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./progress/...
 
-.PHONY: all build install test lint race unit bench fuzz clean
+.PHONY: all build install test lint race unit bench fuzz clean demo
 
 all: build
 
@@ -43,6 +43,10 @@ fuzz:
 	$(GO) test ./archive/ -run '^$$' -fuzz FuzzApply -fuzztime 120s -fuzzminimizetime 5s
 	$(GO) test ./reference/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
 	$(GO) test ./remotes/docker/auth/ -run '^$$' -fuzz FuzzParseChallenges -fuzztime 60s -fuzzminimizetime 5s
+
+# Pull from a throwaway local registry, list, mount, du: no internet needed.
+demo: build
+	scripts/demo.sh bin/strata
 
 clean:
 	rm -rf bin

@@ -41,23 +41,31 @@ func newEnv(t *testing.T, opts docker.Options) *env {
 	}
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "default"), 3*time.Minute)
 	t.Cleanup(cancel)
-	root := t.TempDir()
-	st, err := wiring.Open(ctx, wiring.Config{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := mount.UnmountUnder(root); err != nil {
-			t.Error(err)
-		}
-	})
+	st := openStore(t, t.TempDir())
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 10 * time.Millisecond
 	}
 	return &env{t: t, ctx: ctx, store: st, p: pull.New(st, docker.NewResolver(opts))}
+}
+
+// openStore opens a store at root, closed, unmounted and removed at
+// cleanup.
+func openStore(tb testing.TB, root string) *wiring.Store {
+	tb.Helper()
+	st, err := wiring.Open(context.Background(), wiring.Config{Root: root})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			tb.Error(err)
+		}
+		if err := mount.UnmountUnder(root); err != nil {
+			tb.Error(err)
+		}
+		os.RemoveAll(root)
+	})
+	return st
 }
 
 // tree mounts the unpacked image name (host platform) read-only and reads it.
