@@ -77,8 +77,9 @@ func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 		return zr, c, nil
 	case Zstd:
 		// One goroutine: the applier already decompresses beside the
-		// goroutine that creates files.
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(32<<20))
+		// goroutine that creates files. Lowmem off: 9% faster here
+		// (reused buffers), for a few MiB more.
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(false), zstd.WithDecoderMaxWindow(32<<20))
 		if err != nil {
 			return nil, c, fmt.Errorf("archive: zstd: %v: %w", err, errdefs.ErrInvalidArgument)
 		}

@@ -81,6 +81,20 @@ func (pl *pull) fetchLayers(ctx context.Context, root ocispec.Descriptor) error 
 			diffOf[l.Digest] = diffIDs[i]
 		}
 	}
+	if pl.o.AllPlatforms && images.IsIndex(root.MediaType) {
+		// Attestations (SBOMs, provenance) belong to "every platform" too:
+		// without them the image could not be pushed or exported whole.
+		att, err := pl.attestationLayers(ctx, root)
+		if err != nil {
+			return err
+		}
+		for _, l := range att {
+			if _, ok := diffOf[l.Digest]; !ok {
+				diffOf[l.Digest] = ""
+				layers = append(layers, l)
+			}
+		}
+	}
 
 	var pn *plan
 	if !pl.o.NoUnpack {
@@ -131,6 +145,27 @@ func (pl *pull) fetchLayers(ctx context.Context, root ocispec.Descriptor) error 
 	top := pn.chains[len(pn.chains)-1].String()
 	_, err := pl.cs.Update(ctx, content.Info{Digest: pn.config.Digest, Labels: map[string]string{key: top}}, "labels."+key)
 	return err
+}
+
+// attestationLayers lists the blobs of the attestation manifests of the
+// index root (BuildKit marks them with vnd.docker.reference.type).
+func (pl *pull) attestationLayers(ctx context.Context, root ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	idx, err := images.ReadIndex(ctx, pl.cs, root)
+	if err != nil {
+		return nil, err
+	}
+	var out []ocispec.Descriptor
+	for _, m := range idx.Manifests {
+		if m.Annotations["vnd.docker.reference.type"] != "attestation-manifest" || !images.IsManifest(m.MediaType) {
+			continue
+		}
+		man, err := images.ReadManifest(ctx, pl.cs, m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, man.Layers...)
+	}
+	return out, nil
 }
 
 func (pl *pull) blobLabels(l ocispec.Descriptor, diffOf map[digest.Digest]digest.Digest) map[string]string {

@@ -12,8 +12,10 @@ import (
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/strata-oci/strata/archive/tartest"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/testutil"
@@ -392,4 +394,38 @@ func TestPullFaults(t *testing.T) {
 			t.Fatalf("after GC a cancelled pull left %d snapshots", n)
 		}
 	})
+}
+
+// TestPullAttestations: --all-platforms also fetches BuildKit's attestation
+// manifests' blobs; a host-platform pull does not need them.
+func TestPullAttestations(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	layer := tartest.Gzip(tartest.Tar(tartest.File("etc/hostname", "att")))
+	diffID := digest.FromBytes(tartest.Tar(tartest.File("etc/hostname", "att")))
+	img := testutil.PushImage(t, reg.Host, "att", "", "linux", images.DefaultPlatform().Architecture,
+		[]testutil.Layer{{Data: layer}}, []digest.Digest{diffID})
+	sbom := testutil.PushBlob(t, reg.Host, "att", []byte(`{"_type":"https://in-toto.io/Statement/v0.1"}`), "application/vnd.in-toto+json")
+	cfg := testutil.PushBlob(t, reg.Host, "att", []byte(`{"architecture":"unknown","os":"unknown","rootfs":{"type":"layers","diff_ids":["`+sbom.Digest.String()+`"]}}`), ocispec.MediaTypeImageConfig)
+	att := testutil.PushManifest(t, reg.Host, "att", "", ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: cfg, Layers: []ocispec.Descriptor{sbom}}, ocispec.MediaTypeImageManifest)
+	att.Platform = &ocispec.Platform{OS: "unknown", Architecture: "unknown"}
+	att.Annotations = map[string]string{"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": img.Digest.String()}
+	testutil.PushIndex(t, reg.Host, "att", "v1", img, att)
+
+	e := newEnv(t, docker.Options{})
+	if _, err := e.p.Pull(e.ctx, reg.Host+"/att:v1", pull.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if e.blobs()[sbom.Digest] {
+		t.Fatal("a host-platform pull fetched the attestation's blob")
+	}
+	if !e.blobs()[att.Digest] {
+		t.Fatal("the attestation manifest itself was not stored")
+	}
+	if _, err := e.p.Pull(e.ctx, reg.Host+"/att:v1", pull.Options{AllPlatforms: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !e.blobs()[sbom.Digest] {
+		t.Fatal("--all-platforms did not fetch the attestation's blob")
+	}
 }

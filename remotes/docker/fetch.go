@@ -3,7 +3,6 @@ package docker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -58,8 +58,8 @@ func (repo *Repository) Resolve(ctx context.Context) (ocispec.Descriptor, error)
 	}
 	obj := repo.ref.Object()
 	var errs []error
-	for _, ep := range eps {
-		desc, err := repo.resolveAt(ctx, ep, obj)
+	for i, ep := range eps {
+		desc, err := repo.resolveAt(ctx, ep, obj, i < len(eps)-1)
 		if err == nil {
 			return desc, nil
 		}
@@ -74,15 +74,14 @@ func (repo *Repository) Resolve(ctx context.Context) (ocispec.Descriptor, error)
 		}
 		errs = append(errs, err)
 	}
-	// The upstream's answer (the last host) is the one that counts.
-	return ocispec.Descriptor{}, errs[len(errs)-1]
+	return ocispec.Descriptor{}, joinHostErrors(errs)
 }
 
-func (repo *Repository) resolveAt(ctx context.Context, ep *endpoint, obj string) (ocispec.Descriptor, error) {
+func (repo *Repository) resolveAt(ctx context.Context, ep *endpoint, obj string, fastFail bool) (ocispec.Descriptor, error) {
 	what := fmt.Sprintf("resolve %s on %s", repo.ref, ep.Host.Host)
 	path := "/" + repo.ref.Path + "/manifests/" + obj
 	hdr := http.Header{"Accept": {manifestAccept}}
-	resp, err := repo.do(ctx, ep, request{method: http.MethodHead, path: path, header: hdr, scopes: repo.pullScopes()})
+	resp, err := repo.do(ctx, ep, request{method: http.MethodHead, path: path, header: hdr, scopes: repo.pullScopes(), fastFail: fastFail})
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w", what, err)
 	}
@@ -113,7 +112,7 @@ func (repo *Repository) resolveAt(ctx context.Context, ep *endpoint, obj string)
 		return ocispec.Descriptor{}, statusError(resp, what)
 	}
 	// HEAD said too little (or is not allowed): GET the manifest.
-	resp, err = repo.do(ctx, ep, request{method: http.MethodGet, path: path, header: hdr, scopes: repo.pullScopes()})
+	resp, err = repo.do(ctx, ep, request{method: http.MethodGet, path: path, header: hdr, scopes: repo.pullScopes(), fastFail: fastFail})
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w", what, err)
 	}
@@ -274,13 +273,13 @@ func (repo *Repository) fetchSmall(ctx context.Context, desc ocispec.Descriptor,
 		return nil, err
 	}
 	var errs []error
-	for _, ep := range eps {
+	for i, ep := range eps {
 		what := fmt.Sprintf("fetch %s %s from %s/%s", noun, desc.Digest, ep.Host.Host, repo.ref.Path)
 		hdr := http.Header{}
 		if kind == "manifests" {
 			hdr.Set("Accept", manifestAccept)
 		}
-		resp, err := repo.do(ctx, ep, request{method: http.MethodGet, path: "/" + repo.ref.Path + "/" + kind + "/" + desc.Digest.String(), header: hdr, scopes: repo.pullScopes()})
+		resp, err := repo.do(ctx, ep, request{method: http.MethodGet, path: "/" + repo.ref.Path + "/" + kind + "/" + desc.Digest.String(), header: hdr, scopes: repo.pullScopes(), fastFail: i < len(eps)-1})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -305,7 +304,7 @@ func (repo *Repository) fetchSmall(ctx context.Context, desc ocispec.Descriptor,
 		}
 		return b, nil
 	}
-	return nil, errs[len(errs)-1]
+	return nil, joinHostErrors(errs)
 }
 
 // maxResumes bounds how often one blob download is resumed without
@@ -346,6 +345,7 @@ type blobReader struct {
 	idle    *time.Timer
 	resumes int
 	closed  bool
+	stall   atomic.Bool // the idle timer fired
 }
 
 // open starts a request at b.off, trying the endpoints from the one that
@@ -363,7 +363,7 @@ func (b *blobReader) open() error {
 		}
 		errs = append(errs, err)
 	}
-	return errs[len(errs)-1]
+	return joinHostErrors(errs)
 }
 
 func (b *blobReader) openAt(i int) error {
@@ -375,7 +375,7 @@ func (b *blobReader) openAt(i int) error {
 	if b.off > 0 {
 		hdr.Set("Range", fmt.Sprintf("bytes=%d-", b.off))
 	}
-	resp, err := repo.do(ctx, ep, request{method: http.MethodGet, path: "/" + repo.ref.Path + "/blobs/" + b.desc.Digest.String(), header: hdr, scopes: repo.pullScopes()})
+	resp, err := repo.do(ctx, ep, request{method: http.MethodGet, path: "/" + repo.ref.Path + "/blobs/" + b.desc.Digest.String(), header: hdr, scopes: repo.pullScopes(), fastFail: i < len(b.eps)-1})
 	if err != nil {
 		cancel()
 		return fmt.Errorf("%s: %w", what, err)
@@ -419,6 +419,7 @@ func (b *blobReader) openAt(i int) error {
 
 // stalled cancels the request of a transfer that stopped moving.
 func (b *blobReader) stalled() {
+	b.stall.Store(true)
 	if b.cancel != nil {
 		b.cancel()
 	}
@@ -462,7 +463,9 @@ func (b *blobReader) Read(p []byte) (int, error) {
 		if b.ctx.Err() != nil {
 			return 0, b.ctx.Err()
 		}
-		if !retryableError(err) && !errors.Is(err, context.Canceled) {
+		if b.stall.Swap(false) {
+			err = fmt.Errorf("stalled: no data for %v: %w", b.repo.r.opts.IdleTimeout, errdefs.ErrUnavailable)
+		} else if !retryableError(err) {
 			return 0, fmt.Errorf("fetch blob %s at byte %d: %w", b.desc.Digest, b.off, err)
 		}
 		if b.resumes >= maxResumes {

@@ -2,6 +2,8 @@ package docker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -30,6 +33,8 @@ type request struct {
 	scopes []string
 	// noRetry: do not retry on status (uploads are not idempotent).
 	noRetry bool
+	// fastFail: another host follows (a mirror failing): no retries.
+	fastFail bool
 }
 
 // maxErrorBody bounds what is read of an error response.
@@ -45,18 +50,49 @@ func retryableStatus(code int) bool {
 	return false
 }
 
-// retryableError: connection-level failures worth another attempt.
+// retryableError: connection-level failures worth another attempt; never
+// certificate problems, which another attempt does not mend.
 func retryableError(err error) bool {
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+	var (
+		cve   *tls.CertificateVerificationError
+		alert tls.AlertError
+		ua    x509.UnknownAuthorityError
+		hn    x509.HostnameError
+		ci    x509.CertificateInvalidError
+		rhe   tls.RecordHeaderError
+	)
+	if errors.As(err, &cve) || errors.As(err, &alert) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &rhe) {
+		return false
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 		return true
 	}
 	var ne net.Error
-	if errors.As(err, &ne) {
+	if errors.As(err, &ne) && ne.Timeout() {
 		return true
 	}
-	var oe *net.OpError
-	return errors.As(err, &oe) || strings.Contains(err.Error(), "connection reset") ||
-		strings.Contains(err.Error(), "broken pipe") || strings.Contains(err.Error(), "connection refused")
+	msg := err.Error()
+	for _, s := range []string{"connection reset", "broken pipe", "connection refused", "server closed idle connection", "timeout awaiting response headers", "stream error"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinHostErrors reports the failure of every host tried: the last one's
+// (the upstream's) classifies the error.
+func joinHostErrors(errs []error) error {
+	last := errs[len(errs)-1]
+	if len(errs) == 1 {
+		return last
+	}
+	var others []string
+	for _, e := range errs[:len(errs)-1] {
+		others = append(others, e.Error())
+	}
+	return fmt.Errorf("%w (before that: %s)", last, strings.Join(others, "; "))
 }
 
 // backoff returns the wait before attempt n (1-based): exponential from
@@ -146,7 +182,7 @@ func (repo *Repository) do(ctx context.Context, ep *endpoint, rq request) (*http
 				attempt--
 				continue
 			}
-			if retryableError(err) && attempt < r.opts.Retries {
+			if retryableError(err) && attempt < r.opts.Retries && !rq.fastFail {
 				d := r.backoff(attempt + 1)
 				r.log.Debug("registry request failed; retrying", "method", rq.method, "url", req.URL.Redacted(), "error", err, "in", d)
 				if err := sleep(ctx, d); err != nil {
@@ -166,7 +202,7 @@ func (repo *Repository) do(ctx context.Context, ep *endpoint, rq request) (*http
 			attempt--
 			continue
 		}
-		if retryableStatus(resp.StatusCode) && !rq.noRetry && attempt < r.opts.Retries {
+		if retryableStatus(resp.StatusCode) && !rq.noRetry && !rq.fastFail && attempt < r.opts.Retries {
 			d, ok := retryAfter(resp.Header)
 			if !ok {
 				d = r.backoff(attempt + 1)

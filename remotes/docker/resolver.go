@@ -103,12 +103,15 @@ type endpoint struct {
 	// loopback host that answers plain HTTP, http is used from then on.
 	fallback bool
 	mu       sync.Mutex
+	// sch is the scheme in use: Host.Scheme, or http after a downgrade.
+	// Host itself is never written once shared.
+	sch string
 }
 
 func (e *endpoint) scheme() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.Scheme
+	return e.sch
 }
 
 func (e *endpoint) base() string {
@@ -142,7 +145,7 @@ func (r *Resolver) endpoints(registry string) ([]*endpoint, error) {
 	}
 	configured := false
 	if r.opts.HostsDir != "" {
-		for _, d := range []string{registry, strings.ReplaceAll(registry, ":", "_"), "_default"} {
+		for _, d := range config.HostDirs(registry) {
 			if _, err := os.Stat(r.opts.HostsDir + "/" + d + "/hosts.toml"); err == nil {
 				configured = true
 				break
@@ -151,11 +154,11 @@ func (r *Resolver) endpoints(registry string) ([]*endpoint, error) {
 	}
 	var eps []*endpoint
 	for _, h := range hosts {
-		ep := &endpoint{Host: h}
+		ep := &endpoint{Host: h, sch: h.Scheme}
 		if !configured {
 			switch {
 			case r.opts.PlainHTTP:
-				ep.Scheme = "http"
+				ep.sch = "http"
 			case isLoopback(h.Host):
 				ep.fallback = true
 			}
@@ -178,6 +181,7 @@ func (r *Resolver) client(h config.Host) (*http.Client, error) {
 	if c, ok := r.clients[key]; ok {
 		return c, nil
 	}
+	var err error
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: h.SkipVerify} //nolint:gosec // skip_verify is the user's explicit choice in hosts.toml
 	if len(h.CAs) > 0 {
 		pool, err := x509.SystemCertPool()
@@ -196,7 +200,17 @@ func (r *Resolver) client(h config.Host) (*http.Client, error) {
 		tc.RootCAs = pool
 	}
 	for _, p := range h.ClientPairs {
-		cert, err := tls.LoadX509KeyPair(p[0], p[1])
+		var cert tls.Certificate
+		if p[1] == "" {
+			// Certificate and key in one file.
+			pem, rerr := os.ReadFile(p[0])
+			if rerr != nil {
+				return nil, fmt.Errorf("registry %s: client certificate: %w", h.Host, rerr)
+			}
+			cert, err = tls.X509KeyPair(pem, pem)
+		} else {
+			cert, err = tls.LoadX509KeyPair(p[0], p[1])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("registry %s: client certificate %s: %w", h.Host, p[0], err)
 		}
@@ -220,7 +234,7 @@ func (r *Resolver) newClient(tc *tls.Config) *http.Client {
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   15 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
+		ResponseHeaderTimeout: r.opts.IdleTimeout,
 		ExpectContinueTimeout: 5 * time.Second,
 		// Layers are compressed already; asking for gzip would make Go
 		// decompress transparently and break digests.
@@ -296,10 +310,10 @@ func (e *endpoint) downgrade(err error) bool {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.Scheme == "http" {
+	if e.sch == "http" {
 		return false
 	}
-	e.Scheme = "http"
+	e.sch = "http"
 	return true
 }
 

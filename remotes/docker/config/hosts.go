@@ -69,15 +69,30 @@ type hostEntry struct {
 	Header       map[string]any `toml:"header"`
 }
 
+// file is a hosts.toml: the top-level keys other than server and host
+// configure the server, as in containerd.
 type file struct {
 	Server string               `toml:"server"`
 	Host   map[string]hostEntry `toml:"host"`
+	hostEntry
 }
 
 // maxFile bounds a hosts.toml.
 const maxFile = 1 << 20
 
 var hostHeader = regexp.MustCompile(`(?m)^\s*\[\s*host\s*\.\s*"([^"]+)"\s*\]`)
+
+// HostDirs are the directories of dir searched for host's hosts.toml, in
+// order: containerd's names ("host:port", "host_port_"), an older form
+// ("host_port") and "_default".
+func HostDirs(host string) []string {
+	out := []string{host}
+	if strings.Contains(host, ":") {
+		u := strings.ReplaceAll(host, ":", "_")
+		out = append(out, u+"_", u)
+	}
+	return append(out, "_default")
+}
 
 // DefaultHost returns the upstream endpoint of registry host (docker.io is
 // served at registry-1.docker.io), with every capability.
@@ -99,7 +114,7 @@ func ForHost(dir, host string) ([]Host, error) {
 	}
 	var path string
 	var data []byte
-	for _, d := range []string{host, strings.ReplaceAll(host, ":", "_"), "_default"} {
+	for _, d := range HostDirs(host) {
 		p := filepath.Join(dir, d, "hosts.toml")
 		b, err := readLimited(p)
 		if err == nil {
@@ -146,7 +161,7 @@ func Parse(name string, data []byte, host string) ([]Host, error) {
 		if !ok {
 			continue
 		}
-		h, err := toHost(name, key, e, []Capability{Pull, Resolve})
+		h, err := toHost(name, key, e, allCaps)
 		if err != nil {
 			return nil, err
 		}
@@ -154,22 +169,35 @@ func Parse(name string, data []byte, host string) ([]Host, error) {
 	}
 	for key, e := range f.Host { // inline tables the header scan missed
 		if !seen[key] {
-			h, err := toHost(name, key, e, []Capability{Pull, Resolve})
+			h, err := toHost(name, key, e, allCaps)
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, h)
 		}
 	}
-	server := DefaultHost(host)
-	if f.Server != "" {
-		h, err := toHost(name, f.Server, hostEntry{}, []Capability{Pull, Resolve, Push})
-		if err != nil {
-			return nil, err
-		}
-		server = h
+	srv := f.Server
+	if srv == "" {
+		d := DefaultHost(host)
+		srv = d.Scheme + "://" + d.Host
+	}
+	server, err := toHost(name, srv, f.hostEntry, allCaps)
+	if err != nil {
+		return nil, err
 	}
 	return append(out, server), nil
+}
+
+// allCaps is what a host may do when hosts.toml does not say: everything,
+// as in containerd (mirrors usually say capabilities = ["pull", "resolve"]).
+var allCaps = []Capability{Pull, Resolve, Push}
+
+// relTo makes a relative file path relative to the hosts.toml's directory.
+func relTo(name, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(name), p)
 }
 
 func toHost(name, raw string, e hostEntry, defaultCaps []Capability) (Host, error) {
@@ -195,14 +223,14 @@ func toHost(name, raw string, e hostEntry, defaultCaps []Capability) (Host, erro
 	switch ca := e.CA.(type) {
 	case nil:
 	case string:
-		h.CAs = []string{ca}
+		h.CAs = []string{relTo(name, ca)}
 	case []any:
 		for _, c := range ca {
 			s, ok := c.(string)
 			if !ok {
 				return Host{}, fmt.Errorf("%s: host %q: ca must be a path or a list of paths: %w", name, raw, errdefs.ErrInvalidArgument)
 			}
-			h.CAs = append(h.CAs, s)
+			h.CAs = append(h.CAs, relTo(name, s))
 		}
 	default:
 		return Host{}, fmt.Errorf("%s: host %q: ca must be a path or a list of paths: %w", name, raw, errdefs.ErrInvalidArgument)
@@ -211,7 +239,9 @@ func toHost(name, raw string, e hostEntry, defaultCaps []Capability) (Host, erro
 	if err != nil {
 		return Host{}, fmt.Errorf("%s: host %q: %v: %w", name, raw, err, errdefs.ErrInvalidArgument)
 	}
-	h.ClientPairs = pairs
+	for _, p := range pairs {
+		h.ClientPairs = append(h.ClientPairs, [2]string{relTo(name, p[0]), relTo(name, p[1])})
+	}
 	if len(e.Header) > 0 {
 		h.Header = http.Header{}
 		for k, v := range e.Header {

@@ -64,7 +64,7 @@ func TestForHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := describe(hs); !strings.HasPrefix(got, "http://127.0.0.1:6000/v2 caps=[pull resolve]") || !strings.Contains(got, "https://127.0.0.1:5000/v2 caps=[pull resolve push]") {
+	if got := describe(hs); !strings.HasPrefix(got, "http://127.0.0.1:6000/v2 caps=[pull resolve push]") || !strings.Contains(got, "https://127.0.0.1:5000/v2 caps=[pull resolve push]") {
 		t.Fatalf("ForHost = %s", got)
 	}
 	// No file: the upstream, and docker.io's real host.
