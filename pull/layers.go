@@ -205,13 +205,18 @@ func (pl *pull) plan(ctx context.Context, root ocispec.Descriptor, wanted []ocis
 				pl.ref, images.FormatPlatform(up), images.FormatPlatform(up), errdefs.ErrInvalidArgument)
 		}
 	}
+	return pl.planManifest(ctx, md)
+}
+
+// planManifest reads what unpacking manifest md needs.
+func (pl *pull) planManifest(ctx context.Context, md ocispec.Descriptor) (*plan, error) {
 	man, err := images.ReadManifest(ctx, pl.cs, md)
 	if err != nil {
 		return nil, err
 	}
 	diffIDs, err := images.RootFS(ctx, pl.cs, man)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", pl.ref, err)
+		return nil, fmt.Errorf("manifest %s: %w", md.Digest, err)
 	}
 	name := pl.o.Snapshotter
 	if name == "" {
@@ -264,6 +269,9 @@ var errRetry = errors.New("retry")
 // partial ingest. With apply, the stream is also applied as it arrives
 // (when the ingest starts from zero); it reports whether it was.
 func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[string]string, sem chan struct{}, apply func(io.Reader) error) (applied bool, err error) {
+	if pl.repo == nil { // Unpack: there is no registry to fetch from
+		return false, fmt.Errorf("layer %s is not in the content store: %w", l.Digest, errdefs.ErrNotFound)
+	}
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():

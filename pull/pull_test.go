@@ -429,3 +429,40 @@ func TestPullAttestations(t *testing.T) {
 		t.Fatal("--all-platforms did not fetch the attestation's blob")
 	}
 }
+
+// TestUnpack: an image pulled with --no-unpack is unpacked from the content
+// store later, into both snapshotters, with the same tree.
+func TestUnpack(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	fx := testutil.PushWhiteoutImage(t, reg.Host, "later", "v1")
+	e := newEnv(t, docker.Options{})
+	img, err := e.p.Pull(e.ctx, fx.Ref, pull.Options{NoUnpack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.snapshotCount(); n != 0 {
+		t.Fatalf("--no-unpack made %d snapshots", n)
+	}
+	for _, sn := range []string{"overlayfs", "native"} {
+		top, err := pull.Unpack(e.ctx, e.store, img.Target, sn, nil)
+		if err != nil {
+			t.Fatalf("Unpack into %s: %v", sn, err)
+		}
+		mounts, err := e.store.Snapshotter(sn).View(e.ctx, "view-"+sn, top.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = mount.WithTempMount(e.ctx, mounts, func(root string) error {
+			wantTree(t, fx.Tree, testutil.ReadTree(t, root))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.store.Snapshotter(sn).Remove(e.ctx, "view-"+sn)
+	}
+	e.gc()
+	if n := e.snapshotCount(); n != 3 {
+		t.Fatalf("after GC %d overlay snapshots, want the image's 3 (held by the config's label)", n)
+	}
+}
