@@ -74,4 +74,3 @@ func Unpack(ctx context.Context, st *wiring.Store, manifest ocispec.Descriptor, 
 	}
 	return top, nil
 }
-
