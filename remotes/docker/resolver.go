@@ -302,17 +302,17 @@ func tlsRecordError(err error) bool {
 	return errors.As(err, &rhe) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
-// downgrade switches a fallback endpoint to http after err, once; it
-// reports whether it did.
+// downgrade switches a fallback endpoint to http after err (a TLS request
+// answered in plain HTTP); it reports whether the request should be sent
+// again.
 func (e *endpoint) downgrade(err error) bool {
 	if !e.fallback || !tlsRecordError(err) {
 		return false
 	}
+	// Also when another request switched it meanwhile: ours went out
+	// over TLS and must go again.
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.sch == "http" {
-		return false
-	}
 	e.sch = "http"
 	return true
 }

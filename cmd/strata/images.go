@@ -1,0 +1,467 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/reference"
+	"github.com/strata-oci/strata/snapshots"
+)
+
+// mountKeyPrefix starts the key of the snapshot that strata images mount
+// makes for a directory; the absolute directory follows, so that unmount
+// finds it from the directory alone.
+const mountKeyPrefix = "strata-mount:"
+
+// Labels strata images mount sets on its snapshots, to tell what is mounted.
+const (
+	labelMountImage    = "strata.io/mount.image"
+	labelMountPlatform = "strata.io/mount.platform"
+)
+
+// attestationAnnotation marks BuildKit's attestation manifests, which are
+// not runnable images.
+const attestationAnnotation = "vnd.docker.reference.type"
+
+func newImagesCommand(a *app) *cobra.Command {
+	return groupCommand("images", []string{"image", "i"}, "List images and mount them",
+		imagesList(a), imagesMount(a), imagesUnmount(a))
+}
+
+// resolveImage finds the image arg names: by its normalised reference
+// (alpine is docker.io/library/alpine:latest) or else by the name as
+// given. It returns errdefs.ErrNotFound naming both.
+func resolveImage(ctx context.Context, is images.Store, namespace, arg string) (images.Image, error) {
+	normalised := ""
+	if r, err := reference.Parse(arg); err == nil {
+		normalised = r.String()
+		img, err := is.Get(ctx, normalised)
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			return img, err
+		}
+	}
+	if normalised != arg {
+		img, err := is.Get(ctx, arg)
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			return img, err
+		}
+	}
+	if normalised != "" && normalised != arg {
+		return images.Image{}, fmt.Errorf("image %q (%s) in namespace %q: %w", arg, normalised, namespace, errdefs.ErrNotFound)
+	}
+	return images.Image{}, fmt.Errorf("image %q in namespace %q: %w", arg, namespace, errdefs.ErrNotFound)
+}
+
+// blobSizes returns the size of every blob of the namespace.
+func blobSizes(ctx context.Context, cs content.Manager) (map[digest.Digest]int64, error) {
+	sizes := map[digest.Digest]int64{}
+	err := cs.Walk(ctx, func(info content.Info) error {
+		sizes[info.Digest] = info.Size
+		return nil
+	})
+	return sizes, err
+}
+
+// imageParts is what of an image the store holds.
+type imageParts struct {
+	// blobs are the blobs reachable from the target that are present
+	// (index, manifests, configs, layers), with their sizes.
+	blobs map[digest.Digest]int64
+	// manifests are the image manifests present, attestations left out.
+	manifests []ocispec.Descriptor
+}
+
+func (p imageParts) size() int64 {
+	var n int64
+	for _, s := range p.blobs {
+		n += s
+	}
+	return n
+}
+
+// readImageParts walks the graph under target through the blobs present
+// (sizes), as garbage collection does: a platform never fetched is simply
+// not there.
+func readImageParts(ctx context.Context, p content.Provider, sizes map[digest.Digest]int64, target ocispec.Descriptor) (imageParts, error) {
+	parts := imageParts{blobs: map[digest.Digest]int64{}}
+	var walk func(desc ocispec.Descriptor) error
+	walk = func(desc ocispec.Descriptor) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		size, ok := sizes[desc.Digest]
+		if !ok {
+			return nil
+		}
+		if _, seen := parts.blobs[desc.Digest]; seen {
+			return nil
+		}
+		parts.blobs[desc.Digest] = size
+		if images.IsManifest(desc.MediaType) && desc.Annotations[attestationAnnotation] != "attestation-manifest" {
+			parts.manifests = append(parts.manifests, desc)
+		}
+		children, err := images.Children(ctx, p, desc)
+		if err != nil {
+			if errors.Is(err, errdefs.ErrNotFound) {
+				return nil // removed since the walk of sizes
+			}
+			return err
+		}
+		for _, c := range children {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := walk(target)
+	return parts, err
+}
+
+// chainIDs returns the chain IDs of the layers of the manifest desc, or
+// none when the manifest or its config is not in the store.
+func chainIDs(ctx context.Context, p content.Provider, desc ocispec.Descriptor) ([]digest.Digest, error) {
+	m, err := images.ReadManifest(ctx, p, desc)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	diffIDs, err := images.RootFS(ctx, p, m)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return images.ChainIDs(diffIDs), nil
+}
+
+// imageRow is an image as images ls -o json prints it.
+type imageRow struct {
+	Name      string            `json:"name"`
+	MediaType string            `json:"media_type"`
+	Digest    digest.Digest     `json:"digest"`
+	Size      int64             `json:"size"`
+	Platforms []string          `json:"platforms"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+func imagesList(a *app) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls [FILTER...]",
+		Aliases: []string{"list"},
+		Short:   "List images, optionally filtered (name, target.digest, target.mediatype, labels.KEY)",
+		Long: `Lists the images of the namespace as ctr does. SIZE is what the image takes
+in the content store for the platforms it has there: its index, manifests,
+configs and layers, each counted once. PLATFORMS are all the platforms the
+image offers, fetched or not.`,
+		Example: `  strata images ls
+  strata images ls -q 'name~=^docker.io/library/'
+  strata images ls labels.team==a`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			imgs, err := s.DB.Images().List(ctx, args...)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if quiet && a.output != "json" {
+				for _, img := range imgs {
+					fmt.Fprintln(out, img.Name)
+				}
+				return nil
+			}
+			cs := s.DB.ContentStore()
+			sizes, err := blobSizes(ctx, cs)
+			if err != nil {
+				return err
+			}
+			rows := []imageRow{}
+			for _, img := range imgs {
+				parts, err := readImageParts(ctx, cs, sizes, img.Target)
+				if err != nil {
+					return fmt.Errorf("image %q: %w", img.Name, err)
+				}
+				platforms := []string{}
+				ps, err := images.Platforms(ctx, cs, img.Target)
+				if err != nil {
+					// A partial image still lists; say what is missing.
+					fmt.Fprintf(cmd.ErrOrStderr(), "strata: platforms of image %q: %v\n", img.Name, err)
+				}
+				for _, p := range ps {
+					platforms = append(platforms, images.FormatPlatform(p))
+				}
+				rows = append(rows, imageRow{img.Name, img.Target.MediaType, img.Target.Digest, parts.size(),
+					platforms, img.Labels, img.CreatedAt, img.UpdatedAt})
+			}
+			if a.output == "json" {
+				return printJSON(out, rows)
+			}
+			t := newTable(out, "REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS")
+			for _, r := range rows {
+				platforms := strings.Join(r.Platforms, ",")
+				if platforms == "" {
+					platforms = "-"
+				}
+				t.row(r.Name, r.MediaType, r.Digest.String(), humanSize(r.Size), platforms, labelString(r.Labels))
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only names")
+	return cmd
+}
+
+// mountDir returns dir absolute and with symlinks resolved, as the mount
+// table shows it: the same directory always makes the same snapshot key.
+func mountDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	return abs, nil
+}
+
+// mountSnapshots returns the names of the snapshotters that have the
+// snapshot key.
+func mountSnapshots(ctx context.Context, s *wiring.Store, key string) ([]string, error) {
+	var names []string
+	for _, name := range snapshotterNames {
+		sn := s.Snapshotter(name)
+		if sn == nil {
+			continue
+		}
+		_, err := sn.Stat(ctx, key)
+		switch {
+		case err == nil:
+			names = append(names, name)
+		case !errors.Is(err, errdefs.ErrNotFound):
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// isMounted reports whether something is mounted on dir.
+func isMounted(dir string) (bool, error) {
+	info, err := mount.Lookup(dir)
+	if err != nil {
+		return false, err
+	}
+	return info.Mountpoint == dir, nil
+}
+
+func imagesMount(a *app) *cobra.Command {
+	var (
+		rw       bool
+		platform string
+	)
+	sf := &snapshotterFlag{}
+	cmd := &cobra.Command{
+		Use:   "mount REF DIR [--rw] [--platform P] [--snapshotter S]",
+		Short: "Mount an image's root filesystem on DIR, unpacking it first when needed",
+		Long: `Mounts the root filesystem of the image REF for the host's platform (or
+--platform) on the directory DIR, read-only, or writable with --rw: the
+writes go to a snapshot of their own, which outlives the mount until
+strata images unmount --rm DIR removes it. The image is unpacked into the
+snapshotter first if it is not yet. Prints DIR.
+
+The snapshot is keyed "strata-mount:DIR" and labelled containerd.io/gc.root,
+so garbage collection keeps it and the image's layers while it exists.`,
+		Example: `  strata images mount docker.io/library/alpine:3.20 /mnt/alpine
+  strata images mount --rw --platform linux/arm64 127.0.0.1:5000/app:1 /mnt/app
+  strata images unmount --rm /mnt/app`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := images.DefaultPlatform()
+			if platform != "" {
+				var err error
+				if p, err = images.ParsePlatform(platform); err != nil {
+					return usageError{fmt.Errorf("--platform: %w", err)}
+				}
+			}
+			dir, err := mountDir(args[1])
+			if err != nil {
+				return err
+			}
+			if fi, err := os.Stat(dir); err != nil {
+				return fmt.Errorf("mount point: %w", err)
+			} else if !fi.IsDir() {
+				return fmt.Errorf("mount point %s: not a directory: %w", dir, errdefs.ErrInvalidArgument)
+			}
+			ctx, sn, snName, err := sf.open(a, cmd)
+			if err != nil {
+				return err
+			}
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			key := mountKeyPrefix + dir
+			if names, err := mountSnapshots(ctx, s, key); err != nil {
+				return err
+			} else if len(names) > 0 {
+				if mounted, _ := isMounted(dir); mounted {
+					return fmt.Errorf("%s is already a strata mount (snapshot %q in snapshotter %s); unmount it first (strata images unmount %s): %w",
+						dir, key, names[0], dir, errdefs.ErrAlreadyExists)
+				}
+				return fmt.Errorf("%s has the snapshot %q of an earlier mount (in snapshotter %s), not mounted now; remove it first (strata images unmount --rm %s): %w",
+					dir, key, names[0], dir, errdefs.ErrAlreadyExists)
+			}
+			img, err := resolveImage(ctx, s.DB.Images(), a.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			cs := s.DB.ContentStore()
+			desc, manifest, err := images.Manifest(ctx, cs, img.Target, images.Only(p))
+			if err != nil {
+				return fmt.Errorf("image %q: %w", img.Name, err)
+			}
+			diffIDs, err := images.RootFS(ctx, cs, manifest)
+			if err != nil {
+				return fmt.Errorf("image %q: %w", img.Name, err)
+			}
+			if len(diffIDs) == 0 {
+				return fmt.Errorf("image %q (%s) has no layers to mount: %w", img.Name, images.FormatPlatform(*desc.Platform), errdefs.ErrFailedPrecondition)
+			}
+			chain := images.ChainIDs(diffIDs)
+			top := chain[len(chain)-1]
+
+			// A lease holds what is unpacked until the snapshot below,
+			// with its gc.root label, holds it for good.
+			l, err := s.DB.Leases().Create(ctx, leases.WithExpiration(time.Hour),
+				leases.WithLabels(map[string]string{"strata.io/created-by": "images-mount"}))
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := s.DB.Leases().Delete(context.WithoutCancel(ctx), l); err != nil {
+					// It expires within the hour anyway.
+					a.logger.Warn("delete the lease of images mount", "lease", l.ID, "error", err)
+				}
+			}()
+			ctx = leases.WithLease(ctx, l.ID)
+
+			if _, err := sn.Stat(ctx, top.String()); errors.Is(err, errdefs.ErrNotFound) {
+				// Unpack also labels the config with the top snapshot, the
+				// edge that keeps the layers once the mount is gone.
+				got, err := pull.Unpack(ctx, s, desc, snName, nil)
+				if err != nil {
+					return fmt.Errorf("unpack image %q (%s) into snapshotter %s: %w", img.Name, images.FormatPlatform(*desc.Platform), snName, err)
+				}
+				if got != top {
+					return fmt.Errorf("unpack image %q: top chain ID %s, want %s: %w", img.Name, got, top, errdefs.ErrDataLoss)
+				}
+			} else if err != nil {
+				return err
+			}
+
+			opt := snapshots.WithLabels(map[string]string{
+				labelGCRoot:        time.Now().UTC().Format(time.RFC3339),
+				labelMountImage:    img.Name,
+				labelMountPlatform: images.FormatPlatform(*desc.Platform),
+			})
+			var mounts []mount.Mount
+			if rw {
+				mounts, err = sn.Prepare(ctx, key, top.String(), opt)
+			} else {
+				mounts, err = sn.View(ctx, key, top.String(), opt)
+			}
+			if err != nil {
+				return err
+			}
+			if err := mount.All(mounts, dir); err != nil {
+				if rerr := sn.Remove(context.WithoutCancel(ctx), key); rerr != nil {
+					return fmt.Errorf("%w (and remove snapshot %q: %w)", err, key, rerr)
+				}
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&rw, "rw", false, "mount writable; writes go to the mount's own snapshot")
+	f.StringVar(&platform, "platform", "", "platform to mount, e.g. linux/arm64 (default: the host's)")
+	sf.register(cmd)
+	return cmd
+}
+
+func imagesUnmount(a *app) *cobra.Command {
+	var rm bool
+	cmd := &cobra.Command{
+		Use:     "unmount DIR [--rm]",
+		Aliases: []string{"umount"},
+		Short:   "Unmount an image mounted by strata images mount; --rm also removes its snapshot",
+		Long: `Unmounts DIR, which strata images mount mounted, and with --rm removes the
+snapshot that held it (and any writes made through a --rw mount). Without
+--rm the snapshot stays; strata images unmount --rm DIR removes it later.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := mountDir(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			key := mountKeyPrefix + dir
+			names, err := mountSnapshots(ctx, s, key)
+			if err != nil {
+				return err
+			}
+			if len(names) == 0 {
+				// Not ours: leave whatever is mounted there alone.
+				return fmt.Errorf("%s is not a strata mount: no snapshot %q in namespace %q: %w", dir, key, a.namespace, errdefs.ErrNotFound)
+			}
+			if err := mount.UnmountAll(dir, 0); err != nil {
+				if errors.Is(err, unix.EBUSY) {
+					return fmt.Errorf("%w; a process still uses it (fuser -m %s)", err, dir)
+				}
+				return err
+			}
+			if rm {
+				for _, name := range names {
+					if err := s.Snapshotter(name).Remove(ctx, key); err != nil {
+						return err
+					}
+				}
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), dir)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&rm, "rm", false, "also remove the mount's snapshot and what was written to it")
+	return cmd
+}
