@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"math/rand"
-	"os"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -13,6 +12,7 @@ import (
 	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/archive/tartest"
 	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
@@ -101,11 +101,6 @@ func BenchmarkPipelineStages(b *testing.B) {
 }
 
 func newBenchStore(b *testing.B) *pull.Puller {
-	dir := os.Getenv("STRATA_BENCH_DIR")
-	root, err := os.MkdirTemp(dir, "pullbench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	st := openStore(b, root)
+	st, _ := storetest.Open(b)
 	return pull.New(st, docker.NewResolver(docker.Options{}))
 }

@@ -284,8 +284,12 @@ func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[s
 		return false, errRetry
 	case errors.Is(err, errdefs.ErrUnavailable):
 		// Another process is writing it: wait and look again.
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
-			return false, err
+		t := time.NewTimer(200 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-t.C:
 		}
 		return false, errRetry
 	case err != nil:
@@ -315,13 +319,24 @@ func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[s
 	src := &counter{r: rc, n: off, id: l.Digest.String(), total: l.Size, sink: pl.sink, status: progress.Downloading}
 	var applyErr error
 	if apply != nil {
-		applyErr = apply(io.TeeReader(src, w))
+		ahead := newPrefetch(io.TeeReader(src, w), 1<<20, 4)
+		applyErr = apply(ahead)
 		if applyErr != nil && ctx.Err() != nil {
+			ahead.Close()
 			return true, ctx.Err()
 		}
+		// What the apply left unread (the compressed trailer, or the rest
+		// after a failure) still goes through the tee into the store.
+		_, err := io.Copy(io.Discard, ahead)
+		ahead.Close()
+		if err != nil {
+			if ctx.Err() != nil {
+				return true, ctx.Err()
+			}
+			return true, fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
 	}
-	// The rest of the stream (all of it without apply; after apply, the
-	// compressed trailer or what an apply failure left unread).
+	// The rest of the stream (all of it without apply).
 	if _, err := io.Copy(w, src); err != nil {
 		if ctx.Err() != nil {
 			return apply != nil, ctx.Err()
@@ -537,17 +552,6 @@ func (c *counter) Read(p []byte) (int, error) {
 		c.sink.Update(progress.Update{ID: c.id, Kind: "layer", Status: c.status, Current: c.n, Total: c.total})
 	}
 	return n, err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // flights lets one goroutine do a piece of work that others wait for.

@@ -161,7 +161,7 @@ func (pl *pull) fetchTree(ctx context.Context, desc ocispec.Descriptor, depth in
 	if depth > 8 {
 		return fmt.Errorf("image %s: indexes nested more than 8 deep: %w", pl.ref, errdefs.ErrInvalidArgument)
 	}
-	body, err := pl.manifestBytes(ctx, desc)
+	body, err := pl.smallBlob(ctx, desc, images.MaxManifestSize, pl.repo.FetchManifest, pl.manifestLabels(desc))
 	if err != nil {
 		return err
 	}
@@ -170,16 +170,6 @@ func (pl *pull) fetchTree(ctx context.Context, desc ocispec.Descriptor, depth in
 		var idx ocispec.Index
 		if err := json.Unmarshal(body, &idx); err != nil {
 			return fmt.Errorf("index %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
-		}
-		if idx.MediaType != "" && idx.MediaType != desc.MediaType {
-			return fmt.Errorf("index %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, idx.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
-		}
-		labels := map[string]string{}
-		for i, m := range idx.Manifests {
-			labels[fmt.Sprintf("%sm.%d", labelGCContent, i)] = m.Digest.String()
-		}
-		if err := pl.put(ctx, desc, body, labels); err != nil {
-			return err
 		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(8)
@@ -195,42 +185,88 @@ func (pl *pull) fetchTree(ctx context.Context, desc ocispec.Descriptor, depth in
 		if err := json.Unmarshal(body, &m); err != nil {
 			return fmt.Errorf("manifest %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
 		}
-		if m.MediaType != "" && m.MediaType != desc.MediaType {
-			return fmt.Errorf("manifest %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, m.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
+		fetchConfig := func(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
+			b, err := pl.repo.FetchBlob(ctx, d, images.MaxConfigSize)
+			if err != nil {
+				return nil, fmt.Errorf("config of %s: %w", pl.ref, err)
+			}
+			return b, nil
 		}
-		labels := map[string]string{labelGCContent + "config": m.Config.Digest.String()}
-		for i, l := range m.Layers {
-			labels[fmt.Sprintf("%sl.%d", labelGCContent, i)] = l.Digest.String()
-		}
-		if err := pl.put(ctx, desc, body, labels); err != nil {
-			return err
-		}
-		if _, err := pl.cs.Info(ctx, m.Config.Digest); err == nil {
-			return pl.hold(ctx, m.Config.Digest)
-		}
-		cfg, err := pl.repo.FetchBlob(ctx, m.Config, images.MaxConfigSize)
-		if err != nil {
-			return fmt.Errorf("config of %s: %w", pl.ref, err)
-		}
-		return pl.put(ctx, m.Config, cfg, nil)
+		_, err := pl.smallBlob(ctx, m.Config, images.MaxConfigSize, fetchConfig, func([]byte) (map[string]string, error) { return nil, nil })
+		return err
 	default:
 		return fmt.Errorf("%s: unsupported media type %q: %w", pl.ref, desc.MediaType, errdefs.ErrNotImplemented)
 	}
 }
 
-// manifestBytes reads desc from the store, or else from the registry.
-func (pl *pull) manifestBytes(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
-	b, err := content.ReadBlob(ctx, pl.cs, desc, images.MaxManifestSize)
-	if err == nil {
-		return b, pl.hold(ctx, desc.Digest)
+// manifestLabels returns the GC labels of the index or manifest desc: its
+// children, so that they live as long as it does.
+func (pl *pull) manifestLabels(desc ocispec.Descriptor) func([]byte) (map[string]string, error) {
+	return func(body []byte) (map[string]string, error) {
+		labels := map[string]string{}
+		switch {
+		case images.IsIndex(desc.MediaType):
+			var idx ocispec.Index
+			if err := json.Unmarshal(body, &idx); err != nil {
+				return nil, fmt.Errorf("index %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+			}
+			if idx.MediaType != "" && idx.MediaType != desc.MediaType {
+				return nil, fmt.Errorf("index %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, idx.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
+			}
+			for i, m := range idx.Manifests {
+				labels[fmt.Sprintf("%sm.%d", labelGCContent, i)] = m.Digest.String()
+			}
+		case images.IsManifest(desc.MediaType):
+			var m ocispec.Manifest
+			if err := json.Unmarshal(body, &m); err != nil {
+				return nil, fmt.Errorf("manifest %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+			}
+			if m.MediaType != "" && m.MediaType != desc.MediaType {
+				return nil, fmt.Errorf("manifest %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, m.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
+			}
+			labels[labelGCContent+"config"] = m.Config.Digest.String()
+			for i, l := range m.Layers {
+				labels[fmt.Sprintf("%sl.%d", labelGCContent, i)] = l.Digest.String()
+			}
+		}
+		return labels, nil
 	}
-	if !errdefs.IsNotFound(err) {
-		return nil, err
-	}
-	return pl.repo.FetchManifest(ctx, desc)
 }
 
-// store writes a small verified blob with labels (and the distribution
+// smallBlob returns the bytes of desc (a manifest, index or config): from
+// the store, or else fetched (once, however many pulls want it at the
+// same time), verified, and stored with the labels labelsOf gives.
+func (pl *pull) smallBlob(ctx context.Context, desc ocispec.Descriptor, limit int64,
+	fetch func(context.Context, ocispec.Descriptor) ([]byte, error),
+	labelsOf func([]byte) (map[string]string, error)) ([]byte, error) {
+	for {
+		b, err := content.ReadBlob(ctx, pl.cs, desc, limit)
+		if err == nil {
+			return b, pl.hold(ctx, desc.Digest)
+		}
+		if !errdefs.IsNotFound(err) {
+			return nil, err
+		}
+		f, owner := pl.blobs.start(desc.Digest.String())
+		if !owner {
+			if err := f.wait(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		b, err = fetch(ctx, desc)
+		if err == nil {
+			var labels map[string]string
+			if labels, err = labelsOf(b); err == nil {
+				err = pl.put(ctx, desc, b, labels)
+			}
+		}
+		pl.blobs.finish(desc.Digest.String(), f)
+		return b, err
+	}
+}
+
+// put writes a small verified blob with labels (and the distribution
 // source), under the pull's lease.
 func (pl *pull) put(ctx context.Context, desc ocispec.Descriptor, body []byte, labels map[string]string) error {
 	if labels == nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +18,10 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/mount"
-	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
@@ -38,72 +37,17 @@ type env struct {
 
 func newEnv(t *testing.T, opts docker.Options) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("pull tests unpack into overlayfs snapshots and need root")
-	}
-	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "default"), 3*time.Minute)
-	t.Cleanup(cancel)
-	st := openStore(t, t.TempDir())
+	st, ctx := storetest.Open(t)
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 10 * time.Millisecond
 	}
 	return &env{t: t, ctx: ctx, store: st, p: pull.New(st, docker.NewResolver(opts))}
 }
 
-// openStore opens a store at root, closed, unmounted and removed at
-// cleanup.
-func openStore(tb testing.TB, root string) *wiring.Store {
-	tb.Helper()
-	st, err := wiring.Open(context.Background(), wiring.Config{Root: root})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			tb.Error(err)
-		}
-		if err := mount.UnmountUnder(root); err != nil {
-			tb.Error(err)
-		}
-		os.RemoveAll(root)
-	})
-	return st
-}
-
 // tree mounts the unpacked image name (host platform) read-only and reads it.
 func (e *env) tree(name string) map[string]testutil.TreeEntry {
-	t := e.t
-	t.Helper()
-	img, err := e.store.DB.Images().Get(e.ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := e.store.DB.ContentStore()
-	_, man, err := images.Manifest(e.ctx, cs, img.Target, images.Only(images.DefaultPlatform()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	diffIDs, err := images.RootFS(e.ctx, cs, man)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chains := images.ChainIDs(diffIDs)
-	sn := e.store.Snapshotter("")
-	key := "view-" + t.Name()
-	mounts, err := sn.View(e.ctx, key, chains[len(chains)-1].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sn.Remove(e.ctx, key)
-	var tree map[string]testutil.TreeEntry
-	err = mount.WithTempMount(e.ctx, mounts, func(root string) error {
-		tree = testutil.ReadTree(t, root)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
+	e.t.Helper()
+	return storetest.Tree(e.t, e.ctx, e.store, name)
 }
 
 func (e *env) gc() {
@@ -137,9 +81,7 @@ func (e *env) snapshotCount() int {
 
 func wantTree(t *testing.T, want, got map[string]testutil.TreeEntry) {
 	t.Helper()
-	if d := testutil.DiffTrees(want, got); len(d) > 0 {
-		t.Fatalf("unpacked tree differs from the fixture:\n%s", strings.Join(d, "\n"))
-	}
+	storetest.WantTree(t, want, got)
 }
 
 func TestPullFixtures(t *testing.T) {
@@ -465,4 +407,36 @@ func TestUnpack(t *testing.T) {
 	if n := e.snapshotCount(); n != 3 {
 		t.Fatalf("after GC %d overlay snapshots, want the image's 3 (held by the config's label)", n)
 	}
+}
+
+// TestConcurrentPullsShareDownloads: pulls of one image at the same time
+// through one Puller (as a daemon serves them) fetch each blob once, and
+// all succeed with the same tree.
+func TestConcurrentPullsShareDownloads(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	proxy := testutil.StartProxy(t, reg.Host)
+	fx := testutil.PushRandomImage(t, reg.Host, "shared", "v1", 3, 2<<20)
+	// Slow the blobs a little so that the pulls overlap.
+	proxy.Add(testutil.Fault{Method: http.MethodGet, Path: "/blobs/", Delay: 200 * time.Millisecond})
+	e := newEnv(t, docker.Options{})
+	ref := proxy.Host + "/shared:v1"
+	const n = 5
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for d := range fx.Blobs {
+		if c := proxy.Count(http.MethodGet, "/blobs/"+d.String()); c > 1 {
+			t.Errorf("blob %s fetched %d times by %d concurrent pulls", d, c, n)
+		}
+	}
+	wantTree(t, fx.Tree, e.tree(mustRef(t, ref).String()))
 }

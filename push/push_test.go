@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -24,9 +23,8 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/internal/wiring"
-	"github.com/strata-oci/strata/mount"
-	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/push"
@@ -44,24 +42,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("push tests pull (and unpack into overlayfs snapshots) first and need root")
-	}
-	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "default"), 3*time.Minute)
-	t.Cleanup(cancel)
-	root := t.TempDir()
-	st, err := wiring.Open(ctx, wiring.Config{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := mount.UnmountUnder(root); err != nil {
-			t.Error(err)
-		}
-	})
+	st, ctx := storetest.Open(t)
 	return &env{t: t, ctx: ctx, store: st}
 }
 

@@ -27,11 +27,9 @@ import (
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/internal/wiring"
-	"github.com/strata-oci/strata/mount"
-	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
@@ -50,24 +48,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts docker.Options) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("these tests unpack into overlayfs snapshots and need root")
-	}
-	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), "default"), 3*time.Minute)
-	t.Cleanup(cancel)
-	root := t.TempDir()
-	st, err := wiring.Open(ctx, wiring.Config{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := mount.UnmountUnder(root); err != nil {
-			t.Error(err)
-		}
-	})
+	st, ctx := storetest.Open(t)
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 10 * time.Millisecond
 	}
@@ -115,45 +96,13 @@ func (e *env) noImages() {
 
 // tree mounts the unpacked image name (host platform) read-only and reads it.
 func (e *env) tree(name string) map[string]testutil.TreeEntry {
-	t := e.t
-	t.Helper()
-	img, err := e.store.DB.Images().Get(e.ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := e.store.DB.ContentStore()
-	_, man, err := images.Manifest(e.ctx, cs, img.Target, images.Only(images.DefaultPlatform()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	diffIDs, err := images.RootFS(e.ctx, cs, man)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chains := images.ChainIDs(diffIDs)
-	sn := e.store.Snapshotter("")
-	key := "view-" + t.Name()
-	mounts, err := sn.View(e.ctx, key, chains[len(chains)-1].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sn.Remove(e.ctx, key)
-	var tree map[string]testutil.TreeEntry
-	err = mount.WithTempMount(e.ctx, mounts, func(root string) error {
-		tree = testutil.ReadTree(t, root)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
+	e.t.Helper()
+	return storetest.Tree(e.t, e.ctx, e.store, name)
 }
 
 func wantTree(t *testing.T, want, got map[string]testutil.TreeEntry) {
 	t.Helper()
-	if d := testutil.DiffTrees(want, got); len(d) > 0 {
-		t.Fatalf("unpacked tree differs from the fixture:\n%s", strings.Join(d, "\n"))
-	}
+	storetest.WantTree(t, want, got)
 }
 
 func mustRef(t *testing.T, s string) reference.Reference {

@@ -28,35 +28,23 @@ func (repo *Repository) pushEndpoint() (*endpoint, error) {
 
 // BlobExists reports whether the repository has blob desc (HEAD).
 func (repo *Repository) BlobExists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
-	ep, err := repo.pushEndpoint()
-	if err != nil {
-		return false, err
-	}
-	what := fmt.Sprintf("check blob %s in %s/%s", desc.Digest, ep.Host.Host, repo.ref.Path)
-	resp, err := repo.do(ctx, ep, request{method: http.MethodHead, path: "/" + repo.ref.Path + "/blobs/" + desc.Digest.String(), scopes: repo.pushScopes()})
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		drain(resp)
-		return true, nil
-	case http.StatusNotFound:
-		drain(resp)
-		return false, nil
-	}
-	return false, statusError(resp, what)
+	return repo.exists(ctx, "blobs", "blob", desc, nil)
 }
 
 // ManifestExists reports whether the repository has manifest desc.
 func (repo *Repository) ManifestExists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	return repo.exists(ctx, "manifests", "manifest", desc, http.Header{"Accept": {desc.MediaType}})
+}
+
+// exists asks the push endpoint (HEAD) whether it has desc under kind.
+func (repo *Repository) exists(ctx context.Context, kind, noun string, desc ocispec.Descriptor, hdr http.Header) (bool, error) {
 	ep, err := repo.pushEndpoint()
 	if err != nil {
 		return false, err
 	}
-	what := fmt.Sprintf("check manifest %s in %s/%s", desc.Digest, ep.Host.Host, repo.ref.Path)
-	resp, err := repo.do(ctx, ep, request{method: http.MethodHead, path: "/" + repo.ref.Path + "/manifests/" + desc.Digest.String(),
-		header: http.Header{"Accept": {desc.MediaType}}, scopes: repo.pushScopes()})
+	what := fmt.Sprintf("check %s %s in %s/%s", noun, desc.Digest, ep.Host.Host, repo.ref.Path)
+	resp, err := repo.do(ctx, ep, request{method: http.MethodHead, path: "/" + repo.ref.Path + "/" + kind + "/" + desc.Digest.String(),
+		header: hdr, scopes: repo.pushScopes()})
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", what, err)
 	}
