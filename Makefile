@@ -43,6 +43,10 @@ fuzz:
 	$(GO) test ./archive/ -run '^$$' -fuzz FuzzApply -fuzztime 120s -fuzzminimizetime 5s
 	$(GO) test ./reference/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
 	$(GO) test ./remotes/docker/auth/ -run '^$$' -fuzz FuzzParseChallenges -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./remotes/docker/config/ -run '^$$' -fuzz FuzzParse -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./remotes/docker/credentials/ -run '^$$' -fuzz FuzzParseConfig -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./images/ -run '^$$' -fuzz FuzzReadManifest -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./images/ -run '^$$' -fuzz FuzzParsePlatform -fuzztime 60s -fuzzminimizetime 5s
 
 # Pull from a throwaway local registry, list, mount, du: no internet needed.
 demo: build
