@@ -1,0 +1,404 @@
+// Package dockerarchive writes and reads the archives of `docker save` and
+// `docker load`, which podman and skopeo's docker-archive: read and write
+// too. Export writes the layout of Docker 25 and later:
+//
+//	manifest.json        [{"Config":"blobs/sha256/<config>","RepoTags":["app:1"],"Layers":["blobs/sha256/<layer>",…]}]
+//	repositories         {"app":{"1":"<config hex>"}}
+//	blobs/sha256/<hex>   the configs and layers, each once, named by their digest
+//
+// A Docker archive has no index: it holds one platform of each image.
+// Layers are written as the store holds them, gzip or zstd compressed or
+// not: docker load, podman and skopeo detect the compression of the files
+// manifest.json names, and find a layer's diff ID in its config.
+package dockerarchive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/reference"
+)
+
+// The files of a Docker archive besides the blobs.
+const (
+	exportManifestFile     = "manifest.json"
+	exportRepositoriesFile = "repositories"
+)
+
+// exportItem is an entry of manifest.json as docker save writes it.
+type exportItem struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+	// LayerSources describes the foreign layers by diff ID, for loaders
+	// that fetch them from their URLs.
+	LayerSources map[digest.Digest]ocispec.Descriptor `json:",omitempty"`
+
+	config digest.Digest
+}
+
+// Export writes a `docker save` archive of imgs to w (see the package doc):
+// for each image, the manifest platform matches best (nil means the host's
+// platform, or a platform it runs, as images.Only matches); an image whose
+// target is a manifest is exported whatever its platform unless platform
+// is given and does not match. Images with the same manifest share one
+// manifest.json entry, with all their tags. RepoTags holds the familiar
+// name ("alpine:3.20", "ghcr.io/org/app:1.2"); an image named by digest
+// only has none.
+//
+// Everything is checked before the first byte is written: an image without
+// a manifest for the platform is errdefs.ErrNotFound ("no manifest for
+// linux/s390x; the image has linux/amd64"), and so are missing blobs, named
+// with the image and platform; a blob whose size differs from its
+// descriptor is errdefs.ErrDataLoss. The configs are read once; layers are
+// streamed from cs into w. An error after writing began leaves w with a
+// truncated archive.
+func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images.Image, platform images.PlatformMatcher) error {
+	if len(imgs) == 0 {
+		return fmt.Errorf("export: no images given: %w", errdefs.ErrInvalidArgument)
+	}
+	cache := &exportCache{p: cs, blobs: map[digest.Digest][]byte{}}
+	var (
+		items      []*exportItem
+		byManifest = map[digest.Digest]*exportItem{}
+		repos      = map[string]map[string]string{}
+		configs    []digest.Digest
+		layers     []ocispec.Descriptor
+		added      = map[digest.Digest]bool{}
+		missing    []error
+	)
+	for _, img := range imgs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		desc, err := exportManifest(ctx, cache, img, platform)
+		if err != nil {
+			return fmt.Errorf("image %q: %w", img.Name, err)
+		}
+		item := byManifest[desc.Digest]
+		if item == nil {
+			var (
+				m    ocispec.Manifest
+				lack []string
+			)
+			item, m, lack, err = exportPlanImage(ctx, cache, desc)
+			if err != nil {
+				return fmt.Errorf("image %q (%s): %w", img.Name, exportPlatformName(desc.Platform), err)
+			}
+			if len(lack) > 0 {
+				noun := "blobs are"
+				if len(lack) == 1 {
+					noun = "blob is"
+				}
+				missing = append(missing, fmt.Errorf("image %q (%s): %d %s not in the content store (pulled without this platform?): %s: %w",
+					img.Name, exportPlatformName(desc.Platform), len(lack), noun, strings.Join(lack, ", "), errdefs.ErrNotFound))
+				continue
+			}
+			byManifest[desc.Digest] = item
+			items = append(items, item)
+			if !added[m.Config.Digest] {
+				added[m.Config.Digest] = true
+				configs = append(configs, m.Config.Digest)
+			}
+			for _, l := range m.Layers {
+				if !added[l.Digest] {
+					added[l.Digest] = true
+					layers = append(layers, l)
+				}
+			}
+		}
+		if r, ok := exportTag(img.Name); ok {
+			familiar := r.Familiar()
+			if !slices.Contains(item.RepoTags, familiar) {
+				item.RepoTags = append(item.RepoTags, familiar)
+			}
+			repo := strings.TrimSuffix(familiar, ":"+r.Tag)
+			if repos[repo] == nil {
+				repos[repo] = map[string]string{}
+			}
+			// Loaders read manifest.json; the image ID stands where the
+			// legacy format had its top layer's ID.
+			repos[repo][r.Tag] = item.config.Encoded()
+		}
+	}
+	if len(missing) > 0 {
+		return errors.Join(missing...)
+	}
+
+	manifestJSON, err := json.Marshal(items)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", exportManifestFile, err)
+	}
+	reposJSON, err := json.Marshal(repos)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", exportRepositoriesFile, err)
+	}
+	aw := &exportWriter{tw: tar.NewWriter(w), dirs: map[string]bool{}}
+	if err := aw.file(ctx, exportManifestFile, manifestJSON); err != nil {
+		return err
+	}
+	if err := aw.file(ctx, exportRepositoriesFile, reposJSON); err != nil {
+		return err
+	}
+	for _, d := range configs {
+		if err := aw.file(ctx, exportBlobPath(d), cache.blobs[d]); err != nil {
+			return err
+		}
+	}
+	for _, l := range layers {
+		if err := aw.blob(ctx, cs, l); err != nil {
+			return err
+		}
+	}
+	if err := aw.tw.Close(); err != nil {
+		return fmt.Errorf("finish archive: %w", err)
+	}
+	return nil
+}
+
+// exportManifest picks the manifest of img to export, with its Platform
+// set when it can be told.
+func exportManifest(ctx context.Context, p content.Provider, img images.Image, platform images.PlatformMatcher) (ocispec.Descriptor, error) {
+	target := img.Target
+	if images.IsManifest(target.MediaType) && platform == nil {
+		desc := target
+		if m, err := images.ReadManifest(ctx, p, target); err == nil {
+			if cfg, err := images.ReadConfig(ctx, p, m.Config); err == nil {
+				desc.Platform = &cfg.Platform
+			}
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
+			return ocispec.Descriptor{}, err
+		}
+		return desc, nil
+	}
+	if platform == nil {
+		platform = images.Only(images.DefaultPlatform())
+	}
+	descs, err := images.Manifests(ctx, p, target, platform)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if len(descs) == 0 {
+		// Manifest says what the image has instead.
+		_, _, err := images.Manifest(ctx, p, target, platform)
+		if err == nil {
+			err = fmt.Errorf("no manifest for %s: %w", platform, errdefs.ErrNotFound)
+		}
+		return ocispec.Descriptor{}, err
+	}
+	return descs[0], nil
+}
+
+// exportPlanImage reads the manifest desc and its config and checks that
+// its layers are in the store. It returns the manifest.json entry, without
+// tags, and the manifest, or what is missing ("layer sha256:…").
+func exportPlanImage(ctx context.Context, cache *exportCache, desc ocispec.Descriptor) (*exportItem, ocispec.Manifest, []string, error) {
+	m, err := images.ReadManifest(ctx, cache, desc)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, m, []string{"manifest " + desc.Digest.String()}, nil
+	}
+	if err != nil {
+		return nil, m, nil, err
+	}
+	var lack []string
+	diffIDs, err := images.RootFS(ctx, cache, m)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		lack = append(lack, "config "+m.Config.Digest.String())
+	} else if err != nil {
+		return nil, m, nil, err
+	}
+	item := &exportItem{Config: exportBlobPath(m.Config.Digest), config: m.Config.Digest}
+	for i, l := range m.Layers {
+		ok, err := cache.has(ctx, l)
+		if err != nil {
+			return nil, m, nil, err
+		}
+		if !ok {
+			lack = append(lack, "layer "+l.Digest.String())
+			continue
+		}
+		item.Layers = append(item.Layers, exportBlobPath(l.Digest))
+		if images.IsNonDistributable(l.MediaType) && diffIDs != nil {
+			if item.LayerSources == nil {
+				item.LayerSources = map[digest.Digest]ocispec.Descriptor{}
+			}
+			item.LayerSources[diffIDs[i]] = l
+		}
+	}
+	return item, m, lack, nil
+}
+
+// exportTag returns the name:tag of an image name, without a digest; an
+// image named by digest only, or by no reference at all, has none.
+func exportTag(name string) (reference.Reference, bool) {
+	r, err := reference.Parse(name)
+	if err != nil || r.Tag == "" {
+		return reference.Reference{}, false
+	}
+	return reference.Reference{Domain: r.Domain, Path: r.Path, Tag: r.Tag}, true
+}
+
+func exportPlatformName(p *ocispec.Platform) string {
+	if p == nil {
+		return "unknown platform"
+	}
+	return images.FormatPlatform(*p)
+}
+
+// exportBlobPath is where the blob d lives in the archive.
+func exportBlobPath(d digest.Digest) string {
+	return path.Join("blobs", d.Algorithm().String(), d.Encoded())
+}
+
+// exportCache is a Provider that keeps the manifests and configs it serves
+// in memory: they are parsed, then written, and read from the store once.
+// Layers pass through.
+type exportCache struct {
+	p     content.Provider
+	blobs map[digest.Digest][]byte
+}
+
+func (c *exportCache) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	if b, ok := c.blobs[desc.Digest]; ok {
+		return exportMemBlob{bytes.NewReader(b)}, nil
+	}
+	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) && !images.IsConfig(desc.MediaType) {
+		return c.p.ReaderAt(ctx, desc)
+	}
+	b, err := content.ReadBlob(ctx, c.p, desc, images.MaxConfigSize)
+	if err != nil {
+		return nil, err
+	}
+	c.blobs[desc.Digest] = b
+	return exportMemBlob{bytes.NewReader(b)}, nil
+}
+
+// has reports whether the blob desc is in the store, checking its size.
+func (c *exportCache) has(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	ra, err := c.p.ReaderAt(ctx, desc)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	size := ra.Size()
+	ra.Close()
+	if size != desc.Size {
+		return false, fmt.Errorf("blob %s: the store has %d bytes, its descriptor says %d: %w", desc.Digest, size, desc.Size, errdefs.ErrDataLoss)
+	}
+	return true, nil
+}
+
+type exportMemBlob struct{ *bytes.Reader }
+
+func (exportMemBlob) Close() error { return nil }
+
+// exportEpoch dates every entry, so that the same images give the same
+// archive, byte for byte.
+var exportEpoch = time.Unix(0, 0).UTC()
+
+// exportWriter writes the entries of the archive: files 0444 and
+// directories 0755, owned by root; parents first, each once.
+type exportWriter struct {
+	tw   *tar.Writer
+	dirs map[string]bool
+	buf  []byte
+}
+
+func (a *exportWriter) write(name string, typ byte, mode, size int64) error {
+	hdr := &tar.Header{Typeflag: typ, Name: name, Mode: mode, Size: size, ModTime: exportEpoch, Uname: "root", Gname: "root"}
+	if err := a.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+func (a *exportWriter) parents(name string) error {
+	dir := path.Dir(name)
+	if dir == "." || a.dirs[dir] {
+		return nil
+	}
+	if err := a.parents(dir); err != nil {
+		return err
+	}
+	a.dirs[dir] = true
+	return a.write(dir+"/", tar.TypeDir, 0o755, 0)
+}
+
+func (a *exportWriter) file(ctx context.Context, name string, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := a.parents(name); err != nil {
+		return err
+	}
+	if err := a.write(name, tar.TypeReg, 0o444, int64(len(b))); err != nil {
+		return err
+	}
+	if _, err := a.tw.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// blob copies the layer desc from p into the archive as it reads it.
+func (a *exportWriter) blob(ctx context.Context, p content.Provider, desc ocispec.Descriptor) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ra, err := p.ReaderAt(ctx, desc)
+	if err != nil {
+		return fmt.Errorf("open blob %s: %w", desc.Digest, err)
+	}
+	defer ra.Close()
+	if ra.Size() != desc.Size {
+		return fmt.Errorf("blob %s: the store has %d bytes, its descriptor says %d: %w", desc.Digest, ra.Size(), desc.Size, errdefs.ErrDataLoss)
+	}
+	name := exportBlobPath(desc.Digest)
+	if err := a.parents(name); err != nil {
+		return err
+	}
+	if err := a.write(name, tar.TypeReg, 0o444, desc.Size); err != nil {
+		return err
+	}
+	if a.buf == nil {
+		a.buf = make([]byte, 1<<20)
+	}
+	n, err := io.CopyBuffer(a.tw, exportCtxReader{ctx, io.NewSectionReader(ra, 0, desc.Size)}, a.buf)
+	if err != nil {
+		return fmt.Errorf("copy blob %s into the archive: %w", desc.Digest, err)
+	}
+	if n != desc.Size {
+		return fmt.Errorf("copy blob %s into the archive: %d of %d bytes: %w", desc.Digest, n, desc.Size, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+// exportCtxReader stops a long copy when its context ends.
+type exportCtxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c exportCtxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
