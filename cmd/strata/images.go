@@ -41,9 +41,16 @@ const (
 const attestationAnnotation = "vnd.docker.reference.type"
 
 func newImagesCommand(a *app) *cobra.Command {
-	return groupCommand("images", []string{"image", "i"}, "List images and mount them",
-		imagesList(a), imagesMount(a), imagesUnmount(a))
+	verbs := []*cobra.Command{imagesList(a), imagesMount(a), imagesUnmount(a)}
+	for _, v := range imageVerbs {
+		verbs = append(verbs, v(a))
+	}
+	return groupCommand("images", []string{"image", "i"}, "List, inspect, tag, remove, mount, import and export images", verbs...)
 }
+
+// imageVerbs are the further verbs of "strata images", each file adding
+// its own in an init function (export.go, import.go, …).
+var imageVerbs []func(*app) *cobra.Command
 
 // resolveImage finds the image arg names: by its normalised reference
 // (alpine is docker.io/library/alpine:latest) or else by the name as

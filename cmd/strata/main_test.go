@@ -46,7 +46,8 @@ func (c *cli) cmd(stdin io.Reader, args ...string) *exec.Cmd {
 		c.t.Fatal(err)
 	}
 	cmd := exec.Command(exe, append([]string{"--root", c.root}, args...)...)
-	cmd.Env = append(append(os.Environ(), "STRATA_TEST_MAIN=1"), c.env...)
+	// GORACE: a -race binary otherwise sleeps a second at every exit.
+	cmd.Env = append(append(os.Environ(), "STRATA_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0"), c.env...)
 	cmd.Stdin = stdin
 	return cmd
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/spf13/cobra"
+
+	"github.com/strata-oci/strata/archive/ocilayout"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/reference"
+)
+
+func init() { imageVerbs = append(imageVerbs, imagesImport) }
+
+func imagesImport(a *app) *cobra.Command {
+	var (
+		noUnpack, digests, allPlatforms bool
+		baseName                        string
+	)
+	sf := &snapshotterFlag{}
+	cmd := &cobra.Command{
+		Use:   "import IN.tar|- [--no-unpack] [--base-name NAME] [--digests] [--all-platforms] [--snapshotter S]",
+		Short: "Import images from an OCI image layout tar or a docker save tar, and unpack them",
+		Long: `Imports the images of an archive (a file, or - for stdin; gzip or zstd
+compressed or not): an OCI image layout tar (ctr images export, skopeo
+oci-archive, buildx --output type=oci) or a docker save tar (the legacy
+layout, or Docker 25's OCI layout with manifest.json; podman save, skopeo
+docker-archive). The archive is read once, as it streams; every blob is
+verified. Then the host platform of each image is unpacked, unless
+--no-unpack. Prints the names of the images.
+
+Images are named by the archive: io.containerd.image.name, or the
+org.opencontainers.image.ref.name annotation (a tag alone there is put
+after --base-name), or docker's RepoTags. An image without a name becomes
+BASE@<digest>, and with --digests every image gets that name too. BASE is
+--base-name, by default import-<yyyy-mm-dd>, as with ctr.
+
+The host platform's manifest, config and layers must be in the archive (or
+the store) for each image; with --all-platforms, every platform's. An
+incomplete archive records nothing.`,
+		Example: `  strata images import alpine.tar
+  docker save alpine:3.20 | strata images import -
+  strata images import --base-name registry.example.com/app app-oci.tar`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if baseName != "" {
+				if _, err := reference.Parse(baseName + "@" + digest.FromString("").String()); err != nil {
+					return usagef("--base-name %q: want a repository name without tag or digest (%v)", baseName, err)
+				}
+			}
+			in := args[0]
+			var r io.Reader = cmd.InOrStdin()
+			if in != "-" {
+				f, err := os.Open(in)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			} else {
+				in = "stdin"
+			}
+			ctx := a.ctx(cmd)
+			snName := ""
+			if !noUnpack {
+				var err error
+				if ctx, _, snName, err = sf.open(a, cmd); err != nil {
+					return err
+				}
+			}
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			imgs, err := ocilayout.Import(ctx, r, s, ocilayout.ImportOptions{BaseName: baseName, Digests: digests,
+				AllPlatforms: allPlatforms, Logger: a.logger})
+			if err != nil {
+				if ctx.Err() != nil {
+					return fmt.Errorf("import %s interrupted: %w (nothing was recorded)", in, err)
+				}
+				return fmt.Errorf("import %s: %w", in, err)
+			}
+			if !noUnpack {
+				cs := s.DB.ContentStore()
+				host := images.Only(images.DefaultPlatform())
+				unpacked := map[digest.Digest]bool{}
+				for _, img := range imgs {
+					desc, _, err := images.Manifest(ctx, cs, img.Target, host)
+					if err != nil {
+						if errors.Is(err, errdefs.ErrNotFound) {
+							// Imported for another platform: nothing to unpack here.
+							fmt.Fprintf(cmd.ErrOrStderr(), "strata: image %q not unpacked: %v\n", img.Name, err)
+							continue
+						}
+						return fmt.Errorf("image %q: %w", img.Name, err)
+					}
+					if unpacked[desc.Digest] {
+						continue
+					}
+					unpacked[desc.Digest] = true
+					if _, err := pull.Unpack(ctx, s, desc, snName, nil); err != nil {
+						return fmt.Errorf("unpack image %q (%s) into snapshotter %s: %w", img.Name, images.FormatPlatform(*desc.Platform), snName, err)
+					}
+				}
+			}
+			for _, img := range imgs {
+				fmt.Fprintln(cmd.OutOrStdout(), img.Name)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&noUnpack, "no-unpack", false, "import only; do not unpack")
+	f.StringVar(&baseName, "base-name", "", "repository name for images the archive names by tag only or not at all (default import-<yyyy-mm-dd>)")
+	f.BoolVar(&digests, "digests", false, "also name every image BASE@<digest>")
+	f.BoolVar(&allPlatforms, "all-platforms", false, "require every platform of each image in the archive, not only the host's")
+	sf.register(cmd)
+	return cmd
+}
