@@ -4,7 +4,12 @@
 //
 //	manifest.json        [{"Config":"blobs/sha256/<config>","RepoTags":["app:1"],"Layers":["blobs/sha256/<layer>",…]}]
 //	repositories         {"app":{"1":"<config hex>"}}
-//	blobs/sha256/<hex>   the configs and layers, each once, named by their digest
+//	oci-layout, index.json  an OCI image layout of the same images (one
+//	                     manifest each), as Docker 25 writes it too
+//	blobs/sha256/<hex>   the manifests, configs and layers, each once
+//
+// With the OCI half, an archive strata (or Docker 25+) imports keeps the
+// images' manifest digests; older loaders read manifest.json and ignore it.
 //
 // A Docker archive has no index: it holds one platform of each image.
 // Layers are written as the store holds them, gzip or zstd compressed or
@@ -27,6 +32,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/content"
@@ -36,6 +42,7 @@ import (
 
 // The files of a Docker archive besides the blobs.
 const (
+	annotationImageName    = "io.containerd.image.name"
 	exportManifestFile     = "manifest.json"
 	exportRepositoriesFile = "repositories"
 )
@@ -81,6 +88,8 @@ func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images
 		layers     []ocispec.Descriptor
 		added      = map[digest.Digest]bool{}
 		missing    []error
+		manifests  []digest.Digest
+		index      []ocispec.Descriptor
 	)
 	for _, img := range imgs {
 		if err := ctx.Err(); err != nil {
@@ -111,6 +120,10 @@ func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images
 			}
 			byManifest[desc.Digest] = item
 			items = append(items, item)
+			if _, err := content.ReadBlob(ctx, cache, desc, images.MaxManifestSize); err != nil {
+				return fmt.Errorf("image %q: %w", img.Name, err)
+			}
+			manifests = append(manifests, desc.Digest)
 			if !added[m.Config.Digest] {
 				added[m.Config.Digest] = true
 				configs = append(configs, m.Config.Digest)
@@ -122,6 +135,12 @@ func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images
 				}
 			}
 		}
+		entry := ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, Platform: desc.Platform,
+			Annotations: map[string]string{annotationImageName: img.Name}}
+		if r, ok := exportTag(img.Name); ok {
+			entry.Annotations[ocispec.AnnotationRefName] = r.Tag
+		}
+		index = append(index, entry)
 		if r, ok := exportTag(img.Name); ok {
 			familiar := r.Familiar()
 			if !slices.Contains(item.RepoTags, familiar) {
@@ -148,12 +167,27 @@ func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", exportRepositoriesFile, err)
 	}
-	aw := &exportWriter{tw: tar.NewWriter(w), dirs: map[string]bool{}}
-	if err := aw.file(ctx, exportManifestFile, manifestJSON); err != nil {
+	indexJSON, err := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: index})
+	if err != nil {
+		return fmt.Errorf("encode index.json: %w", err)
+	}
+	layoutJSON, err := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+	if err != nil {
 		return err
 	}
-	if err := aw.file(ctx, exportRepositoriesFile, reposJSON); err != nil {
-		return err
+	aw := &exportWriter{tw: tar.NewWriter(w), dirs: map[string]bool{}}
+	for _, f := range []struct {
+		name string
+		b    []byte
+	}{{exportManifestFile, manifestJSON}, {exportRepositoriesFile, reposJSON}, {ocispec.ImageLayoutFile, layoutJSON}, {"index.json", indexJSON}} {
+		if err := aw.file(ctx, f.name, f.b); err != nil {
+			return err
+		}
+	}
+	for _, d := range manifests {
+		if err := aw.file(ctx, exportBlobPath(d), cache.blobs[d]); err != nil {
+			return err
+		}
 	}
 	for _, d := range configs {
 		if err := aw.file(ctx, exportBlobPath(d), cache.blobs[d]); err != nil {

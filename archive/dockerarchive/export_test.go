@@ -292,7 +292,7 @@ func TestExportPlatform(t *testing.T) {
 		t.Fatalf("manifest.json = %+v, want one entry", a.items)
 	}
 	a.checkItem(t, fx, arm, fx.Ref)
-	if len(a.names) != 2+1+len(arm.Layers) {
-		t.Fatalf("archive holds %q, want manifest.json, repositories, the config and %d layers", a.names, len(arm.Layers))
+	if len(a.names) != 4+1+1+len(arm.Layers) {
+		t.Fatalf("archive holds %q, want manifest.json, repositories, oci-layout, index.json, the manifest, the config and %d layers", a.names, len(arm.Layers))
 	}
 }
