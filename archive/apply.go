@@ -191,7 +191,8 @@ type applier struct {
 
 	// Small files in flight to the workers.
 	bufs     smallBufs
-	jobs     chan fileJob
+	jobs     chan []fileJob
+	batch    []fileJob // small files not yet handed over
 	pending  sync.WaitGroup
 	inflight map[string]struct{}
 	errMu    sync.Mutex
@@ -495,6 +496,11 @@ func (a *applier) writeSmall(j fileJob) error {
 // workers is how many goroutines create small files.
 const workers = 3
 
+// batchFiles is how many small files go to a worker at once: one wake-up
+// per batch instead of per file (with 50,000 files, the goroutine
+// hand-offs kept the scheduler spinning).
+const batchFiles = 8
+
 // dispatch hands a small file to the workers, starting them on first use.
 func (a *applier) dispatch(j fileJob) error {
 	if err := a.workErr(); err != nil {
@@ -502,30 +508,44 @@ func (a *applier) dispatch(j fileJob) error {
 		return err
 	}
 	if a.jobs == nil {
-		jobs := make(chan fileJob, maxSmallBufs)
+		jobs := make(chan []fileJob, maxSmallBufs/batchFiles)
 		a.jobs = jobs
 		for i := 0; i < workers; i++ {
 			go func() {
-				for j := range jobs {
-					if a.workErr() == nil {
-						if err := a.writeSmall(j); err != nil {
-							a.errMu.Lock()
-							if a.werr == nil {
-								a.werr = err
+				for batch := range jobs {
+					for _, j := range batch {
+						if a.workErr() == nil {
+							if err := a.writeSmall(j); err != nil {
+								a.errMu.Lock()
+								if a.werr == nil {
+									a.werr = err
+								}
+								a.errMu.Unlock()
 							}
-							a.errMu.Unlock()
+						} else {
+							a.bufs.put(j.buf)
 						}
-					} else {
-						a.bufs.put(j.buf)
 					}
-					a.pending.Done()
+					a.pending.Add(-len(batch))
 				}
 			}()
 		}
 	}
-	a.pending.Add(1)
-	a.jobs <- j
+	a.batch = append(a.batch, j)
+	if len(a.batch) >= batchFiles || len(a.bufs.free) == 0 && a.bufs.made >= maxSmallBufs {
+		a.flush()
+	}
 	return nil
+}
+
+// flush hands the files gathered so far to the workers.
+func (a *applier) flush() {
+	if len(a.batch) == 0 {
+		return
+	}
+	a.pending.Add(len(a.batch))
+	a.jobs <- a.batch
+	a.batch = make([]fileJob, 0, batchFiles)
 }
 
 func (a *applier) workErr() error {
@@ -536,6 +556,7 @@ func (a *applier) workErr() error {
 
 // barrier waits until every file handed to the workers is written.
 func (a *applier) barrier() error {
+	a.flush()
 	a.pending.Wait()
 	clear(a.inflight)
 	return a.workErr()

@@ -46,8 +46,9 @@ func (b *Base) Update(ctx context.Context, info snapshots.Info, fieldpaths ...st
 	return out, err
 }
 
-// Usage returns the usage recorded at commit, or measures an active
-// snapshot's tree now.
+// Usage returns the usage of key: an active snapshot's tree is measured
+// now; a committed one's is measured once, the first time it is asked for
+// (a committed tree never changes), and recorded.
 func (b *Base) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
 	var (
 		id    string
@@ -59,13 +60,27 @@ func (b *Base) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
 		id, info, usage, err = tx.Info(key)
 		return err
 	})
-	if err != nil || info.Kind == snapshots.KindCommitted {
+	if err != nil {
 		return usage, err
 	}
-	return DiskUsage(ctx, b.FS(id))
+	if info.Kind == snapshots.KindCommitted && usage.Size >= 0 {
+		return usage, nil
+	}
+	usage, err = DiskUsage(ctx, b.FS(id))
+	if err != nil || info.Kind != snapshots.KindCommitted {
+		return usage, err
+	}
+	err = b.Dirs.ms.Update(ctx, func(tx *Tx) error { return tx.SetUsage(key, usage) })
+	if errdefs.IsNotFound(err) {
+		err = nil // removed meanwhile; the figure stands
+	}
+	return usage, err
 }
 
-// Commit measures the active snapshot key and records it as name.
+// Commit records the active snapshot key as name. Its usage is measured
+// when first asked for, not here: walking every file of a layer just
+// unpacked would lengthen every pull (50,000 lstat calls for a layer of
+// 50,000 files).
 func (b *Base) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
 	var s Snapshot
 	err := b.Dirs.ms.View(ctx, func(tx *Tx) error {
@@ -88,12 +103,9 @@ func (b *Base) Commit(ctx context.Context, name, key string, opts ...snapshots.O
 			return fmt.Errorf("commit %q on parent %q: this snapshotter cannot stack a snapshot on a parent after it was prepared: %w", key, info.Parent, errdefs.ErrNotImplemented)
 		}
 	}
-	usage, err := DiskUsage(ctx, b.FS(s.ID))
-	if err != nil {
-		return err
-	}
+	unknown := snapshots.Usage{Size: -1, Inodes: -1}
 	return b.Dirs.ms.Update(ctx, func(tx *Tx) error {
-		_, err := tx.Commit(key, name, usage, opts...)
+		_, err := tx.Commit(key, name, unknown, opts...)
 		return err
 	})
 }

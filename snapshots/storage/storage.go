@@ -261,6 +261,19 @@ func (tx *Tx) Info(key string) (string, snapshots.Info, snapshots.Usage, error) 
 	return string(b.Get(keyID)), readInfo(key, b), snapshots.Usage{Size: boltutil.ReadInt(b, keySize), Inodes: boltutil.ReadInt(b, keyInodes)}, nil
 }
 
+// SetUsage records the usage of the committed snapshot key (measured
+// after a commit that left it unknown).
+func (tx *Tx) SetUsage(key string, usage snapshots.Usage) error {
+	b, err := tx.record(key)
+	if err != nil {
+		return err
+	}
+	if err := boltutil.PutInt(b, keySize, usage.Size); err != nil {
+		return err
+	}
+	return boltutil.PutInt(b, keyInodes, usage.Inodes)
+}
+
 // Children returns the number of snapshots whose parent is key.
 func (tx *Tx) Children(key string) (int, error) {
 	b, err := tx.record(key)
