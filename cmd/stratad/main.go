@@ -1,0 +1,282 @@
+// Command stratad is strata's daemon: it opens one store and serves it
+// over containerd's gRPC API on a unix socket, so that every tool on the
+// node (strata, ctr, nerdctl, BuildKit) shares it.
+//
+//	stratad [--config FILE] [--root DIR] [--state DIR] [--address SOCK] [--log-level L]
+//	stratad config default
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/server"
+)
+
+// Config is /etc/strata/config.toml. Flags override it.
+type Config struct {
+	Root  string     `toml:"root" comment:"where blobs, metadata and snapshots live"`
+	State string     `toml:"state" comment:"runtime state: the socket's directory by default, temporary mounts"`
+	GRPC  GRPCConfig `toml:"grpc"`
+	Log   LogConfig  `toml:"log"`
+	// Snapshotter is the default snapshotter ("" = overlayfs where it works).
+	Snapshotter string   `toml:"snapshotter" comment:"default snapshotter: overlayfs or native (empty: overlayfs where it works)"`
+	GC          GCConfig `toml:"gc"`
+	Registry    struct {
+		ConfigPath string `toml:"config_path" comment:"directory of <host>/hosts.toml (containerd's certs.d format)"`
+	} `toml:"registry"`
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" comment:"layers downloaded at once per pull"`
+	UnpackParallelism      int `toml:"unpack_parallelism" comment:"layers unpacked from the store at once (0: the number of CPUs, at least 2)"`
+	Metrics                struct {
+		Address string `toml:"address" comment:"host:port for Prometheus metrics (empty: off)"`
+	} `toml:"metrics"`
+}
+
+// GRPCConfig is the socket.
+type GRPCConfig struct {
+	Address        string `toml:"address"`
+	UID            int    `toml:"uid"`
+	GID            int    `toml:"gid"`
+	MaxRecvMsgSize int    `toml:"max_recv_message_size"`
+	MaxSendMsgSize int    `toml:"max_send_message_size"`
+}
+
+// LogConfig is the daemon's logging.
+type LogConfig struct {
+	Level  string `toml:"level" comment:"debug, info, warn or error"`
+	Format string `toml:"format" comment:"text or json"`
+}
+
+// GCConfig is the collection policy.
+type GCConfig struct {
+	ScheduleDelay string `toml:"schedule_delay" comment:"debounce between a deletion and the collection it schedules"`
+}
+
+func defaultConfig() Config {
+	c := Config{
+		Root:                   "/var/lib/strata",
+		State:                  "/run/strata",
+		GRPC:                   GRPCConfig{Address: "/run/strata/strata.sock", MaxRecvMsgSize: 16 << 20, MaxSendMsgSize: 16 << 20},
+		Log:                    LogConfig{Level: "info", Format: "text"},
+		GC:                     GCConfig{ScheduleDelay: "100ms"},
+		MaxConcurrentDownloads: 3,
+	}
+	c.Registry.ConfigPath = "/etc/strata/certs.d"
+	return c
+}
+
+// DefaultConfigPath is where stratad reads its configuration.
+const DefaultConfigPath = "/etc/strata/config.toml"
+
+func loadConfig(path string, explicit bool) (Config, error) {
+	c := defaultConfig()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	dec := toml.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return c, fmt.Errorf("config %s: unknown settings:\n%s", path, sm.String())
+		}
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func version() (string, string) {
+	ver, rev := "dev", ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if info.Main.Version != "" && info.Main.Version != "(devel)" {
+			ver = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+			}
+		}
+	}
+	return ver, rev
+}
+
+func main() {
+	var (
+		configPath string
+		flags      Config
+		root       = &cobra.Command{Use: "stratad", Short: "strata's daemon: the store over containerd's gRPC API", SilenceUsage: true}
+	)
+	root.Flags().StringVar(&configPath, "config", DefaultConfigPath, "configuration file")
+	root.Flags().StringVar(&flags.Root, "root", "", "store root (overrides the config)")
+	root.Flags().StringVar(&flags.State, "state", "", "state directory (overrides the config)")
+	root.Flags().StringVarP(&flags.GRPC.Address, "address", "a", "", "socket path (overrides the config)")
+	root.Flags().StringVar(&flags.Log.Level, "log-level", "", "log level (overrides the config)")
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := loadConfig(configPath, cmd.Flags().Changed("config"))
+		if err != nil {
+			return err
+		}
+		if flags.Root != "" {
+			cfg.Root = flags.Root
+		}
+		if flags.State != "" {
+			cfg.State = flags.State
+		}
+		if flags.GRPC.Address != "" {
+			cfg.GRPC.Address = flags.GRPC.Address
+		}
+		if flags.Log.Level != "" {
+			cfg.Log.Level = flags.Log.Level
+		}
+		return serve(cfg)
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "config default",
+		Short: "Print every setting with its default",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != "default" {
+				return fmt.Errorf("unknown config verb %q (want default)", args[0])
+			}
+			b, err := toml.Marshal(defaultConfig())
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(b)
+			return err
+		},
+	})
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "stratad:", err)
+		os.Exit(1)
+	}
+}
+
+func serve(cfg Config) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", cfg.Log.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch cfg.Log.Format {
+	case "json":
+		log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	case "text", "":
+		log = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	default:
+		return fmt.Errorf("log format %q: want text or json", cfg.Log.Format)
+	}
+	gcDelay, err := time.ParseDuration(cfg.GC.ScheduleDelay)
+	if err != nil {
+		return fmt.Errorf("gc.schedule_delay %q: %v", cfg.GC.ScheduleDelay, err)
+	}
+	sock := cfg.GRPC.Address
+	if err := os.MkdirAll(filepath.Dir(sock), 0o711); err != nil {
+		return err
+	}
+	// Another daemon answering on the socket: refuse rather than steal it.
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("socket %s: another daemon is serving it", sock)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Opening the store takes its lock: a second daemon on the same root
+	// fails here, naming the root.
+	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close the store", "error", err)
+		}
+	}()
+	os.Remove(sock) // stale: nobody answered on it
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(sock, 0o660); err != nil {
+		return err
+	}
+	if cfg.GRPC.UID != 0 || cfg.GRPC.GID != 0 {
+		if err := os.Chown(sock, cfg.GRPC.UID, cfg.GRPC.GID); err != nil {
+			return err
+		}
+	}
+	ver, rev := version()
+	srv, err := server.New(st, server.Config{MaxRecvMsgSize: cfg.GRPC.MaxRecvMsgSize, MaxSendMsgSize: cfg.GRPC.MaxSendMsgSize,
+		Logger: log, UUID: storeUUID(cfg.Root), Version: ver, Revision: rev})
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	log.Info("serving", "address", sock, "root", cfg.Root, "version", ver)
+	sdNotify("READY=1")
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: draining calls")
+		sdNotify("STOPPING=1")
+		srv.Stop(10 * time.Second)
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// storeUUID is the store's identity, made once and kept in the root.
+func storeUUID(root string) string {
+	p := filepath.Join(root, "uuid")
+	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	b := make([]byte, 16)
+	rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	id := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	os.WriteFile(p, []byte(id+"\n"), 0o644)
+	return id
+}
+
+// sdNotify tells systemd about the daemon's state when it started us with
+// Type=notify.
+func sdNotify(state string) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	if addr[0] == '@' {
+		addr = "\x00" + addr[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Write([]byte(state))
+}

@@ -1,0 +1,283 @@
+// Package server serves strata's store over containerd's gRPC API
+// (services v1 of github.com/containerd/containerd/api), so that ctr,
+// nerdctl and BuildKit work against it unchanged. Each service lives in
+// its own file (or package) and registers itself with Register; this file
+// has what they share: the namespace carried in gRPC metadata, the mapping
+// of errdefs errors to gRPC codes, and the plugin list introspection shows.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/namespaces"
+)
+
+// NamespaceKey is the gRPC metadata key clients put the namespace in, as
+// containerd's clients do.
+const NamespaceKey = "containerd-namespace"
+
+// Config configures a Server.
+type Config struct {
+	// MaxRecvMsgSize and MaxSendMsgSize bound gRPC messages (default 16 MiB).
+	MaxRecvMsgSize, MaxSendMsgSize int
+	Logger                         *slog.Logger
+	// UUID identifies this daemon's store (introspection Server()).
+	UUID string
+	// Version and Revision are what the version service answers.
+	Version, Revision string
+}
+
+// Plugin describes one part of strata for introspection, in containerd's
+// terms (type, id, requires, exports, capabilities, init error).
+type Plugin struct {
+	Type, ID     string
+	Requires     []string
+	Exports      map[string]string
+	Capabilities []string
+	InitErr      error
+}
+
+// Server is the gRPC server over one store.
+type Server struct {
+	Store *wiring.Store
+	Log   *slog.Logger
+	cfg   Config
+	grpc  *grpc.Server
+
+	mu      sync.Mutex
+	plugins []Plugin
+}
+
+// service is registered on a Server by the files that implement one.
+type service func(s *Server) error
+
+var (
+	servicesMu sync.Mutex
+	services   []service
+)
+
+// Register adds a service to every Server made after it (called from
+// init functions of the service files).
+func Register(fn func(s *Server) error) {
+	servicesMu.Lock()
+	defer servicesMu.Unlock()
+	services = append(services, fn)
+}
+
+// New returns a Server for st with every registered service.
+func New(st *wiring.Store, cfg Config) (*Server, error) {
+	if cfg.MaxRecvMsgSize == 0 {
+		cfg.MaxRecvMsgSize = 16 << 20
+	}
+	if cfg.MaxSendMsgSize == 0 {
+		cfg.MaxSendMsgSize = 16 << 20
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{Store: st, Log: log, cfg: cfg}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
+		grpc.ChainUnaryInterceptor(s.unary),
+		grpc.ChainStreamInterceptor(s.stream),
+	)
+	servicesMu.Lock()
+	defer servicesMu.Unlock()
+	for _, fn := range services {
+		if err := fn(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// GRPC is the underlying server, for services to register on.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Config returns the server's configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// AddPlugin records a part of strata for introspection.
+func (s *Server) AddPlugin(p Plugin) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.plugins = append(s.plugins, p)
+}
+
+// Plugins lists what AddPlugin recorded.
+func (s *Server) Plugins() []Plugin {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Plugin(nil), s.plugins...)
+}
+
+// Serve answers on l until Stop.
+func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
+
+// Stop lets in-flight calls finish for up to grace, then ends the rest.
+func (s *Server) Stop(grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+// withNamespace puts the namespace of the call's metadata on ctx.
+func withNamespace(ctx context.Context) context.Context {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return ctx
+	}
+	if v := md.Get(NamespaceKey); len(v) > 0 && v[0] != "" {
+		return namespaces.WithNamespace(ctx, v[0])
+	}
+	return ctx
+}
+
+func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(withNamespace(ctx), req)
+	if err != nil {
+		s.Log.Debug("call failed", "method", info.FullMethod, "error", err)
+	}
+	return resp, ToGRPC(err)
+}
+
+type nsStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (n nsStream) Context() context.Context { return n.ctx }
+
+func (s *Server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := handler(srv, nsStream{ss, withNamespace(ss.Context())})
+	if err != nil {
+		s.Log.Debug("stream failed", "method", info.FullMethod, "error", err)
+	}
+	return ToGRPC(err)
+}
+
+// ToGRPC turns an errdefs-classified error into a gRPC status error with
+// containerd's code for its class, keeping the message. Errors that are
+// statuses already pass through.
+func ToGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Unknown
+	switch {
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errdefs.IsInvalidArgument(err):
+		code = codes.InvalidArgument
+	case errdefs.IsNotFound(err):
+		code = codes.NotFound
+	case errdefs.IsAlreadyExists(err):
+		code = codes.AlreadyExists
+	case errdefs.IsFailedPrecondition(err), errdefs.IsConflict(err), errdefs.IsNotModified(err):
+		code = codes.FailedPrecondition
+	case errdefs.IsUnavailable(err):
+		code = codes.Unavailable
+	case errdefs.IsNotImplemented(err):
+		code = codes.Unimplemented
+	case errdefs.IsPermissionDenied(err):
+		code = codes.PermissionDenied
+	case errdefs.IsUnauthorized(err):
+		code = codes.Unauthenticated
+	case errdefs.IsResourceExhausted(err):
+		code = codes.ResourceExhausted
+	case errdefs.IsDataLoss(err):
+		code = codes.DataLoss
+	case errdefs.IsAborted(err):
+		code = codes.Aborted
+	case errdefs.IsOutOfRange(err):
+		code = codes.OutOfRange
+	case errdefs.IsInternal(err):
+		code = codes.Internal
+	}
+	return status.Error(code, err.Error())
+}
+
+// FromGRPC turns a gRPC status error back into an errdefs class, for
+// clients of the daemon (the CLI in client mode, tests).
+func FromGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	var class error
+	switch st.Code() {
+	case codes.InvalidArgument:
+		class = errdefs.ErrInvalidArgument
+	case codes.NotFound:
+		class = errdefs.ErrNotFound
+	case codes.AlreadyExists:
+		class = errdefs.ErrAlreadyExists
+	case codes.FailedPrecondition:
+		class = errdefs.ErrFailedPrecondition
+	case codes.Unavailable:
+		class = errdefs.ErrUnavailable
+	case codes.Unimplemented:
+		class = errdefs.ErrNotImplemented
+	case codes.PermissionDenied:
+		class = errdefs.ErrPermissionDenied
+	case codes.Unauthenticated:
+		class = errdefs.ErrUnauthenticated
+	case codes.ResourceExhausted:
+		class = errdefs.ErrResourceExhausted
+	case codes.DataLoss:
+		class = errdefs.ErrDataLoss
+	case codes.Canceled:
+		return fmt.Errorf("%s: %w", st.Message(), context.Canceled)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s: %w", st.Message(), context.DeadlineExceeded)
+	default:
+		class = errdefs.ErrUnknown
+	}
+	msg := st.Message()
+	if strings.HasSuffix(msg, ": "+class.Error()) || msg == class.Error() {
+		// The server's message ends with the class already.
+		return classed{msg, class}
+	}
+	return fmt.Errorf("%s: %w", msg, class)
+}
+
+// classed is an error whose message names its class already.
+type classed struct {
+	msg   string
+	class error
+}
+
+func (c classed) Error() string { return c.msg }
+func (c classed) Unwrap() error { return c.class }
