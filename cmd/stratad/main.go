@@ -121,6 +121,10 @@ func version() (string, string) {
 }
 
 func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
 	var (
 		configPath string
 		flags      Config
@@ -166,10 +170,12 @@ func main() {
 			return err
 		},
 	})
+	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "stratad:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func serve(cfg Config) error {
@@ -241,6 +247,7 @@ func serve(cfg Config) error {
 		log.Info("stopping: draining calls")
 		sdNotify("STOPPING=1")
 		srv.Stop(10 * time.Second)
+		os.Remove(sock)
 		return nil
 	case err := <-errc:
 		return err

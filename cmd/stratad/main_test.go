@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("STRATAD_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func stratad(t *testing.T, args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "STRATAD_TEST_MAIN=1")
+	return cmd
+}
+
+func TestConfigDefault(t *testing.T) {
+	out, err := stratad(t, "config", "default").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"root = '/var/lib/strata'", "[grpc]", "address = '/run/strata/strata.sock'", "max_concurrent_downloads = 3", "[gc]", "config_path"} {
+		if !strings.Contains(string(out), key) {
+			t.Fatalf("config default lacks %q:\n%s", key, out)
+		}
+	}
+	// What it prints is a valid configuration.
+	p := filepath.Join(t.TempDir(), "config.toml")
+	os.WriteFile(p, out, 0o644)
+	c, err := loadConfig(p, true)
+	if err != nil || c != defaultConfig() {
+		t.Fatalf("loading the printed defaults = %+v, %v", c, err)
+	}
+	os.WriteFile(p, append(out, []byte("\nbogus_setting = 1\n")...), 0o644)
+	if _, err := loadConfig(p, true); err == nil || !strings.Contains(err.Error(), "bogus_setting") {
+		t.Fatalf("unknown setting: %v", err)
+	}
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "none.toml"), true); err == nil {
+		t.Fatal("a missing --config file was accepted")
+	}
+}
+
+// TestDaemonLifecycle: ready notification, refusal of a second daemon on
+// the socket or the root, drain on SIGTERM.
+func TestDaemonLifecycle(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("stratad mounts snapshots and needs root")
+	}
+	dir := t.TempDir()
+	cfg := defaultConfig()
+	cfg.Root = filepath.Join(dir, "root")
+	cfg.State = filepath.Join(dir, "state")
+	cfg.GRPC.Address = filepath.Join(dir, "state", "strata.sock")
+	b, _ := toml.Marshal(cfg)
+	conf := filepath.Join(dir, "config.toml")
+	os.WriteFile(conf, b, 0o644)
+
+	notify := filepath.Join(dir, "notify")
+	nl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+
+	d := stratad(t, "--config", conf)
+	d.Env = append(d.Env, "NOTIFY_SOCKET="+notify)
+	var logb bytes.Buffer
+	d.Stderr = &logb
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
+	nl.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 64)
+	n, err := nl.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("sd_notify: %q, %v; log:\n%s", buf[:n], err, logb.String())
+	}
+	st, err := os.Stat(cfg.GRPC.Address)
+	if err != nil || st.Mode().Perm() != 0o660 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket: %v, %v; want a 0660 socket", st.Mode(), err)
+	}
+	if out, err := exec.Command("ctr", "-a", cfg.GRPC.Address, "version").CombinedOutput(); err != nil || !strings.Contains(string(out), "Server:") {
+		t.Fatalf("ctr version against stratad: %v\n%s", err, out)
+	}
+
+	// A second daemon on the same socket, or on the same root.
+	out, err := stratad(t, "--config", conf, "--root", filepath.Join(dir, "other")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another daemon is serving it") {
+		t.Fatalf("second daemon on the socket: %v\n%s", err, out)
+	}
+	out, err = stratad(t, "--config", conf, "--address", filepath.Join(dir, "second.sock")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "locked") {
+		t.Fatalf("second daemon on the root: %v\n%s", err, out)
+	}
+
+	if err := d.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stratad after SIGTERM: %v; log:\n%s", err, logb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("stratad did not stop within 20s of SIGTERM")
+	}
+	if _, err := os.Stat(cfg.GRPC.Address); !os.IsNotExist(err) {
+		t.Fatalf("socket left after a clean stop: %v", err)
+	}
+	if !strings.Contains(logb.String(), "stopping: draining calls") {
+		t.Fatalf("log:\n%s", logb.String())
+	}
+}
