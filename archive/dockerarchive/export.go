@@ -18,8 +18,6 @@
 package dockerarchive
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,13 +26,13 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/strata-oci/strata/archive/internal/imagetar"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/reference"
@@ -79,7 +77,7 @@ func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images
 	if len(imgs) == 0 {
 		return fmt.Errorf("export: no images given: %w", errdefs.ErrInvalidArgument)
 	}
-	cache := &exportCache{p: cs, blobs: map[digest.Digest][]byte{}}
+	cache := imagetar.NewCache(cs)
 	var (
 		items      []*exportItem
 		byManifest = map[digest.Digest]*exportItem{}
@@ -175,34 +173,31 @@ func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images
 	if err != nil {
 		return err
 	}
-	aw := &exportWriter{tw: tar.NewWriter(w), dirs: map[string]bool{}}
+	aw := imagetar.NewWriter(w)
 	for _, f := range []struct {
 		name string
 		b    []byte
 	}{{exportManifestFile, manifestJSON}, {exportRepositoriesFile, reposJSON}, {ocispec.ImageLayoutFile, layoutJSON}, {"index.json", indexJSON}} {
-		if err := aw.file(ctx, f.name, f.b); err != nil {
+		if err := aw.File(ctx, f.name, f.b); err != nil {
 			return err
 		}
 	}
 	for _, d := range manifests {
-		if err := aw.file(ctx, exportBlobPath(d), cache.blobs[d]); err != nil {
+		if err := aw.File(ctx, exportBlobPath(d), cache.Bytes(d)); err != nil {
 			return err
 		}
 	}
 	for _, d := range configs {
-		if err := aw.file(ctx, exportBlobPath(d), cache.blobs[d]); err != nil {
+		if err := aw.File(ctx, exportBlobPath(d), cache.Bytes(d)); err != nil {
 			return err
 		}
 	}
 	for _, l := range layers {
-		if err := aw.blob(ctx, cs, l); err != nil {
+		if err := aw.Blob(ctx, cs, l); err != nil {
 			return err
 		}
 	}
-	if err := aw.tw.Close(); err != nil {
-		return fmt.Errorf("finish archive: %w", err)
-	}
-	return nil
+	return aw.Close()
 }
 
 // exportManifest picks the manifest of img to export, with its Platform
@@ -241,7 +236,7 @@ func exportManifest(ctx context.Context, p content.Provider, img images.Image, p
 // exportPlanImage reads the manifest desc and its config and checks that
 // its layers are in the store. It returns the manifest.json entry, without
 // tags, and the manifest, or what is missing ("layer sha256:…").
-func exportPlanImage(ctx context.Context, cache *exportCache, desc ocispec.Descriptor) (*exportItem, ocispec.Manifest, []string, error) {
+func exportPlanImage(ctx context.Context, cache *imagetar.Cache, desc ocispec.Descriptor) (*exportItem, ocispec.Manifest, []string, error) {
 	m, err := images.ReadManifest(ctx, cache, desc)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil, m, []string{"manifest " + desc.Digest.String()}, nil
@@ -258,7 +253,7 @@ func exportPlanImage(ctx context.Context, cache *exportCache, desc ocispec.Descr
 	}
 	item := &exportItem{Config: exportBlobPath(m.Config.Digest), config: m.Config.Digest}
 	for i, l := range m.Layers {
-		ok, err := cache.has(ctx, l)
+		ok, err := cache.Has(ctx, l)
 		if err != nil {
 			return nil, m, nil, err
 		}
@@ -297,142 +292,4 @@ func exportPlatformName(p *ocispec.Platform) string {
 // exportBlobPath is where the blob d lives in the archive.
 func exportBlobPath(d digest.Digest) string {
 	return path.Join("blobs", d.Algorithm().String(), d.Encoded())
-}
-
-// exportCache is a Provider that keeps the manifests and configs it serves
-// in memory: they are parsed, then written, and read from the store once.
-// Layers pass through.
-type exportCache struct {
-	p     content.Provider
-	blobs map[digest.Digest][]byte
-}
-
-func (c *exportCache) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
-	if b, ok := c.blobs[desc.Digest]; ok {
-		return exportMemBlob{bytes.NewReader(b)}, nil
-	}
-	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) && !images.IsConfig(desc.MediaType) {
-		return c.p.ReaderAt(ctx, desc)
-	}
-	b, err := content.ReadBlob(ctx, c.p, desc, images.MaxConfigSize)
-	if err != nil {
-		return nil, err
-	}
-	c.blobs[desc.Digest] = b
-	return exportMemBlob{bytes.NewReader(b)}, nil
-}
-
-// has reports whether the blob desc is in the store, checking its size.
-func (c *exportCache) has(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
-	ra, err := c.p.ReaderAt(ctx, desc)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	size := ra.Size()
-	ra.Close()
-	if size != desc.Size {
-		return false, fmt.Errorf("blob %s: the store has %d bytes, its descriptor says %d: %w", desc.Digest, size, desc.Size, errdefs.ErrDataLoss)
-	}
-	return true, nil
-}
-
-type exportMemBlob struct{ *bytes.Reader }
-
-func (exportMemBlob) Close() error { return nil }
-
-// exportEpoch dates every entry, so that the same images give the same
-// archive, byte for byte.
-var exportEpoch = time.Unix(0, 0).UTC()
-
-// exportWriter writes the entries of the archive: files 0444 and
-// directories 0755, owned by root; parents first, each once.
-type exportWriter struct {
-	tw   *tar.Writer
-	dirs map[string]bool
-	buf  []byte
-}
-
-func (a *exportWriter) write(name string, typ byte, mode, size int64) error {
-	hdr := &tar.Header{Typeflag: typ, Name: name, Mode: mode, Size: size, ModTime: exportEpoch, Uname: "root", Gname: "root"}
-	if err := a.tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
-}
-
-func (a *exportWriter) parents(name string) error {
-	dir := path.Dir(name)
-	if dir == "." || a.dirs[dir] {
-		return nil
-	}
-	if err := a.parents(dir); err != nil {
-		return err
-	}
-	a.dirs[dir] = true
-	return a.write(dir+"/", tar.TypeDir, 0o755, 0)
-}
-
-func (a *exportWriter) file(ctx context.Context, name string, b []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := a.parents(name); err != nil {
-		return err
-	}
-	if err := a.write(name, tar.TypeReg, 0o444, int64(len(b))); err != nil {
-		return err
-	}
-	if _, err := a.tw.Write(b); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
-}
-
-// blob copies the layer desc from p into the archive as it reads it.
-func (a *exportWriter) blob(ctx context.Context, p content.Provider, desc ocispec.Descriptor) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	ra, err := p.ReaderAt(ctx, desc)
-	if err != nil {
-		return fmt.Errorf("open blob %s: %w", desc.Digest, err)
-	}
-	defer ra.Close()
-	if ra.Size() != desc.Size {
-		return fmt.Errorf("blob %s: the store has %d bytes, its descriptor says %d: %w", desc.Digest, ra.Size(), desc.Size, errdefs.ErrDataLoss)
-	}
-	name := exportBlobPath(desc.Digest)
-	if err := a.parents(name); err != nil {
-		return err
-	}
-	if err := a.write(name, tar.TypeReg, 0o444, desc.Size); err != nil {
-		return err
-	}
-	if a.buf == nil {
-		a.buf = make([]byte, 1<<20)
-	}
-	n, err := io.CopyBuffer(a.tw, exportCtxReader{ctx, io.NewSectionReader(ra, 0, desc.Size)}, a.buf)
-	if err != nil {
-		return fmt.Errorf("copy blob %s into the archive: %w", desc.Digest, err)
-	}
-	if n != desc.Size {
-		return fmt.Errorf("copy blob %s into the archive: %d of %d bytes: %w", desc.Digest, n, desc.Size, io.ErrUnexpectedEOF)
-	}
-	return nil
-}
-
-// exportCtxReader stops a long copy when its context ends.
-type exportCtxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c exportCtxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/strata-oci/strata/archive/internal/imagetar"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/reference"
@@ -63,7 +64,7 @@ func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images
 	}
 	plan := &exportPlan{
 		o:       o,
-		cache:   newSmallBlobs(cs),
+		cache:   imagetar.NewCache(cs),
 		matcher: o.Platforms,
 		added:   map[digest.Digest]bool{},
 	}
@@ -94,24 +95,24 @@ func Export(ctx context.Context, w io.Writer, cs content.Provider, imgs []images
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", ocispec.ImageLayoutFile, err)
 	}
-	aw := newArchiveWriter(w)
-	if err := aw.file(ctx, ocispec.ImageLayoutFile, layoutJSON); err != nil {
+	aw := imagetar.NewWriter(w)
+	if err := aw.File(ctx, ocispec.ImageLayoutFile, layoutJSON); err != nil {
 		return err
 	}
-	if err := aw.file(ctx, ocispec.ImageIndexFile, indexJSON); err != nil {
+	if err := aw.File(ctx, ocispec.ImageIndexFile, indexJSON); err != nil {
 		return err
 	}
 	for _, d := range plan.small {
-		if err := aw.file(ctx, BlobPath(d), plan.cache.blobs[d]); err != nil {
+		if err := aw.File(ctx, BlobPath(d), plan.cache.Bytes(d)); err != nil {
 			return err
 		}
 	}
 	for _, desc := range plan.large {
-		if err := aw.blob(ctx, cs, desc); err != nil {
+		if err := aw.Blob(ctx, cs, desc); err != nil {
 			return err
 		}
 	}
-	return aw.close()
+	return aw.Close()
 }
 
 // exportDescriptor is img's entry in index.json: its target, annotated
@@ -135,7 +136,7 @@ func exportDescriptor(img images.Image) ocispec.Descriptor {
 type exportPlan struct {
 	o       ExportOptions
 	matcher images.PlatformMatcher
-	cache   *smallBlobs
+	cache   *imagetar.Cache
 	index   ocispec.Index
 	// small are the indexes, manifests and configs, in cache; large the
 	// layers, streamed from the store. added holds both.
@@ -221,7 +222,7 @@ func (iw *imageWalk) walkImage(ctx context.Context) error {
 		return fmt.Errorf("image %q: target %s has media type %q, neither an index nor a manifest: %w", iw.img.Name, target.Digest, target.MediaType, errdefs.ErrInvalidArgument)
 	}
 	// Without its target there is nothing to say about an image.
-	if ok, err := iw.cache.has(ctx, target); err != nil {
+	if ok, err := iw.cache.Has(ctx, target); err != nil {
 		return fmt.Errorf("image %q: %w", iw.img.Name, err)
 	} else if !ok {
 		return fmt.Errorf("image %q: its target %s is not in the content store: %w", iw.img.Name, target.Digest, errdefs.ErrNotFound)
@@ -257,7 +258,7 @@ func (iw *imageWalk) walkIndex(ctx context.Context, desc ocispec.Descriptor, dep
 	if depth >= exportMaxDepth {
 		return fmt.Errorf("index %s: indexes nested deeper than %d: %w", desc.Digest, exportMaxDepth, errdefs.ErrInvalidArgument)
 	}
-	if _, err := iw.cache.load(ctx, desc, images.MaxManifestSize); errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := iw.cache.Load(ctx, desc, images.MaxManifestSize); errors.Is(err, errdefs.ErrNotFound) {
 		// A pull stores every index and manifest, whatever the platform:
 		// this image is incomplete.
 		iw.miss(exportPlatformName(desc.Platform), "index", desc.Digest)
@@ -287,7 +288,7 @@ func (iw *imageWalk) walkManifest(ctx context.Context, desc ocispec.Descriptor, 
 	attestation := desc.Annotations[exportAttestation] == "attestation-manifest"
 	platform := desc.Platform
 	var m ocispec.Manifest
-	_, err := iw.cache.load(ctx, desc, images.MaxManifestSize)
+	_, err := iw.cache.Load(ctx, desc, images.MaxManifestSize)
 	present := err == nil
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
@@ -297,7 +298,7 @@ func (iw *imageWalk) walkManifest(ctx context.Context, desc ocispec.Descriptor, 
 		if m, err = images.ReadManifest(ctx, iw.cache, desc); err != nil {
 			return err
 		}
-		_, err := iw.cache.load(ctx, m.Config, images.MaxConfigSize)
+		_, err := iw.cache.Load(ctx, m.Config, images.MaxConfigSize)
 		configPresent = err == nil
 		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return fmt.Errorf("config of manifest %s: %w", desc.Digest, err)
@@ -375,7 +376,7 @@ func (iw *imageWalk) layer(ctx context.Context, platform string, desc ocispec.De
 	if iw.added[desc.Digest] {
 		return nil
 	}
-	ok, err := iw.cache.has(ctx, desc)
+	ok, err := iw.cache.Has(ctx, desc)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/archive/dockerarchive"
+	"github.com/strata-oci/strata/archive/internal/imagetar"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/wiring"
@@ -368,19 +369,6 @@ func truncated(hdr *tar.Header, n int64, err error) error {
 	return fmt.Errorf("read entry %q: %w", hdr.Name, err)
 }
 
-// ctxReader stops a long copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // write streams the entry's data into the store and returns its
 // descriptor (digest and size). With want, the data must have that digest;
 // without, the digest is computed.
@@ -409,7 +397,7 @@ func (im *importer) write(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 	if im.buf == nil {
 		im.buf = make([]byte, 1<<20)
 	}
-	n, err := io.CopyBuffer(w, ctxReader{ctx, tr}, im.buf)
+	n, err := io.CopyBuffer(w, imagetar.CtxReader{Ctx: ctx, R: tr}, im.buf)
 	if err != nil {
 		abort()
 		if ctx.Err() != nil {
