@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -82,8 +83,8 @@ func (m *LeaseManager) Create(ctx context.Context, opts ...leases.Opt) (leases.L
 	}
 	if l.ID == "" {
 		l.ID = newLeaseID()
-	} else if err := namespaces.Validate(l.ID); err != nil {
-		return leases.Lease{}, fmt.Errorf("lease id %q: must be letters and digits separated by single '.', '_' or '-': %w", l.ID, errdefs.ErrInvalidArgument)
+	} else if err := validLeaseID(l.ID); err != nil {
+		return leases.Lease{}, err
 	}
 	if err := lbl.Validate(l.Labels); err != nil {
 		return leases.Lease{}, err
@@ -287,4 +288,22 @@ func forEachResource(lb *bolt.Bucket, fn func(typ, id string)) {
 			return nil
 		})
 	}
+}
+
+// maxLeaseID bounds a lease ID.
+const maxLeaseID = 1024
+
+// validLeaseID accepts what containerd's clients use as lease IDs: any
+// printable text, paths included (`ctr images mount` leases the target
+// directory's path), up to 1 KiB.
+func validLeaseID(id string) error {
+	if len(id) > maxLeaseID {
+		return fmt.Errorf("lease id of %d bytes: longer than %d: %w", len(id), maxLeaseID, errdefs.ErrInvalidArgument)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return fmt.Errorf("lease id %q: control characters and invalid UTF-8 are not allowed: %w", id, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }

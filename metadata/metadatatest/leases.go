@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,13 +72,19 @@ func testLeaseInvalid(ctx context.Context, t *testing.T, s Setup) {
 		name string
 		opts []leases.Opt
 	}{
-		{"bad-id", []leases.Opt{leases.WithID("has space")}},
+		{"bad-id", []leases.Opt{leases.WithID("line\nbreak")}},
+		{"long-id", []leases.Opt{leases.WithID(strings.Repeat("x", 1025))}},
 		{"bad-expire", []leases.Opt{leases.WithLabels(map[string]string{leases.LabelExpire: "tomorrow"})}},
 	} {
 		if _, err := s.Leases.Create(ctx, tc.opts...); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: Create = %v, want invalid argument", tc.name, err)
 		}
 	}
+	// ctr images mount leases the mount's path.
+	if l, err := s.Leases.Create(ctx, leases.WithID("/mnt/image view")); err != nil || l.ID != "/mnt/image view" {
+		t.Errorf("Create with a path as ID = %+v, %v", l, err)
+	}
+
 	l := leases.Lease{ID: "nothere"}
 	if err := s.Leases.AddResource(ctx, l, leases.Resource{ID: digest.FromString("x").String(), Type: "content"}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("AddResource to absent lease = %v, want not found", err)
