@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests also run under the race detector.
-CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/...
+CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/...
 
 .PHONY: all build install test lint race unit bench fuzz clean demo
 

@@ -92,7 +92,14 @@ func Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mode archive.
 		opts.Whiteouts = archive.WhiteoutOverlay
 		opts.Parents = t.Lowers
 	}
-	return archive.Apply(ctx, t.Dir, r, opts)
+	res, err := archive.Apply(ctx, t.Dir, r, opts)
+	if err == nil && t.Overlay && len(t.Lowers) > 0 {
+		// Directories the layer did not list were made with default
+		// attributes in the upper directory, where they would hide the
+		// lower directories' mode and owner.
+		err = archive.InheritDirs(t.Dir, res.ImplicitDirs, t.Lowers, t.XattrPrefix)
+	}
+	return res, err
 }
 
 // Options configure WriteLayer.

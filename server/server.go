@@ -23,12 +23,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 )
 
 // NamespaceKey is the gRPC metadata key clients put the namespace in, as
 // containerd's clients do.
 const NamespaceKey = "containerd-namespace"
+
+// LeaseKey is the gRPC metadata key of the lease a client's writes belong
+// to (containerd's client sets it for pulls, imports, mounts).
+const LeaseKey = "containerd-lease"
 
 // Config configures a Server.
 type Config struct {
@@ -145,14 +150,19 @@ func (s *Server) Stop(grace time.Duration) {
 	}
 }
 
-// withNamespace puts the namespace of the call's metadata on ctx.
+// withNamespace puts the namespace and the lease of the call's metadata on
+// ctx: what the call creates is then held by the client's lease, as in
+// containerd.
 func withNamespace(ctx context.Context) context.Context {
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
 		return ctx
 	}
 	if v := md.Get(NamespaceKey); len(v) > 0 && v[0] != "" {
-		return namespaces.WithNamespace(ctx, v[0])
+		ctx = namespaces.WithNamespace(ctx, v[0])
+	}
+	if v := md.Get(LeaseKey); len(v) > 0 && v[0] != "" {
+		ctx = leases.WithLease(ctx, v[0])
 	}
 	return ctx
 }
@@ -258,6 +268,12 @@ func FromGRPC(err error) error {
 		class = errdefs.ErrResourceExhausted
 	case codes.DataLoss:
 		class = errdefs.ErrDataLoss
+	case codes.OutOfRange:
+		class = errdefs.ErrOutOfRange
+	case codes.Aborted:
+		class = errdefs.ErrAborted
+	case codes.Internal:
+		class = errdefs.ErrInternal
 	case codes.Canceled:
 		return fmt.Errorf("%s: %w", st.Message(), context.Canceled)
 	case codes.DeadlineExceeded:

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/strata-oci/strata/images"
+)
+
+func init() {
+	Register(func(s *Server) error {
+		imagesapi.RegisterImagesServer(s.GRPC(), &imagesService{store: s.Store.DB.Images()})
+		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "images", Requires: []string{"io.containerd.metadata.v1"}})
+		return nil
+	})
+}
+
+// imagesService serves containerd's images API over the metadata
+// database, within the namespace of each call.
+type imagesService struct {
+	imagesapi.UnimplementedImagesServer
+	store images.Store
+}
+
+// ImageToProto converts an image record to its containerd API form.
+func ImageToProto(img images.Image) *imagesapi.Image {
+	return &imagesapi.Image{
+		Name:      img.Name,
+		Labels:    img.Labels,
+		Target:    imgTargetToProto(img.Target),
+		CreatedAt: timestamppb.New(img.CreatedAt),
+		UpdatedAt: timestamppb.New(img.UpdatedAt),
+	}
+}
+
+// ImageFromProto converts an image in containerd's API form to a record;
+// absent fields stay zero.
+func ImageFromProto(img *imagesapi.Image) images.Image {
+	if img == nil {
+		return images.Image{}
+	}
+	out := images.Image{Name: img.Name, Labels: img.Labels, Target: imgTargetFromProto(img.Target)}
+	if img.CreatedAt != nil {
+		out.CreatedAt = img.CreatedAt.AsTime()
+	}
+	if img.UpdatedAt != nil {
+		out.UpdatedAt = img.UpdatedAt.AsTime()
+	}
+	return out
+}
+
+func imgTargetToProto(d ocispec.Descriptor) *types.Descriptor {
+	return &types.Descriptor{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size, Annotations: d.Annotations}
+}
+
+func imgTargetFromProto(d *types.Descriptor) ocispec.Descriptor {
+	if d == nil {
+		return ocispec.Descriptor{}
+	}
+	return ocispec.Descriptor{MediaType: d.MediaType, Digest: digest.Digest(d.Digest), Size: d.Size, Annotations: d.Annotations}
+}
+
+func (i *imagesService) Get(ctx context.Context, req *imagesapi.GetImageRequest) (*imagesapi.GetImageResponse, error) {
+	img, err := i.store.Get(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	return &imagesapi.GetImageResponse{Image: ImageToProto(img)}, nil
+}
+
+func (i *imagesService) List(ctx context.Context, req *imagesapi.ListImagesRequest) (*imagesapi.ListImagesResponse, error) {
+	imgs, err := i.store.List(ctx, req.Filters...)
+	if err != nil {
+		return nil, err
+	}
+	resp := &imagesapi.ListImagesResponse{}
+	for _, img := range imgs {
+		resp.Images = append(resp.Images, ImageToProto(img))
+	}
+	return resp, nil
+}
+
+func (i *imagesService) Create(ctx context.Context, req *imagesapi.CreateImageRequest) (*imagesapi.CreateImageResponse, error) {
+	if req.Image.GetName() == "" {
+		return nil, fmt.Errorf("create image: name is required: %w", errdefs.ErrInvalidArgument)
+	}
+	img, err := i.store.Create(ctx, ImageFromProto(req.Image))
+	if err != nil {
+		return nil, err
+	}
+	return &imagesapi.CreateImageResponse{Image: ImageToProto(img)}, nil
+}
+
+// Update replaces what the field mask names ("target", "labels",
+// "labels.<key>", "annotations"); without one, labels and target.
+func (i *imagesService) Update(ctx context.Context, req *imagesapi.UpdateImageRequest) (*imagesapi.UpdateImageResponse, error) {
+	if req.Image.GetName() == "" {
+		return nil, fmt.Errorf("update image: name is required: %w", errdefs.ErrInvalidArgument)
+	}
+	img, err := i.store.Update(ctx, ImageFromProto(req.Image), req.UpdateMask.GetPaths()...)
+	if err != nil {
+		return nil, err
+	}
+	return &imagesapi.UpdateImageResponse{Image: ImageToProto(img)}, nil
+}
+
+// Delete removes the image; with sync, garbage collection has run when it
+// returns. With a target, an image pointing elsewhere is not found, as the
+// API says.
+func (i *imagesService) Delete(ctx context.Context, req *imagesapi.DeleteImageRequest) (*emptypb.Empty, error) {
+	if req.Target != nil {
+		// The store has no conditional delete, so a concurrent Update
+		// between this check and the delete can slip through.
+		img, err := i.store.Get(ctx, req.Name)
+		if err != nil {
+			return nil, err
+		}
+		if img.Target.Digest.String() != req.Target.Digest {
+			return nil, fmt.Errorf("image %q has target %s, not %s: %w", req.Name, img.Target.Digest, req.Target.Digest, errdefs.ErrNotFound)
+		}
+	}
+	var opts []images.DeleteOpt
+	if req.Sync {
+		opts = append(opts, images.SynchronousDelete)
+	}
+	if err := i.store.Delete(ctx, req.Name, opts...); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}

@@ -1,0 +1,306 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/snapshots"
+)
+
+// snapListBatch is how many snapshots one List message carries (containerd
+// sends 100 too).
+const snapListBatch = 100
+
+func init() {
+	Register(func(s *Server) error {
+		snapshotsapi.RegisterSnapshotsServer(s.GRPC(), &snapshotsService{s: s})
+		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "snapshots"})
+		names := s.Store.DB.SnapshotterNames()
+		if s.Store.OverlayUnavailable != nil && !slices.Contains(names, "overlayfs") {
+			// Listed anyway, as containerd lists a snapshotter whose
+			// init failed, so that `ctr plugins ls` says why.
+			names = append(names, "overlayfs")
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			p := Plugin{
+				Type:    "io.containerd.snapshotter.v1",
+				ID:      name,
+				Exports: map[string]string{"root": filepath.Join(s.Store.Root, "snapshots", name)},
+			}
+			if name == "overlayfs" && s.Store.OverlayUnavailable != nil {
+				p.Exports, p.InitErr = nil, s.Store.OverlayUnavailable
+			}
+			s.AddPlugin(p)
+		}
+		return nil
+	})
+}
+
+// snapshotsService serves containerd.services.snapshots.v1 over the
+// namespaced snapshotters of the store. Every request names its
+// snapshotter; as in containerd there is no default.
+type snapshotsService struct {
+	snapshotsapi.UnimplementedSnapshotsServer
+	s *Server
+}
+
+// snapshotter returns the snapshotter name for a call in ctx's namespace:
+// errdefs.ErrInvalidArgument for an empty or unknown name (containerd's
+// "snapshotter not loaded"), errdefs.ErrFailedPrecondition without a
+// namespace.
+func (ss *snapshotsService) snapshotter(ctx context.Context, name string) (snapshots.Snapshotter, error) {
+	if name == "" {
+		return nil, fmt.Errorf("snapshotter argument missing: %w", errdefs.ErrInvalidArgument)
+	}
+	sn := ss.s.Store.DB.Snapshotter(name)
+	if sn == nil {
+		return nil, fmt.Errorf("snapshotter not loaded: %s: %w", name, errdefs.ErrInvalidArgument)
+	}
+	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
+		return nil, err
+	}
+	return sn, nil
+}
+
+func (ss *snapshotsService) Prepare(ctx context.Context, req *snapshotsapi.PrepareSnapshotRequest) (*snapshotsapi.PrepareSnapshotResponse, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	var opts []snapshots.Opt
+	if req.Labels != nil {
+		opts = append(opts, snapshots.WithLabels(req.Labels))
+	}
+	mounts, err := sn.Prepare(ctx, req.Key, req.Parent, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotsapi.PrepareSnapshotResponse{Mounts: snapMountsToProto(mounts)}, nil
+}
+
+func (ss *snapshotsService) View(ctx context.Context, req *snapshotsapi.ViewSnapshotRequest) (*snapshotsapi.ViewSnapshotResponse, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	var opts []snapshots.Opt
+	if req.Labels != nil {
+		opts = append(opts, snapshots.WithLabels(req.Labels))
+	}
+	mounts, err := sn.View(ctx, req.Key, req.Parent, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotsapi.ViewSnapshotResponse{Mounts: snapMountsToProto(mounts)}, nil
+}
+
+func (ss *snapshotsService) Mounts(ctx context.Context, req *snapshotsapi.MountsRequest) (*snapshotsapi.MountsResponse, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := sn.Mounts(ctx, req.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotsapi.MountsResponse{Mounts: snapMountsToProto(mounts)}, nil
+}
+
+func (ss *snapshotsService) Commit(ctx context.Context, req *snapshotsapi.CommitSnapshotRequest) (*emptypb.Empty, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	var opts []snapshots.Opt
+	if req.Labels != nil {
+		opts = append(opts, snapshots.WithLabels(req.Labels))
+	}
+	if req.Parent != "" {
+		// containerd 2.x's rebase: commit onto a parent the snapshot was
+		// not prepared on.
+		opts = append(opts, snapshots.WithParent(req.Parent))
+	}
+	if err := sn.Commit(ctx, req.Name, req.Key, opts...); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (ss *snapshotsService) Remove(ctx context.Context, req *snapshotsapi.RemoveSnapshotRequest) (*emptypb.Empty, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	if err := sn.Remove(ctx, req.Key); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (ss *snapshotsService) Stat(ctx context.Context, req *snapshotsapi.StatSnapshotRequest) (*snapshotsapi.StatSnapshotResponse, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	info, err := sn.Stat(ctx, req.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotsapi.StatSnapshotResponse{Info: snapshotInfoToProto(info)}, nil
+}
+
+// Update changes labels: the mask's paths are "labels" or "labels.<key>";
+// without a mask all labels are replaced, as in containerd.
+func (ss *snapshotsService) Update(ctx context.Context, req *snapshotsapi.UpdateSnapshotRequest) (*snapshotsapi.UpdateSnapshotResponse, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	if req.Info == nil {
+		return nil, fmt.Errorf("update snapshot: info is required: %w", errdefs.ErrInvalidArgument)
+	}
+	var paths []string
+	if req.UpdateMask != nil {
+		paths = req.UpdateMask.Paths
+	}
+	info, err := sn.Update(ctx, snapshotInfoFromProto(req.Info), paths...)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotsapi.UpdateSnapshotResponse{Info: snapshotInfoToProto(info)}, nil
+}
+
+func (ss *snapshotsService) List(req *snapshotsapi.ListSnapshotsRequest, stream snapshotsapi.Snapshots_ListServer) error {
+	ctx := stream.Context()
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return err
+	}
+	var batch []*snapshotsapi.Info
+	err = sn.Walk(ctx, func(ctx context.Context, info snapshots.Info) error {
+		batch = append(batch, snapshotInfoToProto(info))
+		if len(batch) < snapListBatch {
+			return nil
+		}
+		err := stream.Send(&snapshotsapi.ListSnapshotsResponse{Info: batch})
+		batch = nil
+		return err
+	}, req.Filters...)
+	if err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return stream.Send(&snapshotsapi.ListSnapshotsResponse{Info: batch})
+	}
+	return nil
+}
+
+func (ss *snapshotsService) Usage(ctx context.Context, req *snapshotsapi.UsageRequest) (*snapshotsapi.UsageResponse, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	u, err := sn.Usage(ctx, req.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotsapi.UsageResponse{Size: u.Size, Inodes: u.Inodes}, nil
+}
+
+func (ss *snapshotsService) Cleanup(ctx context.Context, req *snapshotsapi.CleanupRequest) (*emptypb.Empty, error) {
+	sn, err := ss.snapshotter(ctx, req.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	if err := sn.Cleanup(ctx); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func snapMountsToProto(mounts []mount.Mount) []*types.Mount {
+	out := make([]*types.Mount, len(mounts))
+	for i, m := range mounts {
+		out[i] = &types.Mount{Type: m.Type, Source: m.Source, Options: slices.Clone(m.Options)}
+	}
+	return out
+}
+
+// snapMountsFromProto converts mounts of a request. A target inside the
+// mount point (containerd 2.x's mount manager) is not supported: it
+// returns errdefs.ErrNotImplemented.
+func snapMountsFromProto(mounts []*types.Mount) ([]mount.Mount, error) {
+	out := make([]mount.Mount, 0, len(mounts))
+	for _, m := range mounts {
+		if m == nil {
+			continue
+		}
+		if m.Target != "" {
+			return nil, fmt.Errorf("%s mount with target %q: %w", m.Type, m.Target, errdefs.ErrNotImplemented)
+		}
+		out = append(out, mount.Mount{Type: m.Type, Source: m.Source, Options: slices.Clone(m.Options)})
+	}
+	return out, nil
+}
+
+func snapshotKindToProto(k snapshots.Kind) snapshotsapi.Kind {
+	switch k {
+	case snapshots.KindView:
+		return snapshotsapi.Kind_VIEW
+	case snapshots.KindActive:
+		return snapshotsapi.Kind_ACTIVE
+	case snapshots.KindCommitted:
+		return snapshotsapi.Kind_COMMITTED
+	}
+	return snapshotsapi.Kind_UNKNOWN
+}
+
+func snapshotKindFromProto(k snapshotsapi.Kind) snapshots.Kind {
+	switch k {
+	case snapshotsapi.Kind_VIEW:
+		return snapshots.KindView
+	case snapshotsapi.Kind_ACTIVE:
+		return snapshots.KindActive
+	case snapshotsapi.Kind_COMMITTED:
+		return snapshots.KindCommitted
+	}
+	return snapshots.KindUnknown
+}
+
+func snapshotInfoToProto(info snapshots.Info) *snapshotsapi.Info {
+	return &snapshotsapi.Info{
+		Name:      info.Name,
+		Parent:    info.Parent,
+		Kind:      snapshotKindToProto(info.Kind),
+		CreatedAt: timestamppb.New(info.Created),
+		UpdatedAt: timestamppb.New(info.Updated),
+		Labels:    info.Labels,
+	}
+}
+
+func snapshotInfoFromProto(info *snapshotsapi.Info) snapshots.Info {
+	out := snapshots.Info{
+		Name:   info.Name,
+		Parent: info.Parent,
+		Kind:   snapshotKindFromProto(info.Kind),
+		Labels: info.Labels,
+	}
+	if info.CreatedAt != nil {
+		out.Created = info.CreatedAt.AsTime()
+	}
+	if info.UpdatedAt != nil {
+		out.Updated = info.UpdatedAt.AsTime()
+	}
+	return out
+}
