@@ -31,7 +31,7 @@ const contentListBytes = 1 << 20
 
 func init() {
 	Register(func(s *Server) error {
-		contentapi.RegisterContentServer(s.GRPC(), &contentService{store: s.Store.DB.ContentStore()})
+		contentapi.RegisterContentServer(s.GRPC(), &contentService{store: s.Store.DB.ContentStore(), events: s.Events()})
 		s.AddPlugin(Plugin{Type: "io.containerd.content.v1", ID: "content"})
 		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "content"})
 		return nil
@@ -43,7 +43,8 @@ func init() {
 // codes.
 type contentService struct {
 	contentapi.UnimplementedContentServer
-	store content.Store
+	store  content.Store
+	events *Exchange // events.go
 }
 
 // contentDigest parses a digest from a request.
@@ -127,6 +128,7 @@ func (c *contentService) Delete(ctx context.Context, req *contentapi.DeleteConte
 	if err := c.store.Delete(ctx, d); err != nil {
 		return nil, err
 	}
+	c.events.publish(ctx, TopicContentDelete, contentDeleteEvent(d.String())) // events.go
 	return &emptypb.Empty{}, nil
 }
 

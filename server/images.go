@@ -17,7 +17,7 @@ import (
 
 func init() {
 	Register(func(s *Server) error {
-		imagesapi.RegisterImagesServer(s.GRPC(), &imagesService{store: s.Store.DB.Images()})
+		imagesapi.RegisterImagesServer(s.GRPC(), &imagesService{store: s.Store.DB.Images(), events: s.Events()})
 		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "images", Requires: []string{"io.containerd.metadata.v1"}})
 		return nil
 	})
@@ -27,7 +27,8 @@ func init() {
 // database, within the namespace of each call.
 type imagesService struct {
 	imagesapi.UnimplementedImagesServer
-	store images.Store
+	store  images.Store
+	events *Exchange // events.go
 }
 
 // ImageToProto converts an image record to its containerd API form.
@@ -96,6 +97,7 @@ func (i *imagesService) Create(ctx context.Context, req *imagesapi.CreateImageRe
 	if err != nil {
 		return nil, err
 	}
+	i.events.publish(ctx, TopicImageCreate, imageEvent("ImageCreate", img.Name, img.Labels)) // events.go
 	return &imagesapi.CreateImageResponse{Image: ImageToProto(img)}, nil
 }
 
@@ -109,6 +111,7 @@ func (i *imagesService) Update(ctx context.Context, req *imagesapi.UpdateImageRe
 	if err != nil {
 		return nil, err
 	}
+	i.events.publish(ctx, TopicImageUpdate, imageEvent("ImageUpdate", img.Name, img.Labels)) // events.go
 	return &imagesapi.UpdateImageResponse{Image: ImageToProto(img)}, nil
 }
 
@@ -134,5 +137,6 @@ func (i *imagesService) Delete(ctx context.Context, req *imagesapi.DeleteImageRe
 	if err := i.store.Delete(ctx, req.Name, opts...); err != nil {
 		return nil, err
 	}
+	i.events.publish(ctx, TopicImageDelete, imageEvent("ImageDelete", req.Name, nil)) // events.go
 	return &emptypb.Empty{}, nil
 }

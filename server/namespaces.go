@@ -15,7 +15,7 @@ import (
 
 func init() {
 	Register(func(s *Server) error {
-		namespacesapi.RegisterNamespacesServer(s.GRPC(), &namespacesService{store: s.Store.DB.Namespaces()})
+		namespacesapi.RegisterNamespacesServer(s.GRPC(), &namespacesService{store: s.Store.DB.Namespaces(), events: s.Events()})
 		// The metadata database serves the namespace, image and lease
 		// services; introspection lists it as containerd lists its bolt plugin.
 		s.AddPlugin(Plugin{Type: "io.containerd.metadata.v1", ID: "bolt", Requires: []string{"io.containerd.content.v1", "io.containerd.snapshotter.v1"}})
@@ -28,7 +28,8 @@ func init() {
 // database. Namespaces are global: its calls need no namespace header.
 type namespacesService struct {
 	namespacesapi.UnimplementedNamespacesServer
-	store namespaces.Store
+	store  namespaces.Store
+	events *Exchange // events.go
 }
 
 func (n *namespacesService) get(ctx context.Context, name string) (*namespacesapi.Namespace, error) {
@@ -103,6 +104,7 @@ func (n *namespacesService) Create(ctx context.Context, req *namespacesapi.Creat
 	if err != nil {
 		return nil, err
 	}
+	n.events.publish(ctx, TopicNamespaceCreate, namespaceEvent("NamespaceCreate", ns.Name, ns.Labels)) // events.go
 	return &namespacesapi.CreateNamespaceResponse{Namespace: ns}, nil
 }
 
@@ -144,6 +146,7 @@ func (n *namespacesService) Update(ctx context.Context, req *namespacesapi.Updat
 	if err != nil {
 		return nil, err
 	}
+	n.events.publish(ctx, TopicNamespaceUpdate, namespaceEvent("NamespaceUpdate", ns.Name, ns.Labels)) // events.go
 	return &namespacesapi.UpdateNamespaceResponse{Namespace: ns}, nil
 }
 
@@ -152,5 +155,6 @@ func (n *namespacesService) Delete(ctx context.Context, req *namespacesapi.Delet
 	if err := n.store.Delete(ctx, req.Name); err != nil {
 		return nil, err
 	}
+	n.events.publish(ctx, TopicNamespaceDelete, namespaceEvent("NamespaceDelete", req.Name, nil)) // events.go
 	return &emptypb.Empty{}, nil
 }

@@ -65,6 +65,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	plugins []Plugin
+
+	events *Exchange // events.go: what the services publish on
 }
 
 // service is registered on a Server by the files that implement one.
@@ -96,6 +98,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{Store: st, Log: log, cfg: cfg}
+	s.events = NewExchange(log, 0) // events.go
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),

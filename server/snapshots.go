@@ -86,6 +86,7 @@ func (ss *snapshotsService) Prepare(ctx context.Context, req *snapshotsapi.Prepa
 	if err != nil {
 		return nil, err
 	}
+	ss.s.Events().publish(ctx, TopicSnapshotPrepare, snapshotPrepareEvent(req.Key, req.Parent, req.Snapshotter)) // events.go
 	return &snapshotsapi.PrepareSnapshotResponse{Mounts: snapMountsToProto(mounts)}, nil
 }
 
@@ -134,6 +135,7 @@ func (ss *snapshotsService) Commit(ctx context.Context, req *snapshotsapi.Commit
 	if err := sn.Commit(ctx, req.Name, req.Key, opts...); err != nil {
 		return nil, err
 	}
+	ss.s.Events().publish(ctx, TopicSnapshotCommit, snapshotCommitEvent(req.Key, req.Name, req.Snapshotter)) // events.go
 	return &emptypb.Empty{}, nil
 }
 
@@ -145,6 +147,7 @@ func (ss *snapshotsService) Remove(ctx context.Context, req *snapshotsapi.Remove
 	if err := sn.Remove(ctx, req.Key); err != nil {
 		return nil, err
 	}
+	ss.s.Events().publish(ctx, TopicSnapshotRemove, snapshotRemoveEvent(req.Key, req.Snapshotter)) // events.go
 	return &emptypb.Empty{}, nil
 }
 

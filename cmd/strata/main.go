@@ -121,6 +121,7 @@ store, image records, leases and garbage collection, in containerd's model.`,
 		newDuCommand(a),
 		newFsckCommand(a),
 		newVersionCommand(a),
+		newPluginsCommand(a),
 	)
 	return root
 }

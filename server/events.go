@@ -1,0 +1,567 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	eventsapi "github.com/containerd/containerd/api/services/events/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/strata-oci/strata/filters"
+	"github.com/strata-oci/strata/namespaces"
+)
+
+// DefaultEventBuffer is how many envelopes a subscriber may lag behind
+// publishers before the exchange ends its subscription.
+const DefaultEventBuffer = 1024
+
+// Topics the services publish on, as containerd names them.
+const (
+	TopicImageCreate     = "/images/create"
+	TopicImageUpdate     = "/images/update"
+	TopicImageDelete     = "/images/delete"
+	TopicNamespaceCreate = "/namespaces/create"
+	TopicNamespaceUpdate = "/namespaces/update"
+	TopicNamespaceDelete = "/namespaces/delete"
+	TopicSnapshotPrepare = "/snapshot/prepare"
+	TopicSnapshotCommit  = "/snapshot/commit"
+	TopicSnapshotRemove  = "/snapshot/remove"
+	TopicContentDelete   = "/content/delete"
+)
+
+func init() {
+	Register(func(s *Server) error {
+		eventsapi.RegisterEventsServer(s.GRPC(), &eventsService{x: s.Events()})
+		s.AddPlugin(Plugin{Type: "io.containerd.event.v1", ID: "exchange"})
+		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "events", Requires: []string{"io.containerd.event.v1"}})
+		return nil
+	})
+}
+
+// Events returns the server's exchange: the services publish on it after
+// each change, and the events service serves it.
+func (s *Server) Events() *Exchange { return s.events }
+
+// Exchange fans events out to the subscribers of this process, as
+// containerd's event exchange does. Each envelope carries a timestamp, the
+// namespace of the publisher's context, a topic ("/images/create") and the
+// event as an Any whose type URL is the message's full protobuf name
+// ("containerd.events.NamespaceCreate"), which is what containerd's
+// typeurl produces and ctr decodes.
+//
+// Publishers never wait for subscribers: each subscription has a bounded
+// buffer, and one that falls further behind than that is ended (its
+// channel closes and Err says why) rather than silently missing events.
+//
+// Typical use:
+//
+//	sub, err := x.Subscribe(ctx, `topic~="^/images/"`, `namespace==default`)
+//	if err != nil { … }
+//	for env := range sub.C { … }
+//	if err := sub.Err(); err != nil { … } // fell behind
+type Exchange struct {
+	log    *slog.Logger
+	buffer int
+
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+}
+
+// NewExchange returns an exchange whose subscribers may lag buffer
+// envelopes behind (DefaultEventBuffer when buffer <= 0). A nil log
+// discards.
+func NewExchange(log *slog.Logger, buffer int) *Exchange {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if buffer <= 0 {
+		buffer = DefaultEventBuffer
+	}
+	return &Exchange{log: log, buffer: buffer, subs: make(map[*Subscription]struct{})}
+}
+
+// Subscription receives the envelopes that match its filters. Envelopes
+// on C are shared with other subscribers: read them, do not modify them.
+type Subscription struct {
+	// C delivers envelopes in publishing order; it is closed when the
+	// subscription's context ends or the subscriber falls behind.
+	C <-chan *types.Envelope
+
+	c      chan *types.Envelope
+	filter filters.Filter
+	stop   func() bool
+	err    error // set before c is closed
+}
+
+// Err returns why the subscription ended, once C is closed: nil when its
+// context ended, an error wrapping errdefs.ErrResourceExhausted when the
+// subscriber fell behind.
+func (s *Subscription) Err() error { return s.err }
+
+// Subscribe returns a subscription to the envelopes published from now on
+// that match any of fs (containerd's filter syntax over "topic",
+// "namespace" and "event.<field>"; none matches all, from every
+// namespace). It ends when ctx does. A filter that does not parse gives
+// errdefs.ErrInvalidArgument.
+func (x *Exchange) Subscribe(ctx context.Context, fs ...string) (*Subscription, error) {
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to events: %w", err)
+	}
+	c := make(chan *types.Envelope, x.buffer)
+	sub := &Subscription{C: c, c: c, filter: filter}
+	x.mu.Lock()
+	x.subs[sub] = struct{}{}
+	x.mu.Unlock()
+	sub.stop = context.AfterFunc(ctx, func() { x.end(sub, nil) })
+	return sub, nil
+}
+
+// Subscribers returns how many subscriptions are active.
+func (x *Exchange) Subscribers() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.subs)
+}
+
+// end removes sub and closes its channel with err as the reason, once.
+func (x *Exchange) end(sub *Subscription, err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.endLocked(sub, err)
+}
+
+func (x *Exchange) endLocked(sub *Subscription, err error) {
+	if _, ok := x.subs[sub]; !ok {
+		return
+	}
+	delete(x.subs, sub)
+	sub.err = err
+	close(sub.c)
+}
+
+// Publish sends event on topic in the namespace of ctx, stamped with the
+// current time. It fails with errdefs.ErrFailedPrecondition when ctx has
+// no namespace and errdefs.ErrInvalidArgument for a malformed topic or an
+// event that cannot be packed. An *anypb.Any is sent as it is.
+func (x *Exchange) Publish(ctx context.Context, topic string, event proto.Message) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return fmt.Errorf("publish event %q: %w", topic, err)
+	}
+	if err := validateTopic(topic); err != nil {
+		return fmt.Errorf("publish event: %w", err)
+	}
+	a, err := packEvent(event)
+	if err != nil {
+		return fmt.Errorf("publish event %q: %w", topic, err)
+	}
+	x.dispatch(&types.Envelope{Timestamp: timestamppb.New(time.Now().UTC()), Namespace: ns, Topic: topic, Event: a})
+	return nil
+}
+
+// Forward sends an envelope made elsewhere as it is, keeping its
+// timestamp and namespace. It fails with errdefs.ErrInvalidArgument when
+// the envelope's namespace or topic is malformed or it has no event.
+func (x *Exchange) Forward(ctx context.Context, env *types.Envelope) error {
+	if env == nil {
+		return fmt.Errorf("forward event: envelope is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := namespaces.Validate(env.Namespace); err != nil {
+		return fmt.Errorf("forward event %q: %w", env.Topic, err)
+	}
+	if err := validateTopic(env.Topic); err != nil {
+		return fmt.Errorf("forward event: %w", err)
+	}
+	if env.Event == nil {
+		return fmt.Errorf("forward event %q: event is required: %w", env.Topic, errdefs.ErrInvalidArgument)
+	}
+	if env.Timestamp == nil {
+		env = proto.CloneOf(env)
+		env.Timestamp = timestamppb.New(time.Now().UTC())
+	}
+	x.dispatch(env)
+	return nil
+}
+
+// publish is what the services call after a change succeeded: the change
+// stands whatever happens to its event, so a failure is logged, not
+// returned.
+func (x *Exchange) publish(ctx context.Context, topic string, event proto.Message) {
+	if err := x.Publish(ctx, topic, event); err != nil {
+		x.log.Warn("event not published", "topic", topic, "error", err)
+	}
+}
+
+func (x *Exchange) dispatch(env *types.Envelope) {
+	fields := envelopeFields(env)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for sub := range x.subs {
+		if !sub.filter.Match(fields) {
+			continue
+		}
+		select {
+		case sub.c <- env:
+		default:
+			sub.stop()
+			x.log.Warn("events subscriber fell behind; ending its subscription", "buffer", x.buffer, "topic", env.Topic, "namespace", env.Namespace)
+			x.endLocked(sub, fmt.Errorf("events subscriber fell more than %d events behind: %w", x.buffer, errdefs.ErrResourceExhausted))
+		}
+	}
+}
+
+// topicComponent is containerd's identifier rule, which topic components
+// follow.
+var topicComponent = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
+
+// validateTopic accepts "/a/b…" where each component is an identifier, as
+// containerd's exchange does.
+func validateTopic(topic string) error {
+	if topic == "" {
+		return fmt.Errorf("topic must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if !strings.HasPrefix(topic, "/") {
+		return fmt.Errorf("topic %q: must start with '/': %w", topic, errdefs.ErrInvalidArgument)
+	}
+	for _, c := range strings.Split(topic[1:], "/") {
+		if len(c) > 76 || !topicComponent.MatchString(c) {
+			return fmt.Errorf("topic %q: component %q is not an identifier: %w", topic, c, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// packEvent wraps event in an Any whose type URL is the bare full name of
+// its message, as containerd's typeurl does (not anypb's
+// "type.googleapis.com/" form, which ctr 1.6 cannot decode).
+func packEvent(event proto.Message) (*anypb.Any, error) {
+	if event == nil {
+		return nil, fmt.Errorf("event is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if a, ok := event.(*anypb.Any); ok {
+		return a, nil
+	}
+	b, err := proto.Marshal(event)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w: %w", proto.MessageName(event), err, errdefs.ErrInvalidArgument)
+	}
+	return &anypb.Any{TypeUrl: string(proto.MessageName(event)), Value: b}, nil
+}
+
+// envelopeFields lets filters match "topic", "namespace" and
+// "event.<field>" of the payload, which is decoded once, on first use,
+// when its type is known here and has fields (containerd's event types do).
+func envelopeFields(env *types.Envelope) filters.Adaptor {
+	var (
+		once    sync.Once
+		decoded fieldser
+	)
+	return filters.AdapterFunc(func(fieldpath []string) (string, bool) {
+		if len(fieldpath) == 0 {
+			return "", false
+		}
+		switch fieldpath[0] {
+		case "namespace":
+			return env.Namespace, env.Namespace != ""
+		case "topic":
+			return env.Topic, env.Topic != ""
+		case "event":
+			once.Do(func() { decoded = decodeEvent(env.Event) })
+			if decoded == nil {
+				return "", false
+			}
+			return decoded.Field(fieldpath[1:])
+		}
+		return "", false
+	})
+}
+
+// eventsService serves containerd.services.events.v1 over the exchange.
+type eventsService struct {
+	eventsapi.UnimplementedEventsServer
+	x *Exchange
+}
+
+func (e *eventsService) Publish(ctx context.Context, req *eventsapi.PublishRequest) (*emptypb.Empty, error) {
+	if req.Event == nil {
+		return nil, fmt.Errorf("publish event %q: event is required: %w", req.Topic, errdefs.ErrInvalidArgument)
+	}
+	if err := e.x.Publish(ctx, req.Topic, req.Event); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (e *eventsService) Forward(ctx context.Context, req *eventsapi.ForwardRequest) (*emptypb.Empty, error) {
+	if err := e.x.Forward(ctx, req.Envelope); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Subscribe streams events from every namespace unless a filter says
+// otherwise ("namespace==x"), as containerd's does; it ends when the
+// client goes away, or with ResourceExhausted when the client reads too
+// slowly.
+func (e *eventsService) Subscribe(req *eventsapi.SubscribeRequest, stream eventsapi.Events_SubscribeServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	sub, err := e.x.Subscribe(ctx, req.Filters...)
+	if err != nil {
+		return err
+	}
+	// Headers now, not with the first event: a client that waits for
+	// them knows it misses nothing published after.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	for env := range sub.C {
+		if err := stream.Send(env); err != nil {
+			return err
+		}
+	}
+	if err := sub.Err(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// fieldser is what filters need of a decoded event: containerd's generated
+// event types have this method, and so do strata's wire-level payloads.
+type fieldser interface {
+	Field(fieldpath []string) (string, bool)
+}
+
+// decodeEvent returns the fields of a, or nil when its type is unknown or
+// its bytes do not decode.
+func decodeEvent(a *anypb.Any) fieldser {
+	if a == nil {
+		return nil
+	}
+	if schema, ok := eventSchemas[typeName(a.TypeUrl)]; ok {
+		p, err := decodePayload(schema, a.Value)
+		if err != nil {
+			return nil
+		}
+		return p
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(a.TypeUrl)
+	if err != nil {
+		return nil
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(a.Value, m); err != nil {
+		return nil
+	}
+	f, _ := m.(fieldser)
+	return f
+}
+
+// typeName is the message name of a type URL, with or without a
+// "type.googleapis.com/"-style prefix.
+func typeName(url string) string { return url[strings.LastIndexByte(url, '/')+1:] }
+
+// The payloads the services publish are containerd's event messages
+// (github.com/containerd/containerd/api/events, events/*.proto), encoded
+// here at the wire level: that package needs github.com/containerd/typeurl/v2,
+// which is not among strata's modules. eventSchemas maps each message's
+// full name to its string fields; field "labels" is a map<string, string>.
+var eventSchemas = map[string]map[string]protowire.Number{
+	"containerd.services.images.v1.ImageCreate": {"name": 1, "labels": 2},
+	"containerd.services.images.v1.ImageUpdate": {"name": 1, "labels": 2},
+	"containerd.services.images.v1.ImageDelete": {"name": 1},
+	"containerd.events.NamespaceCreate":         {"name": 1, "labels": 2},
+	"containerd.events.NamespaceUpdate":         {"name": 1, "labels": 2},
+	"containerd.events.NamespaceDelete":         {"name": 1},
+	"containerd.events.SnapshotPrepare":         {"key": 1, "parent": 2, "snapshotter": 5},
+	"containerd.events.SnapshotCommit":          {"key": 1, "name": 2, "snapshotter": 5},
+	"containerd.events.SnapshotRemove":          {"key": 1, "snapshotter": 5},
+	"containerd.events.ContentDelete":           {"digest": 1},
+}
+
+// Payload is a decoded event of one of the types strata publishes: its
+// string fields by name ("name", "key", "digest"…) and its labels.
+type Payload struct {
+	Fields map[string]string
+	Labels map[string]string
+}
+
+// Field lets filters match "name", "key"… and "labels.<key>".
+func (p Payload) Field(fieldpath []string) (string, bool) {
+	if len(fieldpath) == 0 {
+		return "", false
+	}
+	if fieldpath[0] == "labels" {
+		return filters.LabelField(p.Labels, fieldpath)
+	}
+	v, ok := p.Fields[fieldpath[0]]
+	return v, ok && v != ""
+}
+
+// DecodeEvent decodes the payload of an envelope strata published; it
+// fails with errdefs.ErrNotFound for a type it does not know and
+// errdefs.ErrInvalidArgument for bytes that do not decode.
+func DecodeEvent(a *anypb.Any) (Payload, error) {
+	if a == nil {
+		return Payload{}, fmt.Errorf("decode event: no event: %w", errdefs.ErrInvalidArgument)
+	}
+	schema, ok := eventSchemas[typeName(a.TypeUrl)]
+	if !ok {
+		return Payload{}, fmt.Errorf("decode event: type %q: %w", a.TypeUrl, errdefs.ErrNotFound)
+	}
+	p, err := decodePayload(schema, a.Value)
+	if err != nil {
+		return Payload{}, fmt.Errorf("decode event %s: %w", a.TypeUrl, err)
+	}
+	return p, nil
+}
+
+func decodePayload(schema map[string]protowire.Number, b []byte) (Payload, error) {
+	names := make(map[protowire.Number]string, len(schema))
+	for name, num := range schema {
+		names[num] = name
+	}
+	p := Payload{Fields: map[string]string{}}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return Payload{}, fmt.Errorf("field tag: %w: %w", protowire.ParseError(n), errdefs.ErrInvalidArgument)
+		}
+		b = b[n:]
+		name, known := names[num]
+		if !known || typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return Payload{}, fmt.Errorf("field %d: %w: %w", num, protowire.ParseError(n), errdefs.ErrInvalidArgument)
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return Payload{}, fmt.Errorf("field %s: %w: %w", name, protowire.ParseError(n), errdefs.ErrInvalidArgument)
+		}
+		b = b[n:]
+		if name != "labels" {
+			p.Fields[name] = string(v)
+			continue
+		}
+		k, val, err := decodeLabel(v)
+		if err != nil {
+			return Payload{}, err
+		}
+		if p.Labels == nil {
+			p.Labels = map[string]string{}
+		}
+		p.Labels[k] = val
+	}
+	return p, nil
+}
+
+// decodeLabel decodes one map<string, string> entry (key 1, value 2).
+func decodeLabel(b []byte) (k, v string, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType {
+			return "", "", fmt.Errorf("label entry: malformed: %w", errdefs.ErrInvalidArgument)
+		}
+		b = b[n:]
+		s, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return "", "", fmt.Errorf("label entry: %w: %w", protowire.ParseError(n), errdefs.ErrInvalidArgument)
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			k = string(s)
+		case 2:
+			v = string(s)
+		}
+	}
+	return k, v, nil
+}
+
+// eventField is one field of a payload being encoded: a string, or labels.
+type eventField struct {
+	name   string
+	value  string
+	labels map[string]string
+}
+
+// newEvent encodes a payload of type typ (a key of eventSchemas) as
+// protobuf would: empty strings are left out, labels sorted by key.
+func newEvent(typ string, fs ...eventField) *anypb.Any {
+	schema := eventSchemas[typ]
+	var b []byte
+	for _, f := range fs {
+		num, ok := schema[f.name]
+		if !ok {
+			panic(fmt.Sprintf("event %s has no field %q", typ, f.name))
+		}
+		if f.name == "labels" {
+			for _, k := range slices.Sorted(maps.Keys(f.labels)) {
+				var e []byte
+				e = protowire.AppendTag(e, 1, protowire.BytesType)
+				e = protowire.AppendString(e, k)
+				e = protowire.AppendTag(e, 2, protowire.BytesType)
+				e = protowire.AppendString(e, f.labels[k])
+				b = protowire.AppendTag(b, num, protowire.BytesType)
+				b = protowire.AppendBytes(b, e)
+			}
+			continue
+		}
+		if f.value != "" {
+			b = protowire.AppendTag(b, num, protowire.BytesType)
+			b = protowire.AppendString(b, f.value)
+		}
+	}
+	return &anypb.Any{TypeUrl: typ, Value: b}
+}
+
+// The events the services publish after a change.
+
+func imageEvent(typ, name string, labels map[string]string) *anypb.Any {
+	if typ == "ImageDelete" {
+		return newEvent("containerd.services.images.v1."+typ, eventField{name: "name", value: name})
+	}
+	return newEvent("containerd.services.images.v1."+typ, eventField{name: "name", value: name}, eventField{name: "labels", labels: labels})
+}
+
+func namespaceEvent(typ, name string, labels map[string]string) *anypb.Any {
+	if typ == "NamespaceDelete" {
+		return newEvent("containerd.events."+typ, eventField{name: "name", value: name})
+	}
+	return newEvent("containerd.events."+typ, eventField{name: "name", value: name}, eventField{name: "labels", labels: labels})
+}
+
+func snapshotPrepareEvent(key, parent, snapshotter string) *anypb.Any {
+	return newEvent("containerd.events.SnapshotPrepare", eventField{name: "key", value: key}, eventField{name: "parent", value: parent}, eventField{name: "snapshotter", value: snapshotter})
+}
+
+func snapshotCommitEvent(key, name, snapshotter string) *anypb.Any {
+	return newEvent("containerd.events.SnapshotCommit", eventField{name: "key", value: key}, eventField{name: "name", value: name}, eventField{name: "snapshotter", value: snapshotter})
+}
+
+func snapshotRemoveEvent(key, snapshotter string) *anypb.Any {
+	return newEvent("containerd.events.SnapshotRemove", eventField{name: "key", value: key}, eventField{name: "snapshotter", value: snapshotter})
+}
+
+func contentDeleteEvent(d string) *anypb.Any {
+	return newEvent("containerd.events.ContentDelete", eventField{name: "digest", value: d})
+}
