@@ -3,10 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	apievents "github.com/containerd/containerd/api/events"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"log/slog"
-	"maps"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +15,6 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -351,48 +350,30 @@ type fieldser interface {
 // decodeEvent returns the fields of a, or nil when its type is unknown or
 // its bytes do not decode.
 func decodeEvent(a *anypb.Any) fieldser {
-	if a == nil {
-		return nil
-	}
-	if schema, ok := eventSchemas[typeName(a.TypeUrl)]; ok {
-		p, err := decodePayload(schema, a.Value)
-		if err != nil {
-			return nil
-		}
-		return p
-	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByURL(a.TypeUrl)
+	m, err := unpackEvent(a)
 	if err != nil {
-		return nil
-	}
-	m := mt.New().Interface()
-	if err := proto.Unmarshal(a.Value, m); err != nil {
 		return nil
 	}
 	f, _ := m.(fieldser)
 	return f
 }
 
-// typeName is the message name of a type URL, with or without a
-// "type.googleapis.com/"-style prefix.
-func typeName(url string) string { return url[strings.LastIndexByte(url, '/')+1:] }
-
-// The payloads the services publish are containerd's event messages
-// (github.com/containerd/containerd/api/events, events/*.proto), encoded
-// here at the wire level: that package needs github.com/containerd/typeurl/v2,
-// which is not among strata's modules. eventSchemas maps each message's
-// full name to its string fields; field "labels" is a map<string, string>.
-var eventSchemas = map[string]map[string]protowire.Number{
-	"containerd.services.images.v1.ImageCreate": {"name": 1, "labels": 2},
-	"containerd.services.images.v1.ImageUpdate": {"name": 1, "labels": 2},
-	"containerd.services.images.v1.ImageDelete": {"name": 1},
-	"containerd.events.NamespaceCreate":         {"name": 1, "labels": 2},
-	"containerd.events.NamespaceUpdate":         {"name": 1, "labels": 2},
-	"containerd.events.NamespaceDelete":         {"name": 1},
-	"containerd.events.SnapshotPrepare":         {"key": 1, "parent": 2, "snapshotter": 5},
-	"containerd.events.SnapshotCommit":          {"key": 1, "name": 2, "snapshotter": 5},
-	"containerd.events.SnapshotRemove":          {"key": 1, "snapshotter": 5},
-	"containerd.events.ContentDelete":           {"digest": 1},
+// unpackEvent decodes an envelope's payload with the protobuf registry,
+// where containerd's event types (api/events) are registered under the
+// names they travel by ("containerd.events.NamespaceCreate").
+func unpackEvent(a *anypb.Any) (proto.Message, error) {
+	if a == nil {
+		return nil, fmt.Errorf("decode event: no event: %w", errdefs.ErrInvalidArgument)
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(a.TypeUrl)
+	if err != nil {
+		return nil, fmt.Errorf("decode event: type %q: %w", a.TypeUrl, errdefs.ErrNotFound)
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(a.Value, m); err != nil {
+		return nil, fmt.Errorf("decode event %s: %v: %w", a.TypeUrl, err, errdefs.ErrInvalidArgument)
+	}
+	return m, nil
 }
 
 // Payload is a decoded event of one of the types strata publishes: its
@@ -414,154 +395,75 @@ func (p Payload) Field(fieldpath []string) (string, bool) {
 	return v, ok && v != ""
 }
 
-// DecodeEvent decodes the payload of an envelope strata published; it
-// fails with errdefs.ErrNotFound for a type it does not know and
-// errdefs.ErrInvalidArgument for bytes that do not decode.
+// DecodeEvent decodes the payload of an envelope: its string fields by
+// name and its labels. It fails with errdefs.ErrNotFound for a type it does
+// not know and errdefs.ErrInvalidArgument for bytes that do not decode.
 func DecodeEvent(a *anypb.Any) (Payload, error) {
-	if a == nil {
-		return Payload{}, fmt.Errorf("decode event: no event: %w", errdefs.ErrInvalidArgument)
-	}
-	schema, ok := eventSchemas[typeName(a.TypeUrl)]
-	if !ok {
-		return Payload{}, fmt.Errorf("decode event: type %q: %w", a.TypeUrl, errdefs.ErrNotFound)
-	}
-	p, err := decodePayload(schema, a.Value)
+	m, err := unpackEvent(a)
 	if err != nil {
-		return Payload{}, fmt.Errorf("decode event %s: %w", a.TypeUrl, err)
-	}
-	return p, nil
-}
-
-func decodePayload(schema map[string]protowire.Number, b []byte) (Payload, error) {
-	names := make(map[protowire.Number]string, len(schema))
-	for name, num := range schema {
-		names[num] = name
+		return Payload{}, err
 	}
 	p := Payload{Fields: map[string]string{}}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return Payload{}, fmt.Errorf("field tag: %w: %w", protowire.ParseError(n), errdefs.ErrInvalidArgument)
-		}
-		b = b[n:]
-		name, known := names[num]
-		if !known || typ != protowire.BytesType {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return Payload{}, fmt.Errorf("field %d: %w: %w", num, protowire.ParseError(n), errdefs.ErrInvalidArgument)
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return Payload{}, fmt.Errorf("field %s: %w: %w", name, protowire.ParseError(n), errdefs.ErrInvalidArgument)
-		}
-		b = b[n:]
-		if name != "labels" {
-			p.Fields[name] = string(v)
-			continue
-		}
-		k, val, err := decodeLabel(v)
-		if err != nil {
-			return Payload{}, err
-		}
-		if p.Labels == nil {
+	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap() && fd.Name() == "labels":
 			p.Labels = map[string]string{}
+			v.Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+				p.Labels[k.String()] = v.String()
+				return true
+			})
+		case fd.Kind() == protoreflect.StringKind && !fd.IsList():
+			p.Fields[string(fd.Name())] = v.String()
 		}
-		p.Labels[k] = val
-	}
+		return true
+	})
 	return p, nil
 }
 
-// decodeLabel decodes one map<string, string> entry (key 1, value 2).
-func decodeLabel(b []byte) (k, v string, err error) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
-			return "", "", fmt.Errorf("label entry: malformed: %w", errdefs.ErrInvalidArgument)
-		}
-		b = b[n:]
-		s, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return "", "", fmt.Errorf("label entry: %w: %w", protowire.ParseError(n), errdefs.ErrInvalidArgument)
-		}
-		b = b[n:]
-		switch num {
-		case 1:
-			k = string(s)
-		case 2:
-			v = string(s)
-		}
+// pack wraps an event for an envelope under its protobuf name, as
+// containerd's typeurl does for these types.
+func pack(m proto.Message) *anypb.Any {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", m, err)) // generated types always marshal
 	}
-	return k, v, nil
-}
-
-// eventField is one field of a payload being encoded: a string, or labels.
-type eventField struct {
-	name   string
-	value  string
-	labels map[string]string
-}
-
-// newEvent encodes a payload of type typ (a key of eventSchemas) as
-// protobuf would: empty strings are left out, labels sorted by key.
-func newEvent(typ string, fs ...eventField) *anypb.Any {
-	schema := eventSchemas[typ]
-	var b []byte
-	for _, f := range fs {
-		num, ok := schema[f.name]
-		if !ok {
-			panic(fmt.Sprintf("event %s has no field %q", typ, f.name))
-		}
-		if f.name == "labels" {
-			for _, k := range slices.Sorted(maps.Keys(f.labels)) {
-				var e []byte
-				e = protowire.AppendTag(e, 1, protowire.BytesType)
-				e = protowire.AppendString(e, k)
-				e = protowire.AppendTag(e, 2, protowire.BytesType)
-				e = protowire.AppendString(e, f.labels[k])
-				b = protowire.AppendTag(b, num, protowire.BytesType)
-				b = protowire.AppendBytes(b, e)
-			}
-			continue
-		}
-		if f.value != "" {
-			b = protowire.AppendTag(b, num, protowire.BytesType)
-			b = protowire.AppendString(b, f.value)
-		}
-	}
-	return &anypb.Any{TypeUrl: typ, Value: b}
+	return &anypb.Any{TypeUrl: string(proto.MessageName(m)), Value: b}
 }
 
 // The events the services publish after a change.
 
 func imageEvent(typ, name string, labels map[string]string) *anypb.Any {
-	if typ == "ImageDelete" {
-		return newEvent("containerd.services.images.v1."+typ, eventField{name: "name", value: name})
+	switch typ {
+	case "ImageCreate":
+		return pack(&apievents.ImageCreate{Name: name, Labels: labels})
+	case "ImageUpdate":
+		return pack(&apievents.ImageUpdate{Name: name, Labels: labels})
 	}
-	return newEvent("containerd.services.images.v1."+typ, eventField{name: "name", value: name}, eventField{name: "labels", labels: labels})
+	return pack(&apievents.ImageDelete{Name: name})
 }
 
 func namespaceEvent(typ, name string, labels map[string]string) *anypb.Any {
-	if typ == "NamespaceDelete" {
-		return newEvent("containerd.events."+typ, eventField{name: "name", value: name})
+	switch typ {
+	case "NamespaceCreate":
+		return pack(&apievents.NamespaceCreate{Name: name, Labels: labels})
+	case "NamespaceUpdate":
+		return pack(&apievents.NamespaceUpdate{Name: name, Labels: labels})
 	}
-	return newEvent("containerd.events."+typ, eventField{name: "name", value: name}, eventField{name: "labels", labels: labels})
+	return pack(&apievents.NamespaceDelete{Name: name})
 }
 
 func snapshotPrepareEvent(key, parent, snapshotter string) *anypb.Any {
-	return newEvent("containerd.events.SnapshotPrepare", eventField{name: "key", value: key}, eventField{name: "parent", value: parent}, eventField{name: "snapshotter", value: snapshotter})
+	return pack(&apievents.SnapshotPrepare{Key: key, Parent: parent, Snapshotter: snapshotter})
 }
 
 func snapshotCommitEvent(key, name, snapshotter string) *anypb.Any {
-	return newEvent("containerd.events.SnapshotCommit", eventField{name: "key", value: key}, eventField{name: "name", value: name}, eventField{name: "snapshotter", value: snapshotter})
+	return pack(&apievents.SnapshotCommit{Key: key, Name: name, Snapshotter: snapshotter})
 }
 
 func snapshotRemoveEvent(key, snapshotter string) *anypb.Any {
-	return newEvent("containerd.events.SnapshotRemove", eventField{name: "key", value: key}, eventField{name: "snapshotter", value: snapshotter})
+	return pack(&apievents.SnapshotRemove{Key: key, Snapshotter: snapshotter})
 }
 
 func contentDeleteEvent(d string) *anypb.Any {
-	return newEvent("containerd.events.ContentDelete", eventField{name: "digest", value: d})
+	return pack(&apievents.ContentDelete{Digest: d})
 }
