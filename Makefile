@@ -13,9 +13,11 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/strata ./cmd/strata
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/stratad ./cmd/stratad
 
 install: build
 	install -D -m 0755 bin/strata $(DESTDIR)$(PREFIX)/bin/strata
+	install -D -m 0755 bin/stratad $(DESTDIR)$(PREFIX)/bin/stratad
 
 # The whole suite, as CI runs it.
 test: lint race unit
