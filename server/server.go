@@ -67,6 +67,8 @@ type Server struct {
 	plugins []Plugin
 
 	events *Exchange // events.go: what the services publish on
+
+	metrics *metrics // metrics.go
 }
 
 // service is registered on a Server by the files that implement one.
@@ -97,7 +99,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Store: st, Log: log, cfg: cfg}
+	s := &Server{Store: st, Log: log, cfg: cfg, metrics: newMetrics()}
 	s.events = NewExchange(log, 0) // events.go
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
@@ -171,11 +173,14 @@ func withNamespace(ctx context.Context) context.Context {
 }
 
 func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
 	resp, err := handler(withNamespace(ctx), req)
 	if err != nil {
 		s.Log.Debug("call failed", "method", info.FullMethod, "error", err)
 	}
-	return resp, ToGRPC(err)
+	err = ToGRPC(err)
+	s.metrics.observe(info.FullMethod, err, time.Since(start))
+	return resp, err
 }
 
 type nsStream struct {
@@ -186,11 +191,14 @@ type nsStream struct {
 func (n nsStream) Context() context.Context { return n.ctx }
 
 func (s *Server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
 	err := handler(srv, nsStream{ss, withNamespace(ss.Context())})
 	if err != nil {
 		s.Log.Debug("stream failed", "method", info.FullMethod, "error", err)
 	}
-	return ToGRPC(err)
+	err = ToGRPC(err)
+	s.metrics.observe(info.FullMethod, err, time.Since(start))
+	return err
 }
 
 // ToGRPC turns an errdefs-classified error into a gRPC status error with

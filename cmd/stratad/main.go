@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -44,7 +45,7 @@ type Config struct {
 	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" comment:"layers downloaded at once per pull"`
 	UnpackParallelism      int `toml:"unpack_parallelism" comment:"layers unpacked from the store at once (0: the number of CPUs, at least 2)"`
 	Metrics                struct {
-		Address string `toml:"address" comment:"host:port for Prometheus metrics (empty: off)"`
+		Address string `toml:"address" comment:"host:port serving Prometheus metrics at /metrics (empty: off)"`
 	} `toml:"metrics"`
 }
 
@@ -238,8 +239,24 @@ func serve(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(l) }()
+	if addr := cfg.Metrics.Address; addr != "" {
+		ml, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics address %s: %w", addr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", srv.MetricsHandler())
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		defer hs.Close()
+		go func() {
+			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+		log.Info("serving metrics", "address", ml.Addr().String())
+	}
 	log.Info("serving", "address", sock, "root", cfg.Root, "version", ver)
 	sdNotify("READY=1")
 	select {

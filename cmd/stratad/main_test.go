@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +70,12 @@ func TestDaemonLifecycle(t *testing.T) {
 	cfg.Root = filepath.Join(dir, "root")
 	cfg.State = filepath.Join(dir, "state")
 	cfg.GRPC.Address = filepath.Join(dir, "state", "strata.sock")
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Metrics.Address = ml.Addr().String()
+	ml.Close()
 	b, _ := toml.Marshal(cfg)
 	conf := filepath.Join(dir, "config.toml")
 	os.WriteFile(conf, b, 0o644)
@@ -99,6 +107,16 @@ func TestDaemonLifecycle(t *testing.T) {
 	}
 	if out, err := exec.Command("ctr", "-a", cfg.GRPC.Address, "version").CombinedOutput(); err != nil || !strings.Contains(string(out), "Server:") {
 		t.Fatalf("ctr version against stratad: %v\n%s", err, out)
+	}
+
+	resp, err := http.Get("http://" + cfg.Metrics.Address + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(mb), `strata_grpc_requests_total{method="/containerd.services.version.v1.Version/Version",code="OK"} 1`) {
+		t.Fatalf("metrics after ctr version:\n%s", mb)
 	}
 
 	// A second daemon on the same socket, or on the same root.
