@@ -447,16 +447,17 @@ func removeImagesAndCollect(ctx context.Context, a *app, cmd *cobra.Command, s *
 }
 
 func imagesRemove(a *app) *cobra.Command {
-	var sync bool
+	var sync, force bool
 	cmd := &cobra.Command{
 		Use:     "rm REF... [--sync]",
 		Aliases: []string{"remove", "rmi"},
 		Short:   "Remove images; garbage collection then frees what no other image uses",
 		Long: `Removes the image records REF... A REF that names no image is reported and
-the others are still removed (exit 1). The blobs and snapshots only these
-images used are freed by the garbage collection that follows: in the
-background, or with --sync before the command returns, which then says what
-it removed from the namespace.`,
+the others are still removed (exit 1), and so is a mounted image, unless
+--force (its mount keeps working: the snapshot holds the layers). The blobs
+and snapshots only these images used are freed by the garbage collection
+that follows: in the background, or with --sync before the command returns,
+which then says what it removed from the namespace.`,
 		Example: `  strata images rm docker.io/library/alpine:3.20
   strata images rm --sync alpine:3.19 alpine:3.20`,
 		Args: minArgs(1),
@@ -468,10 +469,19 @@ it removed from the namespace.`,
 			}
 			var names []string
 			failed := 0
+			mounted, err := mountedImages(ctx, s)
+			if err != nil {
+				return err
+			}
 			for _, arg := range args {
 				img, err := resolveImage(ctx, s.DB.Images(), a.namespace, arg)
 				if err != nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
+					failed++
+					continue
+				}
+				if mounted[img.Name] && !force {
+					fmt.Fprintf(cmd.ErrOrStderr(), "strata: image %s is mounted (strata images unmount it first, or --force)\n", img.Name)
 					failed++
 					continue
 				}
@@ -499,6 +509,7 @@ it removed from the namespace.`,
 		},
 	}
 	cmd.Flags().BoolVar(&sync, "sync", false, "collect garbage before returning and say what was freed")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove mounted images too")
 	return cmd
 }
 

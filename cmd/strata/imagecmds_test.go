@@ -511,6 +511,11 @@ func TestImagesPrune(t *testing.T) {
 	if out := c.ok("images", "check"); !strings.Contains(out, "complete (5/5)") {
 		t.Fatalf("the mounted image after prune --all:\n%s", out)
 	}
+	// rm refuses a mounted image unless --force.
+	c.fails(1, "is mounted", "images", "rm", app.Ref)
+	if out := c.ok("images", "ls", "-q"); out != app.Ref+"\n" {
+		t.Fatalf("images after a refused rm = %q", out)
+	}
 	c.ok("images", "unmount", "--rm", dir)
 	var appBytes int64
 	for _, b := range app.Blobs {
