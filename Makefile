@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test ./remotes/docker/credentials/ -run '^$$' -fuzz FuzzParseConfig -fuzztime 60s -fuzzminimizetime 5s
 	$(GO) test ./images/ -run '^$$' -fuzz FuzzReadManifest -fuzztime 60s -fuzzminimizetime 5s
 	$(GO) test ./images/ -run '^$$' -fuzz FuzzParsePlatform -fuzztime 60s -fuzzminimizetime 5s
+	$(GO) test ./archive/ocilayout/ -run '^$$' -fuzz FuzzImport -fuzztime 120s -fuzzminimizetime 5s
 
 # Pull from a throwaway local registry, list, mount, du: no internet needed.
 demo: build
