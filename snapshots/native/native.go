@@ -44,22 +44,8 @@ func New(root string, opts ...Opt) (*Snapshotter, error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, err
-	}
-	// The metastore's lock first: only its owner may unmount what is
-	// mounted under root.
-	ms, err := storage.NewMetaStore(filepath.Join(root, "metadata.db"))
+	dirs, err := storage.OpenRoot(root)
 	if err != nil {
-		return nil, err
-	}
-	if err := mount.UnmountUnder(root); err != nil {
-		ms.Close()
-		return nil, err
-	}
-	dirs, err := storage.NewDirs(ms, filepath.Join(root, "snapshots"))
-	if err != nil {
-		ms.Close()
 		return nil, err
 	}
 	return &Snapshotter{Base: storage.Base{Dirs: dirs}}, nil

@@ -141,7 +141,7 @@ func (b *Base) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...string) er
 func (b *Base) Cleanup(ctx context.Context) error { return b.Dirs.Cleanup(ctx) }
 
 // Close closes the metastore.
-func (b *Base) Close() error { return b.Dirs.ms.Close() }
+func (b *Base) Close() error { return b.Dirs.Close() }
 
 // Mountable returns the active snapshot or view key; a committed snapshot
 // has no mounts of its own (errdefs.ErrFailedPrecondition).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/snapshots"
 )
 
@@ -216,4 +217,31 @@ func DiskUsage(ctx context.Context, dir string) (snapshots.Usage, error) {
 		return snapshots.Usage{}, fmt.Errorf("usage of %s: %w", dir, err)
 	}
 	return u, nil
+}
+
+// Close closes the metastore (and gives up its lock).
+func (d *Dirs) Close() error { return d.ms.Close() }
+
+// OpenRoot opens (creating) a driver's root: <root>/metadata.db, its
+// lock taken first (only the lock's owner may touch what is mounted under
+// root), then the stale mounts a crashed owner left under root unmounted,
+// then <root>/snapshots. Close the Dirs' metastore (Base.Close) when done.
+func OpenRoot(root string) (*Dirs, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	ms, err := NewMetaStore(filepath.Join(root, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	if err := mount.UnmountUnder(root); err != nil {
+		ms.Close()
+		return nil, fmt.Errorf("snapshotter %s: unmount stale mounts: %w", root, err)
+	}
+	dirs, err := NewDirs(ms, filepath.Join(root, "snapshots"))
+	if err != nil {
+		ms.Close()
+		return nil, err
+	}
+	return dirs, nil
 }
