@@ -573,11 +573,7 @@ the store.`,
 				return err
 			}
 			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			img, err := resolveImage(ctx, s.DB.Images(), a.namespace, args[0])
+			s, img, err := a.openImage(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -704,11 +700,7 @@ none).`,
 				return err
 			}
 			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			img, err := resolveImage(ctx, s.DB.Images(), a.namespace, args[0])
+			s, img, err := a.openImage(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -780,11 +772,7 @@ func imagesLabel(a *app) *cobra.Command {
 				return err
 			}
 			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			img, err := resolveImage(ctx, s.DB.Images(), a.namespace, args[0])
+			s, img, err := a.openImage(ctx, args[0])
 			if err != nil {
 				return err
 			}

@@ -52,6 +52,17 @@ func newImagesCommand(a *app) *cobra.Command {
 // its own in an init function (export.go, import.go, …).
 var imageVerbs []func(*app) *cobra.Command
 
+// openImage opens the store and finds the image ref names (see
+// resolveImage): the start of every verb about one image.
+func (a *app) openImage(ctx context.Context, ref string) (*wiring.Store, images.Image, error) {
+	s, err := a.open(ctx)
+	if err != nil {
+		return nil, images.Image{}, err
+	}
+	img, err := resolveImage(ctx, s.DB.Images(), a.namespace, ref)
+	return s, img, err
+}
+
 // resolveImage finds the image arg names: by its normalised reference
 // (alpine is docker.io/library/alpine:latest) or else by the name as
 // given. It returns errdefs.ErrNotFound naming both.
