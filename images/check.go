@@ -85,69 +85,36 @@ func Check(ctx context.Context, p content.Provider, has PresenceFunc, target oci
 		return nil, fmt.Errorf("image target %s is not in the content store: %w", target.Digest, errdefs.ErrNotFound)
 	}
 	var out []PlatformStatus
-	seen := map[digest.Digest]bool{}
-	var walk func(desc ocispec.Descriptor, depth int) error
-	walk = func(desc ocispec.Descriptor, depth int) error {
-		if err := ctx.Err(); err != nil {
+	readIndex := func(desc ocispec.Descriptor) (ocispec.Index, bool, error) {
+		ok, err := has(ctx, desc)
+		if err != nil || !ok {
+			return ocispec.Index{}, false, err
+		}
+		idx, err := ReadIndex(ctx, p, desc)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return idx, false, nil // removed since has looked
+		}
+		return idx, err == nil, err
+	}
+	manifest := func(desc ocispec.Descriptor) error {
+		st, err := checkManifest(ctx, p, has, desc)
+		if err != nil {
 			return err
 		}
-		if seen[desc.Digest] {
-			return nil
-		}
-		seen[desc.Digest] = true
-		switch {
-		case IsSchema1(desc.MediaType):
-			return errSchema1(desc)
-		case IsManifest(desc.MediaType):
-			if desc.Annotations[attestationAnnotation] == "attestation-manifest" {
-				return nil
-			}
-			st, err := checkManifest(ctx, p, has, desc)
-			if err != nil {
-				return err
-			}
-			out = append(out, st)
-			return nil
-		case IsIndex(desc.MediaType):
-			if depth >= maxIndexDepth {
-				return fmt.Errorf("index %s: indexes nested deeper than %d: %w", desc.Digest, maxIndexDepth, errdefs.ErrInvalidArgument)
-			}
-			ok, err := has(ctx, desc)
-			if err != nil {
-				return err
-			}
-			var idx ocispec.Index
-			if ok {
-				idx, err = ReadIndex(ctx, p, desc)
-				if errors.Is(err, errdefs.ErrNotFound) {
-					ok = false // removed since has looked
-				} else if err != nil {
-					return err
-				}
-			}
-			if !ok {
-				// What platforms the index holds is not known: one entry
-				// says it is missing.
-				st := PlatformStatus{Manifest: desc, Needed: 1, Size: desc.Size, Missing: []digest.Digest{desc.Digest}}
-				if desc.Platform != nil {
-					st.Platform = normalize(*desc.Platform)
-				}
-				out = append(out, st)
-				return nil
-			}
-			for _, child := range idx.Manifests {
-				if !IsIndex(child.MediaType) && !IsManifest(child.MediaType) {
-					continue
-				}
-				if err := walk(child, depth+1); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		return fmt.Errorf("image target %s: media type %q is neither an index nor a manifest: %w", desc.Digest, desc.MediaType, errdefs.ErrInvalidArgument)
+		out = append(out, st)
+		return nil
 	}
-	if err := walk(target, 0); err != nil {
+	missing := func(desc ocispec.Descriptor) error {
+		// What platforms the index holds is not known: one entry says it
+		// is missing.
+		st := PlatformStatus{Manifest: desc, Needed: 1, Size: desc.Size, Missing: []digest.Digest{desc.Digest}}
+		if desc.Platform != nil {
+			st.Platform = normalize(*desc.Platform)
+		}
+		out = append(out, st)
+		return nil
+	}
+	if err := walkImage(ctx, target, readIndex, manifest, missing); err != nil {
 		return nil, err
 	}
 	return out, nil

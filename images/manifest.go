@@ -292,6 +292,29 @@ func Platforms(ctx context.Context, p content.Provider, target ocispec.Descripto
 // walkManifests calls fn for each image manifest under target, once per
 // digest, with its Platform set.
 func walkManifests(ctx context.Context, p content.Provider, target ocispec.Descriptor, fn func(ocispec.Descriptor) error) error {
+	readIndex := func(desc ocispec.Descriptor) (ocispec.Index, bool, error) {
+		idx, err := ReadIndex(ctx, p, desc)
+		return idx, err == nil, err
+	}
+	return walkImage(ctx, target, readIndex, func(desc ocispec.Descriptor) error {
+		if desc.Platform == nil {
+			pl, err := manifestPlatform(ctx, p, desc)
+			if err != nil {
+				return err
+			}
+			desc.Platform = &pl
+		}
+		return fn(desc)
+	}, nil)
+}
+
+// walkImage visits the image manifests under target (indexes nested up to
+// maxIndexDepth, each digest once, attestations and artifacts left out):
+// manifest for each manifest, missing for an index readIndex reports absent
+// (ok false, no error).
+func walkImage(ctx context.Context, target ocispec.Descriptor,
+	readIndex func(ocispec.Descriptor) (ocispec.Index, bool, error),
+	manifest, missing func(ocispec.Descriptor) error) error {
 	seen := map[digest.Digest]bool{}
 	var walk func(desc ocispec.Descriptor, depth int) error
 	walk = func(desc ocispec.Descriptor, depth int) error {
@@ -309,21 +332,17 @@ func walkManifests(ctx context.Context, p content.Provider, target ocispec.Descr
 			if desc.Annotations[attestationAnnotation] == "attestation-manifest" {
 				return nil
 			}
-			if desc.Platform == nil {
-				pl, err := manifestPlatform(ctx, p, desc)
-				if err != nil {
-					return err
-				}
-				desc.Platform = &pl
-			}
-			return fn(desc)
+			return manifest(desc)
 		case IsIndex(desc.MediaType):
 			if depth >= maxIndexDepth {
 				return fmt.Errorf("index %s: indexes nested deeper than %d: %w", desc.Digest, maxIndexDepth, errdefs.ErrInvalidArgument)
 			}
-			idx, err := ReadIndex(ctx, p, desc)
+			idx, ok, err := readIndex(desc)
 			if err != nil {
 				return err
+			}
+			if !ok {
+				return missing(desc)
 			}
 			for _, child := range idx.Manifests {
 				if !IsIndex(child.MediaType) && !IsManifest(child.MediaType) {
