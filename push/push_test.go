@@ -62,11 +62,7 @@ func resolver(opts docker.Options) *docker.Resolver {
 // pull pulls ref anonymously and returns the image's name.
 func (e *env) pull(ref string, o pull.Options) string {
 	e.t.Helper()
-	img, err := pull.New(e.store, resolver(docker.Options{})).Pull(e.ctx, ref, o)
-	if err != nil {
-		e.t.Fatalf("pull %s: %v", ref, err)
-	}
-	return img.Name
+	return storetest.Pull(e.t, e.ctx, e.store, ref, o).Name
 }
 
 func (e *env) push(opts docker.Options, local, ref string, o push.Options) (ocispec.Descriptor, error) {

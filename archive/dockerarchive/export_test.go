@@ -24,7 +24,6 @@ import (
 	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/pull"
-	"github.com/strata-oci/strata/remotes/docker"
 )
 
 // expItem is an entry of manifest.json as docker load reads it.
@@ -88,24 +87,19 @@ type expEnv struct {
 	ctx context.Context
 	st  *wiring.Store
 	reg *testutil.Registry
-	p   *pull.Puller
 }
 
 func newExpEnv(t *testing.T) *expEnv {
 	t.Helper()
 	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
 	st, ctx := storetest.Open(t)
-	return &expEnv{t: t, ctx: ctx, st: st, reg: reg, p: pull.New(st, docker.NewResolver(docker.Options{}))}
+	return &expEnv{t: t, ctx: ctx, st: st, reg: reg}
 }
 
 func (e *expEnv) pull(ref string, o pull.Options) images.Image {
 	e.t.Helper()
 	o.NoUnpack = true
-	img, err := e.p.Pull(e.ctx, ref, o)
-	if err != nil {
-		e.t.Fatalf("pull %s: %v", ref, err)
-	}
-	return img
+	return storetest.Pull(e.t, e.ctx, e.st, ref, o)
 }
 
 func (e *expEnv) export(m images.PlatformMatcher, imgs ...images.Image) ([]byte, error) {

@@ -14,6 +14,8 @@ import (
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/remotes/docker"
 )
 
 // Open opens a store in a fresh temporary root and returns it with a
@@ -95,4 +97,15 @@ func WantTree(tb testing.TB, want, got map[string]testutil.TreeEntry) {
 	if d := testutil.DiffTrees(want, got); len(d) > 0 {
 		tb.Fatalf("unpacked tree differs from the fixture:\n%s", strings.Join(d, "\n"))
 	}
+}
+
+// Pull pulls ref into st (from a test registry on 127.0.0.1) and returns
+// the image record; the test fails if the pull does.
+func Pull(tb testing.TB, ctx context.Context, st *wiring.Store, ref string, o pull.Options) images.Image {
+	tb.Helper()
+	img, err := pull.New(st, docker.NewResolver(docker.Options{})).Pull(ctx, ref, o)
+	if err != nil {
+		tb.Fatalf("pull %s: %v", ref, err)
+	}
+	return img
 }
