@@ -46,13 +46,10 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, ctx: ctx, store: st}
 }
 
-// resolver returns a registry client for the test registries, which
-// talk plain HTTP. PlainHTTP is set rather than left to the loopback
-// fallback, whose switch to http (endpoint.downgrade) writes the
-// endpoint's scheme while concurrent requests read it (a data race in
-// remotes/docker that -race reports once uploads run in parallel).
+// resolver returns a registry client for the test registries. They talk
+// plain HTTP on 127.0.0.1: the client's loopback fallback (https first,
+// then http) is what runs, under concurrent uploads, as for users.
 func resolver(opts docker.Options) *docker.Resolver {
-	opts.PlainHTTP = true
 	if opts.RetryBase == 0 {
 		opts.RetryBase = 10 * time.Millisecond
 	}
