@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -409,7 +408,7 @@ func (pl *pull) unpack(ctx context.Context, pn *plan, i int, sem, unsem chan str
 	if pn.rebase {
 		prepParent, mode = "", archive.WhiteoutOverlay
 	}
-	mounts, err := pn.sn.Prepare(ctx, key, prepParent, snapshots.WithLabels(map[string]string{"containerd.io/snapshot.ref": chain}))
+	mounts, err := pn.sn.Prepare(ctx, key, prepParent)
 	if err != nil {
 		return fmt.Errorf("layer %s: prepare snapshot: %w", l.Digest, err)
 	}
@@ -558,7 +557,6 @@ func (c *counter) Read(p []byte) (int, error) {
 type flights struct {
 	mu sync.Mutex
 	m  map[string]*flight
-	n  atomic.Int64
 }
 
 type flight struct{ done chan struct{} }
@@ -576,7 +574,6 @@ func (fs *flights) start(key string) (*flight, bool) {
 	}
 	f := &flight{done: make(chan struct{})}
 	fs.m[key] = f
-	fs.n.Add(1)
 	return f, true
 }
 

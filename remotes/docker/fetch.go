@@ -486,10 +486,6 @@ func (b *blobReader) Read(p []byte) (int, error) {
 	}
 }
 
-// Offset is how many bytes of the blob have been read (from 0, counting
-// the starting offset).
-func (b *blobReader) Offset() int64 { return b.off }
-
 func (b *blobReader) Close() error {
 	if b.closed {
 		return nil
