@@ -5,12 +5,21 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/strata-oci/strata/filters"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
 // maxMsgSize matches the daemon's default message limit.
 const maxMsgSize = 16 << 20
+
+// checkFilters parses filters here, so that a malformed one fails as it
+// does against a store opened in-process: with the *filters.SyntaxError
+// that says where, not a status message.
+func checkFilters(fs []string) error {
+	_, err := filters.ParseAll(fs...)
+	return err
+}
 
 // Dial returns a connection to the daemon at address: a unix socket path
 // (as ctr -a takes) or a gRPC target such as "unix:///run/strata.sock".

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server"
 )
@@ -38,8 +39,8 @@ func NewContentStore(conn grpc.ClientConnInterface) *ContentStore {
 	return &ContentStore{client: contentapi.NewContentClient(conn)}
 }
 
-// contentContext returns ctx with its namespace in the outgoing gRPC
-// metadata, replacing one set there before. It returns
+// contentContext returns ctx with its namespace (and lease, if any) in the
+// outgoing gRPC metadata, replacing those set there before. It returns
 // errdefs.ErrFailedPrecondition when ctx has no namespace.
 func contentContext(ctx context.Context) (context.Context, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
@@ -49,6 +50,9 @@ func contentContext(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromOutgoingContext(ctx)
 	md = md.Copy()
 	md.Set(server.NamespaceKey, ns)
+	if id, ok := leases.FromContext(ctx); ok {
+		md.Set(server.LeaseKey, id)
+	}
 	return metadata.NewOutgoingContext(ctx, md), nil
 }
 
@@ -89,6 +93,9 @@ func (s *ContentStore) Update(ctx context.Context, info content.Info, fieldpaths
 func (s *ContentStore) Walk(ctx context.Context, fn content.WalkFunc, filters ...string) error {
 	ctx, err := contentContext(ctx)
 	if err != nil {
+		return err
+	}
+	if err := checkFilters(filters); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -142,6 +149,9 @@ func (s *ContentStore) Status(ctx context.Context, ref string) (content.Status, 
 func (s *ContentStore) ListStatuses(ctx context.Context, filters ...string) ([]content.Status, error) {
 	ctx, err := contentContext(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkFilters(filters); err != nil {
 		return nil, err
 	}
 	resp, err := s.client.ListStatuses(ctx, &contentapi.ListStatusesRequest{Filters: filters})

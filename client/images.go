@@ -35,6 +35,9 @@ func (s *ImageStore) Get(ctx context.Context, name string) (images.Image, error)
 
 // List returns the images matching any of filters, sorted by name.
 func (s *ImageStore) List(ctx context.Context, filters ...string) ([]images.Image, error) {
+	if err := checkFilters(filters); err != nil {
+		return nil, err
+	}
 	resp, err := s.client.List(withNamespaceHeader(ctx), &imagesapi.ListImagesRequest{Filters: filters})
 	if err != nil {
 		return nil, fmt.Errorf("list images: %w", server.FromGRPC(err))

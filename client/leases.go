@@ -66,6 +66,9 @@ func (m *LeaseManager) Delete(ctx context.Context, lease leases.Lease, opts ...l
 
 // List returns the leases matching any of filters (fields: id, labels.*).
 func (m *LeaseManager) List(ctx context.Context, filters ...string) ([]leases.Lease, error) {
+	if err := checkFilters(filters); err != nil {
+		return nil, err
+	}
 	resp, err := m.client.List(withNamespaceHeader(ctx), &leasesapi.ListRequest{Filters: filters})
 	if err != nil {
 		return nil, fmt.Errorf("list leases: %w", server.FromGRPC(err))

@@ -140,6 +140,9 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 // Walk calls fn for each snapshot matching any of filters, as the daemon
 // streams them.
 func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...string) error {
+	if err := checkFilters(fs); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream when fn stops the walk early
 	stream, err := s.client.List(snapshotsContext(ctx), &snapshotsapi.ListSnapshotsRequest{Snapshotter: s.name, Filters: fs})

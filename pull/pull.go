@@ -55,6 +55,9 @@ type Options struct {
 	MaxConcurrentDownloads int
 	Progress               progress.Sink
 	Logger                 *slog.Logger
+	// Resolver, when set, replaces the Puller's for this pull: a daemon
+	// shares one Puller among clients that bring their own credentials.
+	Resolver *docker.Resolver
 }
 
 // Puller pulls into one store. Share one per process: it makes concurrent
@@ -97,7 +100,14 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 	if err != nil {
 		return images.Image{}, err
 	}
-	repo, err := p.resolver.Repository(ref)
+	r := p.resolver
+	if o.Resolver != nil {
+		r = o.Resolver
+	}
+	if r == nil {
+		return images.Image{}, fmt.Errorf("pull %s: no registry resolver: %w", ref, errdefs.ErrInvalidArgument)
+	}
+	repo, err := r.Repository(ref)
 	if err != nil {
 		return images.Image{}, err
 	}

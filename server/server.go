@@ -63,8 +63,14 @@ type Server struct {
 	cfg   Config
 	grpc  *grpc.Server
 
-	mu      sync.Mutex
-	plugins []Plugin
+	mu       sync.Mutex
+	plugins  []Plugin
+	stopping bool
+
+	// jobs.go: the jobs running, and what cancels them when Stop gives up.
+	jobs       sync.WaitGroup
+	jobsCtx    context.Context
+	cancelJobs context.CancelFunc
 
 	events *Exchange // events.go: what the services publish on
 
@@ -100,6 +106,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{Store: st, Log: log, cfg: cfg, metrics: newMetrics()}
+	s.jobsCtx, s.cancelJobs = context.WithCancel(context.Background())
 	s.events = NewExchange(log, 0) // events.go
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
@@ -140,19 +147,27 @@ func (s *Server) Plugins() []Plugin {
 // Serve answers on l until Stop.
 func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
 
-// Stop lets in-flight calls finish for up to grace, then ends the rest.
+// Stop lets in-flight calls and jobs finish for up to grace, then ends
+// the rest: calls are cut, jobs cancelled (and waited for, so that the
+// store can close after Stop).
 func (s *Server) Stop(grace time.Duration) {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
+		s.jobs.Wait() // jobs whose clients went away
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(grace):
+		s.cancelJobs()
 		s.grpc.Stop()
 		<-done
 	}
+	s.cancelJobs()
 }
 
 // withNamespace puts the namespace and the lease of the call's metadata on

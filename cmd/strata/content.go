@@ -44,7 +44,7 @@ func contentList(a *app) *cobra.Command {
 				return err
 			}
 			rows := []contentRow{}
-			err = s.DB.ContentStore().Walk(ctx, func(info content.Info) error {
+			err = s.Content().Walk(ctx, func(info content.Info) error {
 				rows = append(rows, contentRow{info.Digest, info.Size, info.CreatedAt, info.UpdatedAt, info.Labels})
 				return nil
 			}, args...)
@@ -95,7 +95,7 @@ func contentGet(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ra, err := s.DB.ContentStore().ReaderAt(ctx, ocispec.Descriptor{Digest: dgst})
+			ra, err := s.Content().ReaderAt(ctx, ocispec.Descriptor{Digest: dgst})
 			if err != nil {
 				return err
 			}
@@ -148,7 +148,7 @@ containerd.io/gc.root, or refer to it from an image, to keep it for good.`,
 			if ctx, err = withLease(ctx, s, leaseID, "content-ingest"); err != nil {
 				return err
 			}
-			cs := s.DB.ContentStore()
+			cs := s.Content()
 			ref := args[0]
 			desc := ocispec.Descriptor{Digest: dgst, Size: size}
 			out := cmd.OutOrStdout()
@@ -242,7 +242,7 @@ func contentAbort(a *app) *cobra.Command {
 				return err
 			}
 			return eachArg(cmd, args, "ingests not aborted", func(ref string) error {
-				return s.DB.ContentStore().Abort(ctx, ref)
+				return s.Content().Abort(ctx, ref)
 			})
 		},
 	}
@@ -282,7 +282,7 @@ func contentRemove(a *app) *cobra.Command {
 				return err
 			}
 			return eachArg(cmd, args, "blobs not removed", func(arg string) error {
-				return s.DB.ContentStore().Delete(ctx, digest.Digest(arg))
+				return s.Content().Delete(ctx, digest.Digest(arg))
 			})
 		},
 	}
@@ -300,7 +300,7 @@ func setLabels(a *app, cmd *cobra.Command, dgst digest.Digest, labels map[string
 		info.Labels[k] = v
 		paths = append(paths, "labels."+k)
 	}
-	_, err = s.DB.ContentStore().Update(ctx, info, paths...)
+	_, err = s.Content().Update(ctx, info, paths...)
 	return err
 }
 
@@ -334,7 +334,7 @@ func contentActive(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sts, err := s.DB.ContentStore().ListStatuses(ctx, args...)
+			sts, err := s.Content().ListStatuses(ctx, args...)
 			if err != nil {
 				return err
 			}

@@ -9,8 +9,6 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
-
-	"github.com/strata-oci/strata/internal/wiring"
 )
 
 // duShare splits the bytes of an image into those other images use too and
@@ -103,9 +101,9 @@ Snapshot sizes are what each snapshot holds itself, without its parents.`,
 
 // diskUsage measures the images refs (all when none) against every image
 // of the namespace.
-func diskUsage(ctx context.Context, s *wiring.Store, namespace string, refs []string) (duReport, error) {
+func diskUsage(ctx context.Context, s backend, namespace string, refs []string) (duReport, error) {
 	var rep duReport
-	all, err := s.DB.Images().List(ctx)
+	all, err := s.Images().List(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -114,7 +112,7 @@ func diskUsage(ctx context.Context, s *wiring.Store, namespace string, refs []st
 		selected = nil
 		seen := map[string]bool{}
 		for _, ref := range refs {
-			img, err := resolveImage(ctx, s.DB.Images(), namespace, ref)
+			img, err := resolveImage(ctx, s.Images(), namespace, ref)
 			if err != nil {
 				return rep, err
 			}
@@ -125,7 +123,7 @@ func diskUsage(ctx context.Context, s *wiring.Store, namespace string, refs []st
 		}
 	}
 
-	cs := s.DB.ContentStore()
+	cs := s.Content()
 	sizes, err := blobSizes(ctx, cs)
 	if err != nil {
 		return rep, err

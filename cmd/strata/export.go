@@ -1,24 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/strata-oci/strata/archive/dockerarchive"
-	"github.com/strata-oci/strata/archive/ocilayout"
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/jobs"
 )
 
 func init() { imageVerbs = append(imageVerbs, imagesExport) }
-
-// exportBufferSize batches the small writes of tar headers.
-const exportBufferSize = 1 << 20
 
 func imagesExport(a *app) *cobra.Command {
 	var (
@@ -87,7 +80,7 @@ export leaves no OUT.tar behind.`,
 			var imgs []images.Image
 			seen := map[string]bool{}
 			for _, ref := range refs {
-				img, err := resolveImage(ctx, s.DB.Images(), a.namespace, ref)
+				img, err := resolveImage(ctx, s.Images(), a.namespace, ref)
 				if err != nil {
 					return err
 				}
@@ -96,32 +89,20 @@ export leaves no OUT.tar behind.`,
 					imgs = append(imgs, img)
 				}
 			}
-			cs := s.DB.ContentStore()
-			write := func(w io.Writer) error {
-				if format == "docker" {
-					var m images.PlatformMatcher
-					if len(ps) == 1 {
-						m = images.Any(ps[0])
-					}
-					return dockerarchive.Export(ctx, w, cs, imgs, m)
-				}
-				o := ocilayout.ExportOptions{AllPlatforms: allPlatforms, SkipMissing: skipMissing}
-				if len(ps) > 0 {
-					o.Platforms = images.Any(ps...)
-				}
-				return ocilayout.Export(ctx, w, cs, imgs, o)
+			req := &jobs.ExportRequest{Format: format, Platforms: ps, AllPlatforms: allPlatforms, SkipMissing: skipMissing}
+			for _, img := range imgs {
+				req.Images = append(req.Images, img.Name)
 			}
+			env := jobs.Env{Logger: a.logger}
 			if out == "-" {
-				bw := bufio.NewWriterSize(cmd.OutOrStdout(), exportBufferSize)
-				if err := write(bw); err != nil {
-					return exportFailed(ctx.Err(), "stdout", err)
-				}
-				return bw.Flush()
+				env.Output = cmd.OutOrStdout()
+			} else if req.Path, err = filepath.Abs(out); err != nil {
+				return err
 			}
-			if err := exportToFile(out, write); err != nil {
-				return exportFailed(ctx.Err(), out, err)
-			}
-			return nil
+			// With a path the job writes the file itself: in the daemon,
+			// it then goes on if this command is killed.
+			_, err = s.Run(ctx, jobs.Request{Export: req}, env)
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -130,49 +111,4 @@ export leaves no OUT.tar behind.`,
 	f.BoolVar(&allPlatforms, "all-platforms", false, "export the layers of every platform (--format oci)")
 	f.BoolVar(&skipMissing, "skip-missing", false, "leave out the blobs that are not in the store instead of failing (--format oci)")
 	return cmd
-}
-
-// exportFailed says that an interrupted export wrote nothing usable.
-func exportFailed(interrupted error, out string, err error) error {
-	if interrupted != nil {
-		return fmt.Errorf("export to %s interrupted: %w", out, err)
-	}
-	return err
-}
-
-// exportToFile runs write into a temporary file next to path and renames
-// it to path once complete: path is the whole archive or untouched.
-func exportToFile(path string, write func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("export to %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, exportBufferSize)
-	if err := write(bw); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("export to %s: %w", path, err)
-	}
-	// CreateTemp makes the file 0600; an archive is as readable as a file
-	// os.Create makes under the usual umask.
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("export to %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("export to %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("export to %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("export to %s: %w", path, err)
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/metadata"
 )
 
@@ -21,10 +22,11 @@ func newGCCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := s.DB.GarbageCollect(ctx, metadata.GCOptions{DryRun: dryRun, List: verbose || dryRun})
+			res, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{DryRun: dryRun, List: verbose || dryRun}}, jobs.Env{Logger: a.logger})
 			if err != nil {
 				return err
 			}
+			st := *res.GC
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
 				return printJSON(out, st)
@@ -67,10 +69,11 @@ that lost blobs must then be pulled again. Exits 1 when damage remains.`,
 			if err != nil {
 				return err
 			}
-			rep, err := s.DB.Fsck(ctx, repair)
+			res, err := s.Run(ctx, jobs.Request{Fsck: &jobs.FsckRequest{Repair: repair}}, jobs.Env{Logger: a.logger})
 			if err != nil {
 				return err
 			}
+			rep := *res.Fsck
 			if rep.Damaged() {
 				exitCode = 1
 			}

@@ -18,8 +18,7 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
-	"github.com/strata-oci/strata/metadata"
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/reference"
 )
 
@@ -88,7 +87,7 @@ func presenceOf(sizes map[digest.Digest]int64) images.PresenceFunc {
 // checkImage fills the row of img: every platform's status, and for the
 // host's best match the summary and the snapshotters holding its top
 // layer. A failure leaves the row in status error.
-func checkImage(ctx context.Context, s *wiring.Store, cs content.Provider, has images.PresenceFunc, host ocispec.Platform, img images.Image) (imageCheckRow, error) {
+func checkImage(ctx context.Context, s backend, cs content.Provider, has images.PresenceFunc, host ocispec.Platform, img images.Image) (imageCheckRow, error) {
 	row := imageCheckRow{Name: img.Name, MediaType: img.Target.MediaType, Digest: img.Target.Digest,
 		Platform: images.FormatPlatform(host), Unpacked: []string{}, Platforms: []imageCheckPlatform{}}
 	fail := func(err error) (imageCheckRow, error) {
@@ -174,11 +173,11 @@ is (exit 1).`,
 			if err != nil {
 				return err
 			}
-			imgs, err := s.DB.Images().List(ctx, args...)
+			imgs, err := s.Images().List(ctx, args...)
 			if err != nil {
 				return err
 			}
-			cs := s.DB.ContentStore()
+			cs := s.Content()
 			sizes, err := blobSizes(ctx, cs)
 			if err != nil {
 				return err
@@ -282,7 +281,7 @@ image already is an error unless --force, which points it at SRC's target.`,
 			if err != nil {
 				return err
 			}
-			is := s.DB.Images()
+			is := s.Images()
 			src, err := resolveImage(ctx, is, a.namespace, args[0])
 			if err != nil {
 				return err
@@ -342,10 +341,10 @@ type storeHoldings struct {
 	snapshots map[string]bool // "<snapshotter>/<name>"
 }
 
-func readHoldings(ctx context.Context, s *wiring.Store) (storeHoldings, error) {
+func readHoldings(ctx context.Context, s backend) (storeHoldings, error) {
 	h := storeHoldings{snapshots: map[string]bool{}}
 	var err error
-	if h.blobs, err = blobSizes(ctx, s.DB.ContentStore()); err != nil {
+	if h.blobs, err = blobSizes(ctx, s.Content()); err != nil {
 		return h, err
 	}
 	for _, name := range snapshotterNames {
@@ -402,7 +401,7 @@ type imagesRemoved struct {
 // removeImagesAndCollect deletes names, printing each one removed (table output)
 // and each failure, and with collect runs garbage collection and measures
 // what it freed. It returns how many were not removed.
-func removeImagesAndCollect(ctx context.Context, a *app, cmd *cobra.Command, s *wiring.Store, names []string, collect bool) (imagesRemoved, int, error) {
+func removeImagesAndCollect(ctx context.Context, a *app, cmd *cobra.Command, s backend, names []string, collect bool) (imagesRemoved, int, error) {
 	res := imagesRemoved{Removed: []string{}}
 	var before storeHoldings
 	if collect {
@@ -413,7 +412,7 @@ func removeImagesAndCollect(ctx context.Context, a *app, cmd *cobra.Command, s *
 	}
 	failed := 0
 	for _, name := range names {
-		if err := s.DB.Images().Delete(ctx, name); err != nil {
+		if err := s.Images().Delete(ctx, name); err != nil {
 			if ctx.Err() != nil {
 				return res, failed, err
 			}
@@ -433,7 +432,7 @@ func removeImagesAndCollect(ctx context.Context, a *app, cmd *cobra.Command, s *
 	// listing after says what this collection (or a scheduled one that
 	// ran meanwhile) removed.
 	if len(res.Removed) > 0 {
-		if _, err := s.DB.GarbageCollect(ctx, metadata.GCOptions{}); err != nil {
+		if _, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{}}, jobs.Env{Logger: a.logger}); err != nil {
 			return res, failed, fmt.Errorf("images removed, but garbage collection: %w", err)
 		}
 	}
@@ -474,7 +473,7 @@ which then says what it removed from the namespace.`,
 				return err
 			}
 			for _, arg := range args {
-				img, err := resolveImage(ctx, s.DB.Images(), a.namespace, arg)
+				img, err := resolveImage(ctx, s.Images(), a.namespace, arg)
 				if err != nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
 					failed++
@@ -577,7 +576,7 @@ the store.`,
 			if err != nil {
 				return err
 			}
-			cs := s.DB.ContentStore()
+			cs := s.Content()
 			res, err := inspectImage(ctx, cs, img, p)
 			if err != nil {
 				return fmt.Errorf("image %q: %w", img.Name, err)
@@ -704,7 +703,7 @@ none).`,
 			if err != nil {
 				return err
 			}
-			cs := s.DB.ContentStore()
+			cs := s.Content()
 			_, m, err := shownManifest(ctx, cs, img, p)
 			if err != nil {
 				return fmt.Errorf("image %q: %w", img.Name, err)
@@ -780,7 +779,7 @@ func imagesLabel(a *app) *cobra.Command {
 			for k := range labels {
 				paths = append(paths, "labels."+k)
 			}
-			updated, err := s.DB.Images().Update(ctx, images.Image{Name: img.Name, Labels: labels}, paths...)
+			updated, err := s.Images().Update(ctx, images.Image{Name: img.Name, Labels: labels}, paths...)
 			if err != nil {
 				return err
 			}
@@ -798,7 +797,7 @@ func danglingImage(name string) bool {
 
 // mountedImages returns the names of the images strata images mount has
 // a snapshot of, in any snapshotter.
-func mountedImages(ctx context.Context, s *wiring.Store) (map[string]bool, error) {
+func mountedImages(ctx context.Context, s backend) (map[string]bool, error) {
 	inUse := map[string]bool{}
 	for _, name := range snapshotterNames {
 		sn := s.Snapshotter(name)
@@ -837,7 +836,7 @@ what was freed.`,
 			if err != nil {
 				return err
 			}
-			imgs, err := s.DB.Images().List(ctx, args...)
+			imgs, err := s.Images().List(ctx, args...)
 			if err != nil {
 				return err
 			}

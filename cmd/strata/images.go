@@ -17,10 +17,9 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/mount"
-	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/snapshots"
 )
@@ -54,12 +53,12 @@ var imageVerbs []func(*app) *cobra.Command
 
 // openImage opens the store and finds the image ref names (see
 // resolveImage): the start of every verb about one image.
-func (a *app) openImage(ctx context.Context, ref string) (*wiring.Store, images.Image, error) {
+func (a *app) openImage(ctx context.Context, ref string) (backend, images.Image, error) {
 	s, err := a.open(ctx)
 	if err != nil {
 		return nil, images.Image{}, err
 	}
-	img, err := resolveImage(ctx, s.DB.Images(), a.namespace, ref)
+	img, err := resolveImage(ctx, s.Images(), a.namespace, ref)
 	return s, img, err
 }
 
@@ -204,7 +203,7 @@ image offers, fetched or not.`,
 			if err != nil {
 				return err
 			}
-			imgs, err := s.DB.Images().List(ctx, args...)
+			imgs, err := s.Images().List(ctx, args...)
 			if err != nil {
 				return err
 			}
@@ -215,7 +214,7 @@ image offers, fetched or not.`,
 				}
 				return nil
 			}
-			cs := s.DB.ContentStore()
+			cs := s.Content()
 			sizes, err := blobSizes(ctx, cs)
 			if err != nil {
 				return err
@@ -271,7 +270,7 @@ func mountDir(dir string) (string, error) {
 
 // mountSnapshots returns the names of the snapshotters that have the
 // snapshot key.
-func mountSnapshots(ctx context.Context, s *wiring.Store, key string) ([]string, error) {
+func mountSnapshots(ctx context.Context, s backend, key string) ([]string, error) {
 	var names []string
 	for _, name := range snapshotterNames {
 		sn := s.Snapshotter(name)
@@ -355,11 +354,11 @@ so garbage collection keeps it and the image's layers while it exists.`,
 				return fmt.Errorf("%s has the snapshot %q of an earlier mount (in snapshotter %s), not mounted now; remove it first (strata images unmount --rm %s): %w",
 					dir, key, names[0], dir, errdefs.ErrAlreadyExists)
 			}
-			img, err := resolveImage(ctx, s.DB.Images(), a.namespace, args[0])
+			img, err := resolveImage(ctx, s.Images(), a.namespace, args[0])
 			if err != nil {
 				return err
 			}
-			cs := s.DB.ContentStore()
+			cs := s.Content()
 			desc, manifest, err := images.Manifest(ctx, cs, img.Target, images.Only(p))
 			if err != nil {
 				return fmt.Errorf("image %q: %w", img.Name, err)
@@ -376,13 +375,13 @@ so garbage collection keeps it and the image's layers while it exists.`,
 
 			// A lease holds what is unpacked until the snapshot below,
 			// with its gc.root label, holds it for good.
-			l, err := s.DB.Leases().Create(ctx, leases.WithExpiration(time.Hour),
+			l, err := s.Leases().Create(ctx, leases.WithExpiration(time.Hour),
 				leases.WithLabels(map[string]string{"strata.io/created-by": "images-mount"}))
 			if err != nil {
 				return err
 			}
 			defer func() {
-				if err := s.DB.Leases().Delete(context.WithoutCancel(ctx), l); err != nil {
+				if err := s.Leases().Delete(context.WithoutCancel(ctx), l); err != nil {
 					// It expires within the hour anyway.
 					a.logger.Warn("delete the lease of images mount", "lease", l.ID, "error", err)
 				}
@@ -392,11 +391,11 @@ so garbage collection keeps it and the image's layers while it exists.`,
 			if _, err := sn.Stat(ctx, top.String()); errors.Is(err, errdefs.ErrNotFound) {
 				// Unpack also labels the config with the top snapshot, the
 				// edge that keeps the layers once the mount is gone.
-				got, err := pull.Unpack(ctx, s, desc, snName, nil)
+				res, err := s.Run(ctx, jobs.Request{Unpack: &jobs.UnpackRequest{Manifest: desc, Snapshotter: snName}}, jobs.Env{Logger: a.logger})
 				if err != nil {
 					return fmt.Errorf("unpack image %q (%s) into snapshotter %s: %w", img.Name, images.FormatPlatform(*desc.Platform), snName, err)
 				}
-				if got != top {
+				if got := res.ChainID; got != top {
 					return fmt.Errorf("unpack image %q: top chain ID %s, want %s: %w", img.Name, got, top, errdefs.ErrDataLoss)
 				}
 			} else if err != nil {

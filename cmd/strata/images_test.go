@@ -32,6 +32,10 @@ import (
 func withStore(t *testing.T, c *cli, fn func(ctx context.Context, s *wiring.Store)) {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "default")
+	if c.daemon != nil {
+		fn(ctx, c.daemon.Store) // the daemon's, open in this process
+		return
+	}
 	s, err := wiring.Open(ctx, wiring.Config{Root: c.root})
 	if err != nil {
 		t.Fatal(err)

@@ -1,18 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
+	"path/filepath"
 
-	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
-	"github.com/strata-oci/strata/archive/ocilayout"
-	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/reference"
 )
 
@@ -54,23 +50,38 @@ incomplete archive records nothing.`,
 					return usagef("--base-name %q: want a repository name without tag or digest (%v)", baseName, err)
 				}
 			}
-			in := args[0]
-			var r io.Reader = cmd.InOrStdin()
-			if in != "-" {
-				f, err := os.Open(in)
+			req := &jobs.ImportRequest{BaseName: baseName, Digests: digests, AllPlatforms: allPlatforms, NoUnpack: noUnpack}
+			env := jobs.Env{Logger: a.logger, Warn: func(msg string) { fmt.Fprintf(cmd.ErrOrStderr(), "strata: %s\n", msg) }}
+			switch in := args[0]; {
+			case in == "-":
+				env.Input = cmd.InOrStdin()
+			default:
+				abs, err := filepath.Abs(in)
+				if err != nil {
+					return err
+				}
+				st, err := os.Stat(abs)
+				if err != nil {
+					return err
+				}
+				if st.Mode().IsRegular() {
+					// The job opens a file itself: in the daemon, it
+					// then goes on if this command is killed.
+					req.Path = abs
+					break
+				}
+				// A pipe (<(...), /dev/stdin) is this process's: stream it.
+				f, err := os.Open(abs)
 				if err != nil {
 					return err
 				}
 				defer f.Close()
-				r = f
-			} else {
-				in = "stdin"
+				env.Input = f
 			}
 			ctx := a.ctx(cmd)
-			snName := ""
 			if !noUnpack {
 				var err error
-				if ctx, _, snName, err = sf.open(a, cmd); err != nil {
+				if ctx, _, req.Snapshotter, err = sf.open(a, cmd); err != nil {
 					return err
 				}
 			}
@@ -78,37 +89,11 @@ incomplete archive records nothing.`,
 			if err != nil {
 				return err
 			}
-			imgs, err := ocilayout.Import(ctx, r, s, ocilayout.ImportOptions{BaseName: baseName, Digests: digests,
-				AllPlatforms: allPlatforms, Logger: a.logger})
+			res, err := s.Run(ctx, jobs.Request{Import: req}, env)
 			if err != nil {
-				if ctx.Err() != nil {
-					return fmt.Errorf("import %s interrupted: %w (nothing was recorded)", in, err)
-				}
-				return fmt.Errorf("import %s: %w", in, err)
+				return err
 			}
-			if !noUnpack {
-				cs := s.DB.ContentStore()
-				host := images.Only(images.DefaultPlatform())
-				unpacked := map[digest.Digest]bool{}
-				for _, img := range imgs {
-					desc, _, err := images.Manifest(ctx, cs, img.Target, host)
-					if err != nil {
-						if errors.Is(err, errdefs.ErrNotFound) {
-							// Imported for another platform: nothing to unpack here.
-							fmt.Fprintf(cmd.ErrOrStderr(), "strata: image %q not unpacked: %v\n", img.Name, err)
-							continue
-						}
-						return fmt.Errorf("image %q: %w", img.Name, err)
-					}
-					if unpacked[desc.Digest] {
-						continue
-					}
-					unpacked[desc.Digest] = true
-					if _, err := pull.Unpack(ctx, s, desc, snName, nil); err != nil {
-						return fmt.Errorf("unpack image %q (%s) into snapshotter %s: %w", img.Name, images.FormatPlatform(*desc.Platform), snName, err)
-					}
-				}
-			}
+			imgs := res.Images
 			for _, img := range imgs {
 				fmt.Fprintln(cmd.OutOrStdout(), img.Name)
 			}

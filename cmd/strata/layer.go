@@ -142,11 +142,11 @@ expires in 24 hours (--lease names one of yours).`,
 			if ctx, err = withLease(ctx, s, leaseID, "layer-diff"); err != nil {
 				return err
 			}
-			desc, err := diff.WriteSnapshotLayer(ctx, sn, args[0], s.DB.ContentStore(), diff.Options{Compression: c})
+			desc, err := diff.WriteSnapshotLayer(ctx, sn, args[0], s.Content(), diff.Options{Compression: c})
 			if err != nil {
 				return fmt.Errorf("layer diff of snapshot %q: %w", args[0], err)
 			}
-			info, err := s.DB.ContentStore().Info(ctx, desc.Digest)
+			info, err := s.Content().Info(ctx, desc.Digest)
 			if err != nil {
 				return err
 			}

@@ -44,7 +44,7 @@ func leasesCreate(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			l, err := s.DB.Leases().Create(ctx, opts...)
+			l, err := s.Leases().Create(ctx, opts...)
 			if err != nil {
 				return err
 			}
@@ -82,7 +82,7 @@ func leasesList(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ls, err := s.DB.Leases().List(ctx, args...)
+			ls, err := s.Leases().List(ctx, args...)
 			if err != nil {
 				return err
 			}
@@ -133,7 +133,7 @@ func leasesRemove(a *app) *cobra.Command {
 				opts = append(opts, leases.SynchronousDelete)
 			}
 			return eachArg(cmd, args, "leases not removed", func(id string) error {
-				return s.DB.Leases().Delete(ctx, leases.Lease{ID: id}, opts...)
+				return s.Leases().Delete(ctx, leases.Lease{ID: id}, opts...)
 			})
 		},
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-oci/strata/filters"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -29,12 +28,16 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 type app struct {
 	root      string
+	address   string
 	namespace string
 	logLevel  string
 	output    string
+	// rootSet and addressSet: given on the command line, which decides
+	// between embedded and client mode (backend.go).
+	rootSet, addressSet bool
 
 	logger *slog.Logger
-	store  *wiring.Store
+	store  backend
 }
 
 func defaultRoot() string {
@@ -48,19 +51,6 @@ func defaultRoot() string {
 		return filepath.Join(home, ".local", "share", "strata")
 	}
 	return "strata"
-}
-
-// open opens the store on first use; commands that need none never do.
-func (a *app) open(ctx context.Context) (*wiring.Store, error) {
-	if a.store != nil {
-		return a.store, nil
-	}
-	s, err := wiring.Open(ctx, wiring.Config{Root: a.root, Logger: a.logger})
-	if err != nil {
-		return nil, err
-	}
-	a.store = s
-	return s, nil
 }
 
 func (a *app) close() error {
@@ -97,12 +87,15 @@ store, image records, leases and garbage collection, in containerd's model.`,
 			if err := namespaces.Validate(a.namespace); err != nil {
 				return usageError{err}
 			}
+			a.rootSet = cmd.Flags().Changed("root")
+			a.addressSet = cmd.Flags().Changed("address")
 			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
 	f := root.PersistentFlags()
-	f.StringVar(&a.root, "root", defaultRoot(), "store root directory")
+	f.StringVar(&a.root, "root", defaultRoot(), "store root directory, opened by this process (embedded mode)")
+	f.StringVar(&a.address, "address", "", "the daemon's socket (env "+addressEnv+"; default "+DefaultAddress+" when stratad listens there, else embedded mode)")
 	f.StringVarP(&a.namespace, "namespace", "n", namespaces.FromEnv(), "namespace (env "+namespaces.EnvVar+")")
 	f.StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
@@ -227,9 +220,9 @@ func groupCommand(use string, aliases []string, short string, verbs ...*cobra.Co
 // withLease returns ctx under lease id, or, when id is empty, under a new
 // lease that expires in 24 hours (what ctr does), so that what a command
 // writes outlives it without being kept for ever.
-func withLease(ctx context.Context, s *wiring.Store, id, createdBy string) (context.Context, error) {
+func withLease(ctx context.Context, s backend, id, createdBy string) (context.Context, error) {
 	if id == "" {
-		l, err := s.DB.Leases().Create(ctx, leases.WithExpiration(24*time.Hour),
+		l, err := s.Leases().Create(ctx, leases.WithExpiration(24*time.Hour),
 			leases.WithLabels(map[string]string{"strata.io/created-by": createdBy}))
 		if err != nil {
 			return nil, err

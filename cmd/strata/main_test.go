@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-oci/strata/server/servertest"
 )
 
 // The test binary doubles as the strata binary: with STRATA_TEST_MAIN set
@@ -25,10 +28,28 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// daemonMode runs every command through a daemon (STRATA_TEST_MODE=daemon,
+// as `make test` does in a second pass): each test's store is then served
+// by a stratad in this test process and the CLI talks to it with
+// --address, so the same tests check that client mode behaves like
+// embedded mode.
+var daemonMode = os.Getenv("STRATA_TEST_MODE") == "daemon"
+
+// embeddedOnly skips a test that is about embedded mode itself (the lock
+// on a root, damage done to the files under a root) when every command
+// goes through a daemon.
+func embeddedOnly(t *testing.T, why string) {
+	if daemonMode {
+		t.Skipf("embedded mode only: %s", why)
+	}
+}
+
 type cli struct {
 	t    *testing.T
 	root string
 	env  []string
+	// daemon serves root in daemon mode.
+	daemon *servertest.Daemon
 }
 
 type result struct {
@@ -37,6 +58,10 @@ type result struct {
 }
 
 func newCLI(t *testing.T) *cli {
+	if daemonMode {
+		d := servertest.Start(t)
+		return &cli{t: t, root: d.Store.Root, daemon: d}
+	}
 	return &cli{t: t, root: t.TempDir()}
 }
 
@@ -45,7 +70,11 @@ func (c *cli) cmd(stdin io.Reader, args ...string) *exec.Cmd {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(exe, append([]string{"--root", c.root}, args...)...)
+	where := []string{"--root", c.root}
+	if c.daemon != nil {
+		where = []string{"--address", c.daemon.Address}
+	}
+	cmd := exec.Command(exe, append(where, args...)...)
 	// GORACE: a -race binary otherwise sleeps a second at every exit.
 	cmd.Env = append(append(os.Environ(), "STRATA_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0"), c.env...)
 	cmd.Stdin = stdin
@@ -84,6 +113,24 @@ func (c *cli) fails(code int, stderrHas string, args ...string) {
 	r := c.run(args...)
 	if r.code != code || !strings.Contains(r.stderr, stderrHas) {
 		c.t.Fatalf("strata %q: exit %d, stderr %q; want exit %d with %q", args, r.code, r.stderr, code, stderrHas)
+	}
+}
+
+// collected checks what a removal's garbage collection should have done:
+// at once in embedded mode, where the collection runs before the command
+// exits; within seconds in daemon mode, where it is scheduled.
+func (c *cli) collected(what string, check func() error) {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if c.daemon == nil || time.Now().After(deadline) {
+			c.t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -233,9 +280,12 @@ func TestContentIngestResumeAndGC(t *testing.T) {
 	if out := c.ok("-n", "other", "content", "rm", dgst); out != dgst+"\n" {
 		t.Fatalf("content rm printed %q", out)
 	}
-	if _, err := os.Stat(blobPath); !os.IsNotExist(err) {
-		t.Fatalf("blob file after its last reference was removed: %v", err)
-	}
+	c.collected("blob file after its last reference was removed", func() error {
+		if _, err := os.Stat(blobPath); !os.IsNotExist(err) {
+			return fmt.Errorf("stat: %v", err)
+		}
+		return nil
+	})
 	if out := c.ok("gc"); !strings.Contains(out, "removed 0 objects") {
 		t.Fatalf("gc after rm = %q", out)
 	}
@@ -331,6 +381,7 @@ func TestUsageAndErrors(t *testing.T) {
 // TestStoreLocked: a second process on the same root gets a clear error
 // instead of waiting forever or corrupting anything.
 func TestStoreLocked(t *testing.T) {
+	embeddedOnly(t, "the lock on a root opened in-process")
 	c := newCLI(t)
 	_, dgst := blob(t, 10)
 	pr, pw := io.Pipe()

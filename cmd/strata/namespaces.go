@@ -21,7 +21,7 @@ func newNamespacesCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return s.DB.Namespaces().Create(cmd.Context(), args[0], labels)
+				return s.Namespaces().Create(cmd.Context(), args[0], labels)
 			},
 		},
 		namespacesList(a),
@@ -36,7 +36,7 @@ func newNamespacesCommand(a *app) *cobra.Command {
 					return err
 				}
 				return eachArg(cmd, args, "namespaces not removed", func(name string) error {
-					return s.DB.Namespaces().Delete(cmd.Context(), name)
+					return s.Namespaces().Delete(cmd.Context(), name)
 				})
 			},
 		},
@@ -54,7 +54,7 @@ func newNamespacesCommand(a *app) *cobra.Command {
 					return err
 				}
 				for k, v := range labels {
-					if err := s.DB.Namespaces().SetLabel(cmd.Context(), args[0], k, v); err != nil {
+					if err := s.Namespaces().SetLabel(cmd.Context(), args[0], k, v); err != nil {
 						return err
 					}
 				}
@@ -77,7 +77,7 @@ func namespacesList(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			names, err := s.DB.Namespaces().List(ctx)
+			names, err := s.Namespaces().List(ctx)
 			if err != nil {
 				return err
 			}
@@ -87,7 +87,7 @@ func namespacesList(a *app) *cobra.Command {
 			}
 			rows := []row{}
 			for _, n := range names {
-				labels, err := s.DB.Namespaces().Labels(ctx, n)
+				labels, err := s.Namespaces().Labels(ctx, n)
 				if err != nil {
 					return err
 				}

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+
+	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/spf13/cobra"
 
@@ -76,6 +81,37 @@ func pluginRows(srv *server.Server) []pluginRow {
 	return rows
 }
 
+// listPlugins asks the daemon's introspection service, or lists what
+// stratad would serve over an embedded store.
+func listPlugins(ctx context.Context, a *app, s backend) ([]pluginRow, error) {
+	r, ok := s.(*remote)
+	if !ok {
+		srv, err := server.New(s.(*embedded).s, server.Config{Logger: a.logger})
+		if err != nil {
+			return nil, fmt.Errorf("list plugins of %s: %w", a.root, err)
+		}
+		// Never served: stopping only drops the registrations.
+		defer srv.Stop(0)
+		return pluginRows(srv), nil
+	}
+	resp, err := introspectionapi.NewIntrospectionClient(r.conn).Plugins(ctx, &introspectionapi.PluginsRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list plugins of the daemon at %s: %w", r.address, server.FromGRPC(err))
+	}
+	var rows []pluginRow
+	for _, p := range resp.Plugins {
+		row := pluginRow{Type: p.Type, ID: p.ID, Requires: p.Requires, Exports: p.Exports, Capabilities: p.Capabilities, Status: "ok"}
+		for _, pl := range p.Platforms {
+			row.Platforms = append(row.Platforms, images.FormatPlatform(ocispec.Platform{OS: pl.OS, Architecture: pl.Architecture, Variant: pl.Variant}))
+		}
+		if p.InitErr != nil {
+			row.Status, row.Error = "error", p.InitErr.Message
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
 func newPluginsCommand(a *app) *cobra.Command {
 	return groupCommand("plugins", []string{"plugin"}, "Show the parts of strata, as ctr plugins shows a daemon's",
 		pluginsList(a))
@@ -102,14 +138,12 @@ any filter matches.`,
 			if err != nil {
 				return err
 			}
-			srv, err := server.New(s, server.Config{Logger: a.logger})
+			all, err := listPlugins(cmd.Context(), a, s)
 			if err != nil {
-				return fmt.Errorf("list plugins of %s: %w", a.root, err)
+				return err
 			}
-			// Never served: stopping only drops the registrations.
-			defer srv.Stop(0)
 			rows := []pluginRow{}
-			for _, r := range pluginRows(srv) {
+			for _, r := range all {
 				if filter.Match(r.fields()) {
 					rows = append(rows, r)
 				}

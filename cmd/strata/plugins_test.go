@@ -44,14 +44,8 @@ func TestPluginsList(t *testing.T) {
 	}
 
 	// Whether overlayfs works under this root decides its status.
-	st, err := wiring.Open(context.Background(), wiring.Config{Root: c.root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	overlayErr := st.OverlayUnavailable
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	var overlayErr error
+	withStore(t, c, func(_ context.Context, s *wiring.Store) { overlayErr = s.OverlayUnavailable })
 	overlayStatus := "ok"
 	if overlayErr != nil {
 		overlayStatus = "error"

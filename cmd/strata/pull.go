@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -15,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/progress"
-	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
 	"github.com/strata-oci/strata/remotes/docker/credentials"
@@ -48,10 +49,44 @@ func defaultHostsDir() string {
 	return ""
 }
 
+// registry is how a job reaches registries: the flags, and the
+// credentials of the user running this command (--user for ref's
+// registry, else docker's config.json), which the daemon asks for too.
+func (a *app) registry(rf *registryFlags, ref reference.Reference) (jobs.Registry, jobs.Credentials, error) {
+	hostsDir := rf.hostsDir
+	if hostsDir != "" {
+		abs, err := filepath.Abs(hostsDir)
+		if err != nil {
+			return jobs.Registry{}, nil, err
+		}
+		hostsDir = abs
+	}
+	creds, err := a.credentials(rf, ref)
+	if err != nil {
+		return jobs.Registry{}, nil, err
+	}
+	return jobs.Registry{PlainHTTP: rf.plainHTTP, HostsDir: hostsDir}, creds, nil
+}
+
+// userAgent is what strata sends to registries.
+func userAgent() string {
+	ver, _ := buildVersion()
+	return "strata/" + ver
+}
+
 // resolver builds the registry client for the registry of ref.
 func (a *app) resolver(rf *registryFlags, ref reference.Reference) (*docker.Resolver, error) {
-	ver, _ := buildVersion()
-	opts := docker.Options{HostsDir: rf.hostsDir, PlainHTTP: rf.plainHTTP, Logger: a.logger, UserAgent: "strata/" + ver}
+	creds, err := a.credentials(rf, ref)
+	if err != nil {
+		return nil, err
+	}
+	return docker.NewResolver(docker.Options{HostsDir: rf.hostsDir, PlainHTTP: rf.plainHTTP, Logger: a.logger,
+		UserAgent: userAgent(), Credentials: creds}), nil
+}
+
+// credentials answers for --user at ref's registry, else from docker's
+// config.json and its helpers.
+func (a *app) credentials(rf *registryFlags, ref reference.Reference) (jobs.Credentials, error) {
 	store, err := credentials.Load(credentials.DefaultPath())
 	if err != nil {
 		return nil, err
@@ -69,13 +104,12 @@ func (a *app) resolver(rf *registryFlags, ref reference.Reference) (*docker.Reso
 			}
 		}
 	}
-	opts.Credentials = func(ctx context.Context, host string) (string, string, error) {
+	return func(ctx context.Context, host string) (string, string, error) {
 		if user != "" && host == ref.Domain {
 			return user, secret, nil
 		}
 		return store.Get(ctx, host)
-	}
-	return docker.NewResolver(opts), nil
+	}, nil
 }
 
 // readPassword reads a line from the terminal without echo, or from stdin
@@ -154,8 +188,8 @@ every config are always fetched; layers only for the platforms asked for.`,
 			if err != nil {
 				return err
 			}
-			o := pull.Options{Platforms: ps, AllPlatforms: allPlatforms, NoUnpack: noUnpack, Snapshotter: snapshotter,
-				MaxConcurrentDownloads: maxDownloads, Logger: a.logger}
+			o := &jobs.PullRequest{Ref: ref.String(), Platforms: ps, AllPlatforms: allPlatforms, NoUnpack: noUnpack,
+				Snapshotter: snapshotter, MaxConcurrentDownloads: maxDownloads}
 			if unpackPlatform != "" {
 				up, err := images.ParsePlatform(unpackPlatform)
 				if err != nil {
@@ -166,8 +200,8 @@ every config are always fetched; layers only for the platforms asked for.`,
 			if maxDownloads < 1 {
 				return usagef("--max-concurrent-downloads %d: want at least 1", maxDownloads)
 			}
-			r, err := a.resolver(&rf, ref)
-			if err != nil {
+			var creds jobs.Credentials
+			if o.Registry, creds, err = a.registry(&rf, ref); err != nil {
 				return err
 			}
 			s, err := a.open(ctx)
@@ -175,14 +209,13 @@ every config are always fetched; layers only for the platforms asked for.`,
 				return err
 			}
 			if snapshotter != "" && s.Snapshotter(snapshotter) == nil {
-				return usagef("--snapshotter %q: not one of %s", snapshotter, strings.Join(s.DB.SnapshotterNames(), ", "))
+				return usagef("--snapshotter %q: not one of %s", snapshotter, strings.Join(s.Info().Snapshotters, ", "))
 			}
 			if quiet {
 				progressMode = progress.Quiet
 			}
 			pr := progress.New(cmd.ErrOrStderr(), progressMode)
-			o.Progress = pr
-			img, err := pull.New(s, r).Pull(ctx, ref.String(), o)
+			res, err := s.Run(ctx, jobs.Request{Pull: o}, jobs.Env{Progress: pr, Credentials: creds, Logger: a.logger, UserAgent: userAgent()})
 			pr.Close(err)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -190,10 +223,11 @@ every config are always fetched; layers only for the platforms asked for.`,
 				}
 				return err
 			}
+			img := res.Images[0]
 			if quiet {
-				fmt.Fprintln(cmd.OutOrStdout(), img.Target.Digest)
+				fmt.Fprintln(cmd.OutOrStdout(), img.Digest)
 			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", img.Name, img.Target.Digest)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", img.Name, img.Digest)
 			}
 			return nil
 		},

@@ -5,8 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/progress"
-	"github.com/strata-oci/strata/push"
 	"github.com/strata-oci/strata/reference"
 )
 
@@ -49,7 +49,7 @@ the same registry are mounted, manifests go after their blobs and the tag last.`
 			if err != nil {
 				return err
 			}
-			r, err := a.resolver(&rf, ref)
+			reg, creds, err := a.registry(&rf, ref)
 			if err != nil {
 				return err
 			}
@@ -61,12 +61,14 @@ the same registry are mounted, manifests go after their blobs and the tag last.`
 				progressMode = progress.Quiet
 			}
 			pr := progress.New(cmd.ErrOrStderr(), progressMode)
-			desc, err := push.New(s, r).Push(ctx, local.String(), ref.String(), push.Options{Platforms: ps,
-				AllowNonDistributable: nonDistributble, MaxConcurrentUploads: maxUploads, Progress: pr, Logger: a.logger})
+			res, err := s.Run(ctx, jobs.Request{Push: &jobs.PushRequest{Ref: ref.String(), Local: local.String(), Registry: reg,
+				Platforms: ps, AllowNonDistributable: nonDistributble, MaxConcurrentUploads: maxUploads}},
+				jobs.Env{Progress: pr, Credentials: creds, Logger: a.logger, UserAgent: userAgent()})
 			pr.Close(err)
 			if err != nil {
 				return err
 			}
+			desc := res.Images[0]
 			if quiet {
 				fmt.Fprintln(cmd.OutOrStdout(), desc.Digest)
 			} else {

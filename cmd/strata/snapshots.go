@@ -47,12 +47,12 @@ func (f *snapshotterFlag) open(a *app, cmd *cobra.Command) (context.Context, sna
 	}
 	name := f.name
 	if name == "" {
-		name = s.DefaultSnapshotter
+		name = s.Info().DefaultSnapshotter
 	}
 	sn := s.Snapshotter(name)
 	if sn == nil {
-		if name == "overlayfs" && s.OverlayUnavailable != nil {
-			return nil, nil, "", fmt.Errorf("snapshotter overlayfs: %w", s.OverlayUnavailable)
+		if why := s.Info().OverlayUnavailable; name == "overlayfs" && why != "" {
+			return nil, nil, "", fmt.Errorf("snapshotter overlayfs: %s: %w", why, errdefs.ErrUnavailable)
 		}
 		return nil, nil, "", fmt.Errorf("snapshotter %s: %w", name, errdefs.ErrUnavailable)
 	}

@@ -1,0 +1,156 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
+
+	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/server"
+)
+
+// cancelWait is how long a cancelled RunJob waits for the daemon to say
+// how the job ended.
+const cancelWait = 10 * time.Second
+
+var runDesc = &grpc.StreamDesc{StreamName: "Run", ServerStreams: true, ClientStreams: true}
+
+// RunJob runs req in the daemon on conn, in ctx's namespace, and returns
+// its result: progress, warnings and export data go to env, credential
+// questions are answered from env.Credentials, env.Input is streamed for
+// an import without a path.
+//
+// When ctx is cancelled the daemon is asked to cancel the job, and RunJob
+// returns how it ended. If this process dies instead, a long job goes on
+// in the daemon to its end.
+func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request, env jobs.Env) (jobs.Result, error) {
+	// Jobs over the whole store (gc, fsck, info) need no namespace; the
+	// daemon says so for those that do.
+	callCtx := ctx
+	if _, ok := namespaces.Namespace(ctx); ok {
+		var err error
+		if callCtx, err = contentContext(ctx); err != nil {
+			return jobs.Result{}, err
+		}
+	}
+	// The stream lives on its own context: cancelling ctx must reach the
+	// daemon as a request to cancel, not as a dropped connection (which
+	// leaves the job running).
+	sctx, stop := context.WithCancel(context.WithoutCancel(callCtx))
+	defer stop()
+	stream, err := conn.NewStream(sctx, runDesc, jobs.RunMethod, grpc.CallContentSubtype(jobs.Codec))
+	if err != nil {
+		return jobs.Result{}, server.FromGRPC(err)
+	}
+	var sendMu sync.Mutex
+	send := func(f *jobs.ClientFrame) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.SendMsg(f)
+	}
+	if err := send(&jobs.ClientFrame{Start: &req}); err != nil {
+		return jobs.Result{}, recvErr(stream, err)
+	}
+	if req.Import != nil && req.Import.Path == "" && env.Input != nil {
+		go func() {
+			buf := make([]byte, contentChunk)
+			for {
+				n, err := env.Input.Read(buf)
+				if n > 0 {
+					if send(&jobs.ClientFrame{Data: buf[:n]}) != nil {
+						return
+					}
+				}
+				if errors.Is(err, io.EOF) {
+					send(&jobs.ClientFrame{EOF: true})
+					return
+				}
+				if err != nil {
+					// Ending the stream fails the import on the daemon's side.
+					stop()
+					return
+				}
+			}
+		}()
+	}
+	// Cancelling ctx asks the daemon to cancel; give it a while to answer.
+	cancelled := context.AfterFunc(ctx, func() {
+		send(&jobs.ClientFrame{Cancel: true})
+		time.AfterFunc(cancelWait, stop)
+	})
+	defer cancelled()
+
+	var res *jobs.Result
+	for {
+		var f jobs.ServerFrame
+		if err := stream.RecvMsg(&f); err != nil {
+			if errors.Is(err, io.EOF) {
+				if res == nil {
+					return jobs.Result{}, fmt.Errorf("job %s: the daemon ended it without a result: %w", req.Kind(), errdefs.ErrUnknown)
+				}
+				return *res, nil
+			}
+			if ctx.Err() != nil && sctx.Err() != nil {
+				return jobs.Result{}, fmt.Errorf("job %s: the daemon did not confirm the cancel in %s: %w", req.Kind(), cancelWait, ctx.Err())
+			}
+			return jobs.Result{}, server.FromGRPC(err)
+		}
+		if env.Progress != nil {
+			for _, u := range f.Progress {
+				env.Progress.Update(u.Progress())
+			}
+		}
+		switch {
+		case f.Credential != "":
+			host := f.Credential
+			go func() {
+				a := jobs.CredentialAnswer{Host: host}
+				if env.Credentials != nil {
+					user, secret, err := env.Credentials(ctx, host)
+					if err != nil {
+						a.Error = err.Error()
+					}
+					a.User, a.Secret = user, secret
+				}
+				send(&jobs.ClientFrame{Credential: &a})
+			}()
+		case f.Warn != "":
+			if env.Warn != nil {
+				env.Warn(f.Warn)
+			}
+		case len(f.Data) > 0:
+			if env.Output == nil {
+				return jobs.Result{}, fmt.Errorf("job %s: the daemon sent data nobody asked for: %w", req.Kind(), errdefs.ErrInternal)
+			}
+			if _, err := env.Output.Write(f.Data); err != nil {
+				return jobs.Result{}, err
+			}
+		case f.Result != nil:
+			res = f.Result
+		}
+	}
+}
+
+// recvErr returns the stream's status when a send failed because the
+// daemon ended the call.
+func recvErr(stream grpc.ClientStream, sendErr error) error {
+	if errors.Is(sendErr, io.EOF) {
+		var f jobs.ServerFrame
+		for {
+			if err := stream.RecvMsg(&f); err != nil {
+				if errors.Is(err, io.EOF) {
+					return sendErr
+				}
+				return server.FromGRPC(err)
+			}
+		}
+	}
+	return server.FromGRPC(sendErr)
+}

@@ -1,0 +1,208 @@
+// Package jobs is strata's long operations (pull, push, import, export,
+// garbage collection, fsck) as requests over an open store. The CLI runs
+// them itself in embedded mode; stratad runs the very same code for its
+// clients (server/jobs.go), so a command behaves the same either way, and
+// a job started through the daemon outlives the client that started it.
+//
+// Requests and results are plain data (JSON on the wire); what a job needs
+// from whoever started it (credentials, an input or output stream, where
+// progress goes) comes through an Env.
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/metadata"
+	"github.com/strata-oci/strata/metadata/gc"
+	"github.com/strata-oci/strata/progress"
+	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/remotes/docker/auth"
+)
+
+// Request is one job: exactly one field is set.
+type Request struct {
+	Pull   *PullRequest   `json:"pull,omitempty"`
+	Push   *PushRequest   `json:"push,omitempty"`
+	Import *ImportRequest `json:"import,omitempty"`
+	Export *ExportRequest `json:"export,omitempty"`
+	GC     *GCRequest     `json:"gc,omitempty"`
+	Fsck   *FsckRequest   `json:"fsck,omitempty"`
+	Info   *InfoRequest   `json:"info,omitempty"`
+	Unpack *UnpackRequest `json:"unpack,omitempty"`
+}
+
+// Kind names the job for messages ("pull", "gc", …); "" when no field or
+// more than one is set.
+func (r Request) Kind() string {
+	kind := ""
+	for name, set := range map[string]bool{
+		"pull": r.Pull != nil, "push": r.Push != nil, "import": r.Import != nil,
+		"export": r.Export != nil, "gc": r.GC != nil, "fsck": r.Fsck != nil, "info": r.Info != nil, "unpack": r.Unpack != nil,
+	} {
+		if set {
+			if kind != "" {
+				return ""
+			}
+			kind = name
+		}
+	}
+	return kind
+}
+
+// Long reports whether the job is one that outlives its client when run by
+// the daemon (everything but the queries).
+func (r Request) Long() bool { return r.Info == nil }
+
+// GCRequest runs a garbage collection now.
+type GCRequest struct {
+	DryRun bool `json:"dry_run,omitempty"`
+	// List fills the result's Removed with every object.
+	List bool `json:"list,omitempty"`
+}
+
+// FsckRequest verifies (and with Repair mends) the store.
+type FsckRequest struct {
+	Repair bool `json:"repair,omitempty"`
+}
+
+// UnpackRequest unpacks the layers of an image manifest (what pull does
+// after fetching) and labels its config with the top snapshot.
+type UnpackRequest struct {
+	Manifest ocispec.Descriptor `json:"manifest"`
+	// Snapshotter defaults to the store's.
+	Snapshotter string `json:"snapshotter,omitempty"`
+}
+
+// InfoRequest asks what the store is: its root and snapshotters.
+type InfoRequest struct{}
+
+// Info describes an open store.
+type Info struct {
+	Root               string   `json:"root"`
+	Snapshotters       []string `json:"snapshotters"`
+	DefaultSnapshotter string   `json:"default_snapshotter"`
+	// OverlayUnavailable says why there is no overlayfs snapshotter.
+	OverlayUnavailable string `json:"overlay_unavailable,omitempty"`
+}
+
+// Image is an image a job recorded or pushed.
+type Image struct {
+	Name   string        `json:"name"`
+	Digest digest.Digest `json:"digest"`
+}
+
+// Result is what a job produced; the field of its kind is set.
+type Result struct {
+	// Images: pull (the image), push (the pushed manifest or index under
+	// the remote name), import (every image, in archive order).
+	Images []Image              `json:"images,omitempty"`
+	GC     *gc.Stats            `json:"gc,omitempty"`
+	Fsck   *metadata.FsckReport `json:"fsck,omitempty"`
+	Info   *Info                `json:"info,omitempty"`
+	// ChainID is the top snapshot an unpack made or found.
+	ChainID digest.Digest `json:"chain_id,omitempty"`
+}
+
+// Credentials answers a registry's request for credentials for host
+// ("", "" for anonymous access).
+type Credentials = auth.Credentials
+
+// Env is what a job may use of whoever started it. Every field is optional.
+type Env struct {
+	Progress    progress.Sink
+	Credentials Credentials
+	// Warn receives what the job reports without failing (an image
+	// imported for another platform is not unpacked, say).
+	Warn func(msg string)
+	// Input is the archive of an ImportRequest without a Path.
+	Input io.Reader
+	// Output receives the archive of an ExportRequest without a Path.
+	Output io.Writer
+	Logger *slog.Logger
+	// UserAgent is sent to registries.
+	UserAgent string
+}
+
+func (e *Env) defaults() {
+	if e.Progress == nil {
+		e.Progress = progress.Discard
+	}
+	if e.Credentials == nil {
+		e.Credentials = func(context.Context, string) (string, string, error) { return "", "", nil }
+	}
+	if e.Warn == nil {
+		e.Warn = func(string) {}
+	}
+	if e.Logger == nil {
+		e.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Runner runs jobs on one store. Share one per process: concurrent pulls
+// through it wait for one another instead of fetching a blob twice.
+type Runner struct {
+	store  *wiring.Store
+	puller *pull.Puller
+}
+
+// NewRunner returns a Runner for s.
+func NewRunner(s *wiring.Store) *Runner {
+	return &Runner{store: s, puller: pull.New(s, nil)}
+}
+
+// Run runs req. Requests are checked here too, not only by the CLI: the
+// daemon takes them from any client.
+func (r *Runner) Run(ctx context.Context, req Request, env Env) (Result, error) {
+	env.defaults()
+	s := r.store
+	switch req.Kind() {
+	case "pull":
+		return r.pull(ctx, *req.Pull, env)
+	case "push":
+		return r.push(ctx, *req.Push, env)
+	case "import":
+		return r.importArchive(ctx, *req.Import, env)
+	case "export":
+		return Result{}, r.export(ctx, *req.Export, env)
+	case "gc":
+		st, err := s.DB.GarbageCollect(ctx, metadata.GCOptions{DryRun: req.GC.DryRun, List: req.GC.List})
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{GC: &st}, nil
+	case "fsck":
+		rep, err := s.DB.Fsck(ctx, req.Fsck.Repair)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Fsck: &rep}, nil
+	case "unpack":
+		name := req.Unpack.Snapshotter
+		if name == "" {
+			name = s.DefaultSnapshotter
+		}
+		if s.Snapshotter(name) == nil {
+			return Result{}, fmt.Errorf("snapshotter %q: not one of %v: %w", name, s.DB.SnapshotterNames(), errdefs.ErrInvalidArgument)
+		}
+		top, err := pull.Unpack(ctx, s, req.Unpack.Manifest, name, env.Progress)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{ChainID: top}, nil
+	case "info":
+		info := &Info{Root: s.Root, Snapshotters: s.DB.SnapshotterNames(), DefaultSnapshotter: s.DefaultSnapshotter}
+		if s.OverlayUnavailable != nil {
+			info.OverlayUnavailable = s.OverlayUnavailable.Error()
+		}
+		return Result{Info: info}, nil
+	}
+	return Result{}, fmt.Errorf("job request: want exactly one of pull, push, import, export, gc, fsck, unpack, info: %w", errdefs.ErrInvalidArgument)
+}

@@ -1,0 +1,272 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
+
+	"github.com/strata-oci/strata/jobs"
+)
+
+func init() {
+	Register(func(s *Server) error {
+		js := &jobService{s: s, runner: jobs.NewRunner(s.Store)}
+		s.GRPC().RegisterService(&grpc.ServiceDesc{
+			ServiceName: jobs.ServiceName,
+			HandlerType: (*any)(nil),
+			Streams: []grpc.StreamDesc{{
+				StreamName:    "Run",
+				Handler:       func(_ any, stream grpc.ServerStream) error { return js.run(stream) },
+				ServerStreams: true,
+				ClientStreams: true,
+			}},
+		}, js)
+		s.AddPlugin(Plugin{Type: "io.strata.grpc.v1", ID: "jobs", Requires: []string{"io.containerd.metadata.v1"},
+			Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
+		return nil
+	})
+}
+
+// jobService runs jobs.Requests for clients: strata's CLI in client mode.
+// A job runs on a context of its own: a client that goes away (killed,
+// its terminal closed) leaves it running to the end, one that sends Cancel
+// stops it. Server.Stop drains jobs like calls, and cancels those still
+// running when the grace period ends.
+type jobService struct {
+	s      *Server
+	runner *jobs.Runner
+}
+
+// jobConn is one client's stream, as a job sees it: what it sends goes
+// through one goroutine (a gRPC stream takes one sender at a time), and
+// everything stops reaching the client once it has gone.
+type jobConn struct {
+	stream   grpc.ServerStream
+	progress *jobs.Coalescer
+	frames   chan jobs.ServerFrame
+	gone     chan struct{} // closed when the client cannot be reached
+	goneOnce sync.Once
+
+	mu      sync.Mutex
+	answers map[string]chan jobs.CredentialAnswer
+	creds   map[string]jobs.CredentialAnswer // answered, kept for after the client has gone
+}
+
+func (c *jobConn) markGone() { c.goneOnce.Do(func() { close(c.gone) }) }
+
+// send queues f for the client; false once the client is gone.
+func (c *jobConn) send(ctx context.Context, f jobs.ServerFrame) bool {
+	select {
+	case c.frames <- f:
+		return true
+	case <-c.gone:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sender sends frames and progress until frames is closed, then what
+// progress is left.
+func (c *jobConn) sender(done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	flush := func() {
+		if ups := c.progress.Take(); len(ups) > 0 {
+			if c.stream.SendMsg(&jobs.ServerFrame{Progress: ups}) != nil {
+				c.markGone()
+			}
+		}
+	}
+	for {
+		select {
+		case f, ok := <-c.frames:
+			if !ok {
+				flush()
+				return
+			}
+			flush() // progress first: it happened before f
+			if err := c.stream.SendMsg(&f); err != nil {
+				c.markGone()
+			}
+		case <-tick.C:
+			// Progress at most ten times a second: a pull reports
+			// every read, a terminal shows a few frames a second.
+			flush()
+		}
+	}
+}
+
+// credentials asks the client for host's credentials, once per host.
+func (c *jobConn) credentials(ctx context.Context, host string) (string, string, error) {
+	c.mu.Lock()
+	if a, ok := c.creds[host]; ok {
+		c.mu.Unlock()
+		return a.User, a.Secret, nil
+	}
+	ch := make(chan jobs.CredentialAnswer, 1)
+	c.answers[host] = ch
+	c.mu.Unlock()
+	if !c.send(ctx, jobs.ServerFrame{Credential: host}) {
+		return "", "", nil // no client to ask: anonymous
+	}
+	select {
+	case a := <-ch:
+		if a.Error != "" {
+			return "", "", fmt.Errorf("credentials for %s: %s", host, a.Error)
+		}
+		c.mu.Lock()
+		c.creds[host] = a
+		c.mu.Unlock()
+		return a.User, a.Secret, nil
+	case <-c.gone:
+		return "", "", nil
+	case <-ctx.Done():
+		return "", "", ctx.Err()
+	}
+}
+
+func (c *jobConn) answer(a jobs.CredentialAnswer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.answers[a.Host]; ok {
+		delete(c.answers, a.Host)
+		ch <- a
+	}
+}
+
+// writer sends export data to the client; it fails once the client is gone.
+type jobWriter struct {
+	ctx context.Context
+	c   *jobConn
+}
+
+func (w jobWriter) Write(p []byte) (int, error) {
+	// Frames keep well under the message limit; the buffer is copied
+	// because the caller reuses it.
+	const chunk = 1 << 20
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), chunk)
+		if !w.c.send(w.ctx, jobs.ServerFrame{Data: append([]byte(nil), p[:k]...)}) {
+			return n, fmt.Errorf("export stream: the client went away: %w", errdefs.ErrUnavailable)
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+func (js *jobService) run(stream grpc.ServerStream) error {
+	var first jobs.ClientFrame
+	if err := stream.RecvMsg(&first); err != nil {
+		return err
+	}
+	if first.Start == nil {
+		return fmt.Errorf("jobs: the first message must start a job: %w", errdefs.ErrInvalidArgument)
+	}
+	req := *first.Start
+	kind := req.Kind()
+	if kind == "" {
+		return fmt.Errorf("job request: want exactly one of pull, push, import, export, gc, fsck, info: %w", errdefs.ErrInvalidArgument)
+	}
+	ctx, cancel, release, err := js.s.startJob(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer release()
+	defer cancel()
+
+	c := &jobConn{stream: stream, progress: jobs.NewCoalescer(), frames: make(chan jobs.ServerFrame, 16),
+		gone: make(chan struct{}), answers: map[string]chan jobs.CredentialAnswer{}, creds: map[string]jobs.CredentialAnswer{}}
+	sent := make(chan struct{})
+	go c.sender(sent)
+	log := js.s.Log.With("job", kind)
+	env := jobs.Env{Progress: c.progress, Credentials: c.credentials, Logger: log,
+		Warn: func(msg string) { c.send(ctx, jobs.ServerFrame{Warn: msg}) }}
+	var pw *io.PipeWriter
+	if req.Import != nil && req.Import.Path == "" {
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
+		defer pr.Close() // unblocks the receiver when the job stops reading
+		env.Input = pr
+	}
+	if req.Export != nil && req.Export.Path == "" {
+		env.Output = jobWriter{ctx, c}
+	}
+
+	// The receiver takes data, answers and Cancel until the client stops
+	// sending or goes away.
+	go func() {
+		eof := false
+		for {
+			var f jobs.ClientFrame
+			if err := stream.RecvMsg(&f); err != nil {
+				if pw != nil && !eof {
+					pw.CloseWithError(fmt.Errorf("import stream: the client went away: %w", errdefs.ErrUnavailable))
+				}
+				if !errors.Is(err, io.EOF) {
+					c.markGone()
+					if req.Long() && ctx.Err() == nil {
+						log.Info("client went away; the job goes on")
+					}
+				}
+				return
+			}
+			switch {
+			case f.Cancel:
+				log.Info("cancelled by the client")
+				cancel()
+			case f.Credential != nil:
+				c.answer(*f.Credential)
+			case pw != nil && len(f.Data) > 0:
+				if _, err := pw.Write(f.Data); err != nil {
+					pw = nil // the job stopped reading; drop the rest
+				}
+			}
+			if f.EOF && pw != nil && !eof {
+				eof = true
+				pw.Close()
+			}
+		}
+	}()
+
+	start := time.Now()
+	res, err := js.runner.Run(ctx, req, env)
+	if req.Long() {
+		if err != nil {
+			log.Info("job failed", "duration", time.Since(start), "error", err)
+		} else {
+			log.Info("job done", "duration", time.Since(start), "images", res.Images)
+		}
+	}
+	if err == nil {
+		c.send(ctx, jobs.ServerFrame{Result: &res})
+	}
+	close(c.frames)
+	<-sent
+	return err
+}
+
+// startJob returns the context a job runs on: the call's values (its
+// namespace, its lease) without its cancellation, cancelled by the cancel
+// returned and when Stop gives up waiting. release ends the job's hold on
+// Stop.
+func (s *Server) startJob(call context.Context) (context.Context, context.CancelFunc, func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return nil, nil, nil, fmt.Errorf("daemon is shutting down: %w", errdefs.ErrUnavailable)
+	}
+	s.jobs.Add(1)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(call))
+	stop := context.AfterFunc(s.jobsCtx, cancel)
+	return ctx, cancel, func() { stop(); s.jobs.Done() }, nil
+}
