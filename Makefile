@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests also run under the race detector.
-CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/...
+CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/...
 
 .PHONY: all build install test lint race unit bench fuzz clean demo
 
@@ -31,9 +31,11 @@ lint:
 race:
 	$(GO) test -race -short -count=1 $(CORE)
 
-# Everything, the crash test with its full 200 kills.
+# Everything, the crash test with its full 200 kills; then the CLI's tests
+# again in client mode, every command through a daemon.
 unit:
 	$(GO) test -count=1 -timeout 20m ./...
+	STRATA_TEST_MODE=daemon $(GO) test -count=1 -timeout 10m ./cmd/strata/
 
 # Benchmarks of the store (put STRATA_BENCH_DIR on the filesystem to measure).
 bench:

@@ -102,7 +102,7 @@ func (r *Runner) importArchive(ctx context.Context, req ImportRequest, env Env) 
 				continue
 			}
 			unpacked[desc.Digest] = true
-			if _, err := pull.Unpack(ctx, s, desc, snName, nil); err != nil {
+			if _, err := pull.UnpackWith(ctx, s, desc, pull.Options{Snapshotter: snName, UnpackParallelism: r.defaults.UnpackParallelism}); err != nil {
 				return Result{}, fmt.Errorf("unpack image %q (%s) into snapshotter %s: %w", img.Name, images.FormatPlatform(*desc.Platform), snName, err)
 			}
 		}

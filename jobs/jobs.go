@@ -146,16 +146,29 @@ func (e *Env) defaults() {
 	}
 }
 
+// Defaults fill in what requests leave zero: the configuration of the
+// process running the jobs (stratad's config file, the CLI's environment).
+type Defaults struct {
+	// HostsDir is the registry hosts directory (certs.d).
+	HostsDir string
+	// MaxConcurrentDownloads bounds a pull's layer downloads (default 3).
+	MaxConcurrentDownloads int
+	// UnpackParallelism bounds the layers applied at once (default: the
+	// number of CPUs, at least 2).
+	UnpackParallelism int
+}
+
 // Runner runs jobs on one store. Share one per process: concurrent pulls
 // through it wait for one another instead of fetching a blob twice.
 type Runner struct {
-	store  *wiring.Store
-	puller *pull.Puller
+	store    *wiring.Store
+	puller   *pull.Puller
+	defaults Defaults
 }
 
 // NewRunner returns a Runner for s.
-func NewRunner(s *wiring.Store) *Runner {
-	return &Runner{store: s, puller: pull.New(s, nil)}
+func NewRunner(s *wiring.Store, d Defaults) *Runner {
+	return &Runner{store: s, puller: pull.New(s, nil), defaults: d}
 }
 
 // Run runs req. Requests are checked here too, not only by the CLI: the
@@ -192,7 +205,8 @@ func (r *Runner) Run(ctx context.Context, req Request, env Env) (Result, error) 
 		if s.Snapshotter(name) == nil {
 			return Result{}, fmt.Errorf("snapshotter %q: not one of %v: %w", name, s.DB.SnapshotterNames(), errdefs.ErrInvalidArgument)
 		}
-		top, err := pull.Unpack(ctx, s, req.Unpack.Manifest, name, env.Progress)
+		top, err := pull.UnpackWith(ctx, s, req.Unpack.Manifest, pull.Options{Snapshotter: name,
+			UnpackParallelism: r.defaults.UnpackParallelism, Progress: env.Progress})
 		if err != nil {
 			return Result{}, err
 		}

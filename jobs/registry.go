@@ -18,11 +18,15 @@ type Registry struct {
 	// PlainHTTP talks plain HTTP to registries hosts.toml does not
 	// configure (loopback always may).
 	PlainHTTP bool `json:"plain_http,omitempty"`
-	// HostsDir is a directory of <host>/hosts.toml (containerd's certs.d).
+	// HostsDir is a directory of <host>/hosts.toml (containerd's certs.d);
+	// empty means the runner's default.
 	HostsDir string `json:"hosts_dir,omitempty"`
 }
 
-func (r Registry) resolver(env Env) *docker.Resolver {
+func (r Registry) resolver(env Env, d Defaults) *docker.Resolver {
+	if r.HostsDir == "" {
+		r.HostsDir = d.HostsDir
+	}
 	return docker.NewResolver(docker.Options{HostsDir: r.HostsDir, PlainHTTP: r.PlainHTTP, Logger: env.Logger,
 		UserAgent: env.UserAgent, Credentials: env.Credentials})
 }
@@ -38,8 +42,9 @@ type PullRequest struct {
 	// UnpackPlatform defaults to the first of Platforms, or the host's.
 	UnpackPlatform *ocispec.Platform `json:"unpack_platform,omitempty"`
 	// Snapshotter defaults to the store's.
-	Snapshotter            string `json:"snapshotter,omitempty"`
-	MaxConcurrentDownloads int    `json:"max_concurrent_downloads,omitempty"`
+	Snapshotter string `json:"snapshotter,omitempty"`
+	// MaxConcurrentDownloads defaults to the runner's.
+	MaxConcurrentDownloads int `json:"max_concurrent_downloads,omitempty"`
 }
 
 // PushRequest pushes the local image Local (default Ref) as Ref.
@@ -64,11 +69,14 @@ func (r *Runner) pull(ctx context.Context, req PullRequest, env Env) (Result, er
 	if req.MaxConcurrentDownloads < 0 {
 		return Result{}, fmt.Errorf("max concurrent downloads %d: want at least 1: %w", req.MaxConcurrentDownloads, errdefs.ErrInvalidArgument)
 	}
+	if req.MaxConcurrentDownloads == 0 {
+		req.MaxConcurrentDownloads = r.defaults.MaxConcurrentDownloads
+	}
 	img, err := r.puller.Pull(ctx, ref.String(), pull.Options{
 		Platforms: req.Platforms, AllPlatforms: req.AllPlatforms, NoUnpack: req.NoUnpack,
 		UnpackPlatform: req.UnpackPlatform, Snapshotter: req.Snapshotter,
-		MaxConcurrentDownloads: req.MaxConcurrentDownloads,
-		Progress:               env.Progress, Logger: env.Logger, Resolver: req.Registry.resolver(env),
+		MaxConcurrentDownloads: req.MaxConcurrentDownloads, UnpackParallelism: r.defaults.UnpackParallelism,
+		Progress: env.Progress, Logger: env.Logger, Resolver: req.Registry.resolver(env, r.defaults),
 	})
 	if err != nil {
 		return Result{}, err
@@ -90,7 +98,7 @@ func (r *Runner) push(ctx context.Context, req PushRequest, env Env) (Result, er
 	if req.MaxConcurrentUploads < 0 {
 		return Result{}, fmt.Errorf("max concurrent uploads %d: want at least 1: %w", req.MaxConcurrentUploads, errdefs.ErrInvalidArgument)
 	}
-	desc, err := push.New(r.store, req.Registry.resolver(env)).Push(ctx, local.String(), ref.String(), push.Options{
+	desc, err := push.New(r.store, req.Registry.resolver(env, r.defaults)).Push(ctx, local.String(), ref.String(), push.Options{
 		Platforms: req.Platforms, AllowNonDistributable: req.AllowNonDistributable,
 		MaxConcurrentUploads: req.MaxConcurrentUploads, Progress: env.Progress, Logger: env.Logger,
 	})

@@ -107,7 +107,7 @@ func (pl *pull) fetchLayers(ctx context.Context, root ocispec.Descriptor) error 
 	}
 
 	sem := make(chan struct{}, pl.o.MaxConcurrentDownloads)
-	unsem := make(chan struct{}, unpackWorkers())
+	unsem := make(chan struct{}, unpackWorkers(pl.o))
 	g, gctx := errgroup.WithContext(ctx)
 	streamed := map[digest.Digest]bool{}
 	if pn != nil && pn.rebase {

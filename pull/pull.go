@@ -55,6 +55,9 @@ type Options struct {
 	MaxConcurrentDownloads int
 	Progress               progress.Sink
 	Logger                 *slog.Logger
+	// UnpackParallelism bounds the layers applied at once (default: the
+	// number of CPUs, at least 2).
+	UnpackParallelism int
 	// Resolver, when set, replaces the Puller's for this pull: a daemon
 	// shares one Puller among clients that bring their own credentials.
 	Resolver *docker.Resolver
@@ -294,4 +297,9 @@ func (pl *pull) hold(ctx context.Context, d digest.Digest) error {
 
 // unpackWorkers bounds applies from the content store (layers present
 // already), which use CPU rather than the network.
-func unpackWorkers() int { return max(2, runtime.NumCPU()) }
+func unpackWorkers(o Options) int {
+	if o.UnpackParallelism > 0 {
+		return o.UnpackParallelism
+	}
+	return max(2, runtime.NumCPU())
+}

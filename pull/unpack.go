@@ -24,10 +24,17 @@ import (
 // gets the GC label for the top snapshot. It returns the top chain ID. A
 // missing layer blob is errdefs.ErrNotFound naming it.
 func Unpack(ctx context.Context, st *wiring.Store, manifest ocispec.Descriptor, snapshotter string, sink progress.Sink) (digest.Digest, error) {
+	return UnpackWith(ctx, st, manifest, Options{Snapshotter: snapshotter, Progress: sink})
+}
+
+// UnpackWith is Unpack with the options of a pull that matter to it:
+// Snapshotter, UnpackParallelism and Progress.
+func UnpackWith(ctx context.Context, st *wiring.Store, manifest ocispec.Descriptor, o Options) (digest.Digest, error) {
+	sink := o.Progress
 	if sink == nil {
 		sink = nopSink{}
 	}
-	pl := &pull{Puller: &Puller{store: st}, o: Options{Snapshotter: snapshotter}, sink: sink,
+	pl := &pull{Puller: &Puller{store: st}, o: Options{Snapshotter: o.Snapshotter, UnpackParallelism: o.UnpackParallelism}, sink: sink,
 		log: slog.New(slog.DiscardHandler), cs: st.DB.ContentStore()}
 	lm := st.DB.Leases()
 	var err error
@@ -50,7 +57,7 @@ func Unpack(ctx context.Context, st *wiring.Store, manifest ocispec.Descriptor, 
 		}
 	}
 	sem := make(chan struct{}, 1)
-	unsem := make(chan struct{}, unpackWorkers())
+	unsem := make(chan struct{}, unpackWorkers(pl.o))
 	if pn.rebase {
 		g, gctx := errgroup.WithContext(ctx)
 		for i := range pn.layers {

@@ -16,7 +16,7 @@ import (
 
 func init() {
 	Register(func(s *Server) error {
-		js := &jobService{s: s, runner: jobs.NewRunner(s.Store)}
+		js := &jobService{s: s, runner: jobs.NewRunner(s.Store, s.cfg.Jobs)}
 		s.GRPC().RegisterService(&grpc.ServiceDesc{
 			ServiceName: jobs.ServiceName,
 			HandlerType: (*any)(nil),
@@ -189,7 +189,7 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	sent := make(chan struct{})
 	go c.sender(sent)
 	log := js.s.Log.With("job", kind)
-	env := jobs.Env{Progress: c.progress, Credentials: c.credentials, Logger: log,
+	env := jobs.Env{Progress: c.progress, Credentials: c.credentials, Logger: log, UserAgent: "strata/" + js.s.cfg.Version,
 		Warn: func(msg string) { c.send(ctx, jobs.ServerFrame{Warn: msg}) }}
 	var pw *io.PipeWriter
 	if req.Import != nil && req.Import.Path == "" {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -44,6 +45,8 @@ type Config struct {
 	UUID string
 	// Version and Revision are what the version service answers.
 	Version, Revision string
+	// Jobs are the defaults of the jobs clients run (jobs.go).
+	Jobs jobs.Defaults
 }
 
 // Plugin describes one part of strata for introspection, in containerd's

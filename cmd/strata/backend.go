@@ -61,7 +61,7 @@ func openEmbedded(ctx context.Context, root string, a *app) (*embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &embedded{s: s, runner: jobs.NewRunner(s)}
+	e := &embedded{s: s, runner: jobs.NewRunner(s, jobs.Defaults{HostsDir: defaultHostsDir()})}
 	res, err := e.runner.Run(ctx, jobs.Request{Info: &jobs.InfoRequest{}}, jobs.Env{})
 	if err != nil {
 		s.Close()

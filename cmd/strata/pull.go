@@ -34,11 +34,14 @@ func (rf *registryFlags) add(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&rf.plainHTTP, "plain-http", false, "talk plain HTTP to registries not configured in hosts.toml (localhost always may)")
 	f.StringVarP(&rf.user, "user", "u", "", "registry credentials USER[:PASSWORD] (asked for on the terminal when missing)")
-	f.StringVar(&rf.hostsDir, "hosts-dir", defaultHostsDir(), "directory of <host>/hosts.toml registry configuration (containerd's certs.d)")
+	f.StringVar(&rf.hostsDir, "hosts-dir", "", "directory of <host>/hosts.toml registry configuration, containerd's certs.d (default $STRATA_HOSTS_DIR, else /etc/strata/certs.d or /etc/containerd/certs.d; through stratad, its registry.config_path)")
 }
 
+// hostsDirEnv names the registry hosts directory, like --hosts-dir.
+const hostsDirEnv = "STRATA_HOSTS_DIR"
+
 func defaultHostsDir() string {
-	if d := os.Getenv("STRATA_HOSTS_DIR"); d != "" {
+	if d := os.Getenv(hostsDirEnv); d != "" {
 		return d
 	}
 	for _, d := range []string{"/etc/strata/certs.d", "/etc/containerd/certs.d"} {
@@ -53,7 +56,12 @@ func defaultHostsDir() string {
 // credentials of the user running this command (--user for ref's
 // registry, else docker's config.json), which the daemon asks for too.
 func (a *app) registry(rf *registryFlags, ref reference.Reference) (jobs.Registry, jobs.Credentials, error) {
+	// Unset, the job takes its runner's default: the daemon's
+	// configuration, or defaultHostsDir here.
 	hostsDir := rf.hostsDir
+	if hostsDir == "" {
+		hostsDir = os.Getenv(hostsDirEnv)
+	}
 	if hostsDir != "" {
 		abs, err := filepath.Abs(hostsDir)
 		if err != nil {
@@ -80,7 +88,11 @@ func (a *app) resolver(rf *registryFlags, ref reference.Reference) (*docker.Reso
 	if err != nil {
 		return nil, err
 	}
-	return docker.NewResolver(docker.Options{HostsDir: rf.hostsDir, PlainHTTP: rf.plainHTTP, Logger: a.logger,
+	hostsDir := rf.hostsDir
+	if hostsDir == "" {
+		hostsDir = defaultHostsDir()
+	}
+	return docker.NewResolver(docker.Options{HostsDir: hostsDir, PlainHTTP: rf.plainHTTP, Logger: a.logger,
 		UserAgent: userAgent(), Credentials: creds}), nil
 }
 
@@ -197,7 +209,7 @@ every config are always fetched; layers only for the platforms asked for.`,
 				}
 				o.UnpackPlatform = &up
 			}
-			if maxDownloads < 1 {
+			if cmd.Flags().Changed("max-concurrent-downloads") && maxDownloads < 1 {
 				return usagef("--max-concurrent-downloads %d: want at least 1", maxDownloads)
 			}
 			var creds jobs.Credentials
@@ -239,7 +251,7 @@ every config are always fetched; layers only for the platforms asked for.`,
 	f.StringVar(&unpackPlatform, "unpack-platform", "", "unpack this platform (default: the first --platform, or the host's)")
 	f.StringVar(&snapshotter, "snapshotter", "", "snapshotter to unpack into (default: overlayfs where it works)")
 	f.BoolVar(&noUnpack, "no-unpack", false, "fetch only; do not unpack")
-	f.IntVar(&maxDownloads, "max-concurrent-downloads", 3, "layers downloaded at once")
+	f.IntVar(&maxDownloads, "max-concurrent-downloads", 0, "layers downloaded at once (default 3; through stratad, its max_concurrent_downloads)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image's digest")
 	f.Var(&progressMode, "progress", "progress display: auto, tty, plain or quiet")
 	return cmd
@@ -335,7 +347,7 @@ credHelpers helper. REGISTRY defaults to docker.io.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&rf.plainHTTP, "plain-http", false, "talk plain HTTP to the registry")
-	f.StringVar(&rf.hostsDir, "hosts-dir", defaultHostsDir(), "directory of <host>/hosts.toml registry configuration")
+	f.StringVar(&rf.hostsDir, "hosts-dir", "", "directory of <host>/hosts.toml registry configuration (default $STRATA_HOSTS_DIR, else /etc/strata/certs.d or /etc/containerd/certs.d)")
 	f.StringVarP(&user, "username", "u", "", "user name")
 	f.BoolVar(&passwordStdin, "password-stdin", false, "read the password (or token) from stdin")
 	return cmd

@@ -27,6 +27,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/server"
 )
 
@@ -235,7 +236,9 @@ func serve(cfg Config) error {
 	}
 	ver, rev := version()
 	srv, err := server.New(st, server.Config{MaxRecvMsgSize: cfg.GRPC.MaxRecvMsgSize, MaxSendMsgSize: cfg.GRPC.MaxSendMsgSize,
-		Logger: log, UUID: storeUUID(cfg.Root), Version: ver, Revision: rev})
+		Logger: log, UUID: storeUUID(cfg.Root), Version: ver, Revision: rev,
+		Jobs: jobs.Defaults{HostsDir: cfg.Registry.ConfigPath, MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
+			UnpackParallelism: cfg.UnpackParallelism}})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/server/servertest"
+)
+
+// daemonCLI is a CLI that goes through a daemon of its own, whatever the
+// mode of the test run.
+func daemonCLI(t *testing.T) *cli {
+	d := servertest.Start(t)
+	c := &cli{t: t, root: d.Store.Root, daemon: d}
+	t.Cleanup(func() {
+		if err := mount.UnmountUnder(c.root); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+// TestClientModeChoice: --address and $STRATA_ADDRESS go through a daemon
+// (and fail when it does not answer), --root opens the store here.
+func TestClientModeChoice(t *testing.T) {
+	c := daemonCLI(t)
+	c.ok("namespaces", "create", "through-daemon")
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(env []string, args ...string) result {
+		cmd := exec.Command(exe, args...)
+		cmd.Env = append(append(os.Environ(), "STRATA_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0"), env...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	// The environment names the daemon: its namespaces, not a fresh root's.
+	if r := run([]string{addressEnv + "=" + c.daemon.Address}, "namespaces", "ls", "-q"); r.code != 0 || !strings.Contains(r.stdout, "through-daemon") {
+		t.Fatalf("namespaces ls with %s = %+v", addressEnv, r)
+	}
+	// --root beats the environment: a store of its own, opened here.
+	other := t.TempDir()
+	if r := run([]string{addressEnv + "=" + c.daemon.Address}, "--root", other, "namespaces", "ls", "-q"); r.code != 0 || strings.Contains(r.stdout, "through-daemon") {
+		t.Fatalf("namespaces ls --root with %s = %+v", addressEnv, r)
+	}
+	if _, err := os.Stat(filepath.Join(other, "metadata.db")); err != nil {
+		t.Fatalf("--root did not open its store: %v", err)
+	}
+	if r := run(nil, "--root", other, "--address", c.daemon.Address, "images", "ls"); r.code != 2 || !strings.Contains(r.stderr, "--root and --address exclude each other") {
+		t.Fatalf("--root with --address = %+v", r)
+	}
+	// A named daemon that does not answer is an error, not a silent
+	// fallback to some other store.
+	gone := filepath.Join(t.TempDir(), "none.sock")
+	for _, r := range []result{
+		run(nil, "--address", gone, "images", "ls"),
+		run([]string{addressEnv + "=" + gone}, "images", "ls"),
+	} {
+		if r.code != 1 || !strings.Contains(r.stderr, "daemon at "+gone) {
+			t.Fatalf("images ls against no daemon = %+v", r)
+		}
+	}
+	// While the daemon holds its root, embedded mode on it says where to go.
+	if r := run(nil, "--root", c.root, "images", "ls"); r.code != 1 || !strings.Contains(r.stderr, "locked by another process") || !strings.Contains(r.stderr, "--address") {
+		t.Fatalf("images ls --root of the daemon's root = %+v", r)
+	}
+	// plugins ls shows the daemon's parts, the jobs service among them.
+	if out := c.ok("plugins", "ls", "-q", "type==io.strata.grpc.v1"); out != "jobs\n" {
+		t.Fatalf("plugins ls of the daemon = %q", out)
+	}
+}
+
+// TestPullSurvivesKill: a pull started through the daemon goes on to the
+// end when the CLI that started it is killed, and leaves what a pull
+// leaves: the image, unpacked, no lease of its own.
+func TestPullSurvivesKill(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	proxy := testutil.StartProxy(t, reg.Host)
+	testutil.PushRandomImage(t, reg.Host, "slow/app", "v1", 3, 1<<20)
+	// Every blob waits: the CLI dies while the pull is downloading.
+	proxy.Add(testutil.Fault{Method: "GET", Path: "/blobs/", Delay: time.Second})
+	c := daemonCLI(t)
+	ref := proxy.Host + "/slow/app:v1"
+	cmd := c.cmd(nil, "pull", "--progress", "plain", ref)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for proxy.Count("GET", "/blobs/sha256") < 1 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the pull never asked for its blobs: %+v", proxy.Requests())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if out := c.ok("images", "ls", "-q"); out != "" {
+		t.Fatalf("the pull was done before the CLI was killed (%q): the test proves nothing", out)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for c.ok("images", "ls", "-q") != ref+"\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pull did not finish in the daemon after its CLI was killed: images %q", c.ok("images", "ls", "-q"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rows := decodeOut[[]imageCheckRow](t, c.ok("images", "check", "-o", "json")); len(rows) != 1 || rows[0].Status != "complete" || len(rows[0].Unpacked) != 1 {
+		t.Fatalf("images check after the pull = %+v, want complete and unpacked", rows)
+	}
+	// The pull's lease goes when it ends (only then may GC take what the
+	// image does not hold).
+	withStore(t, c, func(ctx context.Context, s *wiring.Store) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ls, err := s.DB.Leases().List(ctx, `labels."strata.pull"`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ls) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("leases of the pull left: %+v", ls)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	if out := c.ok("fsck"); !strings.HasSuffix(out, ": ok\n") {
+		t.Fatalf("fsck = %q", out)
+	}
+}

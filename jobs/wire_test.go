@@ -1,0 +1,67 @@
+package jobs
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/strata-oci/strata/progress"
+)
+
+// TestCoalescer: byte counts of one item in one status collapse to the
+// latest; every change of status, and errors, get through in order.
+func TestCoalescer(t *testing.T) {
+	c := NewCoalescer()
+	c.Update(progress.Update{ID: "a", Kind: "layer", Status: progress.Waiting, Total: 100})
+	c.Update(progress.Update{ID: "a", Status: progress.Downloading, Current: 10})
+	c.Update(progress.Update{ID: "b", Kind: "config", Status: progress.Downloading, Current: 1, Total: 2})
+	c.Update(progress.Update{ID: "a", Status: progress.Downloading, Current: 60})
+	c.Update(progress.Update{ID: "a", Current: 90})
+	select {
+	case <-c.Ready():
+	default:
+		t.Fatal("Ready not signalled")
+	}
+	got := c.Take()
+	want := []Update{
+		{ID: "a", Kind: "layer", Status: progress.Waiting, Total: 100},
+		{ID: "a", Status: progress.Downloading, Current: 90},
+		{ID: "b", Kind: "config", Status: progress.Downloading, Current: 1, Total: 2},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("first take = %+v\nwant %+v", got, want)
+	}
+	c.Update(progress.Update{ID: "a", Status: progress.Downloading, Current: 95})
+	c.Update(progress.Update{ID: "a", Status: progress.Failed, Err: errors.New("boom")})
+	got = c.Take()
+	want = []Update{
+		{ID: "a", Status: progress.Downloading, Current: 95},
+		{ID: "a", Status: progress.Failed, Err: "boom"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("second take = %+v\nwant %+v", got, want)
+	}
+	if p := got[1].Progress(); p.Err == nil || p.Err.Error() != "boom" || p.Status != progress.Failed {
+		t.Fatalf("back from the wire: %+v", p)
+	}
+	if got := c.Take(); len(got) != 0 {
+		t.Fatalf("third take = %+v, want nothing", got)
+	}
+}
+
+func TestRequestKind(t *testing.T) {
+	for _, tc := range []struct {
+		req  Request
+		kind string
+	}{
+		{Request{}, ""},
+		{Request{GC: &GCRequest{}}, "gc"},
+		{Request{Pull: &PullRequest{}}, "pull"},
+		{Request{Unpack: &UnpackRequest{}}, "unpack"},
+		{Request{GC: &GCRequest{}, Fsck: &FsckRequest{}}, ""},
+	} {
+		if got := tc.req.Kind(); got != tc.kind {
+			t.Errorf("Kind of %+v = %q, want %q", tc.req, got, tc.kind)
+		}
+	}
+}
