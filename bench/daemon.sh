@@ -41,7 +41,8 @@ SOCK="{base}/strata.sock"
 # The daemon logs to {base}/stratad.log; the config file is left out (--config of a file that
 # does not exist is an error, so point it at an empty one).
 SETUP="touch {base}/empty.toml; $BIN/stratad --config {base}/empty.toml --root {base}/root --state {base}/state --address $SOCK >{base}/stratad.log 2>&1 & echo \$! > {base}/pid; for i in \$(seq 100); do $S --address $SOCK namespaces ls >/dev/null 2>&1 && break; sleep 0.1; done"
-PREP="$S --address $SOCK -n default images prune --all >/dev/null && $S --address $SOCK gc >/dev/null"
+# Empty, then check empty: a pull that found its blobs or snapshots would not be cold.
+PREP="$S --address $SOCK -n default images prune --all --force >/dev/null && $S --address $SOCK gc >/dev/null && test -z \"\$($S --address $SOCK -n default content ls -q)\$($S --address $SOCK -n default snapshots ls -q)\""
 TEARDOWN="kill \$(cat {base}/pid); while kill -0 \$(cat {base}/pid) 2>/dev/null; do sleep 0.1; done"
 
 exec "$BENCH_DIR/compare.sh" -n "$RUNS" -i "$IMAGES" -b strata "${OUT[@]}" \

@@ -3,9 +3,12 @@ package client_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	eventsapi "github.com/containerd/containerd/api/services/events/v1"
 
 	"github.com/containerd/errdefs"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/progress"
+	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
 )
 
@@ -61,6 +65,13 @@ func TestRunJobPull(t *testing.T) {
 	d := startDaemon(t)
 	ctx := namespaces.WithNamespace(context.Background(), "default")
 	sink := &countingSink{}
+	// Subscribers hear of the image as of one a client created.
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub, err := eventsapi.NewEventsClient(d.Conn).Subscribe(sctx, &eventsapi.SubscribeRequest{Filters: []string{`topic~="^/images/"`}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := client.RunJob(ctx, d.Conn, jobs.Request{Pull: &jobs.PullRequest{Ref: ref}}, jobs.Env{Progress: sink})
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +81,13 @@ func TestRunJobPull(t *testing.T) {
 	}
 	if img, err := d.Store.DB.Images().Get(ctx, ref); err != nil || img.Target.Digest != res.Images[0].Digest {
 		t.Fatalf("image in the daemon's store = %+v, %v", img, err)
+	}
+	env, err := sub.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := server.DecodeEvent(env.Event); err != nil || env.Topic != server.TopicImageCreate || env.Namespace != "default" || ev.Fields["name"] != ref || !strings.HasSuffix(env.Event.TypeUrl, "ImageCreate") {
+		t.Fatalf("event after the pull = %v (%v, %v)", env, ev, err)
 	}
 	layers := 0
 	for id, st := range sink.statuses {

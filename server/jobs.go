@@ -53,9 +53,8 @@ type jobConn struct {
 	gone     chan struct{} // closed when the client cannot be reached
 	goneOnce sync.Once
 
-	mu      sync.Mutex
-	answers map[string]chan jobs.CredentialAnswer
-	creds   map[string]jobs.CredentialAnswer // answered, kept for after the client has gone
+	mu        sync.Mutex
+	questions map[string]*question // by host; answers are kept for the job's life
 }
 
 func (c *jobConn) markGone() { c.goneOnce.Do(func() { close(c.gone) }) }
@@ -104,41 +103,53 @@ func (c *jobConn) sender(done chan<- struct{}) {
 	}
 }
 
-// credentials asks the client for host's credentials, once per host.
+// question is a credential question in flight; done closes when answered.
+type question struct {
+	done   chan struct{}
+	answer jobs.CredentialAnswer
+}
+
+// credentials asks the client for host's credentials, once per host: the
+// registry client may ask for one host from several fetches at once, and
+// again after the client has gone (a token to refresh).
 func (c *jobConn) credentials(ctx context.Context, host string) (string, string, error) {
 	c.mu.Lock()
-	if a, ok := c.creds[host]; ok {
-		c.mu.Unlock()
-		return a.User, a.Secret, nil
+	q, asked := c.questions[host]
+	if !asked {
+		q = &question{done: make(chan struct{})}
+		c.questions[host] = q
 	}
-	ch := make(chan jobs.CredentialAnswer, 1)
-	c.answers[host] = ch
 	c.mu.Unlock()
-	if !c.send(ctx, jobs.ServerFrame{Credential: host}) {
+	if !asked && !c.send(ctx, jobs.ServerFrame{Credential: host}) {
 		return "", "", nil // no client to ask: anonymous
 	}
 	select {
-	case a := <-ch:
-		if a.Error != "" {
-			return "", "", fmt.Errorf("credentials for %s: %s", host, a.Error)
-		}
-		c.mu.Lock()
-		c.creds[host] = a
-		c.mu.Unlock()
-		return a.User, a.Secret, nil
+	case <-q.done:
 	case <-c.gone:
-		return "", "", nil
+		select {
+		case <-q.done: // answered before it went
+		default:
+			return "", "", nil
+		}
 	case <-ctx.Done():
 		return "", "", ctx.Err()
 	}
+	if q.answer.Error != "" {
+		return "", "", fmt.Errorf("credentials for %s: %s", host, q.answer.Error)
+	}
+	return q.answer.User, q.answer.Secret, nil
 }
 
 func (c *jobConn) answer(a jobs.CredentialAnswer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ch, ok := c.answers[a.Host]; ok {
-		delete(c.answers, a.Host)
-		ch <- a
+	if q, ok := c.questions[a.Host]; ok {
+		select {
+		case <-q.done: // answered already
+		default:
+			q.answer = a
+			close(q.done)
+		}
 	}
 }
 
@@ -185,7 +196,7 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	defer cancel()
 
 	c := &jobConn{stream: stream, progress: jobs.NewCoalescer(), frames: make(chan jobs.ServerFrame, 16),
-		gone: make(chan struct{}), answers: map[string]chan jobs.CredentialAnswer{}, creds: map[string]jobs.CredentialAnswer{}}
+		gone: make(chan struct{}), questions: map[string]*question{}}
 	sent := make(chan struct{})
 	go c.sender(sent)
 	log := js.s.Log.With("job", kind)
@@ -248,6 +259,9 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 		}
 	}
 	if err == nil {
+		if req.Pull != nil || req.Import != nil {
+			js.publishImages(ctx, res.Images)
+		}
 		c.send(ctx, jobs.ServerFrame{Result: &res})
 	}
 	close(c.frames)
@@ -269,4 +283,22 @@ func (s *Server) startJob(call context.Context) (context.Context, context.Cancel
 	ctx, cancel := context.WithCancel(context.WithoutCancel(call))
 	stop := context.AfterFunc(s.jobsCtx, cancel)
 	return ctx, cancel, func() { stop(); s.jobs.Done() }, nil
+}
+
+// publishImages tells event subscribers about the images a pull or an
+// import recorded, as the images service does for its clients: a record
+// made by the job is an ImageCreate, one it replaced an ImageUpdate.
+func (js *jobService) publishImages(ctx context.Context, imgs []jobs.Image) {
+	is := js.s.Store.DB.Images()
+	for _, ji := range imgs {
+		img, err := is.Get(ctx, ji.Name)
+		if err != nil {
+			continue // removed meanwhile: its delete was published
+		}
+		if img.CreatedAt.Equal(img.UpdatedAt) {
+			js.s.events.publish(ctx, TopicImageCreate, imageEvent("ImageCreate", img.Name, img.Labels))
+		} else {
+			js.s.events.publish(ctx, TopicImageUpdate, imageEvent("ImageUpdate", img.Name, img.Labels))
+		}
+	}
 }
