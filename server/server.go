@@ -69,6 +69,7 @@ type Server struct {
 	mu       sync.Mutex
 	plugins  []Plugin
 	stopping bool
+	running  int // jobs.go: jobs running now
 
 	// jobs.go: the jobs running, and what cancels them when Stop gives up.
 	jobs       sync.WaitGroup
