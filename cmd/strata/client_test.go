@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,23 +33,9 @@ func TestClientModeChoice(t *testing.T) {
 	c := daemonCLI(t)
 	c.ok("namespaces", "create", "through-daemon")
 
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	run := func(env []string, args ...string) result {
-		cmd := exec.Command(exe, args...)
-		cmd.Env = append(append(os.Environ(), "STRATA_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0"), env...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return result{out.String(), errb.String(), code}
+		t.Helper()
+		return (&cli{t: t, bare: true, env: env}).run(args...)
 	}
 	// The environment names the daemon: its namespaces, not a fresh root's.
 	if r := run([]string{addressEnv + "=" + c.daemon.Address}, "namespaces", "ls", "-q"); r.code != 0 || !strings.Contains(r.stdout, "through-daemon") {

@@ -50,6 +50,8 @@ type cli struct {
 	env  []string
 	// daemon serves root in daemon mode.
 	daemon *servertest.Daemon
+	// bare: neither --root nor --address; the command chooses.
+	bare bool
 }
 
 type result struct {
@@ -71,7 +73,10 @@ func (c *cli) cmd(stdin io.Reader, args ...string) *exec.Cmd {
 		c.t.Fatal(err)
 	}
 	where := []string{"--root", c.root}
-	if c.daemon != nil {
+	switch {
+	case c.bare:
+		where = nil
+	case c.daemon != nil:
 		where = []string{"--address", c.daemon.Address}
 	}
 	cmd := exec.Command(exe, append(where, args...)...)
