@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -31,7 +32,12 @@ func Dial(address string) (*grpc.ClientConn, error) {
 	}
 	target := address
 	if !strings.Contains(address, "://") {
-		target = "unix://" + address
+		// A path: gRPC's unix:// target wants it absolute.
+		abs, err := filepath.Abs(address)
+		if err != nil {
+			return nil, fmt.Errorf("dial daemon %s: %w", address, err)
+		}
+		target = "unix://" + abs
 	}
 	conn, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -40,13 +40,22 @@ func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request
 			return jobs.Result{}, err
 		}
 	}
+	if req.Import != nil && req.Import.Path == "" && env.Input == nil {
+		return jobs.Result{}, fmt.Errorf("import: no archive: give a path or an input stream: %w", errdefs.ErrInvalidArgument)
+	}
 	// The stream lives on its own context: cancelling ctx must reach the
 	// daemon as a request to cancel, not as a dropped connection (which
-	// leaves the job running).
+	// leaves the job running). Until the job has started there is nothing
+	// to cancel, and cancelling ctx just drops the call.
 	sctx, stop := context.WithCancel(context.WithoutCancel(callCtx))
 	defer stop()
+	connecting := context.AfterFunc(ctx, stop)
 	stream, err := conn.NewStream(sctx, runDesc, jobs.RunMethod, grpc.CallContentSubtype(jobs.Codec))
 	if err != nil {
+		connecting()
+		if ctx.Err() != nil {
+			return jobs.Result{}, ctx.Err()
+		}
 		return jobs.Result{}, server.FromGRPC(err)
 	}
 	var sendMu sync.Mutex
@@ -56,14 +65,26 @@ func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request
 		return stream.SendMsg(f)
 	}
 	if err := send(&jobs.ClientFrame{Start: &req}); err != nil {
+		connecting()
+		if ctx.Err() != nil {
+			return jobs.Result{}, ctx.Err()
+		}
 		return jobs.Result{}, recvErr(stream, err)
 	}
-	if req.Import != nil && req.Import.Path == "" && env.Input != nil {
+	if !connecting() {
+		// ctx was cancelled while starting: the job may be running.
+		send(&jobs.ClientFrame{Cancel: true})
+	}
+	// inputErr is why the input stopped short, if it did.
+	var inputErr error
+	inputDone := make(chan struct{})
+	if req.Import != nil && req.Import.Path == "" {
 		go func() {
+			defer close(inputDone)
 			buf := make([]byte, contentChunk)
-			for {
+			for ctx.Err() == nil {
 				n, err := env.Input.Read(buf)
-				if n > 0 {
+				if n > 0 && ctx.Err() == nil {
 					if send(&jobs.ClientFrame{Data: buf[:n]}) != nil {
 						return
 					}
@@ -74,16 +95,21 @@ func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request
 				}
 				if err != nil {
 					// Ending the stream fails the import on the daemon's side.
+					inputErr = fmt.Errorf("read the archive: %w", err)
 					stop()
 					return
 				}
 			}
 		}()
+	} else {
+		close(inputDone)
 	}
-	// Cancelling ctx asks the daemon to cancel; give it a while to answer.
+	// Cancelling ctx asks the daemon to cancel and gives it a while to
+	// say how the job ended (the timer first: the send may wait behind
+	// input under flow control).
 	cancelled := context.AfterFunc(ctx, func() {
-		send(&jobs.ClientFrame{Cancel: true})
 		time.AfterFunc(cancelWait, stop)
+		send(&jobs.ClientFrame{Cancel: true})
 	})
 	defer cancelled()
 
@@ -99,6 +125,15 @@ func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request
 			}
 			if ctx.Err() != nil && sctx.Err() != nil {
 				return jobs.Result{}, fmt.Errorf("job %s: the daemon did not confirm the cancel in %s: %w", req.Kind(), cancelWait, ctx.Err())
+			}
+			if sctx.Err() != nil {
+				select {
+				case <-inputDone: // the input stopped the call
+					if inputErr != nil {
+						return jobs.Result{}, inputErr
+					}
+				case <-time.After(time.Second):
+				}
 			}
 			return jobs.Result{}, server.FromGRPC(err)
 		}

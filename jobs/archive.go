@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -56,7 +57,7 @@ func (r *Runner) importArchive(ctx context.Context, req ImportRequest, env Env) 
 		if !filepath.IsAbs(req.Path) {
 			return Result{}, fmt.Errorf("import %s: want an absolute path: %w", req.Path, errdefs.ErrInvalidArgument)
 		}
-		f, err := os.Open(req.Path)
+		f, err := openRegular(req.Path)
 		if err != nil {
 			return Result{}, err
 		}
@@ -78,6 +79,12 @@ func (r *Runner) importArchive(ctx context.Context, req ImportRequest, env Env) 
 	}
 	imgs, err := ocilayout.Import(ctx, in, s, ocilayout.ImportOptions{BaseName: req.BaseName, Digests: req.Digests,
 		AllPlatforms: req.AllPlatforms, Logger: env.Logger})
+	if err == nil && req.Path == "" {
+		// Read a stream to its end (tar's padding after the end
+		// marker, say): its sender then never waits on a reader that
+		// has stopped.
+		_, err = io.Copy(io.Discard, in)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return Result{}, fmt.Errorf("import %s interrupted: %w (nothing was recorded)", name, err)
@@ -166,7 +173,7 @@ func (r *Runner) export(ctx context.Context, req ExportRequest, env Env) error {
 		}
 		return bw.Flush()
 	}
-	if err := exportToFile(req.Path, write); err != nil {
+	if err := ExportToFile(req.Path, write); err != nil {
 		return exportFailed(ctx.Err(), req.Path, err)
 	}
 	return nil
@@ -180,9 +187,32 @@ func exportFailed(interrupted error, out string, err error) error {
 	return err
 }
 
-// exportToFile runs write into a temporary file next to path and renames
+// openRegular opens path for reading if it is a regular file: a FIFO or a
+// device would block the opener where no context reaches it (O_NONBLOCK
+// keeps the open itself from waiting for a writer).
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file (%s): %w", path, st.Mode().Type(), errdefs.ErrInvalidArgument)
+	}
+	if err == nil {
+		// Regular files never block; reads go back to the usual path.
+		err = syscall.SetNonblock(int(f.Fd()), false)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ExportToFile runs write into a temporary file next to path and renames
 // it to path once complete: path is the whole archive or untouched.
-func exportToFile(path string, write func(io.Writer) error) (err error) {
+func ExportToFile(path string, write func(io.Writer) error) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("export to %s: %w", path, err)

@@ -111,7 +111,9 @@ func (c *Coalescer) Update(u progress.Update) {
 	if i, ok := c.last[w.ID]; ok {
 		p := &c.pending[i]
 		if (w.Status == "" || w.Status == p.Status) && w.Err == "" && (w.Kind == "" || w.Kind == p.Kind) {
-			if w.Current != 0 {
+			// While bytes move, Current is taken as given (0: it
+			// restarted); otherwise 0 keeps what the item had.
+			if w.Current != 0 || moving(p.Status) {
 				p.Current = w.Current
 			}
 			if w.Total != 0 {
@@ -128,6 +130,12 @@ func (c *Coalescer) Update(u progress.Update) {
 	case c.notify <- struct{}{}:
 	default:
 	}
+}
+
+// moving reports whether Current is taken as given in status s (see
+// progress.Update).
+func moving(s progress.Status) bool {
+	return s == progress.Downloading || s == progress.Uploading || s == progress.Unpacking
 }
 
 // Ready is signalled when there are updates to take.

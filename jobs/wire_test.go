@@ -65,3 +65,14 @@ func TestRequestKind(t *testing.T) {
 		}
 	}
 }
+
+// TestCoalescerRestart: while bytes move, a count of 0 is a restart, not
+// "keep".
+func TestCoalescerRestart(t *testing.T) {
+	c := NewCoalescer()
+	c.Update(progress.Update{ID: "a", Status: progress.Downloading, Current: 50})
+	c.Update(progress.Update{ID: "a", Status: progress.Downloading, Current: 0})
+	if got := c.Take(); len(got) != 1 || got[0].Current != 0 {
+		t.Fatalf("take = %+v, want one update at 0", got)
+	}
+}

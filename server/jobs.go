@@ -51,6 +51,7 @@ type jobConn struct {
 	stream   grpc.ServerStream
 	progress *jobs.Coalescer
 	frames   chan jobs.ServerFrame
+	done     chan struct{} // closed when the job has ended: nothing more is sent
 	gone     chan struct{} // closed when the client cannot be reached
 	goneOnce sync.Once
 
@@ -60,22 +61,23 @@ type jobConn struct {
 
 func (c *jobConn) markGone() { c.goneOnce.Do(func() { close(c.gone) }) }
 
-// send queues f for the client; false once the client is gone.
+// send queues f for the client; false once the client is gone, the job
+// has ended or ctx is done.
 func (c *jobConn) send(ctx context.Context, f jobs.ServerFrame) bool {
 	select {
 	case c.frames <- f:
 		return true
 	case <-c.gone:
-		return false
+	case <-c.done:
 	case <-ctx.Done():
-		return false
 	}
+	return false
 }
 
-// sender sends frames and progress until frames is closed, then what
-// progress is left.
-func (c *jobConn) sender(done chan<- struct{}) {
-	defer close(done)
+// sender sends frames and progress until the job is done, then what is
+// left of both.
+func (c *jobConn) sender(sent chan<- struct{}) {
+	defer close(sent)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	flush := func() {
@@ -85,21 +87,30 @@ func (c *jobConn) sender(done chan<- struct{}) {
 			}
 		}
 	}
+	sendFrame := func(f jobs.ServerFrame) {
+		flush() // progress first: it happened before f
+		if err := c.stream.SendMsg(&f); err != nil {
+			c.markGone()
+		}
+	}
 	for {
 		select {
-		case f, ok := <-c.frames:
-			if !ok {
-				flush()
-				return
-			}
-			flush() // progress first: it happened before f
-			if err := c.stream.SendMsg(&f); err != nil {
-				c.markGone()
-			}
+		case f := <-c.frames:
+			sendFrame(f)
 		case <-tick.C:
 			// Progress at most ten times a second: a pull reports
 			// every read, a terminal shows a few frames a second.
 			flush()
+		case <-c.done:
+			for {
+				select {
+				case f := <-c.frames:
+					sendFrame(f)
+				default:
+					flush()
+					return
+				}
+			}
 		}
 	}
 }
@@ -122,6 +133,13 @@ func (c *jobConn) credentials(ctx context.Context, host string) (string, string,
 	}
 	c.mu.Unlock()
 	if !asked && !c.send(ctx, jobs.ServerFrame{Credential: host}) {
+		// Not asked after all: the next call may ask again.
+		c.mu.Lock()
+		delete(c.questions, host)
+		c.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return "", "", err
+		}
 		return "", "", nil // no client to ask: anonymous
 	}
 	select {
@@ -189,7 +207,10 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	if kind == "" {
 		return fmt.Errorf("job request: want exactly one of pull, push, import, export, gc, fsck, info: %w", errdefs.ErrInvalidArgument)
 	}
-	ctx, cancel, release, err := js.s.startJob(stream.Context())
+	if err := checkPaths(req, peerUID(stream.Context())); err != nil {
+		return err
+	}
+	ctx, cancel, release, err := js.s.startJob(stream.Context(), req.Long())
 	if err != nil {
 		return err
 	}
@@ -197,17 +218,16 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	defer cancel()
 
 	c := &jobConn{stream: stream, progress: jobs.NewCoalescer(), frames: make(chan jobs.ServerFrame, 16),
-		gone: make(chan struct{}), questions: map[string]*question{}}
+		done: make(chan struct{}), gone: make(chan struct{}), questions: map[string]*question{}}
 	sent := make(chan struct{})
 	go c.sender(sent)
 	log := js.s.Log.With("job", kind)
 	env := jobs.Env{Progress: c.progress, Credentials: c.credentials, Logger: log, UserAgent: "strata/" + js.s.cfg.Version,
 		Warn: func(msg string) { c.send(ctx, jobs.ServerFrame{Warn: msg}) }}
+	var pr *io.PipeReader
 	var pw *io.PipeWriter
 	if req.Import != nil && req.Import.Path == "" {
-		var pr *io.PipeReader
 		pr, pw = io.Pipe()
-		defer pr.Close() // unblocks the receiver when the job stops reading
 		env.Input = pr
 	}
 	if req.Export != nil && req.Export.Path == "" {
@@ -252,6 +272,9 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 
 	start := time.Now()
 	res, err := js.runner.Run(ctx, req, env)
+	if pr != nil {
+		pr.Close() // the receiver drops what data still comes
+	}
 	if req.Long() {
 		if err != nil {
 			log.Info("job failed", "duration", time.Since(start), "error", err)
@@ -260,12 +283,15 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 		}
 	}
 	if err == nil {
+		// Done is done: a Cancel that came too late, or Stop's grace
+		// ending now, must not lose the result or its events.
+		after := context.WithoutCancel(ctx)
 		if req.Pull != nil || req.Import != nil {
-			js.publishImages(ctx, res.Images)
+			js.publishImages(after, res.Images)
 		}
-		c.send(ctx, jobs.ServerFrame{Result: &res})
+		c.send(after, jobs.ServerFrame{Result: &res})
 	}
-	close(c.frames)
+	close(c.done)
 	<-sent
 	return err
 }
@@ -274,7 +300,7 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 // namespace, its lease) without its cancellation, cancelled by the cancel
 // returned and when Stop gives up waiting. release ends the job's hold on
 // Stop.
-func (s *Server) startJob(call context.Context) (context.Context, context.CancelFunc, func(), error) {
+func (s *Server) startJob(call context.Context, long bool) (context.Context, context.CancelFunc, func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping {
@@ -290,7 +316,7 @@ func (s *Server) startJob(call context.Context) (context.Context, context.Cancel
 		s.running--
 		idle := s.running == 0
 		s.mu.Unlock()
-		if idle {
+		if idle && long {
 			// A pull's buffers (decompression windows, read-ahead,
 			// batches of small files) are garbage now; give their
 			// memory back rather than sit on it until the next job

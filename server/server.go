@@ -113,6 +113,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s.jobsCtx, s.cancelJobs = context.WithCancel(context.Background())
 	s.events = NewExchange(log, 0) // events.go
 	s.grpc = grpc.NewServer(
+		grpc.Creds(peerCreds{}), // peercred.go
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
 		grpc.ChainUnaryInterceptor(s.unary),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
 	"github.com/strata-oci/strata/client"
@@ -46,6 +47,10 @@ type backend interface {
 	Run(ctx context.Context, req jobs.Request, env jobs.Env) (jobs.Result, error)
 	// Address is the daemon's socket; "" in embedded mode.
 	Address() string
+	// OpensPaths says whether a job may be given a path to open: always
+	// in embedded mode; through the daemon, which opens them as root, only
+	// for root (the rest stream archives through this process).
+	OpensPaths() bool
 	Close() error
 }
 
@@ -77,6 +82,7 @@ func (e *embedded) Leases() leases.Manager       { return e.s.DB.Leases() }
 func (e *embedded) Namespaces() namespaces.Store { return e.s.DB.Namespaces() }
 func (e *embedded) Info() jobs.Info              { return e.info }
 func (e *embedded) Address() string              { return "" }
+func (e *embedded) OpensPaths() bool             { return true }
 func (e *embedded) Close() error                 { return e.s.Close() }
 
 func (e *embedded) Snapshotter(name string) snapshots.Snapshotter {
@@ -120,6 +126,7 @@ func (r *remote) Leases() leases.Manager       { return client.NewLeaseManager(r
 func (r *remote) Namespaces() namespaces.Store { return client.NewNamespaceStore(r.conn) }
 func (r *remote) Info() jobs.Info              { return r.info }
 func (r *remote) Address() string              { return r.address }
+func (r *remote) OpensPaths() bool             { return os.Geteuid() == 0 }
 func (r *remote) Close() error                 { return r.conn.Close() }
 
 func (r *remote) Snapshotter(name string) snapshots.Snapshotter {
@@ -156,7 +163,11 @@ func (a *app) daemonAddress() (address string, required bool, err error) {
 		return env, true, nil
 	}
 	if st, err := os.Stat(DefaultAddress); err == nil && st.Mode().Type() == os.ModeSocket {
-		return DefaultAddress, false, nil
+		// A user outside the socket's group has a store of their own.
+		if unix.Access(DefaultAddress, unix.W_OK) == nil {
+			return DefaultAddress, false, nil
+		}
+		a.logger.Debug("no access to the daemon's socket; opening the store here", "address", DefaultAddress)
 	}
 	return "", false, nil
 }
@@ -180,7 +191,8 @@ func (a *app) open(ctx context.Context) (backend, error) {
 		if required {
 			return nil, fmt.Errorf("daemon at %s: %w", address, err)
 		}
-		a.logger.Debug("the daemon does not answer; opening the store here", "address", address, "error", err)
+		// Said out loud: the user may have meant the daemon's store.
+		a.logger.Warn("the daemon does not answer on its socket; opening the store here", "address", address, "root", a.root, "error", err)
 	}
 	e, err := openEmbedded(ctx, a.root, a)
 	if err != nil {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,6 +133,88 @@ func TestPullSurvivesKill(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+	if out := c.ok("fsck"); !strings.HasSuffix(out, ": ok\n") {
+		t.Fatalf("fsck = %q", out)
+	}
+}
+
+// TestClientModeNonRoot: a user in the socket's group (here: nobody, the
+// socket opened to all) gets archives streamed through the CLI, files
+// that are theirs, and the daemon opens no path for them.
+func TestClientModeNonRoot(t *testing.T) {
+	const nobody = 65534
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	fx := testutil.PushWhiteoutImage(t, reg.Host, "nr/app", "v1")
+	c := daemonCLI(t)
+	c.ok("pull", "-q", fx.Ref)
+
+	// The daemon's socket, and a copy of this binary, reachable by nobody.
+	if err := os.Chmod(filepath.Dir(c.daemon.Address), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(c.daemon.Address, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	for _, dir := range []string{bin, filepath.Dir(bin)} { // the test's temp dir, and this one
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "strata"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	if err := os.Chown(home, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) result {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(bin, "strata"), append([]string{"--address", c.daemon.Address}, args...)...)
+		cmd.Env = []string{"STRATA_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0", "HOME=" + home, "PATH=/usr/bin:/bin"}
+		cmd.Dir = home
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	if r := run("images", "ls", "-q"); r.code != 0 || r.stdout != fx.Ref+"\n" {
+		t.Fatalf("images ls as nobody = %+v", r)
+	}
+	// Export to a relative path: written by this process, owned by nobody.
+	if r := run("images", "export", "app.tar", fx.Ref); r.code != 0 {
+		t.Fatalf("images export as nobody = %+v", r)
+	}
+	st, err := os.Stat(filepath.Join(home, "app.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner := st.Sys().(*syscall.Stat_t).Uid; owner != nobody || st.Size() == 0 {
+		t.Fatalf("exported archive: owner %d, %d bytes; want nobody's, not empty", owner, st.Size())
+	}
+	// Import of that file: streamed to the daemon, unpacked there.
+	if r := run("images", "import", "--base-name", "example.com/nr", "--digests", "app.tar"); r.code != 0 || !strings.Contains(r.stdout, "example.com/nr@") {
+		t.Fatalf("images import as nobody = %+v", r)
+	}
+	// A path for the daemon to open, from a non-root peer: refused.
+	if r := run("pull", "--hosts-dir", home, fx.Ref); r.code != 1 || !strings.Contains(r.stderr, "the daemon opens paths as root, for root only (uid 65534)") {
+		t.Fatalf("pull --hosts-dir as nobody = %+v", r)
+	}
 	if out := c.ok("fsck"); !strings.HasSuffix(out, ": ok\n") {
 		t.Fatalf("fsck = %q", out)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 
@@ -94,13 +95,24 @@ export leaves no OUT.tar behind.`,
 				req.Images = append(req.Images, img.Name)
 			}
 			env := jobs.Env{Logger: a.logger}
-			if out == "-" {
+			switch {
+			case out == "-":
 				env.Output = cmd.OutOrStdout()
-			} else if req.Path, err = filepath.Abs(out); err != nil {
-				return err
+			case s.OpensPaths():
+				// The job writes the file itself: in the daemon, it then
+				// goes on if this command is killed.
+				if req.Path, err = filepath.Abs(out); err != nil {
+					return err
+				}
+			default:
+				// The daemon streams the archive; the file is this
+				// user's, written as the job writes a path.
+				return jobs.ExportToFile(out, func(w io.Writer) error {
+					env.Output = w
+					_, err := s.Run(ctx, jobs.Request{Export: req}, env)
+					return err
+				})
 			}
-			// With a path the job writes the file itself: in the daemon,
-			// it then goes on if this command is killed.
 			_, err = s.Run(ctx, jobs.Request{Export: req}, env)
 			return err
 		},

@@ -52,6 +52,17 @@ incomplete archive records nothing.`,
 			}
 			req := &jobs.ImportRequest{BaseName: baseName, Digests: digests, AllPlatforms: allPlatforms, NoUnpack: noUnpack}
 			env := jobs.Env{Logger: a.logger, Warn: func(msg string) { fmt.Fprintf(cmd.ErrOrStderr(), "strata: %s\n", msg) }}
+			ctx := a.ctx(cmd)
+			if !noUnpack {
+				var err error
+				if ctx, _, req.Snapshotter, err = sf.open(a, cmd); err != nil {
+					return err
+				}
+			}
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
 			switch in := args[0]; {
 			case in == "-":
 				env.Input = cmd.InOrStdin()
@@ -64,30 +75,20 @@ incomplete archive records nothing.`,
 				if err != nil {
 					return err
 				}
-				if st.Mode().IsRegular() {
-					// The job opens a file itself: in the daemon, it
+				if st.Mode().IsRegular() && s.OpensPaths() {
+					// The job opens the file itself: in the daemon, it
 					// then goes on if this command is killed.
 					req.Path = abs
 					break
 				}
-				// A pipe (<(...), /dev/stdin) is this process's: stream it.
+				// A pipe (<(...), /dev/stdin), or a file the daemon
+				// must not open for us: stream it.
 				f, err := os.Open(abs)
 				if err != nil {
 					return err
 				}
 				defer f.Close()
 				env.Input = f
-			}
-			ctx := a.ctx(cmd)
-			if !noUnpack {
-				var err error
-				if ctx, _, req.Snapshotter, err = sf.open(a, cmd); err != nil {
-					return err
-				}
-			}
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
 			}
 			res, err := s.Run(ctx, jobs.Request{Import: req}, env)
 			if err != nil {
