@@ -321,8 +321,9 @@ func (s *Server) startJob(call context.Context, long bool) (context.Context, con
 			// batches of small files) are garbage now; give their
 			// memory back rather than sit on it until the next job
 			// (after a few pulls, an idle daemon otherwise keeps ~100
-			// MiB resident).
-			debug.FreeOSMemory()
+			// MiB resident). In the background: the call's status
+			// goes to the client after this.
+			go debug.FreeOSMemory()
 		}
 		s.jobs.Done()
 	}
