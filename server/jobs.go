@@ -296,6 +296,10 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	return err
 }
 
+// idleFree is how long the daemon stays without jobs before it returns
+// their memory to the OS.
+const idleFree = 5 * time.Second
+
 // startJob returns the context a job runs on: the call's values (its
 // namespace, its lease) without its cancellation, cancelled by the cancel
 // returned and when Stop gives up waiting. release ends the job's hold on
@@ -308,6 +312,9 @@ func (s *Server) startJob(call context.Context, long bool) (context.Context, con
 	}
 	s.jobs.Add(1)
 	s.running++
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
+	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(call))
 	stop := context.AfterFunc(s.jobsCtx, cancel)
 	release := func() {
@@ -318,12 +325,25 @@ func (s *Server) startJob(call context.Context, long bool) (context.Context, con
 		s.mu.Unlock()
 		if idle && long {
 			// A pull's buffers (decompression windows, read-ahead,
-			// batches of small files) are garbage now; give their
-			// memory back rather than sit on it until the next job
-			// (after a few pulls, an idle daemon otherwise keeps ~100
-			// MiB resident). In the background: the call's status
-			// goes to the client after this.
-			go debug.FreeOSMemory()
+			// batches of small files) are garbage now; once the
+			// daemon has stayed idle a while, give their memory back
+			// rather than sit on it until the next job (after a few
+			// pulls an idle daemon otherwise keeps ~100 MiB resident).
+			// Not at once: a full collection in the middle of the
+			// next job of a script would slow it down.
+			s.mu.Lock()
+			if s.idleTimer != nil {
+				s.idleTimer.Stop()
+			}
+			s.idleTimer = time.AfterFunc(idleFree, func() {
+				s.mu.Lock()
+				idle := s.running == 0
+				s.mu.Unlock()
+				if idle {
+					debug.FreeOSMemory()
+				}
+			})
+			s.mu.Unlock()
 		}
 		s.jobs.Done()
 	}

@@ -70,6 +70,8 @@ type Server struct {
 	plugins  []Plugin
 	stopping bool
 	running  int // jobs.go: jobs running now
+	// idleTimer returns memory to the OS once no job has run for a while.
+	idleTimer *time.Timer
 
 	// jobs.go: the jobs running, and what cancels them when Stop gives up.
 	jobs       sync.WaitGroup
