@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -182,16 +181,7 @@ func TestClientModeNonRoot(t *testing.T) {
 		cmd.Env = []string{"STRATA_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0", "HOME=" + home, "PATH=/usr/bin:/bin"}
 		cmd.Dir = home
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return result{out.String(), errb.String(), code}
+		return runCmd(t, cmd)
 	}
 	if r := run("images", "ls", "-q"); r.code != 0 || r.stdout != fx.Ref+"\n" {
 		t.Fatalf("images ls as nobody = %+v", r)

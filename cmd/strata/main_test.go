@@ -88,7 +88,12 @@ func (c *cli) cmd(stdin io.Reader, args ...string) *exec.Cmd {
 
 func (c *cli) runIn(stdin io.Reader, args ...string) result {
 	c.t.Helper()
-	cmd := c.cmd(stdin, args...)
+	return runCmd(c.t, c.cmd(stdin, args...))
+}
+
+// runCmd runs a strata process to its end: its output and exit code.
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -96,7 +101,7 @@ func (c *cli) runIn(stdin io.Reader, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		c.t.Fatalf("strata %q: %v", args, err)
+		t.Fatalf("strata %q: %v", cmd.Args[1:], err)
 	}
 	return result{out.String(), errb.String(), code}
 }
