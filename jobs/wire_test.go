@@ -76,3 +76,34 @@ func TestCoalescerRestart(t *testing.T) {
 		t.Fatalf("take = %+v, want one update at 0", got)
 	}
 }
+
+// TestCodec: data-only frames travel raw, everything else as JSON, and
+// both come back as they went.
+func TestCodec(t *testing.T) {
+	var c codec
+	for _, v := range []any{
+		&ServerFrame{Data: []byte("tar bytes\x00\x01")},
+		&ClientFrame{Data: []byte{rawData, '{'}},
+		&ServerFrame{Warn: "w", Data: []byte("x")},
+		&ClientFrame{EOF: true},
+		&ClientFrame{Start: &Request{GC: &GCRequest{DryRun: true}}},
+		&ServerFrame{Progress: []Update{{ID: "a", Current: 1}}},
+	} {
+		b, err := c.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := b[0] == rawData
+		if wantRaw := (reflect.DeepEqual(v, &ServerFrame{Data: []byte("tar bytes\x00\x01")}) || reflect.DeepEqual(v, &ClientFrame{Data: []byte{rawData, '{'}})); raw != wantRaw {
+			t.Errorf("%+v: raw %v, want %v", v, raw, wantRaw)
+		}
+		got := reflect.New(reflect.TypeOf(v).Elem()).Interface()
+		if err := c.Unmarshal(b, got); err != nil {
+			t.Fatal(err)
+		}
+		clear(b) // gRPC reuses its buffer
+		if !reflect.DeepEqual(got, v) {
+			t.Errorf("round trip of %+v = %+v", v, got)
+		}
+	}
+}
