@@ -69,6 +69,16 @@ func TestClientModeChoice(t *testing.T) {
 	if r := run(nil, "--root", c.root, "images", "ls"); r.code != 1 || !strings.Contains(r.stderr, "locked by another process") || !strings.Contains(r.stderr, "--address") {
 		t.Fatalf("images ls --root of the daemon's root = %+v", r)
 	}
+	// version names the daemon it would go through, or why it cannot.
+	if out := c.ok("version"); !strings.Contains(out, "stratad test at "+c.daemon.Address+"\n") {
+		t.Fatalf("version through the daemon = %q", out)
+	}
+	if r := run(nil, "--address", gone, "version"); r.code != 1 || !strings.Contains(r.stdout, "stratad at "+gone+": ") {
+		t.Fatalf("version against no daemon = %+v", r)
+	}
+	if r := run(nil, "--root", other, "version"); r.code != 0 || strings.Contains(r.stdout, "stratad") {
+		t.Fatalf("version in embedded mode = %+v", r)
+	}
 	// plugins ls shows the daemon's parts, the jobs service among them.
 	if out := c.ok("plugins", "ls", "-q", "type==io.strata.grpc.v1"); out != "jobs\n" {
 		t.Fatalf("plugins ls of the daemon = %q", out)

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"time"
+
+	versionapi "github.com/containerd/containerd/api/services/version/v1"
 
 	"github.com/spf13/cobra"
+	"github.com/strata-oci/strata/client"
+	"github.com/strata-oci/strata/server"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -36,15 +43,71 @@ func newVersionCommand(a *app) *cobra.Command {
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ver, rev := buildVersion()
+			// And the daemon's, when this command would go through one.
+			type daemonVersion struct {
+				Address  string `json:"address"`
+				Version  string `json:"version,omitempty"`
+				Revision string `json:"revision,omitempty"`
+				Error    string `json:"error,omitempty"`
+			}
+			var daemon *daemonVersion
+			address, required, err := a.daemonAddress()
+			if err != nil {
+				return err
+			}
+			if address != "" {
+				daemon = &daemonVersion{Address: address}
+				v, err := daemonVersionOf(cmd.Context(), address)
+				switch {
+				case err == nil:
+					daemon.Version, daemon.Revision = v.Version, v.Revision
+				case required:
+					daemon.Error = err.Error()
+				default:
+					daemon = nil // not answering: commands run embedded
+				}
+			}
+			out := cmd.OutOrStdout()
 			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"version": ver, "revision": rev, "go": runtime.Version()})
+				return printJSON(out, struct {
+					Version  string         `json:"version"`
+					Revision string         `json:"revision"`
+					Go       string         `json:"go"`
+					Daemon   *daemonVersion `json:"daemon,omitempty"`
+				}{ver, rev, runtime.Version(), daemon})
 			}
 			detail := fmt.Sprintf("%s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			if rev != "" {
 				detail = "revision " + rev + ", " + detail
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "strata %s (%s)\n", ver, detail)
+			fmt.Fprintf(out, "strata %s (%s)\n", ver, detail)
+			switch {
+			case daemon == nil:
+			case daemon.Error != "":
+				fmt.Fprintf(out, "stratad at %s: %s\n", daemon.Address, daemon.Error)
+				exitCode = 1
+			case daemon.Revision != "":
+				fmt.Fprintf(out, "stratad %s (revision %s) at %s\n", daemon.Version, daemon.Revision, daemon.Address)
+			default:
+				fmt.Fprintf(out, "stratad %s at %s\n", daemon.Version, daemon.Address)
+			}
 			return nil
 		},
 	}
+}
+
+// daemonVersionOf asks the daemon at address for its version.
+func daemonVersionOf(ctx context.Context, address string) (*versionapi.VersionResponse, error) {
+	conn, err := client.Dial(address)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := versionapi.NewVersionClient(conn).Version(ctx, &emptypb.Empty{})
+	if err != nil {
+		return nil, server.FromGRPC(err)
+	}
+	return v, nil
 }
