@@ -29,7 +29,8 @@ var runDesc = &grpc.StreamDesc{StreamName: "Run", ServerStreams: true, ClientStr
 //
 // When ctx is cancelled the daemon is asked to cancel the job, and RunJob
 // returns how it ended. If this process dies instead, a long job goes on
-// in the daemon to its end.
+// in the daemon to its end. env.Input is read by a goroutine that may
+// still be blocked in Read when RunJob returns early; close it to end it.
 func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request, env jobs.Env) (jobs.Result, error) {
 	// Jobs over the whole store (gc, fsck, info) need no namespace; the
 	// daemon says so for those that do.
@@ -58,22 +59,21 @@ func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request
 		}
 		return jobs.Result{}, server.FromGRPC(err)
 	}
+	if !connecting() {
+		// Cancelled while connecting: the stream is gone, and no job
+		// was started on it.
+		return jobs.Result{}, ctx.Err()
+	}
 	var sendMu sync.Mutex
 	send := func(f *jobs.ClientFrame) error {
 		sendMu.Lock()
 		defer sendMu.Unlock()
 		return stream.SendMsg(f)
 	}
+	// From here a cancelled ctx is a Cancel frame (below; AfterFunc on a
+	// ctx already done runs at once).
 	if err := send(&jobs.ClientFrame{Start: &req}); err != nil {
-		connecting()
-		if ctx.Err() != nil {
-			return jobs.Result{}, ctx.Err()
-		}
 		return jobs.Result{}, recvErr(stream, err)
-	}
-	if !connecting() {
-		// ctx was cancelled while starting: the job may be running.
-		send(&jobs.ClientFrame{Cancel: true})
 	}
 	// inputErr is why the input stopped short, if it did.
 	var inputErr error

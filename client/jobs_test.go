@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -181,5 +182,20 @@ func TestRunJobErrors(t *testing.T) {
 	res, err := client.RunJob(context.Background(), d.Conn, jobs.Request{Info: &jobs.InfoRequest{}}, jobs.Env{})
 	if err != nil || res.Info == nil || res.Info.Root != d.Store.Root || res.Info.DefaultSnapshotter == "" {
 		t.Fatalf("info = %+v, %v", res.Info, err)
+	}
+}
+
+// TestRunJobCancelStreamedImport: a streamed import waiting for data is
+// cancelled at once (the daemon closes its end of the stream), not when
+// the client gives up waiting for the daemon to confirm.
+func TestRunJobCancelStreamedImport(t *testing.T) {
+	d := startDaemon(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "default"))
+	time.AfterFunc(300*time.Millisecond, cancel)
+	_, err := client.RunJob(ctx, d.Conn, jobs.Request{Import: &jobs.ImportRequest{NoUnpack: true}}, jobs.Env{Input: pr})
+	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "did not confirm") {
+		t.Fatalf("cancelled streamed import: %v; want context.Canceled confirmed by the daemon", err)
 	}
 }

@@ -80,10 +80,11 @@ func (r *Runner) importArchive(ctx context.Context, req ImportRequest, env Env) 
 	imgs, err := ocilayout.Import(ctx, in, s, ocilayout.ImportOptions{BaseName: req.BaseName, Digests: req.Digests,
 		AllPlatforms: req.AllPlatforms, Logger: env.Logger})
 	if err == nil && req.Path == "" {
-		// Read a stream to its end (tar's padding after the end
-		// marker, say): its sender then never waits on a reader that
-		// has stopped.
-		_, err = io.Copy(io.Discard, in)
+		// Read what follows the archive in a stream (tar's record
+		// padding, under 10 KiB): its sender, a pipe's writer or the
+		// daemon's receiver, then never waits on a reader that has
+		// stopped. Bounded: a stream that goes on and on is not ours.
+		io.CopyN(io.Discard, in, 1<<20)
 	}
 	if err != nil {
 		if ctx.Err() != nil {

@@ -61,6 +61,9 @@ func (ds *diffService) Apply(ctx context.Context, req *diffapi.ApplyRequest) (*d
 	if !images.IsLayer(desc.MediaType) {
 		return nil, fmt.Errorf("apply layer %s: unsupported diff media type %q: %w", desc.Digest, desc.MediaType, errdefs.ErrNotImplemented)
 	}
+	if err := rootOnly(ctx, "apply a layer onto mounts"); err != nil {
+		return nil, err
+	}
 	mounts, err := snapMountsFromProto(req.Mounts)
 	if err != nil {
 		return nil, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
@@ -147,6 +150,9 @@ func (ds *diffService) Diff(ctx context.Context, req *diffapi.DiffRequest) (*dif
 	}
 	if len(req.Right) == 0 {
 		return nil, fmt.Errorf("diff: right mounts are required: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := rootOnly(ctx, "diff mounts"); err != nil {
+		return nil, err
 	}
 	lower, err := snapMountsFromProto(req.Left)
 	if err != nil {

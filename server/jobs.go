@@ -229,6 +229,11 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	if req.Import != nil && req.Import.Path == "" {
 		pr, pw = io.Pipe()
 		env.Input = pr
+		// A cancelled job stops reading at once, not at the next tar
+		// entry (the importer may be waiting inside one for data).
+		w := pw // the receiver's copy becomes nil when it gives up
+		stopPipe := context.AfterFunc(ctx, func() { w.CloseWithError(context.Cause(ctx)) })
+		defer stopPipe()
 	}
 	if req.Export != nil && req.Export.Path == "" {
 		env.Output = jobWriter{ctx, c}
@@ -312,9 +317,6 @@ func (s *Server) startJob(call context.Context, long bool) (context.Context, con
 	}
 	s.jobs.Add(1)
 	s.running++
-	if s.idleTimer != nil {
-		s.idleTimer.Stop()
-	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(call))
 	stop := context.AfterFunc(s.jobsCtx, cancel)
 	release := func() {
@@ -331,6 +333,8 @@ func (s *Server) startJob(call context.Context, long bool) (context.Context, con
 			// pulls an idle daemon otherwise keeps ~100 MiB resident).
 			// Not at once: a full collection in the middle of the
 			// next job of a script would slow it down.
+			// The timer finds out whether the daemon is still idle;
+			// a later long job restarts it.
 			s.mu.Lock()
 			if s.idleTimer != nil {
 				s.idleTimer.Stop()

@@ -65,6 +65,22 @@ func peerUID(ctx context.Context) int64 {
 	return -1
 }
 
+// rootOnly refuses what only root may ask of the daemon: calls that
+// mount what the client names (the diff service) act as root on any path.
+func rootOnly(ctx context.Context, what string) error {
+	if uid := peerUID(ctx); uid != 0 {
+		return fmt.Errorf("%s: the daemon mounts what it is given as root, so only root may ask (%s): %w", what, peerName(uid), errdefs.ErrPermissionDenied)
+	}
+	return nil
+}
+
+func peerName(uid int64) string {
+	if uid < 0 {
+		return "an unknown peer"
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
 // checkPaths refuses a request that names files for the daemon to open
 // (an archive to import or export, a registry hosts directory) unless its
 // peer is root: the daemon opens them as root, and a member of the
@@ -74,23 +90,19 @@ func checkPaths(req jobs.Request, uid int64) error {
 	if uid == 0 {
 		return nil
 	}
-	var path string
+	var path, instead string
 	switch {
 	case req.Import != nil && req.Import.Path != "":
-		path = req.Import.Path
+		path, instead = "archive "+req.Import.Path, "stream the archive through the client instead"
 	case req.Export != nil && req.Export.Path != "":
-		path = req.Export.Path
+		path, instead = "archive "+req.Export.Path, "stream the archive through the client instead"
 	case req.Pull != nil && req.Pull.Registry.HostsDir != "":
-		path = req.Pull.Registry.HostsDir
+		path, instead = "hosts directory "+req.Pull.Registry.HostsDir, "the daemon's registry.config_path applies"
 	case req.Push != nil && req.Push.Registry.HostsDir != "":
-		path = req.Push.Registry.HostsDir
+		path, instead = "hosts directory "+req.Push.Registry.HostsDir, "the daemon's registry.config_path applies"
 	default:
 		return nil
 	}
-	who := "an unknown peer"
-	if uid >= 0 {
-		who = fmt.Sprintf("uid %d", uid)
-	}
-	return fmt.Errorf("%s: the daemon opens paths as root, for root only (%s): stream the archive through the client instead: %w",
-		path, who, errdefs.ErrPermissionDenied)
+	return fmt.Errorf("%s: the daemon opens paths as root, for root only (%s); %s: %w",
+		path, peerName(uid), instead, errdefs.ErrPermissionDenied)
 }

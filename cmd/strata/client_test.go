@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-oci/strata/client"
 	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
 )
 
@@ -211,11 +216,53 @@ func TestClientModeNonRoot(t *testing.T) {
 	if r := run("images", "import", "--base-name", "example.com/nr", "--digests", "app.tar"); r.code != 0 || !strings.Contains(r.stdout, "example.com/nr@") {
 		t.Fatalf("images import as nobody = %+v", r)
 	}
-	// A path for the daemon to open, from a non-root peer: refused.
-	if r := run("pull", "--hosts-dir", home, fx.Ref); r.code != 1 || !strings.Contains(r.stderr, "the daemon opens paths as root, for root only (uid 65534)") {
+	// A path for the daemon to open, from a non-root user: the CLI says
+	// no, and the daemon would too.
+	if r := run("pull", "--hosts-dir", home, fx.Ref); r.code != 2 || !strings.Contains(r.stderr, "--hosts-dir: stratad opens paths for root only") {
 		t.Fatalf("pull --hosts-dir as nobody = %+v", r)
+	}
+	// The daemon refuses such paths itself, knowing the peer's uid from
+	// the kernel: a client that asks anyway.
+	for _, req := range []string{
+		`{"export": {"path": "` + filepath.Join(home, "refused.tar") + `", "images": ["` + fx.Ref + `"]}}`,
+		`{"import": {"path": "/etc/shadow"}}`,
+		`{"pull": {"ref": "` + fx.Ref + `", "registry": {"hosts_dir": "/root"}}}`,
+	} {
+		cmd := exec.Command(filepath.Join(bin, "strata"))
+		cmd.Env = []string{"STRATA_TEST_RUNJOB=" + c.daemon.Address, "HOME=" + home}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		cmd.Stdin = strings.NewReader(req)
+		if r := runCmd(t, cmd); r.code != 1 || !strings.Contains(r.stdout, "the daemon opens paths as root, for root only (uid 65534)") || !strings.Contains(r.stdout, "permission denied") {
+			t.Fatalf("job %s from nobody = %+v", req, r)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, "refused.tar")); err == nil {
+		t.Fatal("the refused export wrote its archive")
 	}
 	if out := c.ok("fsck"); !strings.HasSuffix(out, ": ok\n") {
 		t.Fatalf("fsck = %q", out)
 	}
+}
+
+// runJobMain sends the jobs.Request on stdin to the daemon at addr, in
+// namespace default, and prints the error: a client that asks what the
+// CLI never would (TestClientModeNonRoot).
+func runJobMain(addr string) int {
+	var req jobs.Request
+	if err := json.NewDecoder(os.Stdin).Decode(&req); err != nil {
+		fmt.Println(err)
+		return 2
+	}
+	conn, err := client.Dial(addr)
+	if err != nil {
+		fmt.Println(err)
+		return 2
+	}
+	defer conn.Close()
+	_, err = client.RunJob(namespaces.WithNamespace(context.Background(), "default"), conn, req, jobs.Env{})
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	return 0
 }

@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("STRATA_TEST_MAIN") == "1" {
 		os.Exit(run(os.Args[1:]))
 	}
+	if addr := os.Getenv("STRATA_TEST_RUNJOB"); addr != "" {
+		os.Exit(runJobMain(addr))
+	}
 	os.Exit(m.Run())
 }
 

@@ -55,12 +55,20 @@ func defaultHostsDir() string {
 // registry is how a job reaches registries: the flags, and the
 // credentials of the user running this command (--user for ref's
 // registry, else docker's config.json), which the daemon asks for too.
-func (a *app) registry(rf *registryFlags, ref reference.Reference) (jobs.Registry, jobs.Credentials, error) {
+// s runs the job: a daemon opens a hosts directory for root only.
+func (a *app) registry(rf *registryFlags, ref reference.Reference, s backend) (jobs.Registry, jobs.Credentials, error) {
 	// Unset, the job takes its runner's default: the daemon's
 	// configuration, or defaultHostsDir here.
 	hostsDir := rf.hostsDir
 	if hostsDir == "" {
 		hostsDir = os.Getenv(hostsDirEnv)
+	}
+	if hostsDir != "" && !s.OpensPaths() {
+		if rf.hostsDir != "" {
+			return jobs.Registry{}, nil, usagef("--hosts-dir: stratad opens paths for root only; pulls through it use its registry.config_path")
+		}
+		a.logger.Debug("$"+hostsDirEnv+" is not for the daemon: it opens paths for root only", "dir", hostsDir)
+		hostsDir = ""
 	}
 	if hostsDir != "" {
 		abs, err := filepath.Abs(hostsDir)
@@ -212,12 +220,12 @@ every config are always fetched; layers only for the platforms asked for.`,
 			if cmd.Flags().Changed("max-concurrent-downloads") && maxDownloads < 1 {
 				return usagef("--max-concurrent-downloads %d: want at least 1", maxDownloads)
 			}
-			var creds jobs.Credentials
-			if o.Registry, creds, err = a.registry(&rf, ref); err != nil {
-				return err
-			}
 			s, err := a.open(ctx)
 			if err != nil {
+				return err
+			}
+			var creds jobs.Credentials
+			if o.Registry, creds, err = a.registry(&rf, ref, s); err != nil {
 				return err
 			}
 			if snapshotter != "" && s.Snapshotter(snapshotter) == nil {

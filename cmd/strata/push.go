@@ -49,11 +49,11 @@ the same registry are mounted, manifests go after their blobs and the tag last.`
 			if err != nil {
 				return err
 			}
-			reg, creds, err := a.registry(&rf, ref)
+			s, err := a.open(ctx)
 			if err != nil {
 				return err
 			}
-			s, err := a.open(ctx)
+			reg, creds, err := a.registry(&rf, ref, s)
 			if err != nil {
 				return err
 			}

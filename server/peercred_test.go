@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"testing"
+
+	diffapi "github.com/containerd/containerd/api/services/diff/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc/peer"
+
+	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/namespaces"
+)
+
+func asPeer(uid uint32) context.Context {
+	ctx := namespaces.WithNamespace(context.Background(), "default")
+	return peer.NewContext(ctx, &peer.Peer{AuthInfo: peerAuth{uid: uid, known: true}})
+}
+
+// TestRootOnly: what acts on paths or mounts as root is root's alone; a
+// peer whose uid is unknown is not root. (The uid itself comes from
+// SO_PEERCRED: cmd/strata's TestClientModeNonRoot asks as nobody.)
+func TestRootOnly(t *testing.T) {
+	root, nobody, unknown := asPeer(0), asPeer(65534), context.Background()
+	if peerUID(root) != 0 || peerUID(nobody) != 65534 || peerUID(unknown) != -1 {
+		t.Fatalf("peerUID = %d %d %d", peerUID(root), peerUID(nobody), peerUID(unknown))
+	}
+	if err := rootOnly(root, "x"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ctx := range []context.Context{nobody, unknown} {
+		if err := rootOnly(ctx, "x"); !errdefs.IsPermissionDenied(err) {
+			t.Fatalf("rootOnly: %v", err)
+		}
+	}
+	withPath := []jobs.Request{
+		{Import: &jobs.ImportRequest{Path: "/a.tar"}},
+		{Export: &jobs.ExportRequest{Path: "/a.tar", Images: []string{"x"}}},
+		{Pull: &jobs.PullRequest{Ref: "x", Registry: jobs.Registry{HostsDir: "/d"}}},
+		{Push: &jobs.PushRequest{Ref: "x", Registry: jobs.Registry{HostsDir: "/d"}}},
+	}
+	for _, req := range withPath {
+		if err := checkPaths(req, 0); err != nil {
+			t.Fatalf("root: %v", err)
+		}
+		if err := checkPaths(req, 65534); !errdefs.IsPermissionDenied(err) {
+			t.Fatalf("nobody, %s: %v", req.Kind(), err)
+		}
+	}
+	for _, req := range []jobs.Request{{Import: &jobs.ImportRequest{}}, {Pull: &jobs.PullRequest{Ref: "x"}}, {GC: &jobs.GCRequest{}}} {
+		if err := checkPaths(req, 65534); err != nil {
+			t.Fatalf("nobody, %s without paths: %v", req.Kind(), err)
+		}
+	}
+
+	// The diff service mounts what it is given: root's only.
+	ds := &diffService{}
+	_, err := ds.Apply(nobody, &diffapi.ApplyRequest{
+		Diff:   &types.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000", Size: 1},
+		Mounts: []*types.Mount{{Type: "bind", Source: "/", Options: []string{"rbind"}}},
+	})
+	if !errdefs.IsPermissionDenied(err) {
+		t.Fatalf("Apply onto / from nobody: %v", err)
+	}
+	_, err = ds.Diff(nobody, &diffapi.DiffRequest{Right: []*types.Mount{{Type: "bind", Source: "/etc", Options: []string{"rbind"}}}})
+	if !errdefs.IsPermissionDenied(err) {
+		t.Fatalf("Diff of /etc from nobody: %v", err)
+	}
+}
