@@ -67,15 +67,12 @@ func (r *Runner) importArchive(ctx context.Context, req ImportRequest, env Env) 
 	if in == nil {
 		return Result{}, fmt.Errorf("import: no archive: give a path or a stream: %w", errdefs.ErrInvalidArgument)
 	}
-	snName := req.Snapshotter
-	if snName == "" {
-		snName = s.DefaultSnapshotter
-	}
-	if !req.NoUnpack && s.Snapshotter(snName) == nil {
-		if snName == "overlayfs" && s.OverlayUnavailable != nil {
-			return Result{}, fmt.Errorf("snapshotter overlayfs: %w", s.OverlayUnavailable)
+	snName := ""
+	if !req.NoUnpack {
+		var err error
+		if snName, err = r.snapshotter(req.Snapshotter); err != nil {
+			return Result{}, err
 		}
-		return Result{}, fmt.Errorf("snapshotter %s: %w", snName, errdefs.ErrUnavailable)
 	}
 	imgs, err := ocilayout.Import(ctx, in, s, ocilayout.ImportOptions{BaseName: req.BaseName, Digests: req.Digests,
 		AllPlatforms: req.AllPlatforms, Logger: env.Logger})

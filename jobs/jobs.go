@@ -158,6 +158,23 @@ type Defaults struct {
 	UnpackParallelism int
 }
 
+// snapshotter resolves a request's snapshotter name ("" for the store's
+// default): overlayfs where it does not work is unavailable, saying why;
+// a name the store does not have is an invalid argument.
+func (r *Runner) snapshotter(name string) (string, error) {
+	s := r.store
+	if name == "" {
+		name = s.DefaultSnapshotter
+	}
+	switch {
+	case s.Snapshotter(name) != nil:
+		return name, nil
+	case name == "overlayfs" && s.OverlayUnavailable != nil:
+		return "", fmt.Errorf("snapshotter overlayfs: %w", s.OverlayUnavailable)
+	}
+	return "", fmt.Errorf("snapshotter %q: not one of %v: %w", name, s.DB.SnapshotterNames(), errdefs.ErrInvalidArgument)
+}
+
 // Runner runs jobs on one store. Share one per process: concurrent pulls
 // through it wait for one another instead of fetching a blob twice.
 type Runner struct {
@@ -198,12 +215,9 @@ func (r *Runner) Run(ctx context.Context, req Request, env Env) (Result, error) 
 		}
 		return Result{Fsck: &rep}, nil
 	case "unpack":
-		name := req.Unpack.Snapshotter
-		if name == "" {
-			name = s.DefaultSnapshotter
-		}
-		if s.Snapshotter(name) == nil {
-			return Result{}, fmt.Errorf("snapshotter %q: not one of %v: %w", name, s.DB.SnapshotterNames(), errdefs.ErrInvalidArgument)
+		name, err := r.snapshotter(req.Unpack.Snapshotter)
+		if err != nil {
+			return Result{}, err
 		}
 		top, err := pull.UnpackWith(ctx, s, req.Unpack.Manifest, pull.Options{Snapshotter: name,
 			UnpackParallelism: r.defaults.UnpackParallelism, Progress: env.Progress})

@@ -63,8 +63,10 @@ func (r *Runner) pull(ctx context.Context, req PullRequest, env Env) (Result, er
 	if err != nil {
 		return Result{}, err
 	}
-	if req.Snapshotter != "" && r.store.Snapshotter(req.Snapshotter) == nil {
-		return Result{}, fmt.Errorf("snapshotter %q: not one of %v: %w", req.Snapshotter, r.store.DB.SnapshotterNames(), errdefs.ErrInvalidArgument)
+	if !req.NoUnpack {
+		if req.Snapshotter, err = r.snapshotter(req.Snapshotter); err != nil {
+			return Result{}, err
+		}
 	}
 	if req.MaxConcurrentDownloads < 0 {
 		return Result{}, fmt.Errorf("max concurrent downloads %d: want at least 1: %w", req.MaxConcurrentDownloads, errdefs.ErrInvalidArgument)
