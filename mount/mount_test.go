@@ -110,8 +110,8 @@ func TestLongOverlay(t *testing.T) {
 			if method == "relative" {
 				noNewMountAPI.Store(true)
 				defer noNewMountAPI.Store(false)
-			} else if err := mountOverlayFsconfig("overlay", t.TempDir(), 0, []string{"lowerdir=" + lowers[0]}); errors.Is(err, errNoLowerdirPlus) {
-				t.Skip("kernel has no lowerdir+ (Linux < 6.8)")
+			} else if !lowerdirPlus(t) {
+				t.Skip("kernel has no lowerdir+ (Linux < 6.8): only the relative method can be tested here")
 			}
 			err := WithTempMount(context.Background(), []Mount{m}, func(dir string) error {
 				for _, name := range []string{"layer1", "layer64", "layer128"} {
@@ -134,6 +134,66 @@ func TestLongOverlay(t *testing.T) {
 				t.Fatalf("working directory of the process changed to %s", wd)
 			}
 		})
+	}
+}
+
+// lowerdirPlus probes for fsconfig's "lowerdir+" with the smallest valid
+// overlay: two lower layers and no upper (one lower alone is always
+// refused, which is why an earlier probe skipped on every kernel).
+func lowerdirPlus(t *testing.T) bool {
+	t.Helper()
+	root := tempRoot(t)
+	a, b, target := filepath.Join(root, "a"), filepath.Join(root, "b"), filepath.Join(root, "t")
+	mkdirs(t, a, b, target)
+	err := mountOverlayFsconfig("overlay", target, unix.MS_RDONLY, []string{"lowerdir=" + a + ":" + b})
+	if errors.Is(err, errNoLowerdirPlus) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("probe of lowerdir+ = %v", err)
+	}
+	if err := Unmount(target, 0); err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// TestFsconfigInvalidOptions: options the kernel refuses for their own sake
+// (one lower layer and no upper) are an error that says so, not a reason to
+// give up the new mount API for the rest of the process.
+func TestFsconfigInvalidOptions(t *testing.T) {
+	requireRoot(t)
+	if legacyOverlayParser() {
+		t.Skip("kernel older than 6.5 parses overlay options the legacy way: EINVAL cannot be told apart there")
+	}
+	root := tempRoot(t)
+	lower, target := filepath.Join(root, "l"), filepath.Join(root, "t")
+	mkdirs(t, lower, target)
+	err := mountLongOverlay("overlay", target, 0, []string{"lowerdir=" + lower})
+	if err == nil {
+		_ = Unmount(target, 0)
+		t.Fatal("mount of one lower layer without an upper succeeded")
+	}
+	if errors.Is(err, errNoLowerdirPlus) || noNewMountAPI.Load() {
+		t.Fatalf("mountLongOverlay(one lower) = %v, noNewMountAPI = %v; want a plain error and the new API kept", err, noNewMountAPI.Load())
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("mountLongOverlay(one lower) = %v, want EINVAL", err)
+	}
+	t.Log(err)
+}
+
+func TestKernelBefore(t *testing.T) {
+	for _, c := range []struct {
+		release string
+		want    bool
+	}{
+		{"6.1.0-18-amd64", true}, {"6.5.0", false}, {"6.4.16", true}, {"6.18.44-fc", false},
+		{"5.15.0", true}, {"7.0", false}, {"garbage", true},
+	} {
+		if got := kernelBefore(c.release, 6, 5); got != c.want {
+			t.Errorf("kernelBefore(%q, 6, 5) = %v, want %v", c.release, got, c.want)
+		}
 	}
 }
 

@@ -71,10 +71,18 @@ func mountOverlayFsconfig(source, target string, flags uintptr, data []string) e
 		}
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
-		if errors.Is(err, unix.EINVAL) {
-			// Also the legacy parser ("unknown option lowerdir+"): the
-			// fallback mounts the same options or says what is wrong.
+		if errors.Is(err, unix.EINVAL) && legacyOverlayParser() {
+			// The legacy parser only rejects "lowerdir+" here ("unknown
+			// option"): the fallback mounts the same options or says what
+			// is wrong.
 			return errNoLowerdirPlus
+		}
+		// On kernels that parse overlay options themselves, EINVAL here
+		// is about these options (one lower layer without an upper, a
+		// missing workdir…), not about lowerdir+: say so, with the
+		// kernel's own words when it logged any.
+		if msg := fsContextLog(fd); msg != "" {
+			return fmt.Errorf("fsconfig create: %w (%s)", err, msg)
 		}
 		return fmt.Errorf("fsconfig create: %w", err)
 	}
@@ -100,6 +108,42 @@ func mountOverlayFsconfig(source, target string, flags uintptr, data []string) e
 		return fmt.Errorf("move_mount to %s: %w", target, err)
 	}
 	return nil
+}
+
+// legacyOverlayParser reports whether the running kernel predates overlayfs's
+// own fsconfig parser (Linux 6.5), which accepts any key and only fails at
+// create time.
+func legacyOverlayParser() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return true
+	}
+	return kernelBefore(unix.ByteSliceToString(u.Release[:]), 6, 5)
+}
+
+// kernelBefore reports whether a kernel release string ("6.1.0-18-amd64")
+// is older than major.minor; an unparsable one counts as older.
+func kernelBefore(release string, major, minor int) bool {
+	var ma, mi int
+	if n, _ := fmt.Sscanf(release, "%d.%d", &ma, &mi); n != 2 {
+		return true
+	}
+	return ma < major || (ma == major && mi < minor)
+}
+
+// fsContextLog reads the messages the kernel queued on a filesystem context
+// ("e overlayfs: …"), joined by "; ".
+func fsContextLog(fd int) string {
+	var msgs []string
+	buf := make([]byte, 1024)
+	for i := 0; i < 16; i++ {
+		n, err := unix.Read(fd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // splitLowerdirs splits a lowerdir value at the colons that are not escaped.
