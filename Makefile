@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Packages whose tests also run under the race detector.
 CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/...
 
-.PHONY: all build install test lint race unit bench fuzz clean demo
+.PHONY: all build install deps test lint race unit bench fuzz clean demo
 
 all: build
 
@@ -19,8 +19,14 @@ install: build
 	install -D -m 0755 bin/strata $(DESTDIR)$(PREFIX)/bin/strata
 	install -D -m 0755 bin/stratad $(DESTDIR)$(PREFIX)/bin/stratad
 
-# The whole suite, as CI runs it.
-test: lint race unit
+# What the tests need (docker-registry, ctr, skopeo, igzip…), installed when
+# missing; a no-op when all is there.
+deps:
+	scripts/deps.sh
+
+# The whole suite, as CI runs it; installs what it lacks first.
+test: deps
+	$(MAKE) lint race unit
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
