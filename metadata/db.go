@@ -184,7 +184,7 @@ func (db *DB) Close() error {
 	db.gcMu.Unlock()
 	db.gcWG.Wait()
 	if pending {
-		if _, err := db.collect(context.Background(), GCOptions{}); err != nil {
+		if _, err := db.collect(context.Background(), GCOptions{}, func() bool { return true }); err != nil {
 			db.opts.logger.Warn("garbage collection before close", "error", err)
 		}
 	}

@@ -35,14 +35,18 @@ type GCOptions struct {
 	List bool
 }
 
-// GarbageCollect runs a collection now.
+// GarbageCollect runs a collection now. One that removes (not DryRun) also
+// stands for every collection scheduled before it: once it returns, none of
+// them runs later, so what a caller sees after it stays as it was.
 func (db *DB) GarbageCollect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
-	if !opts.DryRun {
-		db.gcMu.Lock()
-		db.gcPending = false
-		db.gcMu.Unlock()
-	}
-	return db.collect(ctx, opts)
+	return db.collect(ctx, opts, func() bool {
+		if !opts.DryRun {
+			db.gcMu.Lock()
+			db.gcPending = false
+			db.gcMu.Unlock()
+		}
+		return true
+	})
 }
 
 // scheduleGC starts a collection gcDelay after the last deletion.
@@ -59,14 +63,23 @@ func (db *DB) scheduleGC() {
 	db.gcWG.Add(1)
 	db.gcTimer = time.AfterFunc(db.opts.gcDelay, func() {
 		defer db.gcWG.Done()
-		db.gcMu.Lock()
-		if db.closed || !db.gcPending {
-			db.gcMu.Unlock()
+		// Whether it is still wanted is decided under the store's write
+		// lock: an explicit collection that got the lock first has done
+		// this one's work.
+		ran := false
+		st, err := db.collect(context.Background(), GCOptions{}, func() bool {
+			db.gcMu.Lock()
+			defer db.gcMu.Unlock()
+			if db.closed || !db.gcPending {
+				return false
+			}
+			db.gcPending = false
+			ran = true
+			return true
+		})
+		if !ran {
 			return
 		}
-		db.gcPending = false
-		db.gcMu.Unlock()
-		st, err := db.collect(context.Background(), GCOptions{})
 		if err != nil {
 			db.opts.logger.Warn("scheduled garbage collection", "error", err)
 			return
@@ -329,12 +342,17 @@ func (c *collector) refs(ctx context.Context, n gc.Node, visit func(gc.Node)) er
 // transaction and no commit can run between the mark (a read transaction,
 // cheap over 100,000 records) and the sweep (a write transaction, only when
 // there is something to remove).
-func (db *DB) collect(ctx context.Context, opts GCOptions) (gc.Stats, error) {
+// wanted runs under the write lock, first: when it returns false nothing is
+// collected.
+func (db *DB) collect(ctx context.Context, opts GCOptions, wanted func() bool) (gc.Stats, error) {
 	start := time.Now()
 	db.wlock.Lock()
 	defer db.wlock.Unlock()
-
 	stats := gc.Stats{DryRun: opts.DryRun}
+	if !wanted() {
+		return stats, nil
+	}
+
 	note := func(s string) {
 		if opts.List {
 			stats.Removed = append(stats.Removed, s)
