@@ -34,7 +34,7 @@ import (
 // Config is /etc/strata/config.toml. Flags override it.
 type Config struct {
 	Root  string     `toml:"root" comment:"where blobs, metadata and snapshots live"`
-	State string     `toml:"state" comment:"runtime state: the socket's directory by default, temporary mounts"`
+	State string     `toml:"state" comment:"runtime state, lost on reboot: holds the socket unless grpc.address names another"`
 	GRPC  GRPCConfig `toml:"grpc"`
 	Log   LogConfig  `toml:"log"`
 	// Snapshotter is the default snapshotter ("" = overlayfs where it works).
@@ -52,7 +52,7 @@ type Config struct {
 
 // GRPCConfig is the socket.
 type GRPCConfig struct {
-	Address        string `toml:"address"`
+	Address        string `toml:"address" comment:"socket path (empty: strata.sock in the state directory)"`
 	UID            int    `toml:"uid"`
 	GID            int    `toml:"gid"`
 	MaxRecvMsgSize int    `toml:"max_recv_message_size"`
@@ -74,7 +74,7 @@ func defaultConfig() Config {
 	c := Config{
 		Root:                   "/var/lib/strata",
 		State:                  "/run/strata",
-		GRPC:                   GRPCConfig{Address: "/run/strata/strata.sock", MaxRecvMsgSize: 16 << 20, MaxSendMsgSize: 16 << 20},
+		GRPC:                   GRPCConfig{MaxRecvMsgSize: 16 << 20, MaxSendMsgSize: 16 << 20},
 		Log:                    LogConfig{Level: "info", Format: "text"},
 		GC:                     GCConfig{ScheduleDelay: "100ms"},
 		MaxConcurrentDownloads: 3,
@@ -199,7 +199,16 @@ func serve(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("gc.schedule_delay %q: %v", cfg.GC.ScheduleDelay, err)
 	}
+	if cfg.State == "" {
+		return fmt.Errorf("state directory must not be empty")
+	}
+	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
 	sock := cfg.GRPC.Address
+	if sock == "" {
+		sock = filepath.Join(cfg.State, "strata.sock")
+	}
 	if err := os.MkdirAll(filepath.Dir(sock), 0o711); err != nil {
 		return err
 	}
@@ -212,7 +221,7 @@ func serve(cfg Config) error {
 	defer stop()
 	// Opening the store takes its lock: a second daemon on the same root
 	// fails here, naming the root.
-	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay})
+	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay, Snapshotter: cfg.Snapshotter})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/strata-oci/strata/client"
+	"github.com/strata-oci/strata/jobs"
 )
 
 func TestMain(m *testing.M) {
@@ -38,7 +41,7 @@ func TestConfigDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"root = '/var/lib/strata'", "[grpc]", "address = '/run/strata/strata.sock'", "max_concurrent_downloads = 3", "[gc]", "config_path"} {
+	for _, key := range []string{"root = '/var/lib/strata'", "[grpc]", "address = ''", "state = '/run/strata'", "snapshotter = ''", "max_concurrent_downloads = 3", "[gc]", "config_path"} {
 		if !strings.Contains(string(out), key) {
 			t.Fatalf("config default lacks %q:\n%s", key, out)
 		}
@@ -147,5 +150,65 @@ func TestDaemonLifecycle(t *testing.T) {
 	}
 	if !strings.Contains(logb.String(), "stopping: draining calls") {
 		t.Fatalf("log:\n%s", logb.String())
+	}
+}
+
+// TestStateAndSnapshotterSettings: the socket goes in the state directory
+// when grpc.address is empty, and the snapshotter setting is the daemon's
+// default (once parsed and never used).
+func TestStateAndSnapshotterSettings(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("stratad mounts snapshots and needs root")
+	}
+	dir := t.TempDir()
+	cfg := defaultConfig()
+	cfg.Root = filepath.Join(dir, "root")
+	cfg.State = filepath.Join(dir, "state")
+	cfg.Snapshotter = "native"
+	b, _ := toml.Marshal(cfg)
+	conf := filepath.Join(dir, "config.toml")
+	os.WriteFile(conf, b, 0o644)
+
+	d := stratad(t, "--config", conf)
+	var logb bytes.Buffer
+	d.Stderr = &logb
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
+	sock := filepath.Join(cfg.State, "strata.sock")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no socket at %s; log:\n%s", sock, logb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, err := client.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	res, err := client.RunJob(t.Context(), conn, jobs.Request{Info: &jobs.InfoRequest{}}, jobs.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Info.DefaultSnapshotter != "native" {
+		t.Fatalf("default snapshotter = %q, want the configured native", res.Info.DefaultSnapshotter)
+	}
+
+	// A snapshotter that does not exist is refused at start, by name.
+	cfg.Snapshotter = "btrfs"
+	cfg.Root = filepath.Join(dir, "root2")
+	cfg.State = filepath.Join(dir, "state2")
+	b, _ = toml.Marshal(cfg)
+	os.WriteFile(conf, b, 0o644)
+	out, err := stratad(t, "--config", conf).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `default snapshotter "btrfs": want overlayfs or native`) {
+		t.Fatalf("stratad with snapshotter btrfs: %v\n%s", err, out)
 	}
 }

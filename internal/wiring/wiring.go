@@ -28,6 +28,9 @@ type Config struct {
 	Logger *slog.Logger
 	// GCDelay is the debounce of scheduled collections; zero means 100ms.
 	GCDelay time.Duration
+	// Snapshotter is the default snapshotter: "overlayfs", "native", or
+	// "" for overlayfs where it works under the root and native elsewhere.
+	Snapshotter string
 }
 
 // Store is an open root.
@@ -55,6 +58,11 @@ func (s *Store) Snapshotter(name string) snapshots.Snapshotter {
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Root == "" {
 		return nil, fmt.Errorf("store root must not be empty")
+	}
+	switch cfg.Snapshotter {
+	case "", "overlayfs", "native":
+	default:
+		return nil, fmt.Errorf("default snapshotter %q: want overlayfs or native: %w", cfg.Snapshotter, errdefs.ErrInvalidArgument)
 	}
 	if err := os.MkdirAll(cfg.Root, 0o711); err != nil {
 		return nil, fmt.Errorf("store root %s: %w", cfg.Root, err)
@@ -84,6 +92,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if errors.Is(ovErr, errdefs.ErrUnavailable) {
 			return nil, ovErr
 		}
+		if cfg.Snapshotter == "overlayfs" {
+			return nil, fmt.Errorf("default snapshotter overlayfs: %w", ovErr)
+		}
 		defaultSnapshotter = "native"
 		if cfg.Logger != nil {
 			cfg.Logger.Warn("overlayfs snapshotter unavailable, using native (full copies)", "error", ovErr)
@@ -108,6 +119,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := blobs.RemoveBrokenIngests(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if cfg.Snapshotter != "" {
+		defaultSnapshotter = cfg.Snapshotter
 	}
 	return &Store{Root: cfg.Root, Blobs: blobs, DB: db, DefaultSnapshotter: defaultSnapshotter, OverlayUnavailable: ovErr}, nil
 }
