@@ -846,7 +846,8 @@ func (im *importer) setLabels(ctx context.Context, d digest.Digest, labels map[s
 
 // record creates (or points at the new target) the image records, one per
 // name; a name given twice goes to the later image, as with containerd.
-// The records are all created or, on failure, those created removed.
+// The records are all written or, on failure, none: those created are
+// removed and those retargeted point at their old target again.
 func (im *importer) record(ctx context.Context, is images.Store, targets []importTarget) ([]images.Image, error) {
 	var order []string
 	byName := map[string]ocispec.Descriptor{}
@@ -858,21 +859,35 @@ func (im *importer) record(ctx context.Context, is images.Store, targets []impor
 			byName[n] = t.desc
 		}
 	}
-	var out, created []images.Image
+	var out, created, retargeted []images.Image
+	undo := func() {
+		ctx := context.WithoutCancel(ctx)
+		for _, c := range created {
+			if err := is.Delete(ctx, c.Name); err != nil {
+				im.log().Warn("remove an image of a failed import", "name", c.Name, "error", err)
+			}
+		}
+		for _, old := range retargeted {
+			if _, err := is.Update(ctx, old, "target"); err != nil {
+				im.log().Warn("restore the target of an image after a failed import", "name", old.Name, "digest", old.Target.Digest, "error", err)
+			}
+		}
+	}
 	for _, n := range order {
 		img := images.Image{Name: n, Target: byName[n]}
 		got, err := is.Create(ctx, img)
 		if err == nil {
 			created = append(created, got)
 		} else if errors.Is(err, errdefs.ErrAlreadyExists) {
-			got, err = is.Update(ctx, img, "target")
-		}
-		if err != nil {
-			for _, c := range created {
-				if derr := is.Delete(context.WithoutCancel(ctx), c.Name); derr != nil {
-					im.log().Warn("remove an image of a failed import", "name", c.Name, "error", derr)
+			var old images.Image
+			if old, err = is.Get(ctx, n); err == nil {
+				if got, err = is.Update(ctx, img, "target"); err == nil {
+					retargeted = append(retargeted, old)
 				}
 			}
+		}
+		if err != nil {
+			undo()
 			return nil, fmt.Errorf("record image %q: %w", n, err)
 		}
 		out = append(out, got)
