@@ -62,7 +62,16 @@ type embedded struct {
 }
 
 func openEmbedded(ctx context.Context, root string, a *app) (*embedded, error) {
-	s, err := wiring.Open(ctx, wiring.Config{Root: root, Logger: a.logger})
+	timeout := a.lockTimeout
+	if timeout == 0 {
+		timeout = -1 // no bound
+	}
+	s, err := wiring.Open(ctx, wiring.Config{Root: root, Logger: a.logger, Holder: a.command, LockTimeout: timeout,
+		OnLockWait: func(holder string) {
+			if a.stderr != nil {
+				fmt.Fprintf(a.stderr, "strata: waiting for the store at %s, held by %s (Ctrl-C to give up; --lock-timeout bounds the wait)\n", root, holder)
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +205,11 @@ func (a *app) open(ctx context.Context) (backend, error) {
 	}
 	e, err := openEmbedded(ctx, a.root, a)
 	if err != nil {
-		if errors.Is(err, errdefs.ErrUnavailable) && strings.Contains(err.Error(), "locked by another process") {
+		// A daemon holds the root (or a database in it): say where to go.
+		var locked *wiring.LockedError
+		daemon := errors.As(err, &locked) && locked.Daemon() ||
+			locked == nil && errors.Is(err, errdefs.ErrUnavailable) && strings.Contains(err.Error(), "locked by another process")
+		if daemon {
 			return nil, fmt.Errorf("%w; if it is stratad, go through its socket: --address or $%s", err, addressEnv)
 		}
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -35,6 +36,11 @@ type app struct {
 	// rootSet and addressSet: given on the command line, which decides
 	// between embedded and client mode (backend.go).
 	rootSet, addressSet bool
+	// lockTimeout bounds the wait for a root another strata command holds
+	// (0: no bound); command names the verb for those who wait on us.
+	lockTimeout time.Duration
+	command     string
+	stderr      io.Writer
 
 	logger *slog.Logger
 	store  backend
@@ -87,6 +93,11 @@ store, image records, leases and garbage collection, in containerd's model.`,
 			if err := namespaces.Validate(a.namespace); err != nil {
 				return usageError{err}
 			}
+			a.command = cmd.CommandPath()
+			a.stderr = cmd.ErrOrStderr()
+			if a.lockTimeout < 0 {
+				return usagef("--lock-timeout %v: want a duration ≥ 0 (0: wait as long as it takes)", a.lockTimeout)
+			}
 			a.rootSet = cmd.Flags().Changed("root")
 			a.addressSet = cmd.Flags().Changed("address")
 			return nil
@@ -96,6 +107,7 @@ store, image records, leases and garbage collection, in containerd's model.`,
 	f := root.PersistentFlags()
 	f.StringVar(&a.root, "root", defaultRoot(), "store root directory, opened by this process (embedded mode)")
 	f.StringVar(&a.address, "address", "", "the daemon's socket (env "+addressEnv+"; default "+DefaultAddress+" when stratad listens there, else embedded mode)")
+	f.DurationVar(&a.lockTimeout, "lock-timeout", 0, "embedded mode: how long to wait while another strata command holds the store (0: as long as it takes)")
 	f.StringVarP(&a.namespace, "namespace", "n", namespaces.FromEnv(), "namespace (env "+namespaces.EnvVar+")")
 	f.StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")

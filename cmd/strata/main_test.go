@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -398,8 +399,9 @@ func TestUsageAndErrors(t *testing.T) {
 	}
 }
 
-// TestStoreLocked: a second process on the same root gets a clear error
-// instead of waiting forever or corrupting anything.
+// TestStoreLocked: a second strata command on a root another one holds
+// waits for it, saying who holds it, and gets the store once it is free;
+// --lock-timeout bounds the wait with an error naming the holder.
 func TestStoreLocked(t *testing.T) {
 	embeddedOnly(t, "the lock on a root opened in-process")
 	c := newCLI(t)
@@ -411,16 +413,42 @@ func TestStoreLocked(t *testing.T) {
 	}
 	defer func() { pw.Close(); holder.Process.Kill(); holder.Wait() }()
 	pw.Write([]byte("x")) // the holder has the store open once it reads
+	want := fmt.Sprintf("locked by another process (pid %d: strata content ingest); gave up waiting", holder.Process.Pid)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r := c.run("content", "ls")
-		if r.code == 1 && strings.Contains(r.stderr, "locked by another process") {
+		r := c.run("--lock-timeout", "200ms", "content", "ls")
+		if r.code == 1 && strings.Contains(r.stderr, want) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("content ls while another strata holds the store = %+v", r)
+			t.Fatalf("content ls --lock-timeout while another strata holds the store = %+v, want %q", r, want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	c.fails(2, "--lock-timeout", "--lock-timeout", "-1s", "content", "ls")
+
+	// Without a bound it waits, says for whom, and runs once the holder is
+	// gone.
+	waiter := c.cmd(nil, "content", "ls", "-q")
+	var stdout bytes.Buffer
+	waiter.Stdout = &stdout
+	stderr, err := waiter.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { waiter.Process.Kill(); waiter.Wait() }()
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	if err != nil || !strings.Contains(line, fmt.Sprintf("waiting for the store at %s, held by pid %d: strata content ingest", c.root, holder.Process.Pid)) {
+		t.Fatalf("first line of a waiting command = %q, %v", line, err)
+	}
+	pw.Close() // the holder's input ends: it stops, keeping its ingest
+	holder.Wait()
+	go io.Copy(io.Discard, stderr)
+	if err := waiter.Wait(); err != nil {
+		t.Fatalf("content ls after the holder finished: %v", err)
 	}
 }
 

@@ -160,3 +160,36 @@ func TestPullInterrupt(t *testing.T) {
 		t.Fatalf("after GC an interrupted pull left snapshots: %q", out)
 	}
 }
+
+// TestConcurrentEmbeddedPulls: ten strata processes pulling one image into
+// one root at once, without a daemon, all succeed (they take turns with the
+// store) and leave one complete image.
+func TestConcurrentEmbeddedPulls(t *testing.T) {
+	embeddedOnly(t, "concurrent processes opening one root in-process")
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	fx := testutil.PushWhiteoutImage(t, reg.Host, "cli/app", "v1")
+	c := newCLI(t)
+	t.Cleanup(func() {
+		if err := mount.UnmountUnder(c.root); err != nil {
+			t.Error(err)
+		}
+	})
+	const n = 10
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		go func() { results <- c.run("pull", "-q", fx.Ref) }()
+	}
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.code != 0 || strings.TrimSpace(r.stdout) != fx.Root.Digest.String() {
+			t.Errorf("one of %d concurrent pulls: exit %d, stdout %q, stderr %q", n, r.code, r.stdout, r.stderr)
+		}
+	}
+	if ls := c.ok("images", "ls", "-q"); strings.TrimSpace(ls) != fx.Ref {
+		t.Fatalf("images ls -q = %q, want %q", ls, fx.Ref)
+	}
+	if out := c.ok("images", "check"); !strings.Contains(out, "complete") {
+		t.Fatalf("images check = %q", out)
+	}
+	c.ok("fsck")
+}

@@ -221,7 +221,7 @@ func serve(cfg Config) error {
 	defer stop()
 	// Opening the store takes its lock: a second daemon on the same root
 	// fails here, naming the root.
-	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay, Snapshotter: cfg.Snapshotter})
+	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay, Snapshotter: cfg.Snapshotter, Holder: "stratad"})
 	if err != nil {
 		return err
 	}

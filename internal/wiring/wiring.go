@@ -31,6 +31,15 @@ type Config struct {
 	// Snapshotter is the default snapshotter: "overlayfs", "native", or
 	// "" for overlayfs where it works under the root and native elsewhere.
 	Snapshotter string
+	// Holder says who opens the root ("stratad", "strata pull"), for the
+	// processes that find it locked. Only a root held by a "strata …"
+	// command is waited for: daemons never let go on their own.
+	Holder string
+	// LockTimeout is how long Open waits for a root another strata command
+	// holds: 0 not at all, < 0 without limit. OnLockWait, when set, is
+	// called once when Open starts waiting, with the holder's pid and name.
+	LockTimeout time.Duration
+	OnLockWait  func(holder string)
 }
 
 // Store is an open root.
@@ -43,6 +52,8 @@ type Store struct {
 	DefaultSnapshotter string
 	// OverlayUnavailable says why overlayfs is not registered, if it is not.
 	OverlayUnavailable error
+
+	lock *rootLock
 }
 
 // Snapshotter returns the namespaced snapshotter name ("" for the
@@ -67,6 +78,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Root, 0o711); err != nil {
 		return nil, fmt.Errorf("store root %s: %w", cfg.Root, err)
 	}
+	lock, err := lockRoot(ctx, cfg.Root, cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := open(ctx, cfg)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	st.lock = lock
+	return st, nil
+}
+
+// open opens the parts of a root whose lock this process holds.
+func open(ctx context.Context, cfg Config) (*Store, error) {
 	blobs, err := local.New(filepath.Join(cfg.Root, "content"))
 	if err != nil {
 		return nil, err
@@ -126,5 +152,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return &Store{Root: cfg.Root, Blobs: blobs, DB: db, DefaultSnapshotter: defaultSnapshotter, OverlayUnavailable: ovErr}, nil
 }
 
-// Close closes the store, running a pending garbage collection first.
-func (s *Store) Close() error { return s.DB.Close() }
+// Close closes the store, running a pending garbage collection first, and
+// gives up the root's lock.
+func (s *Store) Close() error {
+	err := s.DB.Close()
+	if s.lock != nil {
+		if lerr := s.lock.release(); lerr != nil && err == nil {
+			err = lerr
+		}
+	}
+	return err
+}
