@@ -53,9 +53,9 @@
 //
 // Snapshots: DB.Snapshotter(name) is the namespaced view of a backend
 // registered with WithSnapshotter. Keys are per namespace; each record
-// names its backend snapshot, and a committed snapshot is shared by
-// namespaces when a Prepare carries the containerd.io/snapshot.ref label of
-// a layer another namespace has committed on the same parent: the namespace
-// gets a record naming the same backend snapshot, and Prepare returns
-// errdefs.ErrAlreadyExists, as containerd's does.
+// names its backend snapshot ("<namespace>/<seq>/<key>"), and no two
+// namespaces ever share one: a snapshot cannot be verified from its name,
+// so a Prepare carrying the containerd.io/snapshot.ref label of a layer
+// returns errdefs.ErrAlreadyExists only when the caller's own namespace has
+// it, as containerd's does; otherwise the caller applies the layer itself.
 package metadata

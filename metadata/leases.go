@@ -221,6 +221,54 @@ func (m *LeaseManager) AddResource(ctx context.Context, lease leases.Lease, r le
 	})
 }
 
+// HoldExisting makes lease hold r if r exists in the context's namespace.
+// The check and the hold are one transaction, so no collection can remove
+// r between them (a Stat or Info, then AddResource, leaves that gap). It
+// returns errdefs.ErrNotFound naming r when r does not exist (fetch or
+// make it then), and errdefs.ErrFailedPrecondition when the lease does
+// not. AddResource, as containerd's, does not check: clients add names
+// before they create them (BuildKit adds a snapshot to a lease, then
+// prepares it).
+func (m *LeaseManager) HoldExisting(ctx context.Context, lease leases.Lease, r leases.Resource) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	path, key, err := resourcePath(r)
+	if err != nil {
+		return err
+	}
+	return m.db.update(func(tx *bolt.Tx) error {
+		b := nsBucket(tx, ns, bucketLeases, []byte(lease.ID))
+		if b == nil {
+			return fmt.Errorf("hold %s %q: lease %q in namespace %q does not exist: %w", r.Type, r.ID, lease.ID, ns, errdefs.ErrFailedPrecondition)
+		}
+		if !resourceExists(tx, ns, r) {
+			return fmt.Errorf("%s %q in namespace %q: %w", r.Type, r.ID, ns, errdefs.ErrNotFound)
+		}
+		for _, p := range path {
+			if b, err = b.CreateBucketIfNotExists(p); err != nil {
+				return err
+			}
+		}
+		return b.Put(key, nil)
+	})
+}
+
+// resourceExists reports whether namespace ns has the record of r (a type
+// resourcePath accepted).
+func resourceExists(tx *bolt.Tx, ns string, r leases.Resource) bool {
+	switch {
+	case r.Type == "content":
+		return nsBucket(tx, ns, bucketContent, bucketBlob, []byte(r.ID)) != nil
+	case r.Type == "ingests":
+		return nsBucket(tx, ns, bucketContent, bucketIngests, []byte(r.ID)) != nil
+	case strings.HasPrefix(r.Type, "snapshots/"):
+		return nsBucket(tx, ns, bucketSnapshots, []byte(strings.TrimPrefix(r.Type, "snapshots/")), []byte(r.ID)) != nil
+	}
+	return false
+}
+
 // DeleteResource makes lease release r.
 func (m *LeaseManager) DeleteResource(ctx context.Context, lease leases.Lease, r leases.Resource) error {
 	ns, err := namespaces.NamespaceRequired(ctx)

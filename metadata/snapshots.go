@@ -20,8 +20,10 @@ import (
 )
 
 // labelSnapshotRef on Prepare names the committed snapshot the caller is
-// about to create (a layer's chain ID); when another namespace has it
-// already, it is shared instead (containerd's convention).
+// about to create (a layer's chain ID); when the namespace has it already,
+// Prepare returns errdefs.ErrAlreadyExists (containerd's convention). Only
+// the caller's namespace counts: a snapshot cannot be verified from its
+// name, so one another namespace committed is never adopted.
 const labelSnapshotRef = "containerd.io/snapshot.ref"
 
 // WithSnapshotter registers a snapshot backend under name ("overlayfs",
@@ -250,7 +252,6 @@ func (s *namespacedSnapshotter) create(ctx context.Context, kind snapshots.Kind,
 		return nil, err
 	}
 	var mounts []mount.Mount
-	var shared bool
 	// The backend call runs inside the transaction: a failure leaves no
 	// record, and GC (which waits for the transaction) never sees a
 	// backend snapshot that is about to get its record.
@@ -270,18 +271,8 @@ func (s *namespacedSnapshotter) create(ctx context.Context, kind snapshots.Kind,
 			}
 			bparent = string(pb.Get(keyName))
 		}
-		if target := base.Labels[labelSnapshotRef]; kind == snapshots.KindActive && target != "" {
-			if sb.Bucket([]byte(target)) != nil {
-				return fmt.Errorf("snapshot %q (target of %q) in namespace %q: %w", target, key, ns, errdefs.ErrAlreadyExists)
-			}
-			ok, err := s.share(ctx, tx, ns, sb, target, parent, bparent)
-			if err != nil {
-				return err
-			}
-			if ok {
-				shared = true
-				return nil
-			}
+		if target := base.Labels[labelSnapshotRef]; kind == snapshots.KindActive && target != "" && sb.Bucket([]byte(target)) != nil {
+			return fmt.Errorf("snapshot %q (target of %q) in namespace %q: %w", target, key, ns, errdefs.ErrAlreadyExists)
 		}
 		seq, err := sb.NextSequence()
 		if err != nil {
@@ -307,41 +298,7 @@ func (s *namespacedSnapshotter) create(ctx context.Context, kind snapshots.Kind,
 	if err != nil {
 		return nil, err
 	}
-	if shared {
-		target := base.Labels[labelSnapshotRef]
-		return nil, fmt.Errorf("snapshot %q: shared from another namespace: %w", target, errdefs.ErrAlreadyExists)
-	}
 	return mounts, nil
-}
-
-// share looks for a committed snapshot named target on the same parent in
-// another namespace and, when there is one, records it in ns too (same
-// backend snapshot).
-func (s *namespacedSnapshotter) share(ctx context.Context, tx *bolt.Tx, ns string, sb *bolt.Bucket, target, parent, bparent string) (bool, error) {
-	var found string
-	_ = tx1(tx).ForEachBucket(func(other []byte) error {
-		if string(other) == ns || found != "" {
-			return nil
-		}
-		ob := nsBucket(tx, string(other), bucketSnapshots, []byte(s.name), []byte(target))
-		if ob == nil {
-			return nil
-		}
-		bkey := string(ob.Get(keyName))
-		info, err := s.sn.Stat(ctx, bkey)
-		if err != nil || info.Kind != snapshots.KindCommitted || info.Parent != bparent {
-			return nil
-		}
-		found = bkey
-		return nil
-	})
-	if found == "" {
-		return false, nil
-	}
-	if err := writeSnapshotRecord(sb, target, found, parent, nil, time.Now()); err != nil {
-		return false, err
-	}
-	return true, s.addSnapshotLease(ctx, tx, ns, target)
 }
 
 func (s *namespacedSnapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {

@@ -1,6 +1,7 @@
 package metadata_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -11,6 +12,12 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+
+	"github.com/strata-oci/strata/archive"
+	"github.com/strata-oci/strata/archive/tartest"
+	"github.com/strata-oci/strata/diff"
 
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata"
@@ -45,8 +52,8 @@ func backendNames(t *testing.T, sn snapshots.Snapshotter) []string {
 }
 
 // TestSnapshotGC checks that GC removes unreferenced snapshot records and
-// then their backend snapshots, children first, and keeps what a root,
-// a lease or another namespace holds.
+// then their backend snapshots, children first, and keeps what a root or
+// a lease holds; each namespace's snapshots are its own.
 func TestSnapshotGC(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("overlay needs root")
@@ -86,19 +93,20 @@ func TestSnapshotGC(t *testing.T) {
 	if _, err := sn.Prepare(leases.WithLease(a, l.ID), "leased", ""); err != nil {
 		t.Fatal(err)
 	}
-	// Shared: b gets r1 through containerd.io/snapshot.ref.
-	_, err = sn.Prepare(b, "extract", "", snapshots.WithLabels(map[string]string{"containerd.io/snapshot.ref": "r1"}))
-	if !errors.Is(err, errdefs.ErrAlreadyExists) {
-		t.Fatalf("Prepare with the snapshot.ref of a layer another namespace has = %v, want already exists", err)
+	// Not shared: a Prepare in b carrying the snapshot.ref of a's r1 gets a
+	// new active snapshot; b commits its own r1, which only b's records name.
+	ref := snapshots.WithLabels(map[string]string{"containerd.io/snapshot.ref": "r1"})
+	if _, err := sn.Prepare(b, "extract", "", ref); err != nil {
+		t.Fatalf("Prepare in b with the snapshot.ref of a layer only a has = %v, want a new snapshot", err)
 	}
-	if info, err := sn.Stat(b, "r1"); err != nil || info.Kind != snapshots.KindCommitted {
-		t.Fatalf("shared r1 in b: %+v, %v", info, err)
-	}
-	if _, err := sn.Update(b, snapshots.Info{Name: "r1", Labels: map[string]string{"containerd.io/gc.root": "1"}}); err != nil {
+	if err := sn.Commit(b, "r1", "extract", snapshots.WithLabels(map[string]string{"containerd.io/gc.root": "1"})); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(backendNames(t, backend)); n != 6 {
-		t.Fatalf("%d backend snapshots before GC, want 6 (sharing made none)", n)
+	if _, err := sn.Prepare(b, "extract2", "", ref); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("Prepare in b with the snapshot.ref of b's own r1 = %v, want already exists", err)
+	}
+	if n := len(backendNames(t, backend)); n != 7 {
+		t.Fatalf("%d backend snapshots before GC, want 7 (a's 6 and b's r1)", n)
 	}
 	st, err := db.GarbageCollect(context.Background(), metadata.GCOptions{})
 	if err != nil {
@@ -117,8 +125,8 @@ func TestSnapshotGC(t *testing.T) {
 			t.Errorf("Stat(%s) after GC = %v, want kept", key, err)
 		}
 	}
-	if n := len(backendNames(t, backend)); n != 3 {
-		t.Fatalf("backend after GC: %v, want the 3 kept", backendNames(t, backend))
+	if n := len(backendNames(t, backend)); n != 4 {
+		t.Fatalf("backend after GC: %v, want the 4 kept", backendNames(t, backend))
 	}
 	// a lets go of r1 and r2; b still holds r1.
 	for _, key := range []string{"r2", "r1"} {
@@ -141,7 +149,7 @@ func TestSnapshotGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(mounts) != 1 {
-		t.Fatalf("view of shared r1: %v", mounts)
+		t.Fatalf("view of b's r1: %v", mounts)
 	}
 	// Keys live per namespace: b's key "k-l1" does not clash with a's.
 	if _, err := sn.Prepare(b, "leased", ""); err != nil {
@@ -177,5 +185,87 @@ func TestSnapshotErrorsNameUserKeys(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), `"base"`) {
 		t.Fatalf("error does not name the snapshot: %v", err)
+	}
+}
+
+// TestSnapshotRefNotAdoptedAcrossNamespaces (issue 11, item 2): a snapshot
+// that namespace a committed under a layer's chain ID, here an empty one
+// standing in for a hostile client's, is never adopted by an unpack in b:
+// b's Prepare with containerd.io/snapshot.ref=<chain ID> gets a snapshot of
+// its own to apply the layer into.
+func TestSnapshotRefNotAdoptedAcrossNamespaces(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("applying a layer sets owners: needs root")
+	}
+	backend, err := overlay.New(filepath.Join(t.TempDir(), "overlayfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn := newDB(t, metadata.WithSnapshotter("overlayfs", backend)).Snapshotter("overlayfs")
+	a := namespaces.WithNamespace(context.Background(), "a")
+	b := namespaces.WithNamespace(context.Background(), "b")
+	layer := tartest.Tar(tartest.File("etc/os-release", "ID=real\n"))
+	diffID := digest.FromBytes(layer)
+	chain := identity.ChainID([]digest.Digest{diffID}).String()
+
+	// a commits an empty snapshot named after the layer's chain ID.
+	if _, err := sn.Prepare(a, "poison", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Commit(a, chain, "poison"); err != nil {
+		t.Fatal(err)
+	}
+
+	// b unpacks the layer as ctr does: Prepare with snapshot.ref, apply,
+	// commit under the chain ID.
+	ref := snapshots.WithLabels(map[string]string{"containerd.io/snapshot.ref": chain})
+	mounts, err := sn.Prepare(b, "extract-1", "", ref)
+	if err != nil {
+		t.Fatalf("Prepare(b, snapshot.ref=%s) = %v, want a new snapshot (a's must not be adopted)", chain, err)
+	}
+	if _, err := sn.Stat(b, chain); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Stat(b, %s) after Prepare = %v, want not found", chain, err)
+	}
+	res, err := diff.Apply(b, mounts, bytes.NewReader(layer), archive.WhiteoutOverlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DiffID != diffID {
+		t.Fatalf("applied diff ID %s, want %s", res.DiffID, diffID)
+	}
+	if err := sn.Commit(b, chain, "extract-1"); err != nil {
+		t.Fatal(err)
+	}
+	// b's chain holds the layer; a's is still empty.
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want []string
+	}{{"b", b, []string{"etc"}}, {"a", a, nil}} {
+		vm, err := sn.View(tc.ctx, "check", chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vm) != 1 || vm[0].Type != "bind" {
+			t.Fatalf("View(%s, %s) = %v, want one bind mount", tc.name, chain, vm)
+		}
+		ents, err := os.ReadDir(vm[0].Source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range ents {
+			got = append(got, e.Name())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("namespace %s: snapshot %s holds %v, want %v", tc.name, chain, got, tc.want)
+		}
+	}
+	// Now b has the layer: its own record answers AlreadyExists.
+	if _, err := sn.Prepare(b, "extract-2", "", ref); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("Prepare(b, snapshot.ref=%s) once b has it = %v, want already exists", chain, err)
+	}
+	if _, err := sn.Stat(b, "extract-2"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Stat(b, extract-2) after already exists = %v, want not found", err)
 	}
 }

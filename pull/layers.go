@@ -238,9 +238,11 @@ func (pl *pull) planManifest(ctx context.Context, md ocispec.Descriptor) (*plan,
 // by another pull (waited for), or downloaded now.
 func (pl *pull) ensureBlob(ctx context.Context, l ocispec.Descriptor, labels map[string]string, sem chan struct{}) error {
 	for {
-		if _, err := pl.cs.Info(ctx, l.Digest); err == nil {
+		if err := pl.hold(ctx, l.Digest); err == nil {
 			pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Exists, Current: l.Size, Total: l.Size})
-			return pl.hold(ctx, l.Digest)
+			return nil
+		} else if !errdefs.IsNotFound(err) {
+			return err
 		}
 		f, owner := pl.blobs.start(l.Digest.String())
 		if !owner {
@@ -357,10 +359,12 @@ func (pl *pull) unpackLayer(ctx context.Context, pn *plan, i int, sem, unsem cha
 	l := pn.layers[i]
 	chain := pn.chains[i].String()
 	for {
-		if _, err := pn.sn.Stat(ctx, chain); err == nil {
-			if err := pl.Puller.store.DB.Leases().AddResource(ctx, pl.lease, leases.Resource{ID: chain, Type: "snapshots/" + pn.snName}); err != nil {
-				return err
-			}
+		// Checked and held in one step, as blobs are (see hold).
+		err := pl.Puller.store.DB.Leases().HoldExisting(ctx, pl.lease, leases.Resource{ID: chain, Type: "snapshots/" + pn.snName})
+		if err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		if err == nil {
 			close(pn.committed[i])
 			// The image needs its blob too.
 			return pl.ensureBlob(ctx, l, pl.layerLabels(pn, i), sem)
@@ -372,7 +376,7 @@ func (pl *pull) unpackLayer(ctx context.Context, pn *plan, i int, sem, unsem cha
 			}
 			continue
 		}
-		err := pl.unpack(ctx, pn, i, sem, unsem)
+		err = pl.unpack(ctx, pn, i, sem, unsem)
 		pl.layers.finish(pn.snName+"/"+chain, f)
 		if err == nil {
 			close(pn.committed[i])
@@ -438,17 +442,18 @@ func (pl *pull) unpack(ctx context.Context, pn *plan, i int, sem, unsem chan str
 		}
 		defer ra.Close()
 		pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Unpacking, Total: l.Size})
-		if err := pl.hold(ctx, l.Digest); err != nil {
-			return err
-		}
 		return apply(&counter{r: content.NewReader(ra), id: l.Digest.String(), total: l.Size, sink: pl.sink, status: progress.Unpacking})
 	}
 	for done := false; !done; {
-		if _, ierr := pl.cs.Info(ctx, l.Digest); ierr == nil {
+		// Held before it is read: applied from a blob that a collection
+		// then removes, the layer would be in the snapshot, not the store.
+		if herr := pl.hold(ctx, l.Digest); herr == nil {
 			if err := fromStore(); err != nil {
 				return fmt.Errorf("layer %s: %w", l.Digest, err)
 			}
 			break
+		} else if !errdefs.IsNotFound(herr) {
+			return fmt.Errorf("layer %s: %w", l.Digest, herr)
 		}
 		f, owner := pl.blobs.start(l.Digest.String())
 		if !owner {
@@ -467,6 +472,7 @@ func (pl *pull) unpack(ctx context.Context, pn *plan, i int, sem, unsem chan str
 		case applied:
 			done = true
 		default:
+			// Downloaded under the pull's lease, so held already.
 			if err := fromStore(); err != nil {
 				return fmt.Errorf("layer %s: %w", l.Digest, err)
 			}

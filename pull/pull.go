@@ -253,11 +253,16 @@ func (pl *pull) smallBlob(ctx context.Context, desc ocispec.Descriptor, limit in
 	fetch func(context.Context, ocispec.Descriptor) ([]byte, error),
 	labelsOf func([]byte) (map[string]string, error)) ([]byte, error) {
 	for {
-		b, err := content.ReadBlob(ctx, pl.cs, desc, limit)
+		// Hold first: a blob read and then held could be collected in
+		// between, and the image recorded without it.
+		err := pl.hold(ctx, desc.Digest)
 		if err == nil {
-			return b, pl.hold(ctx, desc.Digest)
-		}
-		if !errdefs.IsNotFound(err) {
+			b, err := content.ReadBlob(ctx, pl.cs, desc, limit)
+			if !errdefs.IsNotFound(err) {
+				return b, err
+			}
+			// A record whose blob is gone (damage fsck reports): fetch it.
+		} else if !errdefs.IsNotFound(err) {
 			return nil, err
 		}
 		f, owner := pl.blobs.start(desc.Digest.String())
@@ -267,7 +272,7 @@ func (pl *pull) smallBlob(ctx context.Context, desc ocispec.Descriptor, limit in
 			}
 			continue
 		}
-		b, err = fetch(ctx, desc)
+		b, err := fetch(ctx, desc)
 		if err == nil {
 			var labels map[string]string
 			if labels, err = labelsOf(b); err == nil {
@@ -289,10 +294,12 @@ func (pl *pull) put(ctx context.Context, desc ocispec.Descriptor, body []byte, l
 	return content.WriteBlob(ctx, pl.cs, "pull-"+desc.Digest.String(), bytes.NewReader(body), desc, content.WithLabels(labels))
 }
 
-// hold adds a blob that was already present to the pull's lease, so that
-// nothing collects it before the image record exists.
+// hold adds blob d to the pull's lease if the namespace has it, so that
+// nothing collects it before the image record exists. The check and the
+// hold are one step: errdefs.ErrNotFound means it is not there (any more),
+// and must be fetched.
 func (pl *pull) hold(ctx context.Context, d digest.Digest) error {
-	return pl.store.DB.Leases().AddResource(ctx, pl.lease, leases.Resource{ID: d.String(), Type: "content"})
+	return pl.store.DB.Leases().HoldExisting(ctx, pl.lease, leases.Resource{ID: d.String(), Type: "content"})
 }
 
 // unpackWorkers bounds applies from the content store (layers present

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +32,7 @@ func RunGC(t *testing.T, open Open) {
 		{"Ingests", testGCIngests},
 		{"NamespacesShareBlobs", testGCNamespaces},
 		{"DryRun", testGCDryRun},
-		{"UnreadableManifestStopsGC", testGCUnreadableManifest},
+		{"UnreadableManifestKeptSafe", testGCUnreadableManifest},
 		{"ConcurrentWriters", testGCConcurrentWriters},
 	})
 }
@@ -341,23 +340,59 @@ func testGCConcurrentWriters(ctx context.Context, t *testing.T, s Setup) {
 	t.Logf("%d collections ran during %d commits", gcRuns, writers*perWriter)
 }
 
-// testGCUnreadableManifest: when an image's manifest cannot be parsed, GC
-// cannot know what it protects, so it must refuse rather than collect.
+// testGCUnreadableManifest (issue 11, item 4): an image whose manifest
+// cannot be parsed, which any client can create, does not stop the
+// collection. GC keeps that blob and what its labels reach, collects
+// garbage, and every other image stays complete, including one whose index
+// names a manifest that cannot be parsed next to a good one. What only the
+// unparsable body names cannot be known, and goes.
 func testGCUnreadableManifest(ctx context.Context, t *testing.T, s Setup) {
-	layer := put(ctx, t, s, []byte("layer of a broken image"), ocispec.MediaTypeImageLayerGzip, nil)
+	labelled := put(ctx, t, s, []byte("blob the broken manifest's label names"), ocispec.MediaTypeImageLayerGzip, nil)
+	unnamed := put(ctx, t, s, []byte("blob named only in the broken manifest"), ocispec.MediaTypeImageLayerGzip, nil)
 	body := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":"sha256:nothex","size":1},"layers":[{"mediaType":%q,"digest":%q,"size":%d}]}`,
-		ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ocispec.MediaTypeImageLayerGzip, layer.Digest, layer.Size)
-	manifest := put(ctx, t, s, []byte(body), ocispec.MediaTypeImageManifest, nil)
-	if _, err := s.Images.Create(ctx, images.Image{Name: "broken:1", Target: manifest}); err != nil {
+		ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ocispec.MediaTypeImageLayerGzip, unnamed.Digest, unnamed.Size)
+	broken := put(ctx, t, s, []byte(body), ocispec.MediaTypeImageManifest, map[string]string{"containerd.io/gc.ref.content.l.0": labelled.Digest.String()})
+	if _, err := s.Images.Create(ctx, images.Image{Name: "broken:1", Target: broken}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GC(ctx, false); err == nil || !strings.Contains(err.Error(), "broken:1") {
-		t.Fatalf("GC with an unreadable manifest = %v, want an error naming the image", err)
+	good, goodBlobs := imageGraph(ctx, t, s, "good")
+	if _, err := s.Images.Create(ctx, images.Image{Name: "good:1", Target: good}); err != nil {
+		t.Fatal(err)
 	}
-	expectPresent(ctx, t, s, "layer of unreadable manifest", true, layer)
+	_, mixedBlobs := imageGraph(ctx, t, s, "mixed")
+	notJSON := put(ctx, t, s, []byte("\x00 not a manifest"), ocispec.MediaTypeImageManifest, nil)
+	mixed := putJSON(ctx, t, s, ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{notJSON, mixedBlobs[1]}}, ocispec.MediaTypeImageIndex)
+	if _, err := s.Images.Create(ctx, images.Image{Name: "mixed:1", Target: mixed}); err != nil {
+		t.Fatal(err)
+	}
+	garbage := put(ctx, t, s, []byte("garbage next to a broken image"), "application/octet-stream", nil)
+
+	if _, err := s.GC(ctx, false); err != nil {
+		t.Fatalf("GC with an unreadable manifest = %v, want a collection", err)
+	}
+	expectPresent(ctx, t, s, "garbage", false, garbage)
+	expectPresent(ctx, t, s, "blob only the broken body names", false, unnamed)
+	expectPresent(ctx, t, s, "broken image's root and what its labels reach", true, broken, labelled)
+	expectPresent(ctx, t, s, "good image", true, goodBlobs...)
+	// mixed: its index, the unparsable manifest, and the good one's graph.
+	expectPresent(ctx, t, s, "mixed image", true, mixed, notJSON, mixedBlobs[1], mixedBlobs[2], mixedBlobs[3], mixedBlobs[4])
+	st, err := images.Check(ctx, s.Content, nil, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 2 || !st[0].Complete() {
+		t.Fatalf("Check(good:1) after GC = %+v, want its first platform complete", st)
+	}
+	st, err = images.Check(ctx, s.Content, nil, mixedBlobs[1])
+	if err != nil || len(st) != 1 || !st[0].Complete() {
+		t.Fatalf("Check(good manifest of mixed:1) after GC = %+v, %v, want complete", st, err)
+	}
+
 	if err := s.Images.Delete(ctx, "broken:1"); err != nil {
 		t.Fatal(err)
 	}
 	collect(ctx, t, s)
-	expectPresent(ctx, t, s, "after removing the image", false, layer, manifest)
+	expectPresent(ctx, t, s, "after removing the broken image", false, broken, labelled)
+	expectPresent(ctx, t, s, "good image after removing the broken one", true, goodBlobs...)
 }
