@@ -187,7 +187,7 @@ func Import(ctx context.Context, r io.Reader, st *wiring.Store, o ImportOptions)
 // importer is the state of one Import.
 type importer struct {
 	cs    content.Store
-	lm    leases.Manager
+	lm    holdingLeases
 	lease leases.Lease
 	lim   Limits
 	base  string
@@ -592,17 +592,23 @@ func (im *importer) present(ctx context.Context, d digest.Digest) (bool, error) 
 	if im.have[d] {
 		return true, nil
 	}
-	if _, err := im.cs.Info(ctx, d); err != nil {
+	// Seeing the blob and holding it are one step: a collection between
+	// the two would remove it under an import that counts on it.
+	if err := im.lm.HoldExisting(ctx, im.lease, leases.Resource{ID: d.String(), Type: "content"}); err != nil {
 		if errdefs.IsNotFound(err) {
 			return false, nil
 		}
 		return false, err
 	}
-	if err := im.lm.AddResource(ctx, im.lease, leases.Resource{ID: d.String(), Type: "content"}); err != nil {
-		return false, err
-	}
 	im.have[d] = true
 	return true, nil
+}
+
+// holdingLeases is the lease manager an import needs: one that can hold a
+// blob only if it is there, in one step (metadata.LeaseManager).
+type holdingLeases interface {
+	leases.Manager
+	HoldExisting(ctx context.Context, lease leases.Lease, r leases.Resource) error
 }
 
 // imageName is how errors name the image of t.
