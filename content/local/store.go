@@ -349,17 +349,34 @@ func (s *Store) RemoveBrokenIngests() error {
 }
 
 // BrokenIngests lists ingest directories that cannot be resumed, for fsck.
+// The directory of a ref a writer holds is not broken, whatever it looks
+// like: the writer is creating it, or removing it after its commit.
 func (s *Store) BrokenIngests() ([]string, error) {
 	dir := filepath.Join(s.root, "ingest")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	// Taken after the listing: a writer locks its ref before it creates
+	// the directory and removes it before it unlocks, so a listed
+	// directory is either held here or finished (complete or gone).
+	s.mu.Lock()
+	held := make(map[string]bool, len(s.locked))
+	for ref := range s.locked {
+		held[s.ingestDir(ref)] = true
+	}
+	s.mu.Unlock()
 	var out []string
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
+		if held[p] {
+			continue
+		}
 		st, err := s.readStatus(p)
 		if err != nil || !e.IsDir() || filepath.Base(s.ingestDir(st.Ref)) != e.Name() {
+			if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+				continue // committed or aborted since the listing
+			}
 			out = append(out, p)
 		}
 	}
