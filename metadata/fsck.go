@@ -130,14 +130,14 @@ func (db *DB) Fsck(ctx context.Context, repair bool) (FsckReport, error) {
 	err = func() error {
 		db.wlock.Lock()
 		defer db.wlock.Unlock()
-		corrupt, err := db.fsckBlobs(ctx, repair, checks, &rep)
+		corrupt, changed, err := db.fsckBlobs(ctx, repair, checks, &rep)
 		if err != nil {
 			return err
 		}
 		if err := db.fsckIngests(ctx, repair, &rep); err != nil {
 			return err
 		}
-		removedImages, err = db.fsckImages(ctx, repair, suspects, corrupt, &rep)
+		removedImages, err = db.fsckImages(ctx, repair, suspects, corrupt, changed, &rep)
 		return err
 	}()
 	if removedImages > 0 {
@@ -167,28 +167,30 @@ func (db *DB) hashBlobs(ctx context.Context) (map[digest.Digest]blobCheck, error
 }
 
 // fsckBlobs compares the blobs hashed with the records, under the write
-// lock, and returns the blobs confirmed corrupt.
-func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Digest]blobCheck, rep *FsckReport) (map[digest.Digest]bool, error) {
-	corrupt := map[digest.Digest]bool{}
+// lock. It returns the blobs confirmed corrupt, and those found corrupt that
+// changed since (removed, or removed and committed again).
+func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Digest]blobCheck, rep *FsckReport) (corrupt, changed map[digest.Digest]bool, err error) {
+	corrupt, changed = map[digest.Digest]bool{}, map[digest.Digest]bool{}
 	for dgst, c := range checks {
 		if c.ok {
 			continue
 		}
 		still, err := db.stillCorrupt(ctx, dgst, c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !still {
 			// Removed, or removed and committed again (a commit verifies
 			// its digest) since it was hashed: nothing to report or mend.
 			delete(checks, dgst)
+			changed[dgst] = true
 			continue
 		}
 		corrupt[dgst] = true
 		p := Problem{Kind: "corrupt-blob", Object: dgst.String(), Detail: "content does not match its digest", Damage: true}
 		if repair {
 			if err := db.backend.Delete(ctx, dgst); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-				return nil, fmt.Errorf("repair corrupt blob %s: %w", dgst, err)
+				return nil, nil, fmt.Errorf("repair corrupt blob %s: %w", dgst, err)
 			}
 			p.Detail += "; removed it: pull the images that use it again"
 			p.Repaired = true
@@ -202,7 +204,7 @@ func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Dige
 		size int64
 	}
 	var records []rec
-	err := db.view(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		return tx1(tx).ForEachBucket(func(nsk []byte) error {
 			ns := string(nsk)
 			if bb := nsBucket(tx, ns, bucketContent, bucketBlob); bb != nil {
@@ -215,7 +217,7 @@ func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Dige
 		})
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	recorded := map[digest.Digest]bool{}
 	for _, r := range records {
@@ -229,7 +231,7 @@ func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Dige
 			// committed meanwhile is there now, and verified by its commit.
 			present, err := db.present(ctx, r.dgst)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if present {
 				continue
@@ -237,7 +239,7 @@ func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Dige
 			p := Problem{Kind: "missing-blob", Object: obj, Detail: "recorded in the namespace but not on disk", Damage: true}
 			if repair {
 				if err := db.removeBlobRecord(r.ns, r.dgst); err != nil {
-					return nil, fmt.Errorf("repair %s: %w", obj, err)
+					return nil, nil, fmt.Errorf("repair %s: %w", obj, err)
 				}
 				p.Detail += "; removed the record: pull the images that use it again"
 				p.Repaired = true
@@ -248,7 +250,7 @@ func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Dige
 			// a repair, and so goes its record.
 			if repair {
 				if err := db.removeBlobRecord(r.ns, r.dgst); err != nil {
-					return nil, fmt.Errorf("repair %s: %w", obj, err)
+					return nil, nil, fmt.Errorf("repair %s: %w", obj, err)
 				}
 			}
 		case c.size != r.size:
@@ -263,7 +265,7 @@ func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Dige
 		// Collected since it was hashed: nothing to say.
 		present, err := db.present(ctx, dgst)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if present {
 			// A process died between the blob's rename and its record: the
@@ -271,7 +273,7 @@ func (db *DB) fsckBlobs(ctx context.Context, repair bool, checks map[digest.Dige
 			rep.Problems = append(rep.Problems, Problem{Kind: "unreferenced-blob", Object: dgst.String(), Detail: "no namespace refers to it; garbage collection removes it"})
 		}
 	}
-	return corrupt, nil
+	return corrupt, changed, nil
 }
 
 func (db *DB) removeBlobRecord(ns string, dgst digest.Digest) error {
@@ -496,9 +498,12 @@ func (db *DB) readImages(ctx context.Context) ([]imageSuspect, error) {
 // can never be unpacked, run or pushed: repair removes its record and GC its
 // blobs. One whose blob is corrupt is left to the corrupt-blob repair: the
 // user pulls it again.
-func (db *DB) fsckImages(ctx context.Context, repair bool, suspects []imageSuspect, corrupt map[digest.Digest]bool, rep *FsckReport) (int, error) {
+func (db *DB) fsckImages(ctx context.Context, repair bool, suspects []imageSuspect, corrupt, changed map[digest.Digest]bool, rep *FsckReport) (int, error) {
 	removed := 0
 	for _, s := range suspects {
+		if changed[s.dgst] {
+			continue // what was parsed is not what is on disk now
+		}
 		var target digest.Digest
 		err := db.view(func(tx *bolt.Tx) error {
 			if b := nsBucket(tx, s.ns, bucketImages, []byte(s.name), bucketTarget); b != nil {

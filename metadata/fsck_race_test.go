@@ -239,4 +239,39 @@ func TestFsckRepairRace(t *testing.T) {
 			t.Fatalf("image fixed during fsck --repair: %+v, %v", img, err)
 		}
 	})
+
+	t.Run("manifest pulled again", func(t *testing.T) {
+		db, blobs, pb := openPausingDB(t)
+		ctx := namespaces.WithNamespace(context.Background(), "fsck")
+		cs := db.ContentStore()
+		mb, err := json.Marshal(ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Layers: []ocispec.Descriptor{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifest := writeBlob(ctx, t, cs, mb, nil)
+		manifest.MediaType = ocispec.MediaTypeImageManifest
+		if _, err := db.Images().Create(ctx, images.Image{Name: "app:1", Target: manifest}); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := blobs.BlobPath(manifest.Digest)
+		os.Chmod(p, 0o644)
+		if err := os.WriteFile(p, bytes.Repeat([]byte{'{'}, len(mb)), 0o444); err != nil {
+			t.Fatal(err)
+		}
+
+		// fsck has hashed the corrupt manifest and is parsing it; the
+		// user removes it and pulls it again, whole.
+		finish := pausedFsck(ctx, t, db, pb, manifest.Digest, 2, true)
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		writeBlob(ctx, t, cs, mb, nil)
+		rep := finish()
+		if len(rep.Problems) != 0 || rep.Damaged() {
+			t.Errorf("fsck --repair of a manifest pulled again meanwhile reports %+v", rep.Problems)
+		}
+		if _, err := db.Images().Get(ctx, "app:1"); err != nil {
+			t.Fatalf("image after fsck --repair: %v", err)
+		}
+	})
 }
