@@ -31,6 +31,9 @@ type Backend interface {
 	Active(ref string) bool
 	// BrokenIngests lists ingest directories that cannot be resumed.
 	BrokenIngests() ([]string, error)
+	// RemoveBrokenIngest removes one of them if it is still broken and no
+	// writer holds it, atomically with respect to writers.
+	RemoveBrokenIngest(path string) (removed bool, err error)
 }
 
 // Opt configures a DB.

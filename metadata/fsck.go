@@ -371,8 +371,12 @@ func (db *DB) fsckIngests(ctx context.Context, repair bool, rep *FsckReport) err
 	for _, path := range broken {
 		p := Problem{Kind: "broken-ingest", Object: path, Detail: "ingest directory without its ref or data; cannot be resumed"}
 		if repair {
-			if err := os.RemoveAll(path); err != nil {
-				return fmt.Errorf("repair %s: %w", path, err)
+			removed, err := db.backend.RemoveBrokenIngest(path)
+			if err != nil {
+				return fmt.Errorf("repair: %w", err)
+			}
+			if !removed {
+				continue // a writer took it meanwhile
 			}
 			p.Detail += "; removed it"
 			p.Repaired = true

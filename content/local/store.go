@@ -383,6 +383,36 @@ func (s *Store) BrokenIngests() ([]string, error) {
 	return out, nil
 }
 
+// RemoveBrokenIngest removes the ingest directory path that BrokenIngests
+// listed, if it is still broken and no writer holds its ref; removed
+// reports whether it did. A writer that wants the ref meanwhile waits.
+func (s *Store) RemoveBrokenIngest(path string) (removed bool, err error) {
+	if filepath.Dir(path) != filepath.Join(s.root, "ingest") {
+		return false, fmt.Errorf("ingest directory %s: not in %s: %w", path, s.root, errdefs.ErrInvalidArgument)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ref := range s.locked {
+		if s.ingestDir(ref) == path {
+			return false, nil
+		}
+	}
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if st, err := s.readStatus(path); fi.IsDir() && err == nil && s.ingestDir(st.Ref) == path {
+		return false, nil // whole again
+	}
+	if err := os.RemoveAll(path); err != nil {
+		return false, fmt.Errorf("remove broken ingest %s: %w", path, err)
+	}
+	return true, nil
+}
+
 // isHex64 reports whether name is a sha256 digest's encoding: 64 lower-case
 // hex digits. It is the check digest.Validate makes, without a regexp per
 // name (GC walks every blob).
