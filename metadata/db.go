@@ -31,6 +31,9 @@ type Backend interface {
 	Active(ref string) bool
 	// BrokenIngests lists ingest directories that cannot be resumed.
 	BrokenIngests() ([]string, error)
+	// RemoveBrokenIngest removes one of them if it is still broken and no
+	// writer holds it, atomically with respect to writers.
+	RemoveBrokenIngest(path string) (removed bool, err error)
 }
 
 // Opt configures a DB.
@@ -82,7 +85,9 @@ type DB struct {
 
 	// wlock is held for reading by every write transaction and by every
 	// operation that makes a blob or an ingest visible, and for writing by GC
-	// and fsck: nothing changes between GC's mark and its sweep.
+	// (nothing changes between its mark and its sweep) and by fsck while it
+	// compares what it hashed with the records and repairs (not while it
+	// hashes).
 	wlock sync.RWMutex
 
 	children childCache

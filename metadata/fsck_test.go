@@ -5,8 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -140,7 +142,23 @@ func TestFsckImagesAndIngestRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rep, err := db.Fsck(ctx, true)
+	// Issue 11, item 4: fsck names the image, its namespace, the blob and
+	// the parse error, and says what --repair does.
+	rep, err := db.Fsck(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := find(rep, "bad-manifest")
+	if bad == nil || bad.Namespace != "fsck" || bad.Image != "garbage:1" || bad.Digest != gdesc.Digest || bad.Object != "fsck/garbage:1" ||
+		!strings.Contains(bad.Detail, gdesc.Digest.String()) || !strings.Contains(bad.Detail, "invalid character") ||
+		!strings.Contains(bad.Detail, "strata fsck --repair removes the image") || !bad.Damage || bad.Repaired {
+		t.Fatalf("fsck of an image with a garbage manifest: %+v", rep.Problems)
+	}
+	if _, err := db.Images().Get(ctx, "garbage:1"); err != nil {
+		t.Fatalf("fsck without --repair removed an image: %v", err)
+	}
+
+	rep, err = db.Fsck(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,16 +168,136 @@ func TestFsckImagesAndIngestRecords(t *testing.T) {
 			t.Errorf("fsck found %d %s, want %d (all: %+v)", got[k], k, n, rep.Problems)
 		}
 	}
+	if bad := find(rep, "bad-manifest"); bad == nil || !bad.Repaired || !strings.Contains(bad.Detail, "removed the image") {
+		t.Errorf("fsck --repair of an image with a garbage manifest: %+v", bad)
+	}
+	if _, err := db.Images().Get(ctx, "garbage:1"); !errdefs.IsNotFound(err) {
+		t.Errorf("image with a garbage manifest after fsck --repair: %v", err)
+	}
 	if !rep.Damaged() {
-		t.Fatal("broken images must leave the store damaged: repair cannot invent their blobs")
+		t.Fatal("an image without its root must leave the store damaged: repair cannot invent its blobs")
 	}
 	if _, err := cs.Status(ctx, "gone"); err == nil {
 		t.Fatal("stale ingest record survived repair")
 	}
-	// Removing the broken images is the fix.
-	db.Images().Delete(ctx, "absent:1")
-	db.Images().Delete(ctx, "garbage:1")
+	// Removing the image that lost its root is the fix.
+	if err := db.Images().Delete(ctx, "absent:1"); err != nil {
+		t.Fatal(err)
+	}
 	if rep, _ := db.Fsck(ctx, false); rep.Damaged() {
 		t.Fatalf("fsck after removing the broken images: %+v", rep.Problems)
 	}
+}
+
+// TestFsckCorruptManifest: a manifest that cannot be parsed because its
+// blob is corrupt on disk is the corrupt-blob repair's: the blob goes, the
+// image stays for the user to pull again.
+func TestFsckCorruptManifest(t *testing.T) {
+	db, blobs, _ := newStore(t)
+	ctx := namespaces.WithNamespace(context.Background(), "fsck")
+	cs := db.ContentStore()
+	mb := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}`)
+	mdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
+	if err := content.WriteBlob(ctx, cs, "m", bytes.NewReader(mb), mdesc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Images().Create(ctx, images.Image{Name: "app:1", Target: mdesc}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := blobs.BlobPath(mdesc.Digest)
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, bytes.Repeat([]byte{'{'}, len(mb)), 0o444); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := db.Fsck(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := find(rep, "bad-manifest")
+	if find(rep, "corrupt-blob") == nil || bad == nil || !strings.Contains(bad.Detail, "corrupt") || bad.Image != "app:1" {
+		t.Fatalf("fsck of an image whose manifest blob is corrupt: %+v", rep.Problems)
+	}
+	rep, err = db.Fsck(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb := find(rep, "corrupt-blob"); cb == nil || !cb.Repaired {
+		t.Fatalf("fsck --repair: %+v", rep.Problems)
+	}
+	if bad := find(rep, "bad-manifest"); bad == nil || bad.Repaired || !rep.Damaged() {
+		t.Fatalf("fsck --repair must leave the image to be pulled again: %+v", rep.Problems)
+	}
+	if _, err := db.Images().Get(ctx, "app:1"); err != nil {
+		t.Fatalf("image after fsck --repair: %v", err)
+	}
+	rep, err = db.Fsck(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kinds(rep); got["missing-image-root"] != 1 || len(rep.Problems) != 1 {
+		t.Fatalf("fsck after the repair = %+v", rep.Problems)
+	}
+}
+
+// TestFsckListsIngests: issue 11, item 6. Partial writes are listed with
+// their namespace, size and age; they are not damage.
+func TestFsckListsIngests(t *testing.T) {
+	db, blobs, _ := newStore(t)
+	ctx := namespaces.WithNamespace(context.Background(), "fsck")
+	cs := db.ContentStore()
+	data, desc := contenttest.Blob(7, 5000)
+	w, err := cs.Writer(ctx, content.WithRef("partial"), content.WithDescriptor(desc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data[:1000])
+	w.Close()
+	busy, err := cs.Writer(ctx, content.WithRef("busy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busy.Write([]byte("abc"))
+	stray, err := blobs.Writer(ctx, content.WithRef("stray"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray.Write([]byte("partial"))
+	stray.Close()
+
+	rep, err := db.Fsck(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Damaged() || len(rep.Problems) != 1 || rep.Problems[0].Kind != "orphan-ingest" {
+		t.Fatalf("fsck with partial writes: %+v", rep.Problems)
+	}
+	byRef := map[string]metadata.Ingest{}
+	for _, in := range rep.Ingests {
+		byRef[in.Ref] = in
+	}
+	if len(byRef) != 3 {
+		t.Fatalf("fsck lists ingests %+v, want partial, busy and stray", rep.Ingests)
+	}
+	p := byRef["partial"]
+	if p.Namespace != "fsck" || p.Size != 1000 || p.Total != 5000 || p.Expected != desc.Digest || p.Active ||
+		p.StartedAt.IsZero() || p.UpdatedAt.IsZero() || p.AgeSeconds < 0 {
+		t.Errorf("partial ingest listed as %+v", p)
+	}
+	if b := byRef["busy"]; b.Namespace != "fsck" || !b.Active {
+		t.Errorf("ingest with a writer listed as %+v", b)
+	}
+	if s := byRef["stray"]; s.Namespace != "" || s.Size != int64(len("partial")) {
+		t.Errorf("ingest without a record listed as %+v", s)
+	}
+}
+
+func find(rep metadata.FsckReport, kind string) *metadata.Problem {
+	for i := range rep.Problems {
+		if rep.Problems[i].Kind == kind {
+			return &rep.Problems[i]
+		}
+	}
+	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/metadata"
+	"github.com/strata-oci/strata/namespaces"
 )
 
 func init() {
@@ -210,6 +212,9 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	if err := checkPaths(req, peerUID(stream.Context())); err != nil {
 		return err
 	}
+	if err := checkRepair(req, peerUID(stream.Context())); err != nil {
+		return err
+	}
 	ctx, cancel, release, err := js.s.startJob(stream.Context(), req.Long())
 	if err != nil {
 		return err
@@ -294,6 +299,9 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 		if req.Pull != nil || req.Import != nil {
 			js.publishImages(after, res.Images)
 		}
+		if res.Fsck != nil {
+			js.publishRepairs(after, res.Fsck.Problems)
+		}
 		c.send(after, jobs.ServerFrame{Result: &res})
 	}
 	close(c.done)
@@ -370,4 +378,26 @@ func (js *jobService) publishImages(ctx context.Context, imgs []jobs.Image) {
 			js.s.events.publish(ctx, TopicImageUpdate, imageEvent("ImageUpdate", img.Name, img.Labels))
 		}
 	}
+}
+
+// publishRepairs tells event subscribers about the images fsck --repair
+// removed, as the images service does for its clients' deletes.
+func (js *jobService) publishRepairs(ctx context.Context, problems []metadata.Problem) {
+	for _, p := range problems {
+		if p.Repaired && p.Kind == "bad-manifest" && p.Image != "" {
+			js.s.events.publish(namespaces.WithNamespace(ctx, p.Namespace), TopicImageDelete, imageEvent("ImageDelete", p.Image, nil))
+		}
+	}
+}
+
+// checkRepair refuses fsck --repair unless its peer is root: it removes
+// blobs, records and images of every namespace, which no member of the
+// socket's group may do to the others. A check without repair changes
+// nothing and stays open to them.
+func checkRepair(req jobs.Request, uid int64) error {
+	if uid == 0 || req.Fsck == nil || !req.Fsck.Repair {
+		return nil
+	}
+	return fmt.Errorf("fsck --repair: it removes blobs, records and images of every namespace, so the daemon does it for root only (%s); run it as root (sudo strata fsck --repair), or run strata fsck to check without repairing: %w",
+		peerName(uid), errdefs.ErrPermissionDenied)
 }

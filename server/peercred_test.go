@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	diffapi "github.com/containerd/containerd/api/services/diff/v1"
@@ -52,6 +53,24 @@ func TestRootOnly(t *testing.T) {
 	for _, req := range []jobs.Request{{Import: &jobs.ImportRequest{}}, {Pull: &jobs.PullRequest{Ref: "x"}}, {GC: &jobs.GCRequest{}}} {
 		if err := checkPaths(req, 65534); err != nil {
 			t.Fatalf("nobody, %s without paths: %v", req.Kind(), err)
+		}
+	}
+
+	// fsck --repair changes every namespace: root's only; a check
+	// without repair is anyone's on the socket (issue 11, item 5).
+	repair := jobs.Request{Fsck: &jobs.FsckRequest{Repair: true}}
+	if err := checkRepair(repair, 0); err != nil {
+		t.Fatalf("root, fsck --repair: %v", err)
+	}
+	for _, uid := range []int64{65534, -1} {
+		err := checkRepair(repair, uid)
+		if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), peerName(uid)) || !strings.Contains(err.Error(), "sudo strata fsck --repair") {
+			t.Fatalf("%s, fsck --repair: %v", peerName(uid), err)
+		}
+	}
+	for _, req := range []jobs.Request{{Fsck: &jobs.FsckRequest{}}, {GC: &jobs.GCRequest{}}, {Pull: &jobs.PullRequest{Ref: "x"}}} {
+		if err := checkRepair(req, 65534); err != nil {
+			t.Fatalf("nobody, %s: %v", req.Kind(), err)
 		}
 	}
 

@@ -239,6 +239,16 @@ func TestClientModeNonRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, "refused.tar")); err == nil {
 		t.Fatal("the refused export wrote its archive")
 	}
+	// Checking the store is anyone's on the socket; repairing it, which
+	// removes what other users' namespaces hold, is root's (issue 11,
+	// item 5).
+	if r := run("fsck"); r.code != 0 || !strings.HasSuffix(r.stdout, ": ok\n") {
+		t.Fatalf("fsck as nobody = %+v", r)
+	}
+	if r := run("fsck", "--repair"); r.code != 1 || !strings.Contains(r.stderr, "fsck --repair:") ||
+		!strings.Contains(r.stderr, "for root only (uid 65534)") || !strings.Contains(r.stderr, "sudo strata fsck --repair") {
+		t.Fatalf("fsck --repair as nobody = %+v", r)
+	}
 	if out := c.ok("fsck"); !strings.HasSuffix(out, ": ok\n") {
 		t.Fatalf("fsck = %q", out)
 	}

@@ -59,9 +59,12 @@ func newFsckCommand(a *app) *cobra.Command {
 		Use:   "fsck [--repair]",
 		Short: "Verify every blob and record; exit 1 when the store is damaged",
 		Long: `Rehashes every blob, checks that every record points at a blob of the right
-size and reports blobs and ingests nobody refers to. With --repair it removes
-corrupt blobs, the records of lost blobs and broken ingest directories; images
-that lost blobs must then be pulled again. Exits 1 when damage remains.`,
+size, reads every image's index and manifests, reports blobs and ingests
+nobody refers to and lists partial downloads (ingests) with their size and
+age. Writes go on while it runs. With --repair it removes corrupt blobs, the
+records of lost blobs, broken ingest directories and images whose index or
+manifest cannot be parsed; images that lost blobs must then be pulled again.
+Through a daemon, --repair is for root only. Exits 1 when damage remains.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -95,6 +98,9 @@ that lost blobs must then be pulled again. Exits 1 when damage remains.`,
 				}
 				fmt.Fprintf(out, "%-8s %-17s %s: %s\n", state, p.Kind, p.Object, p.Detail)
 			}
+			for _, in := range rep.Ingests {
+				fmt.Fprintf(out, "%-8s %-17s %s\n", "note", "partial-download", ingestLine(in))
+			}
 			status := "ok"
 			if rep.Damaged() {
 				status = "DAMAGED (run strata fsck --repair)"
@@ -105,4 +111,27 @@ that lost blobs must then be pulled again. Exits 1 when damage remains.`,
 	}
 	cmd.Flags().BoolVar(&repair, "repair", false, "fix what can be fixed safely")
 	return cmd
+}
+
+// ingestLine describes a partial download for fsck's text output.
+func ingestLine(in metadata.Ingest) string {
+	size := humanSize(in.Size)
+	if in.Total > 0 {
+		size += " of " + humanSize(in.Total)
+	}
+	started := in.StartedAt
+	if started.IsZero() {
+		started = in.UpdatedAt
+	}
+	line := fmt.Sprintf("%s, started %s, last written %s", size, age(started), age(in.UpdatedAt))
+	switch {
+	case in.Active:
+		line += ", being written now"
+	case in.Namespace != "":
+		line += fmt.Sprintf("; `strata -n %s content abort %s` drops it", in.Namespace, in.Ref)
+	}
+	if in.Namespace == "" {
+		return in.Ref + ": " + line
+	}
+	return in.Namespace + "/" + in.Ref + ": " + line
 }

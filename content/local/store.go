@@ -349,21 +349,68 @@ func (s *Store) RemoveBrokenIngests() error {
 }
 
 // BrokenIngests lists ingest directories that cannot be resumed, for fsck.
+// The directory of a ref a writer holds is not broken, whatever it looks
+// like: the writer is creating it, or removing it after its commit.
 func (s *Store) BrokenIngests() ([]string, error) {
 	dir := filepath.Join(s.root, "ingest")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	// Taken after the listing: a writer locks its ref before it creates
+	// the directory and removes it before it unlocks, so a listed
+	// directory is either held here or finished (complete or gone).
+	s.mu.Lock()
+	held := make(map[string]bool, len(s.locked))
+	for ref := range s.locked {
+		held[s.ingestDir(ref)] = true
+	}
+	s.mu.Unlock()
 	var out []string
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
+		if held[p] {
+			continue
+		}
 		st, err := s.readStatus(p)
 		if err != nil || !e.IsDir() || filepath.Base(s.ingestDir(st.Ref)) != e.Name() {
+			if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+				continue // committed or aborted since the listing
+			}
 			out = append(out, p)
 		}
 	}
 	return out, nil
+}
+
+// RemoveBrokenIngest removes the ingest directory path that BrokenIngests
+// listed, if it is still broken and no writer holds its ref; removed
+// reports whether it did. A writer that wants the ref meanwhile waits.
+func (s *Store) RemoveBrokenIngest(path string) (removed bool, err error) {
+	if filepath.Dir(path) != filepath.Join(s.root, "ingest") {
+		return false, fmt.Errorf("ingest directory %s: not in %s: %w", path, s.root, errdefs.ErrInvalidArgument)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ref := range s.locked {
+		if s.ingestDir(ref) == path {
+			return false, nil
+		}
+	}
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if st, err := s.readStatus(path); fi.IsDir() && err == nil && s.ingestDir(st.Ref) == path {
+		return false, nil // whole again
+	}
+	if err := os.RemoveAll(path); err != nil {
+		return false, fmt.Errorf("remove broken ingest %s: %w", path, err)
+	}
+	return true, nil
 }
 
 // isHex64 reports whether name is a sha256 digest's encoding: 64 lower-case
