@@ -15,11 +15,13 @@ import (
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	eventsapi "github.com/containerd/containerd/api/services/events/v1"
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
 	namespacesapi "github.com/containerd/containerd/api/services/namespaces/v1"
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
+	grpcmetadata "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -152,6 +154,13 @@ func eventsWorkload(t *testing.T, d *servertest.Daemon) []eventSeen {
 	t.Helper()
 	bg := context.Background()
 	ctxA, ctxB := servertest.Context(bg, "a"), servertest.Context(bg, "b")
+	// The snapshots of b are held by a lease, as a real client's are: the
+	// collection that deleting img1 schedules could otherwise remove n1
+	// before k2 is prepared on it.
+	if _, err := leasesapi.NewLeasesClient(d.Conn).Create(ctxB, &leasesapi.CreateRequest{ID: "workload"}); err != nil {
+		t.Fatal(err)
+	}
+	ctxB = grpcmetadata.AppendToOutgoingContext(ctxB, server.LeaseKey, "workload")
 	nsc := namespacesapi.NewNamespacesClient(d.Conn)
 	imc := imagesapi.NewImagesClient(d.Conn)
 	snc := snapshotsapi.NewSnapshotsClient(d.Conn)
