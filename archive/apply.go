@@ -123,7 +123,6 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
 		buf: make([]byte, 1<<20), inflight: map[string]struct{}{}, bufs: smallBufs{free: make(chan *[]byte, maxSmallBufs)}, euid: os.Geteuid(), egid: os.Getegid(), umask: processUmask()}
 	defer a.stopWorkers()
-	rt.beforeEvict = func() { a.barrier() }
 	tr := tar.NewReader(ahead)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -261,10 +260,12 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		}
 		return a.attributes(hdr, a.root.fd, "", "")
 	}
-	pfd, err := a.root.dir(dir, true)
+	pd, err := a.root.dir(dir, true)
 	if err != nil {
 		return fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
 	}
+	defer a.root.release(pd)
+	pfd := pd.fd
 	// Whatever is at name goes, unless a directory meets a directory. In a
 	// directory this layer made, only this layer's names can exist.
 	var st unix.Stat_t
@@ -288,10 +289,6 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 				return fmt.Errorf("archive: entry %q: replace existing: %w", hdr.Name, err)
 			}
 			a.root.forget(name)
-			// Forgetting may have closed pfd.
-			if pfd, err = a.root.dir(dir, true); err != nil {
-				return fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
-			}
 		}
 	}
 	a.created[name] = struct{}{}
@@ -304,7 +301,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 			return fmt.Errorf("archive: mkdir %q: %w", hdr.Name, err)
 		}
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		return a.regular(hdr, tr, pfd, name, base)
+		return a.regular(hdr, tr, pd, name, base)
 	case tar.TypeSymlink:
 		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
 			return fmt.Errorf("archive: symlink %q: %w", hdr.Name, err)
@@ -315,13 +312,14 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 			return fmt.Errorf("archive: hard link %q to the root: %w", hdr.Name, ErrEscape)
 		}
 		tdir, tbase := path.Split(target)
-		tfd, err := a.root.dir(strings.TrimSuffix(tdir, "/"), false)
+		td, err := a.root.dir(strings.TrimSuffix(tdir, "/"), false)
 		if err != nil {
 			return fmt.Errorf("archive: hard link %q to %q: target not in the layer: %w", hdr.Name, hdr.Linkname, err)
 		}
+		defer a.root.release(td)
 		// linkat without AT_SYMLINK_FOLLOW links the name itself, never
 		// what a symlink there points at.
-		if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+		if err := unix.Linkat(td.fd, tbase, pfd, base, 0); err != nil {
 			return fmt.Errorf("archive: hard link %q to %q: %w", hdr.Name, hdr.Linkname, err)
 		}
 		return nil // a link shares its target's attributes
@@ -357,7 +355,7 @@ const smallFile = 256 << 10
 // fileJob is a small file for a worker to create.
 type fileJob struct {
 	hdr  *tar.Header
-	pfd  int
+	dir  *dirRef // pinned for the job
 	base string
 	buf  *[]byte
 	data []byte
@@ -392,7 +390,7 @@ func (p *smallBufs) put(b *[]byte) { p.free <- b }
 // regular writes a file: small ones by a worker, while this goroutine reads
 // on (file creation is the cost of layers of many small files, and both
 // cores can do it); large ones here, keeping runs of zeros as holes.
-func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base string) error {
+func (a *applier) regular(hdr *tar.Header, tr io.Reader, pd *dirRef, name, base string) error {
 	if hdr.Size <= smallFile {
 		buf := a.bufs.get()
 		data := (*buf)[:hdr.Size]
@@ -401,9 +399,10 @@ func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base str
 			return fmt.Errorf("archive: read %q: %v: %w", hdr.Name, err, errdefs.ErrInvalidArgument)
 		}
 		a.inflight[name] = struct{}{}
-		return a.dispatch(fileJob{hdr: hdr, pfd: pfd, base: base, buf: buf, data: data})
+		a.root.pin(pd)
+		return a.dispatch(fileJob{hdr: hdr, dir: pd, base: base, buf: buf, data: data})
 	}
-	fd, err := a.create(hdr, pfd, base)
+	fd, err := a.create(hdr, pd.fd, base)
 	if err != nil {
 		return err
 	}
@@ -436,7 +435,7 @@ func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base str
 			return fmt.Errorf("archive: %q: %w", hdr.Name, err)
 		}
 	}
-	return a.fileAttributes(hdr, fd, pfd, base)
+	return a.fileAttributes(hdr, fd, pd, base)
 }
 
 // create makes the file base in pfd, with its final permissions when the
@@ -451,9 +450,9 @@ func (a *applier) create(hdr *tar.Header, pfd int, base string) (int, error) {
 
 // fileAttributes sets owner, mode, xattrs and times of a file just written
 // through fd, skipping the calls that would change nothing.
-func (a *applier) fileAttributes(hdr *tar.Header, fd, pfd int, base string) error {
+func (a *applier) fileAttributes(hdr *tar.Header, fd int, pd *dirRef, base string) error {
 	chowned := false
-	if !a.opts.Unprivileged && (hdr.Uid != a.euid || hdr.Gid != a.egid || a.root.setgid[pfd]) {
+	if !a.opts.Unprivileged && (hdr.Uid != a.euid || hdr.Gid != a.egid || pd.setgid) {
 		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 			return fmt.Errorf("archive: chown %q: %w", hdr.Name, err)
 		}
@@ -469,7 +468,7 @@ func (a *applier) fileAttributes(hdr *tar.Header, fd, pfd int, base string) erro
 		return err
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(accessTime(hdr).UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
-	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.UtimesNanoAt(pd.fd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("archive: set times of %q: %w", hdr.Name, err)
 	}
 	return nil
@@ -478,7 +477,8 @@ func (a *applier) fileAttributes(hdr *tar.Header, fd, pfd int, base string) erro
 // writeSmall is a worker's whole job for one file.
 func (a *applier) writeSmall(j fileJob) error {
 	defer a.bufs.put(j.buf)
-	fd, err := a.create(j.hdr, j.pfd, j.base)
+	defer a.root.release(j.dir)
+	fd, err := a.create(j.hdr, j.dir.fd, j.base)
 	if err != nil {
 		return err
 	}
@@ -490,7 +490,7 @@ func (a *applier) writeSmall(j fileJob) error {
 		}
 		off += n
 	}
-	return a.fileAttributes(j.hdr, fd, j.pfd, j.base)
+	return a.fileAttributes(j.hdr, fd, j.dir, j.base)
 }
 
 // workers is how many goroutines create small files.
@@ -505,6 +505,7 @@ const batchFiles = 8
 func (a *applier) dispatch(j fileJob) error {
 	if err := a.workErr(); err != nil {
 		a.bufs.put(j.buf)
+		a.root.release(j.dir)
 		return err
 	}
 	if a.jobs == nil {
@@ -524,6 +525,7 @@ func (a *applier) dispatch(j fileJob) error {
 							}
 						} else {
 							a.bufs.put(j.buf)
+							a.root.release(j.dir)
 						}
 					}
 					a.pending.Add(-len(batch))
@@ -701,9 +703,11 @@ func (a *applier) whiteout(orig, dir, base string) error {
 		}
 		fd, err := a.root.openIn(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		if errors.Is(err, unix.ENOENT) {
-			if _, err := a.root.dir(dir, true); err != nil {
-				return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
+			d, derr := a.root.dir(dir, true)
+			if derr != nil {
+				return fmt.Errorf("archive: opaque whiteout %q: %w", orig, derr)
 			}
+			a.root.release(d)
 			fd, err = a.root.openIn(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		}
 		if err != nil {
@@ -743,13 +747,15 @@ func (a *applier) whiteout(orig, dir, base string) error {
 			return nil
 		}
 	}
-	pfd, err := a.root.dir(dir, a.opts.Whiteouts == WhiteoutOverlay)
+	pd, err := a.root.dir(dir, a.opts.Whiteouts == WhiteoutOverlay)
 	if err != nil {
 		if a.opts.Whiteouts == WhiteoutNative && errors.Is(err, unix.ENOENT) {
 			return nil // nothing there to hide
 		}
 		return fmt.Errorf("archive: whiteout %q: %w", orig, err)
 	}
+	defer a.root.release(pd)
+	pfd := pd.fd
 	if err := removeAllAt(pfd, victim); err != nil {
 		return fmt.Errorf("archive: whiteout %q: %w", orig, err)
 	}
@@ -791,20 +797,20 @@ func (a *applier) finishDirs() error {
 		d := a.dirs[i]
 		dir, base := path.Split(d.name)
 		ts := []unix.Timespec{unix.NsecToTimespec(d.atime.UnixNano()), unix.NsecToTimespec(d.mtime.UnixNano())}
-		var err error
-		pfd, target := a.root.fd, "."
+		target := "."
 		if d.name != "" {
-			pfd, err = a.root.dir(strings.TrimSuffix(dir, "/"), false)
 			target = base
 		}
+		pd, err := a.root.dir(strings.TrimSuffix(dir, "/"), false)
 		if err == nil {
 			var st unix.Stat_t
 			// Still a directory? A later entry may have replaced it.
-			if err = unix.Fstatat(pfd, target, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				if err = unix.Fchmodat(pfd, target, d.mode, 0); err == nil {
-					err = unix.UtimesNanoAt(pfd, target, ts, unix.AT_SYMLINK_NOFOLLOW)
+			if err = unix.Fstatat(pd.fd, target, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				if err = unix.Fchmodat(pd.fd, target, d.mode, 0); err == nil {
+					err = unix.UtimesNanoAt(pd.fd, target, ts, unix.AT_SYMLINK_NOFOLLOW)
 				}
 			}
+			a.root.release(pd)
 		}
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("archive: set times of %q: %w", d.name, err)
@@ -870,17 +876,19 @@ func PruneWhiteouts(dir string, whiteouts, parents []string, xattrPrefix string)
 			continue
 		}
 		d, base := path.Split(w)
-		pfd, err := rt.dir(strings.TrimSuffix(d, "/"), false)
+		pd, err := rt.dir(strings.TrimSuffix(d, "/"), false)
 		if err != nil {
 			return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
 		}
 		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
-			continue // not (or no longer) a whiteout
-		}
-		if err := unix.Unlinkat(pfd, base, 0); err != nil {
-			return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
-		}
+		if err := unix.Fstatat(pd.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+			err = unix.Unlinkat(pd.fd, base, 0)
+			if err != nil {
+				rt.release(pd)
+				return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
+			}
+		} // else not (or no longer) a whiteout
+		rt.release(pd)
 	}
 	return nil
 }
@@ -918,15 +926,19 @@ func InheritDirs(dir string, implicit, parents []string, xattrPrefix string) err
 		if !found {
 			continue
 		}
-		fd, err := rt.dir(rel, false)
+		d, err := rt.dir(rel, false)
 		if err != nil {
 			continue // replaced by a later entry of the layer
 		}
-		if err := unix.Fchownat(fd, "", int(from.Uid), int(from.Gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("archive: inherit owner of %q: %w", rel, err)
+		err = unix.Fchownat(d.fd, "", int(from.Uid), int(from.Gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+		if err != nil {
+			err = fmt.Errorf("archive: inherit owner of %q: %w", rel, err)
+		} else if err = unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", d.fd), from.Mode&0o7777); err != nil {
+			err = fmt.Errorf("archive: inherit mode of %q: %w", rel, err)
 		}
-		if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), from.Mode&0o7777); err != nil {
-			return fmt.Errorf("archive: inherit mode of %q: %w", rel, err)
+		rt.release(d)
+		if err != nil {
+			return err
 		}
 	}
 	return nil
