@@ -289,6 +289,9 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 				return fmt.Errorf("archive: entry %q: replace existing: %w", hdr.Name, err)
 			}
 			a.root.forget(name)
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				a.removedDir(name)
+			}
 		}
 	}
 	a.created[name] = struct{}{}
@@ -346,6 +349,24 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		return fmt.Errorf("archive: entry %q: unsupported type %q: %w", hdr.Name, hdr.Typeflag, errdefs.ErrInvalidArgument)
 	}
 	return a.attributes(hdr, pfd, base, name)
+}
+
+// removedDir forgets that this layer made directory name and those below
+// it: they are gone, and a later entry may see something else at that
+// path (a symlink to another directory, whose entries the layer did not
+// all make), so names there must be looked at again, not assumed free.
+func (a *applier) removedDir(name string) {
+	prefix := name + "/"
+	for d := range a.fresh {
+		if d == name || strings.HasPrefix(d, prefix) {
+			delete(a.fresh, d)
+		}
+	}
+	for d := range a.root.made {
+		if d == name || strings.HasPrefix(d, prefix) {
+			delete(a.root.made, d)
+		}
+	}
 }
 
 // smallFile is the largest file handed to a worker whole; larger ones are
@@ -756,10 +777,15 @@ func (a *applier) whiteout(orig, dir, base string) error {
 	}
 	defer a.root.release(pd)
 	pfd := pd.fd
+	var st unix.Stat_t
+	wasDir := unix.Fstatat(pfd, victim, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if err := removeAllAt(pfd, victim); err != nil {
 		return fmt.Errorf("archive: whiteout %q: %w", orig, err)
 	}
 	a.root.forget(full)
+	if wasDir {
+		a.removedDir(full)
+	}
 	if a.opts.Whiteouts == WhiteoutOverlay {
 		if err := unix.Mknodat(pfd, victim, unix.S_IFCHR, 0); err != nil {
 			return fmt.Errorf("archive: whiteout %q: %w", orig, err)
