@@ -120,7 +120,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	defer rt.close()
-	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
+	a := &applier{ctx: ctx, dir: dir, root: rt, opts: opts, created: map[string]struct{}{}, copied: map[string]struct{}{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
 		buf: make([]byte, 1<<20), inflight: map[string]struct{}{}, bufs: smallBufs{free: make(chan *[]byte, maxSmallBufs)}, euid: os.Geteuid(), egid: os.Getegid(), umask: processUmask()}
 	defer a.stopWorkers()
 	tr := tar.NewReader(ahead)
@@ -175,9 +175,11 @@ type dirTimes struct {
 
 type applier struct {
 	ctx            context.Context
+	dir            string // the root's path, for finding names in it and Parents alike
 	root           *root
 	opts           ApplyOptions
 	created        map[string]struct{} // names this layer made: whiteouts spare them
+	copied         map[string]struct{} // names copied up from Parents for hard links
 	fresh          map[string]struct{} // directories this layer made (mkdir succeeded)
 	opaque         map[string]struct{} // directories this layer made opaque (overlay mode)
 	whiteouts      map[string]struct{} // whiteout devices this layer made (overlay mode)
@@ -275,7 +277,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	if _, made := a.root.made[dir]; made {
 		freshDir = true
 	}
-	if !freshDir || seen || implicit {
+	if _, copied := a.copied[name]; !freshDir || seen || implicit || copied {
 		err = unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 	} else {
 		err = unix.ENOENT
@@ -295,6 +297,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		}
 	}
 	a.created[name] = struct{}{}
+	delete(a.whiteouts, name)
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -314,15 +317,23 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		if target == "" {
 			return fmt.Errorf("archive: hard link %q to the root: %w", hdr.Name, ErrEscape)
 		}
-		tdir, tbase := path.Split(target)
-		td, err := a.root.dir(strings.TrimSuffix(tdir, "/"), false)
-		if err != nil {
+		if _, ok := a.whiteouts[target]; ok {
+			// A whiteout device, not the file the name had.
+			return fmt.Errorf("archive: hard link %q to %q: the layer removed it: %w", hdr.Name, hdr.Linkname, errdefs.ErrNotFound)
+		}
+		err := a.link(target, pfd, base)
+		if errors.Is(err, unix.ENOENT) && a.opts.Whiteouts == WhiteoutOverlay && len(a.opts.Parents) > 0 {
+			// Only a parent layer has the target: copy it up into this
+			// layer's directory, as overlayfs would before linking.
+			if cerr := a.copyUp(target); cerr != nil {
+				return fmt.Errorf("archive: hard link %q to %q: %w", hdr.Name, hdr.Linkname, cerr)
+			}
+			err = a.link(target, pfd, base)
+		}
+		if errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("archive: hard link %q to %q: target not in the layer: %w", hdr.Name, hdr.Linkname, err)
 		}
-		defer a.root.release(td)
-		// linkat without AT_SYMLINK_FOLLOW links the name itself, never
-		// what a symlink there points at.
-		if err := unix.Linkat(td.fd, tbase, pfd, base, 0); err != nil {
+		if err != nil {
 			return fmt.Errorf("archive: hard link %q to %q: %w", hdr.Name, hdr.Linkname, err)
 		}
 		return nil // a link shares its target's attributes
@@ -367,6 +378,161 @@ func (a *applier) removedDir(name string) {
 			delete(a.root.made, d)
 		}
 	}
+}
+
+// link makes the hard link base in directory pfd to target, which must be
+// in the root.
+func (a *applier) link(target string, pfd int, base string) error {
+	tdir, tbase := path.Split(target)
+	td, err := a.root.dir(strings.TrimSuffix(tdir, "/"), false)
+	if err != nil {
+		return err
+	}
+	defer a.root.release(td)
+	// linkat without AT_SYMLINK_FOLLOW links the name itself, never
+	// what a symlink there points at.
+	return unix.Linkat(td.fd, tbase, pfd, base, 0)
+}
+
+// copyUp copies target from the parent layer that shows it into the
+// layer's directory, with its content, mode, owner, xattrs and times, the
+// way overlayfs copies a lower file up before linking it: the mounted
+// stack then shows what a native apply gives, a target that the link
+// shares. It returns errdefs.ErrNotFound when neither the layer nor its
+// parents show target (hidden by a whiteout or an opaque directory, or
+// reached only through a symlink), errdefs.ErrInvalidArgument when it is a
+// directory.
+func (a *applier) copyUp(target string) error {
+	layers := append([]string{a.dir}, a.opts.Parents...)
+	i := showingLayer(layers, target, a.opts.OverlayXattrPrefix)
+	if i <= 0 {
+		// Not found, or found in this layer: the link failed for
+		// another reason than a missing target.
+		return fmt.Errorf("copy up %q: not in the layer or its parents: %w", target, errdefs.ErrNotFound)
+	}
+	tdir, tbase := path.Split(target)
+	tdir = strings.TrimSuffix(tdir, "/")
+	lfd, err := unix.Open(layers[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("copy up %q: open parent layer %s: %w", target, layers[i], err)
+	}
+	defer unix.Close(lfd)
+	// showingLayer saw every component as a directory; refuse symlinks
+	// all the same.
+	rel := tdir
+	if rel == "" {
+		rel = "."
+	}
+	spd, err := unix.Openat2(lfd, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV})
+	if err != nil {
+		return fmt.Errorf("copy up %q: %w", target, err)
+	}
+	defer unix.Close(spd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(spd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("copy up %q: %w", target, err)
+	}
+	pd, err := a.root.dir(tdir, true)
+	if err != nil {
+		return fmt.Errorf("copy up %q: %w", target, err)
+	}
+	defer a.root.release(pd)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		err = copyFileAt(spd, pd.fd, tbase)
+	case unix.S_IFLNK:
+		var l string
+		if l, err = readlinkAt(spd, tbase); err == nil {
+			err = unix.Symlinkat(l, pd.fd, tbase)
+		}
+	case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK:
+		if st.Mode&unix.S_IFMT != unix.S_IFIFO && a.opts.Unprivileged {
+			return fmt.Errorf("copy up device %q: not privileged: %w", target, errdefs.ErrNotImplemented)
+		}
+		err = unix.Mknodat(pd.fd, tbase, st.Mode&unix.S_IFMT|0o600, int(st.Rdev))
+	default:
+		return fmt.Errorf("copy up %q: a hard link to a %s: %w", target, fileType(st.Mode), errdefs.ErrInvalidArgument)
+	}
+	if err != nil {
+		return fmt.Errorf("copy up %q: %w", target, err)
+	}
+	a.copied[target] = struct{}{}
+	if !a.opts.Unprivileged {
+		if err := unix.Fchownat(pd.fd, tbase, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("copy up %q: chown: %w", target, err)
+		}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		// After chown, which clears setuid and setgid. The node is ours
+		// and no symlink, so fchmodat following it is harmless.
+		if err := unix.Fchmodat(pd.fd, tbase, st.Mode&0o7777, 0); err != nil {
+			return fmt.Errorf("copy up %q: chmod: %w", target, err)
+		}
+	}
+	xs, err := listXattrs(fmt.Sprintf("/proc/self/fd/%d/%s", spd, tbase))
+	if err != nil {
+		return fmt.Errorf("copy up %q: list xattrs: %w", target, err)
+	}
+	for k, v := range xs {
+		if err := unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", pd.fd, tbase), k, []byte(v), 0); err != nil {
+			if a.opts.Unprivileged && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP)) {
+				continue
+			}
+			return fmt.Errorf("copy up %q: set xattr %q: %w", target, k, err)
+		}
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(pd.fd, tbase, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("copy up %q: set times: %w", target, err)
+	}
+	return nil
+}
+
+// copyFileAt copies the regular file name in directory from to a new file
+// of that name in directory to (copy_file_range: a reflink or an in-kernel
+// copy where the file system can).
+func copyFileAt(from, to int, name string) error {
+	in, err := unix.Openat(from, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	src := os.NewFile(uintptr(in), name)
+	defer src.Close()
+	out, err := unix.Openat(to, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	dst := os.NewFile(uintptr(out), name)
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
+}
+
+// readlinkAt reads the symlink name in directory dirfd.
+func readlinkAt(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 4 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+func fileType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFSOCK:
+		return "socket"
+	}
+	return fmt.Sprintf("file of type %o", mode&unix.S_IFMT)
 }
 
 // smallFile is the largest file handed to a worker whole; larger ones are
@@ -846,18 +1012,28 @@ func (a *applier) finishDirs() error {
 }
 
 // visibleInLayers reports whether rel exists in the overlay of layers
-// (directories, newest first), the way overlayfs looks it up: a whiteout or
-// a non-directory hides what is below it, an opaque directory hides the
-// lower directories of the same name. Components are checked one at a time,
-// so no symlink is ever followed.
+// (directories, newest first), the way overlayfs looks it up.
 func visibleInLayers(layers []string, rel, xattrPrefix string) bool {
+	return showingLayer(layers, rel, xattrPrefix) >= 0
+}
+
+// showingLayer returns the index of the layer (of directories, newest
+// first) whose entry the overlay of layers shows at rel, or -1: a whiteout
+// or a non-directory hides what is below it, an opaque directory hides the
+// lower directories of the same name. Components are checked one at a
+// time, so no symlink is ever followed.
+func showingLayer(layers []string, rel, xattrPrefix string) int {
 	parts := strings.Split(rel, "/")
-	visible := layers
+	visible := make([]int, len(layers))
+	for i := range visible {
+		visible[i] = i
+	}
 	for i := range parts {
 		p := filepath.Join(parts[:i+1]...)
 		last := i == len(parts)-1
-		var next []string
-		for _, l := range visible {
+		var next []int
+		for _, li := range visible {
+			l := layers[li]
 			var st unix.Stat_t
 			if err := unix.Lstat(filepath.Join(l, p), &st); err != nil {
 				continue
@@ -866,22 +1042,22 @@ func visibleInLayers(layers []string, rel, xattrPrefix string) bool {
 				break // a whiteout
 			}
 			if last {
-				return true
+				return li
 			}
 			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 				break
 			}
-			next = append(next, l)
+			next = append(next, li)
 			if v, err := getxattr(filepath.Join(l, p), xattrPrefix+"opaque"); err == nil && string(v) == "y" {
 				break
 			}
 		}
 		if len(next) == 0 {
-			return false
+			return -1
 		}
 		visible = next
 	}
-	return false
+	return -1
 }
 
 // PruneWhiteouts removes from the layer directory dir those of its whiteout
