@@ -61,6 +61,12 @@ type ApplyOptions struct {
 	// is not written: it would hide nothing, and overlayfs lists such
 	// whiteouts in directories it does not merge.
 	Parents []string
+	// DeferLowerLinks is for a layer applied in overlay mode before its
+	// parents exist (no Parents): a hard link to a name neither the layer
+	// nor the whiteouts it made so far show is listed in
+	// ApplyResult.LowerLinks, for LinkLowers once the parents are there,
+	// instead of failing. A caller that sets it must call LinkLowers.
+	DeferLowerLinks bool
 	// Unprivileged skips device nodes and ownership, as a non-root user
 	// must; by default it is set when the process is not root.
 	Unprivileged bool
@@ -80,10 +86,19 @@ type ApplyResult struct {
 	// Whiteouts lists the whiteout devices written in overlay mode, for
 	// PruneWhiteouts when the layer was applied before its parents existed.
 	Whiteouts []string
+	// LowerLinks lists, in order, the hard links to names not in the
+	// layer that ApplyOptions.DeferLowerLinks deferred: for LinkLowers.
+	LowerLinks []HardLink
 	// ImplicitDirs lists the directories made for entries whose parents
 	// the layer did not list, with default attributes, for InheritDirs
 	// when the layer was applied before its parents existed.
 	ImplicitDirs []string
+}
+
+// HardLink is a hard link entry: Name links to Target, both relative to
+// the root.
+type HardLink struct {
+	Name, Target string
 }
 
 // ErrEscape is returned for entries that try to reach outside the root in a
@@ -120,7 +135,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	defer rt.close()
-	a := &applier{ctx: ctx, dir: dir, root: rt, opts: opts, created: map[string]struct{}{}, copied: map[string]struct{}{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
+	a := &applier{ctx: ctx, dir: dir, root: rt, opts: opts, created: map[string]struct{}{}, copied: map[string]struct{}{}, deferred: map[string]int{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
 		buf: make([]byte, 1<<20), inflight: map[string]struct{}{}, bufs: smallBufs{free: make(chan *[]byte, maxSmallBufs)}, euid: os.Geteuid(), egid: os.Getegid(), umask: processUmask()}
 	defer a.stopWorkers()
 	tr := tar.NewReader(ahead)
@@ -150,6 +165,11 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	res.SkippedDevices = a.skippedDevices
+	for _, l := range a.lowerLinks {
+		if l.Name != "" {
+			res.LowerLinks = append(res.LowerLinks, l)
+		}
+	}
 	for w := range a.whiteouts {
 		res.Whiteouts = append(res.Whiteouts, w)
 	}
@@ -180,6 +200,8 @@ type applier struct {
 	opts           ApplyOptions
 	created        map[string]struct{} // names this layer made: whiteouts spare them
 	copied         map[string]struct{} // names copied up from Parents for hard links
+	lowerLinks     []HardLink          // deferred (ApplyOptions.DeferLowerLinks); Name "" when replaced
+	deferred       map[string]int      // name → index in lowerLinks
 	fresh          map[string]struct{} // directories this layer made (mkdir succeeded)
 	opaque         map[string]struct{} // directories this layer made opaque (overlay mode)
 	whiteouts      map[string]struct{} // whiteout devices this layer made (overlay mode)
@@ -298,6 +320,11 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	a.created[name] = struct{}{}
 	delete(a.whiteouts, name)
+	if i, ok := a.deferred[name]; ok {
+		// A later entry replaces a deferred link.
+		a.lowerLinks[i] = HardLink{}
+		delete(a.deferred, name)
+	}
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -322,13 +349,23 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 			return fmt.Errorf("archive: hard link %q to %q: the layer removed it: %w", hdr.Name, hdr.Linkname, errdefs.ErrNotFound)
 		}
 		err := a.link(target, pfd, base)
-		if errors.Is(err, unix.ENOENT) && a.opts.Whiteouts == WhiteoutOverlay && len(a.opts.Parents) > 0 {
-			// Only a parent layer has the target: copy it up into this
-			// layer's directory, as overlayfs would before linking.
-			if cerr := a.copyUp(target); cerr != nil {
-				return fmt.Errorf("archive: hard link %q to %q: %w", hdr.Name, hdr.Linkname, cerr)
+		if errors.Is(err, unix.ENOENT) && a.opts.Whiteouts == WhiteoutOverlay {
+			switch {
+			case len(a.opts.Parents) > 0:
+				// Only a parent layer has the target: copy it up into
+				// this layer's directory, as overlayfs would before
+				// linking.
+				if cerr := a.copyUp(target); cerr != nil {
+					return fmt.Errorf("archive: hard link %q to %q: %w", hdr.Name, hdr.Linkname, cerr)
+				}
+				err = a.link(target, pfd, base)
+			case a.opts.DeferLowerLinks:
+				if hidden, _ := upperState(a.dir, target, a.opts.OverlayXattrPrefix); !hidden {
+					a.deferred[name] = len(a.lowerLinks)
+					a.lowerLinks = append(a.lowerLinks, HardLink{Name: name, Target: target})
+					return nil
+				}
 			}
-			err = a.link(target, pfd, base)
 		}
 		if errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("archive: hard link %q to %q: target not in the layer: %w", hdr.Name, hdr.Linkname, err)
@@ -403,15 +440,27 @@ func (a *applier) link(target string, pfd int, base string) error {
 // reached only through a symlink), errdefs.ErrInvalidArgument when it is a
 // directory.
 func (a *applier) copyUp(target string) error {
+	return a.copyUpTo(target, target)
+}
+
+// copyUpTo copies target as copyUp does, to dest: target itself, found
+// through the layer and its parents, or another name (see LinkLowers),
+// found through the parents alone.
+func (a *applier) copyUpTo(target, dest string) error {
 	layers := append([]string{a.dir}, a.opts.Parents...)
+	if dest != target {
+		layers = layers[1:]
+	}
 	i := showingLayer(layers, target, a.opts.OverlayXattrPrefix)
-	if i <= 0 {
+	if i < 0 || dest == target && i == 0 {
 		// Not found, or found in this layer: the link failed for
 		// another reason than a missing target.
 		return fmt.Errorf("copy up %q: not in the layer or its parents: %w", target, errdefs.ErrNotFound)
 	}
 	tdir, tbase := path.Split(target)
 	tdir = strings.TrimSuffix(tdir, "/")
+	ddir, dbase := path.Split(dest)
+	ddir = strings.TrimSuffix(ddir, "/")
 	lfd, err := unix.Open(layers[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("copy up %q: open parent layer %s: %w", target, layers[i], err)
@@ -433,40 +482,40 @@ func (a *applier) copyUp(target string) error {
 	if err := unix.Fstatat(spd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("copy up %q: %w", target, err)
 	}
-	pd, err := a.root.dir(tdir, true)
+	pd, err := a.root.dir(ddir, true)
 	if err != nil {
 		return fmt.Errorf("copy up %q: %w", target, err)
 	}
 	defer a.root.release(pd)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		err = copyFileAt(spd, pd.fd, tbase)
+		err = copyFileAt(spd, tbase, pd.fd, dbase)
 	case unix.S_IFLNK:
 		var l string
 		if l, err = readlinkAt(spd, tbase); err == nil {
-			err = unix.Symlinkat(l, pd.fd, tbase)
+			err = unix.Symlinkat(l, pd.fd, dbase)
 		}
 	case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK:
 		if st.Mode&unix.S_IFMT != unix.S_IFIFO && a.opts.Unprivileged {
 			return fmt.Errorf("copy up device %q: not privileged: %w", target, errdefs.ErrNotImplemented)
 		}
-		err = unix.Mknodat(pd.fd, tbase, st.Mode&unix.S_IFMT|0o600, int(st.Rdev))
+		err = unix.Mknodat(pd.fd, dbase, st.Mode&unix.S_IFMT|0o600, int(st.Rdev))
 	default:
 		return fmt.Errorf("copy up %q: a hard link to a %s: %w", target, fileType(st.Mode), errdefs.ErrInvalidArgument)
 	}
 	if err != nil {
 		return fmt.Errorf("copy up %q: %w", target, err)
 	}
-	a.copied[target] = struct{}{}
+	a.copied[dest] = struct{}{}
 	if !a.opts.Unprivileged {
-		if err := unix.Fchownat(pd.fd, tbase, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fchownat(pd.fd, dbase, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("copy up %q: chown: %w", target, err)
 		}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
 		// After chown, which clears setuid and setgid. The node is ours
 		// and no symlink, so fchmodat following it is harmless.
-		if err := unix.Fchmodat(pd.fd, tbase, st.Mode&0o7777, 0); err != nil {
+		if err := unix.Fchmodat(pd.fd, dbase, st.Mode&0o7777, 0); err != nil {
 			return fmt.Errorf("copy up %q: chmod: %w", target, err)
 		}
 	}
@@ -475,7 +524,7 @@ func (a *applier) copyUp(target string) error {
 		return fmt.Errorf("copy up %q: list xattrs: %w", target, err)
 	}
 	for k, v := range xs {
-		if err := unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", pd.fd, tbase), k, []byte(v), 0); err != nil {
+		if err := unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", pd.fd, dbase), k, []byte(v), 0); err != nil {
 			if a.opts.Unprivileged && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP)) {
 				continue
 			}
@@ -483,27 +532,27 @@ func (a *applier) copyUp(target string) error {
 		}
 	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(pd.fd, tbase, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.UtimesNanoAt(pd.fd, dbase, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("copy up %q: set times: %w", target, err)
 	}
 	return nil
 }
 
 // copyFileAt copies the regular file name in directory from to a new file
-// of that name in directory to (copy_file_range: a reflink or an in-kernel
-// copy where the file system can).
-func copyFileAt(from, to int, name string) error {
+// toName in directory to (copy_file_range: a reflink or an in-kernel copy
+// where the file system can).
+func copyFileAt(from int, name string, to int, toName string) error {
 	in, err := unix.Openat(from, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	src := os.NewFile(uintptr(in), name)
 	defer src.Close()
-	out, err := unix.Openat(to, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	out, err := unix.Openat(to, toName, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
-	dst := os.NewFile(uintptr(out), name)
+	dst := os.NewFile(uintptr(out), toName)
 	if _, err := io.Copy(dst, src); err != nil {
 		dst.Close()
 		return err
@@ -1144,6 +1193,94 @@ func InheritDirs(dir string, implicit, parents []string, xattrPrefix string) err
 		}
 	}
 	return nil
+}
+
+// LinkLowers makes the hard links that Apply deferred
+// (ApplyResult.LowerLinks) in the layer directory dir, now that its
+// parents (directories, newest first) exist: each target is copied up
+// from the parents into dir, with its attributes, and linked, as Apply
+// does when it knows the parents. A target the layer replaced or hid
+// after the link was made is copied to the link's name alone, as the
+// link kept the file natively. Directories made on the way get the
+// parents' attributes (see InheritDirs). It returns errdefs.ErrNotFound
+// for a target the parents do not show either.
+func LinkLowers(dir string, links []HardLink, parents []string, xattrPrefix string) error {
+	if len(links) == 0 {
+		return nil
+	}
+	if xattrPrefix == "" {
+		xattrPrefix = "trusted.overlay."
+	}
+	rt, err := openRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	a := &applier{dir: dir, root: rt, copied: map[string]struct{}{},
+		opts: ApplyOptions{Whiteouts: WhiteoutOverlay, Parents: parents, OverlayXattrPrefix: xattrPrefix, Unprivileged: os.Geteuid() != 0}}
+	for _, l := range links {
+		if err := a.linkLower(l); err != nil {
+			return fmt.Errorf("archive: hard link %q to %q: %w", l.Name, l.Target, err)
+		}
+	}
+	var made []string
+	for d := range rt.made {
+		made = append(made, d)
+	}
+	return InheritDirs(dir, made, parents, xattrPrefix)
+}
+
+func (a *applier) linkLower(l HardLink) error {
+	ldir, lbase := path.Split(l.Name)
+	pd, err := a.root.dir(strings.TrimSuffix(ldir, "/"), true)
+	if err != nil {
+		return err
+	}
+	defer a.root.release(pd)
+	if _, ok := a.copied[l.Target]; !ok {
+		// What the layer has at the target now came after the link
+		// (else Apply would have made it): a later entry, or a
+		// whiteout. The link keeps the parents' file, alone.
+		if hidden, present := upperState(a.dir, l.Target, a.opts.OverlayXattrPrefix); hidden || present {
+			return a.copyUpTo(l.Target, l.Name)
+		}
+		if err := a.copyUp(l.Target); err != nil {
+			return err
+		}
+	}
+	if err := a.link(l.Target, pd.fd, lbase); err != nil {
+		return err
+	}
+	a.copied[l.Name] = struct{}{} // a later link to it links it
+	return nil
+}
+
+// upperState looks at rel in the layer directory dir alone: hidden says
+// that the layer hides what its parents have there (a whiteout at rel, or
+// a whiteout, non-directory or opaque directory on the way), present
+// that dir has an entry at rel. No symlink is followed.
+func upperState(dir, rel, xattrPrefix string) (hidden, present bool) {
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := filepath.Join(dir, filepath.Join(parts[:i+1]...))
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return false, false
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+			return true, i == len(parts)-1
+		}
+		if i == len(parts)-1 {
+			return false, true
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return true, false
+		}
+		if v, err := getxattr(p, xattrPrefix+"opaque"); err == nil && string(v) == "y" {
+			return true, false
+		}
+	}
+	return false, false
 }
 
 // processUmask reads the umask without changing it (umask(2) can only set

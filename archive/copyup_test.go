@@ -31,6 +31,7 @@ func TestApplyHardLinkToLowerLayer(t *testing.T) {
 		tartest.Entry{Name: "run/p", Type: tar.TypeFifo, Mode: 0o640, UID: 3},
 		tartest.Entry{Name: "dev/null", Type: tar.TypeChar, Major: 1, Minor: 3, Mode: 0o666},
 		tartest.File("gone/f", "gone"),
+		tartest.File("opt/v", "v1"),
 	)
 	upper := tartest.Tar(
 		tartest.Link("etc/passwd-hard", "etc/passwd"),
@@ -41,6 +42,8 @@ func TestApplyHardLinkToLowerLayer(t *testing.T) {
 		tartest.Dir("usr/"), // a directory the layer lists, where the copy goes
 		tartest.Link("usr/lib/again", "usr/lib/libc.so"),
 		tartest.File("etc/.wh.passwd", ""), // hides the lower name, not the link
+		tartest.Link("opt/v-old", "opt/v"),
+		tartest.File("opt/v", "v2"), // replaces the lower name, not the link
 	)
 
 	native := t.TempDir()
@@ -48,37 +51,68 @@ func TestApplyHardLinkToLowerLayer(t *testing.T) {
 	mustApply(t, native, upper, WhiteoutNative)
 	want := comparable(fullTree(t, native))
 
-	tmp := t.TempDir()
-	l1, l2, merged := filepath.Join(tmp, "l1"), filepath.Join(tmp, "l2"), filepath.Join(tmp, "merged")
-	for _, d := range []string{l1, l2, merged} {
-		os.Mkdir(d, 0o755)
+	// Parents known at apply time (the diff service), or not yet (a
+	// parallel pull on overlay): then the links are deferred and made
+	// by LinkLowers once the parent exists.
+	for _, deferred := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deferred=%v", deferred), func(t *testing.T) {
+			tmp := t.TempDir()
+			l1, l2, merged := filepath.Join(tmp, "l1"), filepath.Join(tmp, "l2"), filepath.Join(tmp, "merged")
+			for _, d := range []string{l1, l2, merged} {
+				os.Mkdir(d, 0o755)
+			}
+			mustApply(t, l1, lower, WhiteoutOverlay)
+			opts := ApplyOptions{Whiteouts: WhiteoutOverlay, Parents: []string{l1}}
+			if deferred {
+				opts = ApplyOptions{Whiteouts: WhiteoutOverlay, DeferLowerLinks: true}
+			}
+			res, err := Apply(context.Background(), l2, bytes.NewReader(upper), opts)
+			if err != nil {
+				t.Fatalf("Apply(upper layer hard-linking lower files, overlay) = %v", err)
+			}
+			if deferred {
+				if len(res.LowerLinks) != 7 {
+					t.Errorf("LowerLinks = %q, want the 7 links", res.LowerLinks)
+				}
+				if err := LinkLowers(l2, res.LowerLinks, []string{l1}, ""); err != nil {
+					t.Fatalf("LinkLowers = %v", err)
+				}
+				if err := PruneWhiteouts(l2, res.Whiteouts, []string{l1}, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := InheritDirs(l2, res.ImplicitDirs, []string{l1}, ""); err != nil {
+				t.Fatal(err)
+			}
+			for _, pair := range [][2]string{{"lib2/libc-link", "usr/lib/libc.so"}, {"usr/lib/again", "usr/lib/libc.so"}, {"bin/sh2", "bin/sh"}, {"run/p2", "run/p"}, {"dev/null2", "dev/null"}} {
+				a, b := lstat(t, filepath.Join(l2, pair[0])), lstat(t, filepath.Join(l2, pair[1]))
+				if a.Ino != b.Ino || a.Nlink < 2 {
+					t.Errorf("upper %s and %s: inodes %d and %d, nlink %d; want one inode", pair[0], pair[1], a.Ino, b.Ino, a.Nlink)
+				}
+			}
+			// etc/passwd is whited out by the layer after the link: the
+			// link holds the file alone, as natively.
+			if a := lstat(t, filepath.Join(l2, "etc/passwd-hard")); a.Nlink != 1 {
+				t.Errorf("upper etc/passwd-hard: nlink %d, want 1", a.Nlink)
+			}
+			if err := unix.Mount("overlay", merged, "overlay", unix.MS_RDONLY, fmt.Sprintf("lowerdir=%s:%s", l2, l1)); err != nil {
+				t.Fatalf("mount overlay: %v", err)
+			}
+			defer unix.Unmount(merged, unix.MNT_DETACH)
+			if got := comparable(fullTree(t, merged)); got != want {
+				t.Errorf("overlay differs from native:\n%s", lineDiff(want, got))
+			}
+		})
 	}
+	// A deferred link that a later entry replaces is not made.
+	res, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(tartest.Tar(tartest.Link("x", "etc/passwd"), tartest.File("x", "own"))),
+		ApplyOptions{Whiteouts: WhiteoutOverlay, DeferLowerLinks: true})
+	if err != nil || len(res.LowerLinks) != 0 {
+		t.Errorf("Apply(link x, then file x) = %q, %v; want no deferred link", res.LowerLinks, err)
+	}
+
+	l1 := t.TempDir()
 	mustApply(t, l1, lower, WhiteoutOverlay)
-	res, err := Apply(context.Background(), l2, bytes.NewReader(upper), ApplyOptions{Whiteouts: WhiteoutOverlay, Parents: []string{l1}})
-	if err != nil {
-		t.Fatalf("Apply(upper layer hard-linking lower files, overlay) = %v", err)
-	}
-	if err := InheritDirs(l2, res.ImplicitDirs, []string{l1}, ""); err != nil {
-		t.Fatal(err)
-	}
-	for _, pair := range [][2]string{{"lib2/libc-link", "usr/lib/libc.so"}, {"usr/lib/again", "usr/lib/libc.so"}, {"bin/sh2", "bin/sh"}, {"run/p2", "run/p"}, {"dev/null2", "dev/null"}} {
-		a, b := lstat(t, filepath.Join(l2, pair[0])), lstat(t, filepath.Join(l2, pair[1]))
-		if a.Ino != b.Ino || a.Nlink < 2 {
-			t.Errorf("upper %s and %s: inodes %d and %d, nlink %d; want one inode", pair[0], pair[1], a.Ino, b.Ino, a.Nlink)
-		}
-	}
-	// etc/passwd was copied up, then whited out by the layer: the link
-	// holds the copy alone, as natively.
-	if a := lstat(t, filepath.Join(l2, "etc/passwd-hard")); a.Nlink != 1 {
-		t.Errorf("upper etc/passwd-hard: nlink %d, want 1", a.Nlink)
-	}
-	if err := unix.Mount("overlay", merged, "overlay", unix.MS_RDONLY, fmt.Sprintf("lowerdir=%s:%s", l2, l1)); err != nil {
-		t.Fatalf("mount overlay: %v", err)
-	}
-	defer unix.Unmount(merged, unix.MNT_DETACH)
-	if got := comparable(fullTree(t, merged)); got != want {
-		t.Errorf("overlay differs from native:\n%s", lineDiff(want, got))
-	}
 
 	// Without the parents, or with the target hidden in them, the target
 	// is not there: an error, as natively.
