@@ -40,6 +40,8 @@ func FuzzApply(f *testing.F) {
 	f.Add(manyDirsLink(5), false, []byte{})
 	f.Add(manyDirsLink(5), true, []byte{})
 	f.Add(hostileManyDirs(4), false, []byte{})
+	f.Add(tartest.Tar(tartest.Link("x", "etc/passwd"), tartest.Link("y", "etc/l"), tartest.Link("d/g", "d/f"), tartest.Link("z", "out/sentinel"),
+		tartest.File("etc/passwd", "pwned"), tartest.File("y", "pwned"), tartest.File("d/f", "pwned")), false, []byte{})
 	f.Add([]byte{}, false, []byte{0, 0, 0, 4, 1, 8, 1, 2, 0, 5, 9, 1, 3, 2, 0, 6, 7, 3, 1})
 	f.Add([]byte{}, true, []byte{0, 1, 4, 0, 2, 4, 1, 0, 0, 1, 2, 2, 0, 0, 1, 2, 1, 2, 1, 3})
 	f.Fuzz(func(t *testing.T, layer []byte, native bool, shape []byte) {
@@ -66,7 +68,8 @@ func FuzzApply(f *testing.F) {
 // goroutine churning descriptors of the directory outside, fails the test
 // if anything outside the roots changed, and returns the roots and the
 // applies' errors.
-// Each root holds symlinks out of it for entries to trip over.
+// Each root holds symlinks out of it for entries to trip over; in overlay
+// mode a parent layer outside the roots has files to hard-link.
 func applyConfined(t *testing.T, layer []byte, opts ApplyOptions) (dirs []string, errs []error) {
 	tmp := t.TempDir()
 	outside := filepath.Join(tmp, "outside")
@@ -76,6 +79,18 @@ func applyConfined(t *testing.T, layer []byte, opts ApplyOptions) (dirs []string
 	os.WriteFile(filepath.Join(tmp, "victim"), []byte("safe"), 0o644)
 	os.Symlink("../outside", filepath.Join(outside, "loop"))
 	os.Mkdir(roots, 0o755)
+	// A parent layer for overlay mode, whose files hard links copy up:
+	// outside the roots, so it must not change either.
+	lower := filepath.Join(tmp, "lower")
+	os.MkdirAll(filepath.Join(lower, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(lower, "d"), 0o755)
+	os.WriteFile(filepath.Join(lower, "etc", "passwd"), []byte("lower"), 0o4755)
+	os.WriteFile(filepath.Join(lower, "d", "f"), []byte("lower"), 0o644)
+	os.Symlink("../../outside/sentinel", filepath.Join(lower, "etc", "l"))
+	os.Symlink("../outside", filepath.Join(lower, "out"))
+	if opts.Whiteouts == WhiteoutOverlay && opts.Parents == nil {
+		opts.Parents = []string{lower}
+	}
 	dirs = []string{filepath.Join(roots, "a"), filepath.Join(roots, "b")}
 	for _, d := range dirs {
 		os.Mkdir(d, 0o755)
