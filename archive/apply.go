@@ -61,6 +61,12 @@ type ApplyOptions struct {
 	// is not written: it would hide nothing, and overlayfs lists such
 	// whiteouts in directories it does not merge.
 	Parents []string
+	// DeferLowerLinks is for a layer applied in overlay mode before its
+	// parents exist (no Parents): a hard link to a name neither the layer
+	// nor the whiteouts it made so far show is listed in
+	// ApplyResult.LowerLinks, for LinkLowers once the parents are there,
+	// instead of failing. A caller that sets it must call LinkLowers.
+	DeferLowerLinks bool
 	// Unprivileged skips device nodes and ownership, as a non-root user
 	// must; by default it is set when the process is not root.
 	Unprivileged bool
@@ -80,10 +86,19 @@ type ApplyResult struct {
 	// Whiteouts lists the whiteout devices written in overlay mode, for
 	// PruneWhiteouts when the layer was applied before its parents existed.
 	Whiteouts []string
+	// LowerLinks lists, in order, the hard links to names not in the
+	// layer that ApplyOptions.DeferLowerLinks deferred: for LinkLowers.
+	LowerLinks []HardLink
 	// ImplicitDirs lists the directories made for entries whose parents
 	// the layer did not list, with default attributes, for InheritDirs
 	// when the layer was applied before its parents existed.
 	ImplicitDirs []string
+}
+
+// HardLink is a hard link entry: Name links to Target, both relative to
+// the root.
+type HardLink struct {
+	Name, Target string
 }
 
 // ErrEscape is returned for entries that try to reach outside the root in a
@@ -120,10 +135,9 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	defer rt.close()
-	a := &applier{ctx: ctx, root: rt, opts: opts, created: map[string]struct{}{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
+	a := &applier{ctx: ctx, dir: dir, root: rt, opts: opts, created: map[string]struct{}{}, copied: map[string]struct{}{}, deferred: map[string]int{}, fresh: map[string]struct{}{}, opaque: map[string]struct{}{}, whiteouts: map[string]struct{}{},
 		buf: make([]byte, 1<<20), inflight: map[string]struct{}{}, bufs: smallBufs{free: make(chan *[]byte, maxSmallBufs)}, euid: os.Geteuid(), egid: os.Getegid(), umask: processUmask()}
 	defer a.stopWorkers()
-	rt.beforeEvict = func() { a.barrier() }
 	tr := tar.NewReader(ahead)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -151,6 +165,11 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return res, err
 	}
 	res.SkippedDevices = a.skippedDevices
+	for _, l := range a.lowerLinks {
+		if l.Name != "" {
+			res.LowerLinks = append(res.LowerLinks, l)
+		}
+	}
 	for w := range a.whiteouts {
 		res.Whiteouts = append(res.Whiteouts, w)
 	}
@@ -176,9 +195,13 @@ type dirTimes struct {
 
 type applier struct {
 	ctx            context.Context
+	dir            string // the root's path, for finding names in it and Parents alike
 	root           *root
 	opts           ApplyOptions
 	created        map[string]struct{} // names this layer made: whiteouts spare them
+	copied         map[string]struct{} // names copied up from Parents for hard links
+	lowerLinks     []HardLink          // deferred (ApplyOptions.DeferLowerLinks); Name "" when replaced
+	deferred       map[string]int      // name → index in lowerLinks
 	fresh          map[string]struct{} // directories this layer made (mkdir succeeded)
 	opaque         map[string]struct{} // directories this layer made opaque (overlay mode)
 	whiteouts      map[string]struct{} // whiteout devices this layer made (overlay mode)
@@ -261,10 +284,12 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		}
 		return a.attributes(hdr, a.root.fd, "", "")
 	}
-	pfd, err := a.root.dir(dir, true)
+	pd, err := a.root.dir(dir, true)
 	if err != nil {
 		return fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
 	}
+	defer a.root.release(pd)
+	pfd := pd.fd
 	// Whatever is at name goes, unless a directory meets a directory. In a
 	// directory this layer made, only this layer's names can exist.
 	var st unix.Stat_t
@@ -274,7 +299,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	if _, made := a.root.made[dir]; made {
 		freshDir = true
 	}
-	if !freshDir || seen || implicit {
+	if _, copied := a.copied[name]; !freshDir || seen || implicit || copied {
 		err = unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 	} else {
 		err = unix.ENOENT
@@ -288,13 +313,18 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 				return fmt.Errorf("archive: entry %q: replace existing: %w", hdr.Name, err)
 			}
 			a.root.forget(name)
-			// Forgetting may have closed pfd.
-			if pfd, err = a.root.dir(dir, true); err != nil {
-				return fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				a.removedDir(name)
 			}
 		}
 	}
 	a.created[name] = struct{}{}
+	delete(a.whiteouts, name)
+	if i, ok := a.deferred[name]; ok {
+		// A later entry replaces a deferred link.
+		a.lowerLinks[i] = HardLink{}
+		delete(a.deferred, name)
+	}
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -304,7 +334,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 			return fmt.Errorf("archive: mkdir %q: %w", hdr.Name, err)
 		}
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		return a.regular(hdr, tr, pfd, name, base)
+		return a.regular(hdr, tr, pd, name, base)
 	case tar.TypeSymlink:
 		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
 			return fmt.Errorf("archive: symlink %q: %w", hdr.Name, err)
@@ -314,14 +344,33 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		if target == "" {
 			return fmt.Errorf("archive: hard link %q to the root: %w", hdr.Name, ErrEscape)
 		}
-		tdir, tbase := path.Split(target)
-		tfd, err := a.root.dir(strings.TrimSuffix(tdir, "/"), false)
-		if err != nil {
+		if _, ok := a.whiteouts[target]; ok {
+			// A whiteout device, not the file the name had.
+			return fmt.Errorf("archive: hard link %q to %q: the layer removed it: %w", hdr.Name, hdr.Linkname, errdefs.ErrNotFound)
+		}
+		err := a.link(target, pfd, base)
+		if errors.Is(err, unix.ENOENT) && a.opts.Whiteouts == WhiteoutOverlay {
+			switch {
+			case len(a.opts.Parents) > 0:
+				// Only a parent layer has the target: copy it up into
+				// this layer's directory, as overlayfs would before
+				// linking.
+				if cerr := a.copyUp(target); cerr != nil {
+					return fmt.Errorf("archive: hard link %q to %q: %w", hdr.Name, hdr.Linkname, cerr)
+				}
+				err = a.link(target, pfd, base)
+			case a.opts.DeferLowerLinks:
+				if hidden, _ := upperState(a.dir, target, a.opts.OverlayXattrPrefix); !hidden {
+					a.deferred[name] = len(a.lowerLinks)
+					a.lowerLinks = append(a.lowerLinks, HardLink{Name: name, Target: target})
+					return nil
+				}
+			}
+		}
+		if errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("archive: hard link %q to %q: target not in the layer: %w", hdr.Name, hdr.Linkname, err)
 		}
-		// linkat without AT_SYMLINK_FOLLOW links the name itself, never
-		// what a symlink there points at.
-		if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+		if err != nil {
 			return fmt.Errorf("archive: hard link %q to %q: %w", hdr.Name, hdr.Linkname, err)
 		}
 		return nil // a link shares its target's attributes
@@ -350,6 +399,191 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	return a.attributes(hdr, pfd, base, name)
 }
 
+// removedDir forgets that this layer made directory name and those below
+// it: they are gone, and a later entry may see something else at that
+// path (a symlink to another directory, whose entries the layer did not
+// all make), so names there must be looked at again, not assumed free.
+func (a *applier) removedDir(name string) {
+	prefix := name + "/"
+	for d := range a.fresh {
+		if d == name || strings.HasPrefix(d, prefix) {
+			delete(a.fresh, d)
+		}
+	}
+	for d := range a.root.made {
+		if d == name || strings.HasPrefix(d, prefix) {
+			delete(a.root.made, d)
+		}
+	}
+}
+
+// link makes the hard link base in directory pfd to target, which must be
+// in the root.
+func (a *applier) link(target string, pfd int, base string) error {
+	tdir, tbase := path.Split(target)
+	td, err := a.root.dir(strings.TrimSuffix(tdir, "/"), false)
+	if err != nil {
+		return err
+	}
+	defer a.root.release(td)
+	// linkat without AT_SYMLINK_FOLLOW links the name itself, never
+	// what a symlink there points at.
+	return unix.Linkat(td.fd, tbase, pfd, base, 0)
+}
+
+// copyUp copies target from the parent layer that shows it into the
+// layer's directory, with its content, mode, owner, xattrs and times, the
+// way overlayfs copies a lower file up before linking it: the mounted
+// stack then shows what a native apply gives, a target that the link
+// shares. It returns errdefs.ErrNotFound when neither the layer nor its
+// parents show target (hidden by a whiteout or an opaque directory, or
+// reached only through a symlink), errdefs.ErrInvalidArgument when it is a
+// directory.
+func (a *applier) copyUp(target string) error {
+	return a.copyUpTo(target, target)
+}
+
+// copyUpTo copies target as copyUp does, to dest: target itself, found
+// through the layer and its parents, or another name (see LinkLowers),
+// found through the parents alone.
+func (a *applier) copyUpTo(target, dest string) error {
+	layers := append([]string{a.dir}, a.opts.Parents...)
+	if dest != target {
+		layers = layers[1:]
+	}
+	i := showingLayer(layers, target, a.opts.OverlayXattrPrefix)
+	if i < 0 || dest == target && i == 0 {
+		// Not found, or found in this layer: the link failed for
+		// another reason than a missing target.
+		return fmt.Errorf("copy up %q: not in the layer or its parents: %w", target, errdefs.ErrNotFound)
+	}
+	tdir, tbase := path.Split(target)
+	tdir = strings.TrimSuffix(tdir, "/")
+	ddir, dbase := path.Split(dest)
+	ddir = strings.TrimSuffix(ddir, "/")
+	lfd, err := unix.Open(layers[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("copy up %q: open parent layer %s: %w", target, layers[i], err)
+	}
+	defer unix.Close(lfd)
+	// showingLayer saw every component as a directory; refuse symlinks
+	// all the same.
+	rel := tdir
+	if rel == "" {
+		rel = "."
+	}
+	spd, err := unix.Openat2(lfd, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV})
+	if err != nil {
+		return fmt.Errorf("copy up %q: %w", target, err)
+	}
+	defer unix.Close(spd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(spd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("copy up %q: %w", target, err)
+	}
+	pd, err := a.root.dir(ddir, true)
+	if err != nil {
+		return fmt.Errorf("copy up %q: %w", target, err)
+	}
+	defer a.root.release(pd)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		err = copyFileAt(spd, tbase, pd.fd, dbase)
+	case unix.S_IFLNK:
+		var l string
+		if l, err = readlinkAt(spd, tbase); err == nil {
+			err = unix.Symlinkat(l, pd.fd, dbase)
+		}
+	case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK:
+		if st.Mode&unix.S_IFMT != unix.S_IFIFO && a.opts.Unprivileged {
+			return fmt.Errorf("copy up device %q: not privileged: %w", target, errdefs.ErrNotImplemented)
+		}
+		err = unix.Mknodat(pd.fd, dbase, st.Mode&unix.S_IFMT|0o600, int(st.Rdev))
+	default:
+		return fmt.Errorf("copy up %q: a hard link to a %s: %w", target, fileType(st.Mode), errdefs.ErrInvalidArgument)
+	}
+	if err != nil {
+		return fmt.Errorf("copy up %q: %w", target, err)
+	}
+	a.copied[dest] = struct{}{}
+	if !a.opts.Unprivileged {
+		if err := unix.Fchownat(pd.fd, dbase, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("copy up %q: chown: %w", target, err)
+		}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		// After chown, which clears setuid and setgid. The node is ours
+		// and no symlink, so fchmodat following it is harmless.
+		if err := unix.Fchmodat(pd.fd, dbase, st.Mode&0o7777, 0); err != nil {
+			return fmt.Errorf("copy up %q: chmod: %w", target, err)
+		}
+	}
+	xs, err := listXattrs(fmt.Sprintf("/proc/self/fd/%d/%s", spd, tbase))
+	if err != nil {
+		return fmt.Errorf("copy up %q: list xattrs: %w", target, err)
+	}
+	for k, v := range xs {
+		if err := unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", pd.fd, dbase), k, []byte(v), 0); err != nil {
+			if a.opts.Unprivileged && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP)) {
+				continue
+			}
+			return fmt.Errorf("copy up %q: set xattr %q: %w", target, k, err)
+		}
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(pd.fd, dbase, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("copy up %q: set times: %w", target, err)
+	}
+	return nil
+}
+
+// copyFileAt copies the regular file name in directory from to a new file
+// toName in directory to (copy_file_range: a reflink or an in-kernel copy
+// where the file system can).
+func copyFileAt(from int, name string, to int, toName string) error {
+	in, err := unix.Openat(from, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	src := os.NewFile(uintptr(in), name)
+	defer src.Close()
+	out, err := unix.Openat(to, toName, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	dst := os.NewFile(uintptr(out), toName)
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
+}
+
+// readlinkAt reads the symlink name in directory dirfd.
+func readlinkAt(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 4 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+func fileType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFSOCK:
+		return "socket"
+	}
+	return fmt.Sprintf("file of type %o", mode&unix.S_IFMT)
+}
+
 // smallFile is the largest file handed to a worker whole; larger ones are
 // streamed by the reading goroutine.
 const smallFile = 256 << 10
@@ -357,7 +591,7 @@ const smallFile = 256 << 10
 // fileJob is a small file for a worker to create.
 type fileJob struct {
 	hdr  *tar.Header
-	pfd  int
+	dir  *dirRef // pinned for the job
 	base string
 	buf  *[]byte
 	data []byte
@@ -392,7 +626,7 @@ func (p *smallBufs) put(b *[]byte) { p.free <- b }
 // regular writes a file: small ones by a worker, while this goroutine reads
 // on (file creation is the cost of layers of many small files, and both
 // cores can do it); large ones here, keeping runs of zeros as holes.
-func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base string) error {
+func (a *applier) regular(hdr *tar.Header, tr io.Reader, pd *dirRef, name, base string) error {
 	if hdr.Size <= smallFile {
 		buf := a.bufs.get()
 		data := (*buf)[:hdr.Size]
@@ -401,9 +635,10 @@ func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base str
 			return fmt.Errorf("archive: read %q: %v: %w", hdr.Name, err, errdefs.ErrInvalidArgument)
 		}
 		a.inflight[name] = struct{}{}
-		return a.dispatch(fileJob{hdr: hdr, pfd: pfd, base: base, buf: buf, data: data})
+		a.root.pin(pd)
+		return a.dispatch(fileJob{hdr: hdr, dir: pd, base: base, buf: buf, data: data})
 	}
-	fd, err := a.create(hdr, pfd, base)
+	fd, err := a.create(hdr, pd.fd, base)
 	if err != nil {
 		return err
 	}
@@ -436,7 +671,7 @@ func (a *applier) regular(hdr *tar.Header, tr io.Reader, pfd int, name, base str
 			return fmt.Errorf("archive: %q: %w", hdr.Name, err)
 		}
 	}
-	return a.fileAttributes(hdr, fd, pfd, base)
+	return a.fileAttributes(hdr, fd, pd, base)
 }
 
 // create makes the file base in pfd, with its final permissions when the
@@ -451,9 +686,9 @@ func (a *applier) create(hdr *tar.Header, pfd int, base string) (int, error) {
 
 // fileAttributes sets owner, mode, xattrs and times of a file just written
 // through fd, skipping the calls that would change nothing.
-func (a *applier) fileAttributes(hdr *tar.Header, fd, pfd int, base string) error {
+func (a *applier) fileAttributes(hdr *tar.Header, fd int, pd *dirRef, base string) error {
 	chowned := false
-	if !a.opts.Unprivileged && (hdr.Uid != a.euid || hdr.Gid != a.egid || a.root.setgid[pfd]) {
+	if !a.opts.Unprivileged && (hdr.Uid != a.euid || hdr.Gid != a.egid || pd.setgid) {
 		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 			return fmt.Errorf("archive: chown %q: %w", hdr.Name, err)
 		}
@@ -469,7 +704,7 @@ func (a *applier) fileAttributes(hdr *tar.Header, fd, pfd int, base string) erro
 		return err
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(accessTime(hdr).UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
-	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.UtimesNanoAt(pd.fd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("archive: set times of %q: %w", hdr.Name, err)
 	}
 	return nil
@@ -478,7 +713,8 @@ func (a *applier) fileAttributes(hdr *tar.Header, fd, pfd int, base string) erro
 // writeSmall is a worker's whole job for one file.
 func (a *applier) writeSmall(j fileJob) error {
 	defer a.bufs.put(j.buf)
-	fd, err := a.create(j.hdr, j.pfd, j.base)
+	defer a.root.release(j.dir)
+	fd, err := a.create(j.hdr, j.dir.fd, j.base)
 	if err != nil {
 		return err
 	}
@@ -490,7 +726,7 @@ func (a *applier) writeSmall(j fileJob) error {
 		}
 		off += n
 	}
-	return a.fileAttributes(j.hdr, fd, j.pfd, j.base)
+	return a.fileAttributes(j.hdr, fd, j.dir, j.base)
 }
 
 // workers is how many goroutines create small files.
@@ -505,6 +741,7 @@ const batchFiles = 8
 func (a *applier) dispatch(j fileJob) error {
 	if err := a.workErr(); err != nil {
 		a.bufs.put(j.buf)
+		a.root.release(j.dir)
 		return err
 	}
 	if a.jobs == nil {
@@ -524,6 +761,7 @@ func (a *applier) dispatch(j fileJob) error {
 							}
 						} else {
 							a.bufs.put(j.buf)
+							a.root.release(j.dir)
 						}
 					}
 					a.pending.Add(-len(batch))
@@ -701,9 +939,11 @@ func (a *applier) whiteout(orig, dir, base string) error {
 		}
 		fd, err := a.root.openIn(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		if errors.Is(err, unix.ENOENT) {
-			if _, err := a.root.dir(dir, true); err != nil {
-				return fmt.Errorf("archive: opaque whiteout %q: %w", orig, err)
+			d, derr := a.root.dir(dir, true)
+			if derr != nil {
+				return fmt.Errorf("archive: opaque whiteout %q: %w", orig, derr)
 			}
+			a.root.release(d)
 			fd, err = a.root.openIn(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		}
 		if err != nil {
@@ -743,17 +983,24 @@ func (a *applier) whiteout(orig, dir, base string) error {
 			return nil
 		}
 	}
-	pfd, err := a.root.dir(dir, a.opts.Whiteouts == WhiteoutOverlay)
+	pd, err := a.root.dir(dir, a.opts.Whiteouts == WhiteoutOverlay)
 	if err != nil {
 		if a.opts.Whiteouts == WhiteoutNative && errors.Is(err, unix.ENOENT) {
 			return nil // nothing there to hide
 		}
 		return fmt.Errorf("archive: whiteout %q: %w", orig, err)
 	}
+	defer a.root.release(pd)
+	pfd := pd.fd
+	var st unix.Stat_t
+	wasDir := unix.Fstatat(pfd, victim, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if err := removeAllAt(pfd, victim); err != nil {
 		return fmt.Errorf("archive: whiteout %q: %w", orig, err)
 	}
 	a.root.forget(full)
+	if wasDir {
+		a.removedDir(full)
+	}
 	if a.opts.Whiteouts == WhiteoutOverlay {
 		if err := unix.Mknodat(pfd, victim, unix.S_IFCHR, 0); err != nil {
 			return fmt.Errorf("archive: whiteout %q: %w", orig, err)
@@ -791,20 +1038,20 @@ func (a *applier) finishDirs() error {
 		d := a.dirs[i]
 		dir, base := path.Split(d.name)
 		ts := []unix.Timespec{unix.NsecToTimespec(d.atime.UnixNano()), unix.NsecToTimespec(d.mtime.UnixNano())}
-		var err error
-		pfd, target := a.root.fd, "."
+		target := "."
 		if d.name != "" {
-			pfd, err = a.root.dir(strings.TrimSuffix(dir, "/"), false)
 			target = base
 		}
+		pd, err := a.root.dir(strings.TrimSuffix(dir, "/"), false)
 		if err == nil {
 			var st unix.Stat_t
 			// Still a directory? A later entry may have replaced it.
-			if err = unix.Fstatat(pfd, target, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				if err = unix.Fchmodat(pfd, target, d.mode, 0); err == nil {
-					err = unix.UtimesNanoAt(pfd, target, ts, unix.AT_SYMLINK_NOFOLLOW)
+			if err = unix.Fstatat(pd.fd, target, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				if err = unix.Fchmodat(pd.fd, target, d.mode, 0); err == nil {
+					err = unix.UtimesNanoAt(pd.fd, target, ts, unix.AT_SYMLINK_NOFOLLOW)
 				}
 			}
+			a.root.release(pd)
 		}
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("archive: set times of %q: %w", d.name, err)
@@ -814,18 +1061,28 @@ func (a *applier) finishDirs() error {
 }
 
 // visibleInLayers reports whether rel exists in the overlay of layers
-// (directories, newest first), the way overlayfs looks it up: a whiteout or
-// a non-directory hides what is below it, an opaque directory hides the
-// lower directories of the same name. Components are checked one at a time,
-// so no symlink is ever followed.
+// (directories, newest first), the way overlayfs looks it up.
 func visibleInLayers(layers []string, rel, xattrPrefix string) bool {
+	return showingLayer(layers, rel, xattrPrefix) >= 0
+}
+
+// showingLayer returns the index of the layer (of directories, newest
+// first) whose entry the overlay of layers shows at rel, or -1: a whiteout
+// or a non-directory hides what is below it, an opaque directory hides the
+// lower directories of the same name. Components are checked one at a
+// time, so no symlink is ever followed.
+func showingLayer(layers []string, rel, xattrPrefix string) int {
 	parts := strings.Split(rel, "/")
-	visible := layers
+	visible := make([]int, len(layers))
+	for i := range visible {
+		visible[i] = i
+	}
 	for i := range parts {
 		p := filepath.Join(parts[:i+1]...)
 		last := i == len(parts)-1
-		var next []string
-		for _, l := range visible {
+		var next []int
+		for _, li := range visible {
+			l := layers[li]
 			var st unix.Stat_t
 			if err := unix.Lstat(filepath.Join(l, p), &st); err != nil {
 				continue
@@ -834,22 +1091,22 @@ func visibleInLayers(layers []string, rel, xattrPrefix string) bool {
 				break // a whiteout
 			}
 			if last {
-				return true
+				return li
 			}
 			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 				break
 			}
-			next = append(next, l)
+			next = append(next, li)
 			if v, err := getxattr(filepath.Join(l, p), xattrPrefix+"opaque"); err == nil && string(v) == "y" {
 				break
 			}
 		}
 		if len(next) == 0 {
-			return false
+			return -1
 		}
 		visible = next
 	}
-	return false
+	return -1
 }
 
 // PruneWhiteouts removes from the layer directory dir those of its whiteout
@@ -870,17 +1127,19 @@ func PruneWhiteouts(dir string, whiteouts, parents []string, xattrPrefix string)
 			continue
 		}
 		d, base := path.Split(w)
-		pfd, err := rt.dir(strings.TrimSuffix(d, "/"), false)
+		pd, err := rt.dir(strings.TrimSuffix(d, "/"), false)
 		if err != nil {
 			return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
 		}
 		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
-			continue // not (or no longer) a whiteout
-		}
-		if err := unix.Unlinkat(pfd, base, 0); err != nil {
-			return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
-		}
+		if err := unix.Fstatat(pd.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+			err = unix.Unlinkat(pd.fd, base, 0)
+			if err != nil {
+				rt.release(pd)
+				return fmt.Errorf("archive: prune whiteout %q: %w", w, err)
+			}
+		} // else not (or no longer) a whiteout
+		rt.release(pd)
 	}
 	return nil
 }
@@ -918,18 +1177,110 @@ func InheritDirs(dir string, implicit, parents []string, xattrPrefix string) err
 		if !found {
 			continue
 		}
-		fd, err := rt.dir(rel, false)
+		d, err := rt.dir(rel, false)
 		if err != nil {
 			continue // replaced by a later entry of the layer
 		}
-		if err := unix.Fchownat(fd, "", int(from.Uid), int(from.Gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("archive: inherit owner of %q: %w", rel, err)
+		err = unix.Fchownat(d.fd, "", int(from.Uid), int(from.Gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+		if err != nil {
+			err = fmt.Errorf("archive: inherit owner of %q: %w", rel, err)
+		} else if err = unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", d.fd), from.Mode&0o7777); err != nil {
+			err = fmt.Errorf("archive: inherit mode of %q: %w", rel, err)
 		}
-		if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), from.Mode&0o7777); err != nil {
-			return fmt.Errorf("archive: inherit mode of %q: %w", rel, err)
+		rt.release(d)
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// LinkLowers makes the hard links that Apply deferred
+// (ApplyResult.LowerLinks) in the layer directory dir, now that its
+// parents (directories, newest first) exist: each target is copied up
+// from the parents into dir, with its attributes, and linked, as Apply
+// does when it knows the parents. A target the layer replaced or hid
+// after the link was made is copied to the link's name alone, as the
+// link kept the file natively. Directories made on the way get the
+// parents' attributes (see InheritDirs). It returns errdefs.ErrNotFound
+// for a target the parents do not show either.
+func LinkLowers(dir string, links []HardLink, parents []string, xattrPrefix string) error {
+	if len(links) == 0 {
+		return nil
+	}
+	if xattrPrefix == "" {
+		xattrPrefix = "trusted.overlay."
+	}
+	rt, err := openRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	a := &applier{dir: dir, root: rt, copied: map[string]struct{}{},
+		opts: ApplyOptions{Whiteouts: WhiteoutOverlay, Parents: parents, OverlayXattrPrefix: xattrPrefix, Unprivileged: os.Geteuid() != 0}}
+	for _, l := range links {
+		if err := a.linkLower(l); err != nil {
+			return fmt.Errorf("archive: hard link %q to %q: %w", l.Name, l.Target, err)
+		}
+	}
+	var made []string
+	for d := range rt.made {
+		made = append(made, d)
+	}
+	return InheritDirs(dir, made, parents, xattrPrefix)
+}
+
+func (a *applier) linkLower(l HardLink) error {
+	ldir, lbase := path.Split(l.Name)
+	pd, err := a.root.dir(strings.TrimSuffix(ldir, "/"), true)
+	if err != nil {
+		return err
+	}
+	defer a.root.release(pd)
+	if _, ok := a.copied[l.Target]; !ok {
+		// What the layer has at the target now came after the link
+		// (else Apply would have made it): a later entry, or a
+		// whiteout. The link keeps the parents' file, alone.
+		if hidden, present := upperState(a.dir, l.Target, a.opts.OverlayXattrPrefix); hidden || present {
+			return a.copyUpTo(l.Target, l.Name)
+		}
+		if err := a.copyUp(l.Target); err != nil {
+			return err
+		}
+	}
+	if err := a.link(l.Target, pd.fd, lbase); err != nil {
+		return err
+	}
+	a.copied[l.Name] = struct{}{} // a later link to it links it
+	return nil
+}
+
+// upperState looks at rel in the layer directory dir alone: hidden says
+// that the layer hides what its parents have there (a whiteout at rel, or
+// a whiteout, non-directory or opaque directory on the way), present
+// that dir has an entry at rel. No symlink is followed.
+func upperState(dir, rel, xattrPrefix string) (hidden, present bool) {
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := filepath.Join(dir, filepath.Join(parts[:i+1]...))
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return false, false
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+			return true, i == len(parts)-1
+		}
+		if i == len(parts)-1 {
+			return false, true
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return true, false
+		}
+		if v, err := getxattr(p, xattrPrefix+"opaque"); err == nil && string(v) == "y" {
+			return true, false
+		}
+	}
+	return false, false
 }
 
 // processUmask reads the umask without changing it (umask(2) can only set

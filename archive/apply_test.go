@@ -300,6 +300,8 @@ var escapeCases = []struct {
 	{"opaque-through-symlink", [][]byte{tartest.Tar(tartest.Symlink("l", "../outside"), tartest.File("l/.wh..wh..opq", ""))}},
 	{"opaque-abs-symlink", [][]byte{tartest.Tar(tartest.Symlink("l", "/"), tartest.File("l/.wh..wh..opq", ""))}},
 	{"device-through-symlink", [][]byte{tartest.Tar(tartest.Symlink("l", "../outside"), tartest.Entry{Name: "l/dev", Type: tar.TypeChar, Major: 1, Minor: 3})}},
+	{"dir-replaced-by-symlink", [][]byte{tartest.Tar(tartest.Dir("a/"), tartest.Symlink("a", "../outside"), tartest.File("a/sentinel", "pwned"), tartest.File("a/new", "pwned"))}},
+	{"dir-replaced-by-abs-symlink", [][]byte{tartest.Tar(tartest.Dir("a/"), tartest.File("a/x", "x"), tartest.Symlink("a", "/.."), tartest.File("a/victim", "pwned"))}},
 	{"dir-through-symlink", [][]byte{tartest.Tar(tartest.Symlink("l", "../outside"), tartest.Entry{Name: "l/", Type: tar.TypeDir, Mode: 0o777})}},
 	{"proc-magic-link", [][]byte{tartest.Tar(tartest.Symlink("p", "/proc/self/root"), tartest.File("p/victim", "pwned"))}},
 	{"xattr-through-symlink", [][]byte{tartest.Tar(tartest.Symlink("l", "../outside/sentinel"), tartest.Entry{Name: "l", Type: tar.TypeSymlink, Link: "x", Xattrs: map[string]string{"user.x": "y"}})}},

@@ -248,3 +248,50 @@ func TestCrossCheckGNUTar(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyDirReplacedBySymlink: a directory replaced by a symlink in the
+// same layer, then written through (issue 11, item 10). GNU tar follows the
+// symlink for the later entries; so do we, inside the root. A layer's entry
+// replaces a non-empty directory as well, which GNU tar does with
+// --recursive-unlink.
+func TestApplyDirReplacedBySymlink(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		name  string
+		layer []byte
+	}{
+		{"issue", tartest.Tar(tartest.Dir("b/"), tartest.File("b/f", "b"), tartest.Dir("a/"), tartest.Symlink("a", "b"), tartest.File("a/f", "through a"))},
+		{"new-name", tartest.Tar(tartest.Dir("b/"), tartest.Dir("a/"), tartest.Symlink("a", "b"), tartest.File("a/g", "g"))},
+		{"nested", tartest.Tar(tartest.Dir("b/"), tartest.Dir("b/c/"), tartest.File("b/c/f", "b"), tartest.Dir("a/"), tartest.Dir("a/c/"),
+			tartest.Symlink("a", "b"), tartest.File("a/c/f", "through a"), tartest.Dir("a/d/"), tartest.File("a/d/g", "g"))},
+		{"deeper-target", tartest.Tar(tartest.Dir("x/"), tartest.Dir("x/y/"), tartest.Dir("a/"), tartest.File("a/old", "old"),
+			tartest.Symlink("a", "x/y"), tartest.File("a/f", "f"), tartest.Link("a/h", "a/f"))},
+		{"same-name", tartest.Tar(tartest.Dir("b/"), tartest.Dir("a/"), tartest.File("a/f", "first"), tartest.Symlink("a", "b"), tartest.File("a/f", "second"))},
+		{"back-to-dir", tartest.Tar(tartest.Dir("b/"), tartest.Dir("a/"), tartest.Symlink("a", "b"), tartest.File("a/f", "f"), tartest.Dir("a/"), tartest.File("a/g", "g"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := t.TempDir()
+			lf := filepath.Join(t.TempDir(), "layer.tar")
+			if err := os.WriteFile(lf, tc.layer, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			run(t, "tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "--recursive-unlink", "-xpf", lf, "-C", ref)
+			want := comparable(fullTree(t, ref))
+			for _, mode := range []WhiteoutMode{WhiteoutOverlay, WhiteoutNative} {
+				dir := t.TempDir()
+				if _, err := apply(t, dir, tc.layer, mode); err != nil {
+					t.Fatalf("Apply(%s, mode %d) = %v", tc.name, mode, err)
+				}
+				if got := comparable(fullTree(t, dir)); got != want {
+					t.Errorf("Apply(%s, mode %d) differs from GNU tar:\n%s", tc.name, mode, lineDiff(want, got))
+				}
+			}
+		})
+	}
+	// An absolute symlink is followed inside the root, never out of it.
+	dir := t.TempDir()
+	mustApply(t, dir, tartest.Tar(tartest.Dir("b/"), tartest.Dir("a/"), tartest.Symlink("a", "/b"), tartest.File("a/f", "f")), WhiteoutNative)
+	if b, err := os.ReadFile(filepath.Join(dir, "b/f")); err != nil || string(b) != "f" {
+		t.Fatalf("a → /b, a/f: b/f = %q, %v; want the file written inside the root", b, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,23 +17,43 @@ import (
 // whole confinement argument: no path we open can name anything outside.
 const resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
 
-// maxCachedDirs bounds the parent-directory descriptors kept open.
-const maxCachedDirs = 128
+// maxCachedDirs bounds the directory descriptors the cache keeps open when
+// nobody uses them. Tests make it small to exercise eviction with small
+// layers.
+var maxCachedDirs = 128
+
+// dirRef is a directory descriptor lent by a root. It stays open while it
+// is pinned, whatever happens to the cache: a descriptor closed under its
+// user could be reused by another goroutine for a directory outside the
+// root (issue 11). Every dirRef returned by root.dir is pinned once and
+// must be given back with root.release.
+type dirRef struct {
+	fd int
+	// setgid says the directory has the setgid bit: files made in it take
+	// the directory's group, so their owner must be set.
+	setgid bool
+	pins   int  // guarded by root.mu
+	cached bool // in root.dirs (or the root itself); else closed at the last release
+}
 
 // root is a directory tree that entries are applied into. All access goes
 // through descriptors opened with openat2(RESOLVE_IN_ROOT) and *at system
 // calls on a single final component, which is never followed.
+//
+// Directory descriptors are cached by relative path and lent pinned: the
+// cache evicts what it holds when full and drops what was removed
+// (forget), but closes a descriptor only once nobody holds it. Pinning
+// rather than evicting between entries, because small files are written
+// by workers that hold their parent's descriptor across many entries, and
+// rather than dup, which would cost two system calls per entry.
 type root struct {
-	fd   int
-	dirs map[string]int // relative path → O_PATH descriptor of that directory
-	// setgid records cached directories with the setgid bit: files made in
-	// them take the directory's group, so their owner must be set.
-	setgid map[int]bool
+	fd  int
+	top *dirRef // the root itself, open until close
+
+	mu   sync.Mutex
+	dirs map[string]*dirRef // relative path → O_PATH descriptor of that directory
 	// made records the directories dir created for missing parents.
 	made map[string]struct{}
-	// beforeEvict runs before cached descriptors are closed to make room:
-	// the applier waits there for workers that still use them.
-	beforeEvict func()
 }
 
 func openRoot(dir string) (*root, error) {
@@ -40,30 +61,64 @@ func openRoot(dir string) (*root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive: open root %s: %w", dir, err)
 	}
-	r := &root{fd: fd, dirs: map[string]int{}, setgid: map[int]bool{}, made: map[string]struct{}{}}
+	r := &root{fd: fd, top: &dirRef{fd: fd, cached: true}, dirs: map[string]*dirRef{}, made: map[string]struct{}{}}
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_ISGID != 0 {
-		r.setgid[fd] = true
+		r.top.setgid = true
 	}
 	return r, nil
 }
 
+// close closes the root and the cached descriptors. Nothing may hold one.
 func (r *root) close() {
-	for _, fd := range r.dirs {
-		unix.Close(fd)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range r.dirs {
+		d.cached = false
+		if d.pins == 0 {
+			unix.Close(d.fd)
+		}
 	}
 	r.dirs = nil
 	unix.Close(r.fd)
 }
 
+// pin takes one more hold of d, for another user (a worker).
+func (r *root) pin(d *dirRef) {
+	r.mu.Lock()
+	d.pins++
+	r.mu.Unlock()
+}
+
+// release gives back one hold of d; the last one closes a descriptor the
+// cache no longer has.
+func (r *root) release(d *dirRef) {
+	r.mu.Lock()
+	d.pins--
+	if d.pins == 0 && !d.cached {
+		unix.Close(d.fd)
+	}
+	r.mu.Unlock()
+}
+
+// uncache removes d from the cache (r.mu held), closing it unless held.
+func (r *root) uncache(rel string, d *dirRef) {
+	delete(r.dirs, rel)
+	d.cached = false
+	if d.pins == 0 {
+		unix.Close(d.fd)
+	}
+}
+
 // forget drops cached descriptors of rel and everything below it: the
-// directory was removed or replaced.
+// directory was removed or replaced. Held descriptors stay open until
+// released.
 func (r *root) forget(rel string) {
-	for k, fd := range r.dirs {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, d := range r.dirs {
 		if rel == "" || k == rel || strings.HasPrefix(k, rel+"/") {
-			unix.Close(fd)
-			delete(r.dirs, k)
-			delete(r.setgid, fd)
+			r.uncache(k, d)
 		}
 	}
 }
@@ -82,44 +137,54 @@ func (r *root) openIn(rel string, flags int, mode uint32) (int, error) {
 	}
 }
 
-// dir returns a descriptor of directory rel, creating missing directories
-// (mode 0755) when create is set. A non-directory in the way is an error.
-func (r *root) dir(rel string, create bool) (int, error) {
+// dir returns directory rel, pinned (see release), creating missing
+// directories (mode 0755) when create is set. A non-directory in the way
+// is an error.
+func (r *root) dir(rel string, create bool) (*dirRef, error) {
 	if rel == "" {
-		return r.fd, nil
+		r.pin(r.top)
+		return r.top, nil
 	}
-	if fd, ok := r.dirs[rel]; ok {
-		return fd, nil
+	r.mu.Lock()
+	if d, ok := r.dirs[rel]; ok {
+		d.pins++
+		r.mu.Unlock()
+		return d, nil
 	}
+	r.mu.Unlock()
 	fd, err := r.openIn(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if errors.Is(err, unix.ENOENT) && create {
 		parent, base := path.Split(rel)
-		pfd, perr := r.dir(strings.TrimSuffix(parent, "/"), true)
+		pd, perr := r.dir(strings.TrimSuffix(parent, "/"), true)
 		if perr != nil {
-			return -1, perr
+			return nil, perr
 		}
-		if err := unix.Mkdirat(pfd, base, 0o755); err == nil {
+		err = unix.Mkdirat(pd.fd, base, 0o755)
+		r.release(pd)
+		if err == nil {
 			r.made[rel] = struct{}{}
 		} else if !errors.Is(err, unix.EEXIST) {
-			return -1, &os.PathError{Op: "mkdir", Path: rel, Err: err}
+			return nil, &os.PathError{Op: "mkdir", Path: rel, Err: err}
 		}
 		fd, err = r.openIn(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 	}
 	if err != nil {
-		return -1, &os.PathError{Op: "open directory", Path: rel, Err: err}
+		return nil, &os.PathError{Op: "open directory", Path: rel, Err: err}
 	}
-	if len(r.dirs) >= maxCachedDirs {
-		if r.beforeEvict != nil {
-			r.beforeEvict()
-		}
-		r.forget("")
-	}
-	r.dirs[rel] = fd
+	d := &dirRef{fd: fd, pins: 1, cached: true}
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_ISGID != 0 {
-		r.setgid[fd] = true
+		d.setgid = true
 	}
-	return fd, nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.dirs) >= maxCachedDirs {
+		for k, old := range r.dirs {
+			r.uncache(k, old)
+		}
+	}
+	r.dirs[rel] = d
+	return d, nil
 }
 
 // removeAllAt removes name in directory dirfd, recursively, never following

@@ -77,12 +77,25 @@ func WritableTarget(mounts []mount.Mount) (Target, error) {
 	return Target{}, fmt.Errorf("%s mount: %w", m.Type, errdefs.ErrNotImplemented)
 }
 
+// ApplyOpt changes how Apply applies a layer.
+type ApplyOpt func(*archive.ApplyOptions)
+
+// WithDeferredLowerLinks is for a layer applied (archive.WhiteoutOverlay)
+// into a snapshot prepared without its parents, which are unpacked at the
+// same time: hard links to their files are listed in
+// ApplyResult.LowerLinks instead of failing, and the caller must make them
+// with archive.LinkLowers once the parents are committed.
+func WithDeferredLowerLinks() ApplyOpt {
+	return func(o *archive.ApplyOptions) { o.DeferLowerLinks = true }
+}
+
 // Apply unpacks the layer r into the active snapshot whose mounts are
 // given. Into an overlay upper directory whiteouts become overlay
-// whiteouts; into a bind-mounted directory they are carried out with mode
+// whiteouts, and hard links to the parents' files link copies of them;
+// into a bind-mounted directory whiteouts are carried out with mode
 // (archive.WhiteoutNative for a full copy of the parents,
 // archive.WhiteoutOverlay for a layer directory that overlay will stack).
-func Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mode archive.WhiteoutMode) (archive.ApplyResult, error) {
+func Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mode archive.WhiteoutMode, aopts ...ApplyOpt) (archive.ApplyResult, error) {
 	t, err := WritableTarget(mounts)
 	if err != nil {
 		return archive.ApplyResult{}, fmt.Errorf("apply layer: %w", err)
@@ -91,6 +104,9 @@ func Apply(ctx context.Context, mounts []mount.Mount, r io.Reader, mode archive.
 	if t.Overlay {
 		opts.Whiteouts = archive.WhiteoutOverlay
 		opts.Parents = t.Lowers
+	}
+	for _, o := range aopts {
+		o(&opts)
 	}
 	res, err := archive.Apply(ctx, t.Dir, r, opts)
 	if err == nil && t.Overlay && len(t.Lowers) > 0 {

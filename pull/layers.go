@@ -424,9 +424,13 @@ func (pl *pull) unpack(ctx context.Context, pn *plan, i int, sem, unsem chan str
 		}
 	}()
 	var res archive.ApplyResult
+	var aopts []diff.ApplyOpt
+	if pn.rebase && i > 0 {
+		aopts = append(aopts, diff.WithDeferredLowerLinks()) // made by fixUp
+	}
 	apply := func(r io.Reader) error {
 		var err error
-		res, err = diff.Apply(ctx, mounts, r, mode)
+		res, err = diff.Apply(ctx, mounts, r, mode, aopts...)
 		return err
 	}
 	fromStore := func() error {
@@ -491,7 +495,7 @@ func (pl *pull) unpack(ctx context.Context, pn *plan, i int, sem, unsem chan str
 			return ctx.Err()
 		}
 		if pn.rebase {
-			if len(res.Whiteouts) > 0 || len(res.ImplicitDirs) > 0 {
+			if len(res.Whiteouts) > 0 || len(res.ImplicitDirs) > 0 || len(res.LowerLinks) > 0 {
 				if err := pl.fixUp(ctx, pn, mounts, parent, res); err != nil {
 					return fmt.Errorf("layer %s: %w", l.Digest, err)
 				}
@@ -510,9 +514,10 @@ func (pl *pull) unpack(ctx context.Context, pn *plan, i int, sem, unsem chan str
 }
 
 // fixUp finishes a layer unpacked on nothing once its parents exist: it
-// removes whiteouts that hide nothing in them (overlayfs would list them
-// in directories it does not merge) and gives directories made for
-// missing parents the attributes the parents have.
+// makes the hard links to the parents' files (copied up), removes
+// whiteouts that hide nothing in them (overlayfs would list them in
+// directories it does not merge) and gives directories made for missing
+// parents the attributes the parents have.
 func (pl *pull) fixUp(ctx context.Context, pn *plan, mounts []mount.Mount, parent string, res archive.ApplyResult) error {
 	t, err := diff.WritableTarget(mounts)
 	if err != nil {
@@ -531,6 +536,9 @@ func (pl *pull) fixUp(ctx context.Context, pn *plan, mounts []mount.Mount, paren
 	lowers := pt.Lowers
 	if !pt.Overlay {
 		lowers = []string{pt.Dir}
+	}
+	if err := archive.LinkLowers(t.Dir, res.LowerLinks, lowers, t.XattrPrefix); err != nil {
+		return err
 	}
 	if err := archive.PruneWhiteouts(t.Dir, res.Whiteouts, lowers, t.XattrPrefix); err != nil {
 		return err
