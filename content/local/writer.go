@@ -348,7 +348,9 @@ func (w *writer) Status() (content.Status, error) {
 // Prepare verifies size (when > 0) and expected (when set) against what was
 // written and makes the data durable, without publishing it: Commit after
 // Prepare only renames. It returns errdefs.ErrFailedPrecondition on a
-// mismatch, leaving the writer usable (to Truncate, or to write the rest).
+// mismatch. A size mismatch (or an ingest shorter than its total) leaves
+// the writer usable, to Truncate or to write the rest; a digest mismatch
+// of complete data removes the ingest and closes the writer.
 func (w *writer) Prepare(ctx context.Context, size int64, expected digest.Digest) (digest.Digest, error) {
 	if w.prepared != "" {
 		return w.prepared, nil
@@ -364,7 +366,16 @@ func (w *writer) Prepare(ctx context.Context, size int64, expected digest.Digest
 	}
 	dgst := digest.NewDigest(digest.SHA256, w.hash)
 	if expected != "" && expected != dgst {
-		return "", fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
+		err := fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
+		if w.st.Total > 0 && w.st.Offset < w.st.Total {
+			return "", err // incomplete: the rest may still come
+		}
+		// All of it, and wrong: resuming would only fail the same way
+		// (issue 11, item 6), so the ingest goes, as containerd's does.
+		if derr := w.discard(); derr != nil {
+			return "", fmt.Errorf("%w (discard: %w)", err, derr)
+		}
+		return "", fmt.Errorf("%w; ingest discarded", err)
 	}
 	if err := w.f.Sync(); err != nil {
 		return "", fmt.Errorf("commit ingest %q: sync: %w", w.st.Ref, err)
@@ -464,6 +475,17 @@ func (w *writer) Close() error {
 	}
 	w.release()
 	return err
+}
+
+// discard removes the ingest and closes the writer; the ref stays locked
+// until the directory is gone.
+func (w *writer) discard() error {
+	w.f.Close()
+	defer w.release()
+	if err := os.RemoveAll(w.dir); err != nil {
+		return fmt.Errorf("remove ingest %q: %w", w.st.Ref, err)
+	}
+	return nil
 }
 
 func (w *writer) release() {
