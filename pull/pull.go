@@ -153,10 +153,10 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 	ctx = leases.WithLease(ctx, pl.lease.ID)
 
 	if err := pl.fetchTree(ctx, root, 0); err != nil {
-		return images.Image{}, err
+		return images.Image{}, pl.failed(ctx, err)
 	}
 	if err := pl.fetchLayers(ctx, root); err != nil {
-		return images.Image{}, err
+		return images.Image{}, pl.failed(ctx, err)
 	}
 	img := images.Image{Name: ref.String(), Target: root}
 	is := p.store.DB.Images()
