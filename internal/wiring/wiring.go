@@ -28,6 +28,9 @@ type Config struct {
 	Logger *slog.Logger
 	// GCDelay is the debounce of scheduled collections; zero means 100ms.
 	GCDelay time.Duration
+	// MinFree is the free space collections keep on the content store's
+	// filesystem by dropping partial downloads (see metadata.WithMinFree).
+	MinFree metadata.MinFree
 }
 
 // Store is an open root.
@@ -98,6 +101,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	opts = append(opts, metadata.WithSnapshotter("native", nat))
 	if cfg.GCDelay != 0 {
 		opts = append(opts, metadata.WithGCDelay(cfg.GCDelay))
+	}
+	if !cfg.MinFree.IsZero() {
+		opts = append(opts, metadata.WithMinFree(cfg.MinFree))
 	}
 	db, err := metadata.Open(ctx, filepath.Join(cfg.Root, "metadata.db"), blobs, opts...)
 	if err != nil {
