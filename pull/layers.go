@@ -315,7 +315,7 @@ func (pl *pull) fetchBlob(ctx context.Context, l ocispec.Descriptor, labels map[
 		}
 		return false, false, errRetry
 	case err != nil:
-		return false, false, err
+		return false, false, fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
 	pl.noteIngest(ref)
 	defer w.Close()

@@ -69,6 +69,19 @@ func (s *Store) openWriter(ctx context.Context, wo content.WriterOpts) (*writer,
 		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
 	}
 	now := time.Now().UTC()
+	f, err := s.createIngest(dir, wo, now)
+	if err != nil {
+		// Half made (a full disk, say): nothing to resume, and its blocks
+		// are better free.
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
+	}
+	return s.newWriter(f, dir, content.Status{Ref: wo.Ref, Total: wo.Desc.Size, StartedAt: now, UpdatedAt: now}, sha256.New()), nil
+}
+
+// createIngest fills the new ingest directory dir and returns its data
+// file.
+func (s *Store) createIngest(dir string, wo content.WriterOpts, now time.Time) (*os.File, error) {
 	if err := os.WriteFile(filepath.Join(dir, "startedat"), []byte(now.Format(time.RFC3339Nano)), 0o600); err != nil {
 		return nil, err
 	}
@@ -86,7 +99,7 @@ func (s *Store) openWriter(ctx context.Context, wo content.WriterOpts) (*writer,
 		f.Close()
 		return nil, err
 	}
-	return s.newWriter(f, dir, content.Status{Ref: wo.Ref, Total: wo.Desc.Size, StartedAt: now, UpdatedAt: now}, sha256.New()), nil
+	return f, nil
 }
 
 func (s *Store) resume(ctx context.Context, dir string, st content.Status, wo content.WriterOpts) (*writer, error) {
