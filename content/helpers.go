@@ -48,10 +48,19 @@ func WriteBlob(ctx context.Context, ing Ingester, ref string, r io.Reader, desc 
 	err = w.Commit(ctx, desc.Size, desc.Digest, opts...)
 	if resumed && errors.Is(err, errdefs.ErrFailedPrecondition) {
 		// The stored prefix was wrong; with a seekable source, once more
-		// from the start.
+		// from the start, in a new ingest (a store discards an ingest
+		// whose digest is wrong).
 		if _, ok := r.(io.Seeker); ok {
+			w.Close()
+			if w, err = ing.Writer(ctx, WithRef(ref), WithDescriptor(desc)); err != nil {
+				if errors.Is(err, errdefs.ErrAlreadyExists) {
+					return nil
+				}
+				return err
+			}
+			defer w.Close()
 			if rerr := restart(w, r); rerr != nil {
-				return fmt.Errorf("write %s: %w (restart: %w)", desc.Digest, err, rerr)
+				return fmt.Errorf("write %s: %w", desc.Digest, rerr)
 			}
 			if _, err := io.Copy(w, r); err != nil {
 				return fmt.Errorf("write %s: %w", desc.Digest, err)

@@ -66,6 +66,26 @@ type GCRequest struct {
 	DryRun bool `json:"dry_run,omitempty"`
 	// List fills the result's Removed with every object.
 	List bool `json:"list,omitempty"`
+	// Ingests drops every partial download no writer holds, whatever its
+	// age or lease.
+	Ingests bool `json:"ingests,omitempty"`
+	// MinFree, when set, is this collection's free space threshold (see
+	// metadata.ParseMinFree): partial downloads go, oldest first, until
+	// the content store's filesystem has that much free.
+	MinFree string `json:"min_free,omitempty"`
+}
+
+// options checks the request and turns it into the collection's options.
+func (r GCRequest) options() (metadata.GCOptions, error) {
+	o := metadata.GCOptions{DryRun: r.DryRun, List: r.List, DropIngests: r.Ingests}
+	if r.MinFree != "" {
+		m, err := metadata.ParseMinFree(r.MinFree)
+		if err != nil {
+			return o, err
+		}
+		o.MinFree = &m
+	}
+	return o, nil
 }
 
 // FsckRequest verifies (and with Repair mends) the store.
@@ -203,7 +223,11 @@ func (r *Runner) Run(ctx context.Context, req Request, env Env) (Result, error) 
 	case "export":
 		return Result{}, r.export(ctx, *req.Export, env)
 	case "gc":
-		st, err := s.DB.GarbageCollect(ctx, metadata.GCOptions{DryRun: req.GC.DryRun, List: req.GC.List})
+		o, err := req.GC.options()
+		if err != nil {
+			return Result{}, err
+		}
+		st, err := s.DB.GarbageCollect(ctx, o)
 		if err != nil {
 			return Result{}, err
 		}

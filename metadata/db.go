@@ -44,6 +44,7 @@ type options struct {
 	gcDelay     time.Duration
 	ingestGrace time.Duration
 	lockTimeout time.Duration
+	minFree     MinFree
 	// snapshotters are the snapshot backends by name; see WithSnapshotter.
 	snapshotters map[string]snapshots.Snapshotter
 }

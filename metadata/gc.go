@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/snapshots"
@@ -33,6 +34,12 @@ type GCOptions struct {
 	DryRun bool
 	// List fills Stats.Removed with each object removed.
 	List bool
+	// DropIngests drops every ingest no writer holds (partial downloads),
+	// whatever its age or lease.
+	DropIngests bool
+	// MinFree, when set, replaces the DB's free space threshold (see
+	// WithMinFree) for this collection.
+	MinFree *MinFree
 }
 
 // GarbageCollect runs a collection now. One that removes (not DryRun) also
@@ -588,8 +595,10 @@ func (db *DB) collect(ctx context.Context, opts GCOptions, wanted func() bool) (
 		return stats, fmt.Errorf("gc: sweep blobs: %w", err)
 	}
 	// Ingest data whose record is gone (or never got written).
+	var ingestsLeft []content.Status
 	for _, st := range backendIngests {
 		if _, ok := keptIngests[st.Ref]; ok || c.ingestLive(st.Ref) {
+			ingestsLeft = append(ingestsLeft, st)
 			continue
 		}
 		if !opts.DryRun {
@@ -602,6 +611,9 @@ func (db *DB) collect(ctx context.Context, opts GCOptions, wanted func() bool) (
 		}
 		stats.BytesFreed += st.Offset
 		note("ingest data " + st.Ref)
+	}
+	if err := db.dropIngests(ctx, ingestsLeft, opts, &stats, note); err != nil {
+		return stats, fmt.Errorf("gc: %w", err)
 	}
 	stats.Duration = time.Since(start)
 	return stats, nil

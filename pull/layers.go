@@ -268,7 +268,10 @@ var errRetry = errors.New("retry")
 
 // download writes blob l into the store from the registry, resuming a
 // partial ingest. With apply, the stream is also applied as it arrives
-// (when the ingest starts from zero); it reports whether it was.
+// (when the ingest starts from zero); it reports whether it was. A resumed
+// ingest whose digest turns out wrong (bad bytes left by an earlier,
+// killed pull) is discarded by the store, and the blob fetched once more
+// from the start; a fresh one fails.
 func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[string]string, sem chan struct{}, apply func(io.Reader) error) (applied bool, err error) {
 	if pl.repo == nil { // Unpack: there is no registry to fetch from
 		return false, fmt.Errorf("layer %s is not in the content store: %w", l.Digest, errdefs.ErrNotFound)
@@ -279,32 +282,53 @@ func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[s
 		return false, ctx.Err()
 	}
 	defer func() { <-sem }()
-	w, err := pl.cs.Writer(ctx, content.WithRef("pull-"+l.Digest.String()), content.WithDescriptor(l))
+	for attempt := 0; ; attempt++ {
+		applied, resumed, err := pl.fetchBlob(ctx, l, labels, apply)
+		var bad *badDataError
+		if !errors.As(err, &bad) || !resumed || attempt > 0 {
+			return applied, err
+		}
+		pl.log.Warn("a resumed download does not match its digest; fetching it again from the start", "digest", l.Digest, "error", err)
+	}
+}
+
+// badDataError is a commit refused because the data is not the blob.
+type badDataError struct{ err error }
+
+func (e *badDataError) Error() string { return e.err.Error() }
+func (e *badDataError) Unwrap() error { return e.err }
+
+// fetchBlob is one attempt of download; resumed says whether it continued
+// an ingest that had bytes already.
+func (pl *pull) fetchBlob(ctx context.Context, l ocispec.Descriptor, labels map[string]string, apply func(io.Reader) error) (applied, resumed bool, err error) {
+	ref := "pull-" + l.Digest.String()
+	w, err := pl.cs.Writer(ctx, content.WithRef(ref), content.WithDescriptor(l))
 	switch {
 	case errors.Is(err, errdefs.ErrAlreadyExists):
-		return false, errRetry
+		return false, false, errRetry
 	case errors.Is(err, errdefs.ErrUnavailable):
 		// Another process is writing it: wait and look again.
 		t := time.NewTimer(200 * time.Millisecond)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return false, false, ctx.Err()
 		case <-t.C:
 		}
-		return false, errRetry
+		return false, false, errRetry
 	case err != nil:
-		return false, err
+		return false, false, fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
+	pl.noteIngest(ref)
 	defer w.Close()
 	st, err := w.Status()
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	off := st.Offset
 	if off > l.Size {
 		if err := w.Truncate(0); err != nil {
-			return false, err
+			return false, false, err
 		}
 		off = 0
 	}
@@ -312,9 +336,10 @@ func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[s
 		pl.log.Info("resuming a partial download", "digest", l.Digest, "offset", off)
 		apply = nil
 	}
+	resumed = off > 0
 	rc, err := pl.repo.OpenBlob(ctx, l, off)
 	if err != nil {
-		return false, err
+		return false, resumed, err
 	}
 	defer rc.Close()
 	src := &counter{r: rc, n: off, id: l.Digest.String(), total: l.Size, sink: pl.sink, status: progress.Downloading}
@@ -324,7 +349,7 @@ func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[s
 		applyErr = apply(ahead)
 		if applyErr != nil && ctx.Err() != nil {
 			ahead.Close()
-			return true, ctx.Err()
+			return true, resumed, ctx.Err()
 		}
 		// What the apply left unread (the compressed trailer, or the rest
 		// after a failure) still goes through the tee into the store.
@@ -332,26 +357,30 @@ func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[s
 		ahead.Close()
 		if err != nil {
 			if ctx.Err() != nil {
-				return true, ctx.Err()
+				return true, resumed, ctx.Err()
 			}
-			return true, fmt.Errorf("layer %s: %w", l.Digest, err)
+			return true, resumed, fmt.Errorf("layer %s: %w", l.Digest, err)
 		}
 	}
 	// The rest of the stream (all of it without apply).
 	if _, err := io.Copy(w, src); err != nil {
 		if ctx.Err() != nil {
-			return apply != nil, ctx.Err()
+			return apply != nil, resumed, ctx.Err()
 		}
-		return apply != nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+		return apply != nil, resumed, fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
 	if err := w.Commit(ctx, l.Size, l.Digest, content.WithLabels(labels)); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
 		// A digest mismatch explains any apply failure: report it.
-		return apply != nil, fmt.Errorf("layer %s from %s: %w", l.Digest, pl.ref.Name(), err)
+		err = fmt.Errorf("layer %s from %s: %w", l.Digest, pl.ref.Name(), err)
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			err = &badDataError{err}
+		}
+		return apply != nil, resumed, err
 	}
 	if applyErr != nil {
-		return true, fmt.Errorf("layer %s: %w", l.Digest, applyErr)
+		return true, resumed, fmt.Errorf("layer %s: %w", l.Digest, applyErr)
 	}
-	return apply != nil, nil
+	return apply != nil, resumed, nil
 }
 
 // unpackLayer makes chain snapshot i exist, committed on chain i-1.

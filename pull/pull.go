@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -94,6 +95,9 @@ type pull struct {
 	lease leases.Lease
 	// source is the distribution source label's key and value.
 	sourceKey, sourceVal string
+	// ingests are the refs of the partial downloads the pull wrote.
+	ingestMu sync.Mutex
+	ingests  map[string]struct{}
 }
 
 // Pull fetches ref (and unpacks it unless told not to) and returns the
@@ -149,10 +153,10 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 	ctx = leases.WithLease(ctx, pl.lease.ID)
 
 	if err := pl.fetchTree(ctx, root, 0); err != nil {
-		return images.Image{}, err
+		return images.Image{}, pl.failed(ctx, err)
 	}
 	if err := pl.fetchLayers(ctx, root); err != nil {
-		return images.Image{}, err
+		return images.Image{}, pl.failed(ctx, err)
 	}
 	img := images.Image{Name: ref.String(), Target: root}
 	is := p.store.DB.Images()
@@ -291,6 +295,7 @@ func (pl *pull) put(ctx context.Context, desc ocispec.Descriptor, body []byte, l
 		labels = map[string]string{}
 	}
 	labels[pl.sourceKey] = pl.sourceVal
+	pl.noteIngest("pull-" + desc.Digest.String())
 	return content.WriteBlob(ctx, pl.cs, "pull-"+desc.Digest.String(), bytes.NewReader(body), desc, content.WithLabels(labels))
 }
 

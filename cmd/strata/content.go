@@ -195,13 +195,21 @@ containerd.io/gc.root, or refer to it from an image, to keep it for good.`,
 			if err != nil {
 				return fmt.Errorf("ingest %q: %w (run the same command again to resume)", ref, err)
 			}
+			st, err = w.Status()
+			if err != nil {
+				return err
+			}
 			if err := w.Commit(ctx, size, dgst, content.WithLabels(lbls)); err != nil {
 				if errors.Is(err, errdefs.ErrAlreadyExists) {
 					fmt.Fprintf(out, "%s already present\n", dgst)
 					return nil
 				}
 				if errors.Is(err, errdefs.ErrFailedPrecondition) {
-					st, _ := w.Status()
+					if _, serr := cs.Status(ctx, ref); errors.Is(serr, errdefs.ErrNotFound) {
+						// The store dropped complete data with the wrong
+						// digest: resuming could not fix it.
+						return fmt.Errorf("%w; ingest aborted", err)
+					}
 					switch {
 					case size > 0 && st.Offset < size:
 						return fmt.Errorf("%w; the input ended early: run the same command again to resume at offset %d", err, st.Offset)
@@ -209,7 +217,7 @@ containerd.io/gc.root, or refer to it from an image, to keep it for good.`,
 						// All the bytes are there and they are wrong:
 						// resuming cannot fix that.
 						w.Close()
-						if aerr := cs.Abort(ctx, ref); aerr != nil {
+						if aerr := cs.Abort(ctx, ref); aerr != nil && !errors.Is(aerr, errdefs.ErrNotFound) {
 							return fmt.Errorf("%w (and abort: %w)", err, aerr)
 						}
 						return fmt.Errorf("%w; ingest aborted", err)

@@ -11,18 +11,33 @@ import (
 )
 
 func newGCCommand(a *app) *cobra.Command {
-	var dryRun, verbose bool
+	var dryRun, verbose, ingests bool
+	var minFree string
 	cmd := &cobra.Command{
-		Use:   "gc [--dry-run]",
+		Use:   "gc [--dry-run] [--ingests | --min-free SIZE]",
 		Short: "Collect garbage: remove what no image, lease or gc.root label reaches",
-		Args:  exactArgs(0),
+		Long: `Collect garbage: remove what no image, lease or gc.root label reaches.
+
+Partial downloads (ingests) are kept for resuming while they are young (24 h
+since their last write) or leased. After a pull failed for lack of space,
+--ingests drops every one no writer is using, whatever its age or lease;
+--min-free drops them, least recently written first, only until the store's
+filesystem has that much free space (bytes like 2GiB, or a percentage like
+10%). stratad applies its gc.min_free setting to every collection.`,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			s, err := a.open(ctx)
 			if err != nil {
 				return err
 			}
-			res, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{DryRun: dryRun, List: verbose || dryRun}}, jobs.Env{Logger: a.logger})
+			if ingests && minFree != "" {
+				return usagef("--ingests drops every partial download and --min-free only enough of them: give one")
+			}
+			if _, err := metadata.ParseMinFree(minFree); err != nil {
+				return usageError{fmt.Errorf("--min-free: %w", err)}
+			}
+			res, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{DryRun: dryRun, List: verbose || dryRun, Ingests: ingests, MinFree: minFree}}, jobs.Env{Logger: a.logger})
 			if err != nil {
 				return err
 			}
@@ -45,11 +60,17 @@ func newGCCommand(a *app) *cobra.Command {
 			fmt.Fprintf(out, "%s %d objects (%d records, %d blobs, %d ingests, %d leases), freeing %s in %s\n",
 				verb, st.Objects(), st.ContentRemoved, st.BlobsRemoved, st.IngestsRemoved, st.LeasesRemoved,
 				humanSize(st.BytesFreed), st.Duration.Round(time.Millisecond))
+			if st.IngestsKept > 0 {
+				fmt.Fprintf(out, "%d partial downloads kept, holding %s (in use, leased or recent); `strata gc --ingests` drops those not in use\n",
+					st.IngestsKept, humanSize(st.IngestBytesKept))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be removed; remove nothing")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "list every object removed")
+	cmd.Flags().BoolVar(&ingests, "ingests", false, "also drop every partial download not in use, whatever its age or lease")
+	cmd.Flags().StringVar(&minFree, "min-free", "", "drop partial downloads, oldest first, until the store's filesystem has this much free (2GiB, 10%)")
 	return cmd
 }
 

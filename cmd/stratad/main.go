@@ -28,6 +28,7 @@ import (
 
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/server"
 )
 
@@ -68,6 +69,7 @@ type LogConfig struct {
 // GCConfig is the collection policy.
 type GCConfig struct {
 	ScheduleDelay string `toml:"schedule_delay" comment:"debounce between a deletion and the collection it schedules"`
+	MinFree       string `toml:"min_free" comment:"free space each collection keeps on the content store's filesystem by dropping partial downloads, oldest first: bytes (2GiB) or a percentage (10%); empty: none"`
 }
 
 func defaultConfig() Config {
@@ -199,6 +201,10 @@ func serve(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("gc.schedule_delay %q: %v", cfg.GC.ScheduleDelay, err)
 	}
+	minFree, err := metadata.ParseMinFree(cfg.GC.MinFree)
+	if err != nil {
+		return fmt.Errorf("gc.min_free: %w", err)
+	}
 	if cfg.State == "" {
 		return fmt.Errorf("state directory must not be empty")
 	}
@@ -221,7 +227,7 @@ func serve(cfg Config) error {
 	defer stop()
 	// Opening the store takes its lock: a second daemon on the same root
 	// fails here, naming the root.
-	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay, Snapshotter: cfg.Snapshotter, Holder: "stratad"})
+	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay, MinFree: minFree, Snapshotter: cfg.Snapshotter, Holder: "stratad"})
 	if err != nil {
 		return err
 	}

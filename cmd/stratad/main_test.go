@@ -212,3 +212,33 @@ func TestStateAndSnapshotterSettings(t *testing.T) {
 		t.Fatalf("stratad with snapshotter btrfs: %v\n%s", err, out)
 	}
 }
+
+// TestConfigMinFree: gc.min_free is read and checked when the daemon
+// starts (issue 11, item 7).
+func TestConfigMinFree(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "config.toml")
+	write := func(v string) {
+		cfg := defaultConfig()
+		cfg.Root = filepath.Join(dir, "root")
+		cfg.State = filepath.Join(dir, "state")
+		cfg.GRPC.Address = filepath.Join(dir, "state", "strata.sock")
+		cfg.GC.MinFree = v
+		b, err := toml.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(conf, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("10%")
+	if c, err := loadConfig(conf, true); err != nil || c.GC.MinFree != "10%" {
+		t.Fatalf("loadConfig with gc.min_free = 10%%: %+v, %v", c.GC, err)
+	}
+	write("lots")
+	out, err := stratad(t, "--config", conf).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "gc.min_free") || !strings.Contains(string(out), "percentage") {
+		t.Fatalf("stratad with gc.min_free = lots: %v\n%s", err, out)
+	}
+}

@@ -254,6 +254,13 @@ func testDigestMismatch(ctx context.Context, t *testing.T, s Setup) {
 	}
 	err = w.Commit(ctx, desc.Size, other.Digest)
 	wantErr(t, "Commit with wrong digest", err, errdefs.ErrFailedPrecondition)
+	// Resuming wrong data could only fail the same way: the ingest is gone
+	// (issue 11, item 6).
+	_, err = s.Store.Status(ctx, "bad-digest")
+	wantErr(t, "Status after a commit with wrong digest", err, errdefs.ErrNotFound)
+	if sts, err := s.Store.ListStatuses(ctx); err != nil || len(sts) != 0 {
+		t.Fatalf("ListStatuses after a commit with wrong digest = %v, %v; want none", sts, err)
+	}
 	_, err = s.Store.Info(ctx, other.Digest)
 	wantErr(t, "Info(expected digest)", err, errdefs.ErrNotFound)
 	_, err = s.Store.Info(ctx, desc.Digest)

@@ -69,6 +69,19 @@ func (s *Store) openWriter(ctx context.Context, wo content.WriterOpts) (*writer,
 		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
 	}
 	now := time.Now().UTC()
+	f, err := s.createIngest(dir, wo, now)
+	if err != nil {
+		// Half made (a full disk, say): nothing to resume, and its blocks
+		// are better free.
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
+	}
+	return s.newWriter(f, dir, content.Status{Ref: wo.Ref, Total: wo.Desc.Size, StartedAt: now, UpdatedAt: now}, sha256.New()), nil
+}
+
+// createIngest fills the new ingest directory dir and returns its data
+// file.
+func (s *Store) createIngest(dir string, wo content.WriterOpts, now time.Time) (*os.File, error) {
 	if err := os.WriteFile(filepath.Join(dir, "startedat"), []byte(now.Format(time.RFC3339Nano)), 0o600); err != nil {
 		return nil, err
 	}
@@ -86,7 +99,7 @@ func (s *Store) openWriter(ctx context.Context, wo content.WriterOpts) (*writer,
 		f.Close()
 		return nil, err
 	}
-	return s.newWriter(f, dir, content.Status{Ref: wo.Ref, Total: wo.Desc.Size, StartedAt: now, UpdatedAt: now}, sha256.New()), nil
+	return f, nil
 }
 
 func (s *Store) resume(ctx context.Context, dir string, st content.Status, wo content.WriterOpts) (*writer, error) {
@@ -348,7 +361,9 @@ func (w *writer) Status() (content.Status, error) {
 // Prepare verifies size (when > 0) and expected (when set) against what was
 // written and makes the data durable, without publishing it: Commit after
 // Prepare only renames. It returns errdefs.ErrFailedPrecondition on a
-// mismatch, leaving the writer usable (to Truncate, or to write the rest).
+// mismatch. A size mismatch (or an ingest shorter than its total) leaves
+// the writer usable, to Truncate or to write the rest; a digest mismatch
+// of complete data removes the ingest and closes the writer.
 func (w *writer) Prepare(ctx context.Context, size int64, expected digest.Digest) (digest.Digest, error) {
 	if w.prepared != "" {
 		return w.prepared, nil
@@ -364,7 +379,16 @@ func (w *writer) Prepare(ctx context.Context, size int64, expected digest.Digest
 	}
 	dgst := digest.NewDigest(digest.SHA256, w.hash)
 	if expected != "" && expected != dgst {
-		return "", fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
+		err := fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
+		if w.st.Total > 0 && w.st.Offset < w.st.Total {
+			return "", err // incomplete: the rest may still come
+		}
+		// All of it, and wrong: resuming would only fail the same way
+		// (issue 11, item 6), so the ingest goes, as containerd's does.
+		if derr := w.discard(); derr != nil {
+			return "", fmt.Errorf("%w (discard: %w)", err, derr)
+		}
+		return "", fmt.Errorf("%w; ingest discarded", err)
 	}
 	if err := w.f.Sync(); err != nil {
 		return "", fmt.Errorf("commit ingest %q: sync: %w", w.st.Ref, err)
@@ -464,6 +488,17 @@ func (w *writer) Close() error {
 	}
 	w.release()
 	return err
+}
+
+// discard removes the ingest and closes the writer; the ref stays locked
+// until the directory is gone.
+func (w *writer) discard() error {
+	w.f.Close()
+	defer w.release()
+	if err := os.RemoveAll(w.dir); err != nil {
+		return fmt.Errorf("remove ingest %q: %w", w.st.Ref, err)
+	}
+	return nil
 }
 
 func (w *writer) release() {

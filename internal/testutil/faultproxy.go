@@ -58,7 +58,14 @@ type Fault struct {
 	// middle one when the length is known, else the first): same length,
 	// another digest.
 	Corrupt bool
-	Delay   time.Duration // sleep before answering
+	// Append proxies the response and sends these bytes after the body,
+	// counted in Content-Length (a registry serving a blob longer than
+	// its descriptor says).
+	Append []byte
+	// NoLength drops the upstream's Content-Length: the body goes out
+	// chunked, its length unknown until it ends.
+	NoLength bool
+	Delay    time.Duration // sleep before answering
 }
 
 // fault is an added Fault and how many requests it has hit.
@@ -305,8 +312,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rec *Request, f 
 			}
 		}
 	}
-	if resp.ContentLength >= 0 {
-		w.Header().Set("Content-Length", fmt.Sprint(resp.ContentLength))
+	w.Header().Del("Content-Length")
+	if resp.ContentLength >= 0 && !f.NoLength {
+		w.Header().Set("Content-Length", fmt.Sprint(resp.ContentLength+int64(len(f.Append))))
 	}
 	p.setStatus(rec, resp.StatusCode)
 	w.WriteHeader(resp.StatusCode)
@@ -353,6 +361,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rec *Request, f 
 			// breaking the connection: the status is gone.
 			if !errors.Is(rerr, io.EOF) {
 				panic(http.ErrAbortHandler)
+			}
+			if len(f.Append) > 0 {
+				p.addBytes(rec, int64(len(f.Append)))
+				w.Write(f.Append)
 			}
 			return
 		}

@@ -301,6 +301,36 @@ func TestProxyCorrupt(t *testing.T) {
 	}
 }
 
+// TestProxyAppend: Append sends bytes after the body, counted in
+// Content-Length unless NoLength drops it (the body then goes chunked).
+func TestProxyAppend(t *testing.T) {
+	f := startProxyFixture(t)
+	extra := []byte("surplus")
+	want := append(append([]byte(nil), f.data...), extra...)
+	for _, noLength := range []bool{false, true} {
+		f.proxy.Reset()
+		f.proxy.Add(Fault{Method: http.MethodGet, Path: f.path, Append: extra, NoLength: noLength})
+		resp, body, err := proxyGet(t, http.MethodGet, f.url, nil)
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+			t.Fatalf("GET (NoLength %v) = %s, %d bytes, %v; want 200 and the blob followed by %q", noLength, resp.Status, len(body), err, extra)
+		}
+		wantLength := int64(len(want))
+		if noLength {
+			wantLength = -1
+		}
+		if resp.ContentLength != wantLength {
+			t.Errorf("Content-Length (NoLength %v) = %d, want %d", noLength, resp.ContentLength, wantLength)
+		}
+	}
+	// On a Range request too.
+	f.proxy.Reset()
+	f.proxy.Add(Fault{Method: http.MethodGet, Path: f.path, Append: extra})
+	resp, body, err := proxyGet(t, http.MethodGet, f.url, http.Header{"Range": {"bytes=10-"}})
+	if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want[10:]) || resp.ContentLength != int64(len(want)-10) {
+		t.Fatalf("GET from byte 10 = %s, %d bytes (Content-Length %d), %v", resp.Status, len(body), resp.ContentLength, err)
+	}
+}
+
 // TestProxyDelay: a delayed request is answered, and one still waiting
 // ends when the client gives up or the proxy stops.
 func TestProxyDelay(t *testing.T) {

@@ -40,6 +40,9 @@ type Config struct {
 	// called once when Open starts waiting, with the holder's pid and name.
 	LockTimeout time.Duration
 	OnLockWait  func(holder string)
+	// MinFree is the free space collections keep on the content store's
+	// filesystem by dropping partial downloads (see metadata.WithMinFree).
+	MinFree metadata.MinFree
 }
 
 // Store is an open root.
@@ -135,6 +138,9 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 	opts = append(opts, metadata.WithSnapshotter("native", nat))
 	if cfg.GCDelay != 0 {
 		opts = append(opts, metadata.WithGCDelay(cfg.GCDelay))
+	}
+	if !cfg.MinFree.IsZero() {
+		opts = append(opts, metadata.WithMinFree(cfg.MinFree))
 	}
 	db, err := metadata.Open(ctx, filepath.Join(cfg.Root, "metadata.db"), blobs, opts...)
 	if err != nil {

@@ -87,6 +87,10 @@ type Stats struct {
 	BytesFreed       int64         `json:"bytes_freed"`
 	Duration         time.Duration `json:"duration_ns"`
 	DryRun           bool          `json:"dry_run"`
+	// IngestsKept and IngestBytesKept are the partial downloads (and
+	// other ingests) left after the collection and the bytes they hold.
+	IngestsKept     int   `json:"ingests_kept"`
+	IngestBytesKept int64 `json:"ingest_bytes_kept"`
 	// Removed lists each removed object as "<type> <namespace>/<key>" or
 	// "blob <digest>", when asked for.
 	Removed []string `json:"removed,omitempty"`

@@ -345,6 +345,7 @@ type blobReader struct {
 	idle    *time.Timer
 	resumes int
 	closed  bool
+	ended   bool        // the body was seen to end at desc.Size
 	stall   atomic.Bool // the idle timer fired
 }
 
@@ -389,6 +390,10 @@ func (b *blobReader) openAt(i int) error {
 			return fmt.Errorf("%s: asked for bytes from %d, got Content-Range %q", what, b.off, resp.Header.Get("Content-Range"))
 		}
 	case resp.StatusCode == http.StatusOK:
+		if err := b.checkLength(resp, what); err != nil {
+			cancel()
+			return err
+		}
 		if b.off > 0 {
 			// The registry ignored Range: skip what we have.
 			if _, err := io.CopyN(io.Discard, resp.Body, b.off); err != nil {
@@ -408,11 +413,41 @@ func (b *blobReader) openAt(i int) error {
 		}
 		return err
 	}
+	if resp.StatusCode == http.StatusPartialContent {
+		if err := b.checkLength(resp, what); err != nil {
+			cancel()
+			return err
+		}
+	}
 	b.body, b.cancel = resp.Body, cancel
 	if b.idle == nil {
 		b.idle = time.AfterFunc(repo.r.opts.IdleTimeout, b.stalled)
 	} else {
 		b.idle.Reset(repo.r.opts.IdleTimeout)
+	}
+	return nil
+}
+
+// checkLength compares the Content-Length of a full (200) or partial (206)
+// answer, when the registry sends one, with what desc's size leaves to
+// read. A registry (or proxy) that serves another length for a digest is
+// broken or hostile: the pull fails rather than read the size it expects
+// and ignore the rest (containerd refuses it too).
+func (b *blobReader) checkLength(resp *http.Response, what string) error {
+	if resp.ContentLength < 0 {
+		return nil // unknown: Read checks where the body ends
+	}
+	if resp.StatusCode == http.StatusOK {
+		if resp.ContentLength == b.desc.Size {
+			return nil
+		}
+		drain(resp)
+		return fmt.Errorf("%s: the registry sends %d bytes, the descriptor says %d: %w", what, resp.ContentLength, b.desc.Size, errdefs.ErrFailedPrecondition)
+	}
+	if want := b.desc.Size - b.off; resp.ContentLength != want {
+		drain(resp)
+		return fmt.Errorf("%s: the registry sends %d bytes from byte %d, the descriptor's size %d leaves %d: %w",
+			what, resp.ContentLength, b.off, b.desc.Size, want, errdefs.ErrFailedPrecondition)
 	}
 	return nil
 }
@@ -441,8 +476,7 @@ func (b *blobReader) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("read blob %s: closed", b.desc.Digest)
 		}
 		if b.off >= b.desc.Size {
-			// Whatever the body holds beyond Size is not ours to read.
-			return 0, io.EOF
+			return 0, b.atEnd()
 		}
 		if rest := b.desc.Size - b.off; int64(len(p)) > rest {
 			p = p[:rest]
@@ -484,6 +518,29 @@ func (b *blobReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// atEnd checks, once desc.Size bytes are read, that the body ends there:
+// a body of unknown length (chunked) may go on, and a blob longer than
+// its descriptor is refused, not cut to size. A failure to read past the
+// end is not the blob's: its bytes are all here and the digest decides.
+func (b *blobReader) atEnd() error {
+	if b.ended {
+		return io.EOF
+	}
+	var one [1]byte
+	n, _ := io.ReadFull(b.body, one[:])
+	if n > 0 {
+		extra, _ := io.Copy(io.Discard, io.LimitReader(b.body, 1<<20))
+		more := ""
+		if extra == 1<<20 {
+			more = " or more"
+		}
+		return fmt.Errorf("fetch blob %s: the registry sends %d%s bytes, more than the descriptor's %d: %w",
+			b.desc.Digest, b.desc.Size+int64(n)+extra, more, b.desc.Size, errdefs.ErrFailedPrecondition)
+	}
+	b.ended = true
+	return io.EOF
 }
 
 func (b *blobReader) Close() error {
