@@ -390,12 +390,25 @@ func (js *jobService) publishRepairs(ctx context.Context, problems []metadata.Pr
 	}
 }
 
-// checkRepair refuses fsck --repair unless its peer is root: it removes
-// blobs, records and images of every namespace, which no member of the
-// socket's group may do to the others. A check without repair changes
-// nothing and stays open to them.
+// checkRepair refuses what removes others' data in every namespace
+// unless its peer is root: fsck --repair (blobs, records and images), and
+// a collection that drops partial downloads (gc --ingests, --min-free:
+// other users' pulls would start over). A check without repair and a
+// plain collection, which removes only what nothing holds, stay open to
+// the socket's group.
 func checkRepair(req jobs.Request, uid int64) error {
-	if uid == 0 || req.Fsck == nil || !req.Fsck.Repair {
+	if uid == 0 {
+		return nil
+	}
+	if g := req.GC; g != nil && (g.Ingests || g.MinFree != "") {
+		flag := "--ingests"
+		if !g.Ingests {
+			flag = "--min-free"
+		}
+		return fmt.Errorf("gc %s: it drops the partial downloads of every namespace, so the daemon does it for root only (%s); run it as root, or plain strata gc: %w",
+			flag, peerName(uid), errdefs.ErrPermissionDenied)
+	}
+	if req.Fsck == nil || !req.Fsck.Repair {
 		return nil
 	}
 	return fmt.Errorf("fsck --repair: it removes blobs, records and images of every namespace, so the daemon does it for root only (%s); run it as root (sudo strata fsck --repair), or run strata fsck to check without repairing: %w",

@@ -68,6 +68,16 @@ func TestRootOnly(t *testing.T) {
 			t.Fatalf("%s, fsck --repair: %v", peerName(uid), err)
 		}
 	}
+	// Dropping partial downloads, likewise.
+	for _, req := range []jobs.Request{{GC: &jobs.GCRequest{Ingests: true}}, {GC: &jobs.GCRequest{MinFree: "10%"}}} {
+		if err := checkRepair(req, 0); err != nil {
+			t.Fatalf("root, %+v: %v", *req.GC, err)
+		}
+		err := checkRepair(req, 65534)
+		if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), peerName(65534)) || !strings.Contains(err.Error(), "partial downloads") {
+			t.Fatalf("nobody, %+v: %v", *req.GC, err)
+		}
+	}
 	for _, req := range []jobs.Request{{Fsck: &jobs.FsckRequest{}}, {GC: &jobs.GCRequest{}}, {Pull: &jobs.PullRequest{Ref: "x"}}} {
 		if err := checkRepair(req, 65534); err != nil {
 			t.Fatalf("nobody, %s: %v", req.Kind(), err)
