@@ -170,6 +170,9 @@ func TestCrictl(t *testing.T) {
 	ref := reg.Host + "/cri/app:v1"
 	d := startDaemon(t, server.Config{CRI: server.CRIConfig{PinnedImages: []string{ref}}})
 
+	if out := d.mustCrictl(t, "version"); !strings.Contains(out, "RuntimeName:  strata") || !strings.Contains(out, "RuntimeApiVersion:  v1") {
+		t.Fatalf("crictl version =\n%s", out)
+	}
 	out := d.mustCrictl(t, "pull", ref)
 	if !strings.Contains(out, cdig.String()) {
 		t.Fatalf("crictl pull %s = %q, want the image id %s", ref, out, cdig)
@@ -375,8 +378,10 @@ func TestBadInput(t *testing.T) {
 	if err != nil || sr.Image != nil {
 		t.Fatalf("ImageStatus(busybox) = %v, %v; want a nil image, no error", sr, err)
 	}
-	if _, err := d.images.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: &runtime.ImageSpec{Image: "busybox"}}); err != nil {
-		t.Fatalf("RemoveImage(absent) = %v, want nil", err)
+	for _, name := range []string{"busybox", strings.Repeat("0", 64), "sha256:" + strings.Repeat("0", 64)} {
+		if _, err := d.images.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: &runtime.ImageSpec{Image: name}}); err != nil {
+			t.Fatalf("RemoveImage(%q) of an absent image = %v, want nil", name, err)
+		}
 	}
 }
 
