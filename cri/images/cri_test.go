@@ -215,7 +215,8 @@ func TestCrictl(t *testing.T) {
 			} `json:"uid"`
 			Pinned bool `json:"pinned"`
 		} `json:"status"`
-		Info map[string]json.RawMessage `json:"info"`
+		// crictl shows the "info" entry of the verbose map, decoded.
+		Info json.RawMessage `json:"info"`
 	}
 	raw := d.mustCrictl(t, "inspecti", ref)
 	if err := json.Unmarshal([]byte(raw), &st); err != nil {
@@ -231,8 +232,8 @@ func TestCrictl(t *testing.T) {
 		ChainID   string        `json:"chainID"`
 		ImageSpec ocispec.Image `json:"imageSpec"`
 	}
-	if err := json.Unmarshal(st.Info["info"], &info); err != nil || info.ImageSpec.Config.User != "1000:1000" || info.ChainID == "" {
-		t.Fatalf("crictl inspecti verbose info = %s (%v), want the config and a chain ID", st.Info["info"], err)
+	if err := json.Unmarshal(st.Info, &info); err != nil || info.ImageSpec.Config.User != "1000:1000" || info.ChainID == "" {
+		t.Fatalf("crictl inspecti verbose info = %s (%v), want the config and a chain ID", st.Info, err)
 	}
 	// The id and a prefix of it name the image too.
 	if raw := d.mustCrictl(t, "inspecti", cdig.Encoded()[:12]); !strings.Contains(raw, cdig.String()) {
@@ -240,17 +241,19 @@ func TestCrictl(t *testing.T) {
 	}
 
 	var fsinfo struct {
-		ImageFilesystems []struct {
-			FsID       struct{ Mountpoint string } `json:"fsId"`
-			UsedBytes  struct{ Value string }      `json:"usedBytes"`
-			InodesUsed struct{ Value string }      `json:"inodesUsed"`
-		} `json:"imageFilesystems"`
+		Status struct {
+			ImageFilesystems []struct {
+				FsID       struct{ Mountpoint string } `json:"fsId"`
+				UsedBytes  struct{ Value string }      `json:"usedBytes"`
+				InodesUsed struct{ Value string }      `json:"inodesUsed"`
+			} `json:"imageFilesystems"`
+		} `json:"status"`
 	}
 	raw = d.mustCrictl(t, "imagefsinfo")
-	if err := json.Unmarshal([]byte(raw), &fsinfo); err != nil || len(fsinfo.ImageFilesystems) == 0 {
+	if err := json.Unmarshal([]byte(raw), &fsinfo); err != nil || len(fsinfo.Status.ImageFilesystems) == 0 {
 		t.Fatalf("crictl imagefsinfo: %v\n%s", err, raw)
 	}
-	fi := fsinfo.ImageFilesystems[0]
+	fi := fsinfo.Status.ImageFilesystems[0]
 	wantMount := filepath.Join(d.store.Root, "snapshots", d.store.DefaultSnapshotter)
 	var used, inodes uint64
 	fmt.Sscan(fi.UsedBytes.Value, &used)
