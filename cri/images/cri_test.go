@@ -364,7 +364,11 @@ func TestBadInput(t *testing.T) {
 
 	// A registry that stops sending: the progress watchdog cancels.
 	proxy.Add(testutil.Fault{Path: "/blobs/" + fixLayer(t, fix).String(), Delay: time.Hour})
-	err := pull(proxy.Host+"/cri/big:v1", nil)
+	// The client's own deadline only keeps a broken watchdog from hanging
+	// the test: its DeadlineExceeded would not say "no progress".
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	_, err := d.images.PullImage(sctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: proxy.Host + "/cri/big:v1"}})
 	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(status.Convert(err).Message(), "no progress") {
 		t.Fatalf("PullImage from a stalled registry = %v, want DeadlineExceeded saying no progress", err)
 	}
@@ -453,5 +457,47 @@ func TestPullProgress(t *testing.T) {
 	}
 	if len(got) != 1 {
 		t.Fatalf("StreamImages sent %v, want the one image once", got)
+	}
+}
+
+// TestConcurrentPulls: kubelet starting several pods of one image pulls it
+// once; every blob is downloaded once, and every pull answers the same id.
+func TestConcurrentPulls(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	fix := testutil.PushRandomImage(t, reg.Host, "cri/many", "v1", 3, 512<<10)
+	proxy := testutil.StartProxy(t, reg.Host)
+	d := startDaemon(t, server.Config{})
+	ref := proxy.Host + "/cri/many:v1"
+	const pods = 6
+	ids := make(chan string, pods)
+	errs := make(chan error, pods)
+	for range pods {
+		go func() {
+			r, err := d.images.PullImage(context.Background(), &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: ref}})
+			errs <- err
+			ids <- r.GetImageRef()
+		}()
+	}
+	first := ""
+	for range pods {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		id := <-ids
+		if first == "" {
+			first = id
+		}
+		if id != first || id == "" {
+			t.Fatalf("concurrent pulls answered ids %q and %q, want one", first, id)
+		}
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(fix.Blobs[fix.Root.Digest], &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range m.Layers {
+		if n := proxy.Count("GET", "/blobs/"+l.Digest.String()); n != 1 {
+			t.Fatalf("layer %s downloaded %d times by %d concurrent pulls, want once", l.Digest, n, pods)
+		}
 	}
 }
