@@ -4,13 +4,15 @@
 #
 #   bench/cri.sh [-n RUNS] [-i "IMAGES"] [-r REGISTRY]
 #
-# IMAGES are repo:tag on REGISTRY. Default: the corpus of ../shared/bench/mkimages.sh on
-# 127.0.0.1:5000 when its registry answers and BENCH_DATA/images.tsv exists; otherwise a registry
-# started here (docker-registry on a free port of 127.0.0.1) with test images built here (random
-# gzip layers, pushed with skopeo): small (1×1 MiB), multi (4×8 MiB), big (1×64 MiB).
+# IMAGES are repo:tag on REGISTRY. Default: the corpus of ../shared/bench/mkimages.sh when it has
+# been built (BENCH_DATA/images.tsv, storage under BENCH_REG_ROOT=/tmp/bench-registry), served by
+# a registry started here on a free port of 127.0.0.1; otherwise the same kind of registry with
+# test images built here (random gzip layers, pushed with skopeo): small (1×1 MiB), multi
+# (4×8 MiB), big (1×64 MiB).
 # Every run is cold: each candidate gets a fresh root and a freshly started daemon (not timed),
 # page cache dropped; candidates alternate run by run. Prints per image the median seconds of
 # each and the ratio stratad/containerd.
+# KEEP=1 keeps the work directory (daemons' logs of the last run of each).
 # Needs root, containerd (Debian), docker-registry, skopeo, and crictl (scripts/testtools.sh).
 set -euo pipefail
 
@@ -34,32 +36,39 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
   { grep -F " $WORK/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount "$m" || true; done
-  rm -rf "$WORK"
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
 "$REPO/scripts/testtools.sh" crictl
 CRICTL=${STRATA_TESTTOOLS:-/var/cache/strata-test}/crictl-v1.37.0/crictl
-(cd "$REPO" && go build -trimpath -o "$WORK/stratad" ./cmd/stratad)
+(cd "$REPO" && go build -trimpath -o "$WORK/bin/stratad" ./cmd/stratad)
 
 BENCH_DATA=${BENCH_DATA:-/tmp/bench-data}
-if [ -z "$REG" ] && [ -f "$BENCH_DATA/images.tsv" ] && curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1; then
-  REG=127.0.0.1:5000
-  IMAGES=${IMAGES:-"debian:minbase debian:fat debian:fat-zstd synthetic:smallfiles synthetic:bigfile"}
-fi
-if [ -z "$REG" ]; then
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+CORPUS=${BENCH_REG_ROOT:-/tmp/bench-registry}/storage
+# serve_registry STORAGE: a private registry over STORAGE on a free port of 127.0.0.1 (reading a
+# storage another registry serves is safe); sets REG.
+serve_registry() {
+  local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   REG=127.0.0.1:$port
   mkdir -p "$WORK/registry"
   cat > "$WORK/registry/config.yml" <<YML
 version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $WORK/registry/data}}
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $1}, cache: {blobdescriptor: inmemory}, redirect: {disable: true}}
 http: {addr: $REG}
 YML
   docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 100); do curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "registry on $REG did not come up" >&2; exit 1
+}
+if [ -z "$REG" ] && [ -f "$BENCH_DATA/images.tsv" ] && [ -d "$CORPUS/docker/registry/v2/repositories" ]; then
+  serve_registry "$CORPUS"
+  IMAGES=${IMAGES:-"debian:minbase debian:fat debian:fat-zstd synthetic:smallfiles synthetic:bigfile"}
+fi
+if [ -z "$REG" ]; then
+  serve_registry "$WORK/registry-data"
   # image NAME LAYERS MIB: an OCI image of LAYERS gzip layers of MIB MiB of random bytes each.
   image() {
     local name=$1 n=$2 mib=$3 d="$WORK/oci/$1" layers="" diffids="" i
@@ -107,7 +116,7 @@ state = "$base/state"
 [registry]
 config_path = "$WORK/hosts"
 TOML
-    "$WORK/stratad" --config "$base/config.toml" >"$base/log" 2>&1 &
+    "$WORK/bin/stratad" --config "$base/config.toml" >"$base/log" 2>&1 &
     ;;
   containerd)
     cat > "$base/config.toml" <<TOML
@@ -147,7 +156,9 @@ for img in $IMAGES; do
       pid=$(start_daemon "$cand")
       PIDS+=("$pid")
       ep="unix://$(sock "$cand")"
-      for _ in $(seq 300); do "$CRICTL" --config /dev/null -r "$ep" -i "$ep" --timeout 2s images >/dev/null 2>&1 && break; sleep 0.1; done
+      up=0
+      for _ in $(seq 300); do "$CRICTL" --config /dev/null -r "$ep" -i "$ep" --timeout 2s images >/dev/null 2>&1 && { up=1; break; }; sleep 0.1; done
+      [ $up = 1 ] || { echo "$cand did not come up; its log:" >&2; tail -20 "$WORK/$cand/log" >&2; exit 1; }
       sync; echo 3 > /proc/sys/vm/drop_caches
       t0=$(date +%s.%N)
       "$CRICTL" --config /dev/null -r "$ep" -i "$ep" --timeout 600s pull "$REG/$img" >/dev/null

@@ -87,6 +87,13 @@ func (w *pullWatch) Update(u progress.Update) {
 	}
 }
 
+// moved is the bytes the pull has moved so far.
+func (w *pullWatch) moved() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.bytes
+}
+
 // run checks the pull's rate until stop: a pull that moved fewer than
 // PullMinRate×PullProgressTimeout bytes over the last PullProgressTimeout
 // (and none at all with a zero rate) is cancelled.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -40,6 +41,7 @@ func (s *Service) PullImage(ctx context.Context, req *runtime.PullImageRequest) 
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	w := s.watch(ctx, ref.String())
 	res, err := s.runner.Run(w.ctx, jobs.Request{Pull: &jobs.PullRequest{Ref: ref.String()}},
 		jobs.Env{Progress: w, Credentials: creds, Logger: s.log.With("ref", ref.String()), UserAgent: "strata-cri"})
@@ -52,10 +54,13 @@ func (s *Service) PullImage(ctx context.Context, req *runtime.PullImageRequest) 
 	if len(res.Images) != 1 {
 		return nil, fmt.Errorf("pull image %q: the pull recorded %d images, want 1: %w", name, len(res.Images), errdefs.ErrInternal)
 	}
+	pulled := time.Since(start)
 	id, err := s.record(ctx, ref, res.Images[0])
 	if err != nil {
 		return nil, fmt.Errorf("pull image %q: %w", name, err)
 	}
+	s.log.Info("pull done", "ref", ref.String(), "id", id.String(), "bytes", w.moved(),
+		"duration_ms", time.Since(start).Milliseconds(), "record_ms", (time.Since(start) - pulled).Milliseconds())
 	return &runtime.PullImageResponse{ImageRef: id.String()}, nil
 }
 
