@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,9 +19,20 @@ import (
 // counts the bytes and inodes of the snapshots and of the content store
 // together. containerd counts the snapshots only (containerd#6649), so
 // kubelet's image GC thinks the layers' compressed blobs are free space.
+//
+// The walk costs a stat per inode of the store, and kubelet (and every
+// crictl command, which checks the endpoint with it) asks often: an answer
+// younger than fsInfoMaxAge is given again unless a pull or a removal
+// came since, and callers arriving during a walk wait for it rather than
+// start their own.
 func (s *Service) ImageFsInfo(ctx context.Context, _ *runtime.ImageFsInfoRequest) (*runtime.ImageFsInfoResponse, error) {
 	if s.cfg.SnapshotterRoot == "" {
 		return nil, fmt.Errorf("image filesystem: no snapshotter directory configured: %w", errdefs.ErrFailedPrecondition)
+	}
+	s.fsInfo.mu.Lock()
+	defer s.fsInfo.mu.Unlock()
+	if last := s.fsInfo.last; last != nil && time.Since(s.fsInfo.at) < fsInfoMaxAge {
+		return last, nil
 	}
 	var u usage
 	for _, dir := range []string{s.cfg.SnapshotterRoot, s.cfg.ContentRoot} {
@@ -31,12 +43,32 @@ func (s *Service) ImageFsInfo(ctx context.Context, _ *runtime.ImageFsInfoRequest
 			return nil, err
 		}
 	}
-	return &runtime.ImageFsInfoResponse{ImageFilesystems: []*runtime.FilesystemUsage{{
-		Timestamp:  time.Now().UnixNano(),
+	now := time.Now()
+	resp := &runtime.ImageFsInfoResponse{ImageFilesystems: []*runtime.FilesystemUsage{{
+		Timestamp:  now.UnixNano(),
 		FsId:       &runtime.FilesystemIdentifier{Mountpoint: s.cfg.SnapshotterRoot},
 		UsedBytes:  &runtime.UInt64Value{Value: u.bytes},
 		InodesUsed: &runtime.UInt64Value{Value: u.inodes},
-	}}}, nil
+	}}}
+	s.fsInfo.last, s.fsInfo.at = resp, now
+	return resp, nil
+}
+
+// fsInfoMaxAge is how long an ImageFsInfo answer is given again.
+const fsInfoMaxAge = 5 * time.Second
+
+// forget drops the cached answer: the images changed.
+func (c *fsInfoCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = nil
+}
+
+// fsInfoCache is the last ImageFsInfo answer.
+type fsInfoCache struct {
+	mu   sync.Mutex
+	last *runtime.ImageFsInfoResponse
+	at   time.Time
 }
 
 // usage is what directory trees take on disk: allocated blocks and

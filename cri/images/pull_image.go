@@ -55,6 +55,7 @@ func (s *Service) PullImage(ctx context.Context, req *runtime.PullImageRequest) 
 		return nil, fmt.Errorf("pull image %q: the pull recorded %d images, want 1: %w", name, len(res.Images), errdefs.ErrInternal)
 	}
 	pulled := time.Since(start)
+	s.fsInfo.forget()
 	id, err := s.record(ctx, ref, res.Images[0])
 	if err != nil {
 		return nil, fmt.Errorf("pull image %q: %w", name, err)

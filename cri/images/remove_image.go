@@ -25,6 +25,7 @@ func (s *Service) RemoveImage(ctx context.Context, req *runtime.RemoveImageReque
 	if err != nil {
 		return nil, err
 	}
+	defer s.fsInfo.forget()
 	for _, rec := range img.records {
 		if err := s.images.Delete(ctx, rec.Name); err != nil && !notFound(err) {
 			return nil, fmt.Errorf("remove image %s: name %q: %w", img.id, rec.Name, err)

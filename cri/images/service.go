@@ -110,6 +110,7 @@ type Service struct {
 
 	metrics pullMetrics
 	cache   partsCache
+	fsInfo  fsInfoCache
 
 	// mu orders the name updates of pulls and removals, so that a pull's
 	// three names appear together and a removal takes them all.
