@@ -68,6 +68,9 @@ func (s *Server) writeMetrics(w io.Writer) {
 		fmt.Fprintf(w, "strata_grpc_request_seconds_total{method=%q} %g\n", k, m.secs[k])
 	}
 	m.mu.Unlock()
+	for _, write := range s.extraMetrics {
+		write(w)
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	fmt.Fprintf(w, "# HELP strata_build_info The daemon's version.\n# TYPE strata_build_info gauge\nstrata_build_info{version=%q,revision=%q} 1\n", s.cfg.Version, s.cfg.Revision)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -47,6 +48,8 @@ type Config struct {
 	Version, Revision string
 	// Jobs are the defaults of the jobs clients run (jobs.go).
 	Jobs jobs.Defaults
+	// CRI configures the Kubernetes CRI services (cri.go).
+	CRI CRIConfig
 }
 
 // Plugin describes one part of strata for introspection, in containerd's
@@ -81,6 +84,8 @@ type Server struct {
 	events *Exchange // events.go: what the services publish on
 
 	metrics *metrics // metrics.go
+	// extraMetrics write the metrics of services outside this package.
+	extraMetrics []func(io.Writer)
 }
 
 // service is registered on a Server by the files that implement one.
@@ -127,6 +132,9 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		if err := fn(s); err != nil {
 			return nil, err
 		}
+	}
+	if err := registerCRI(s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

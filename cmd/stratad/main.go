@@ -49,6 +49,16 @@ type Config struct {
 	Metrics                struct {
 		Address string `toml:"address" comment:"host:port serving Prometheus metrics at /metrics (empty: off)"`
 	} `toml:"metrics"`
+	CRI CRIConfig `toml:"cri"`
+}
+
+// CRIConfig is the Kubernetes CRI image service, served on the socket.
+type CRIConfig struct {
+	Disabled                 bool     `toml:"disabled" comment:"do not serve the Kubernetes CRI (runtime.v1) on the socket"`
+	SandboxImage             string   `toml:"sandbox_image" comment:"the pod sandbox (pause) image: pinned, never collected by kubelet"`
+	PinnedImages             []string `toml:"pinned_images" comment:"more images kubelet's image GC must keep"`
+	ImagePullProgressTimeout string   `toml:"image_pull_progress_timeout" comment:"a CRI pull moving less than image_pull_min_rate bytes/s for this long is cancelled"`
+	ImagePullMinRate         int64    `toml:"image_pull_min_rate" comment:"bytes per second below which a CRI pull makes no progress"`
 }
 
 // GRPCConfig is the socket.
@@ -80,6 +90,7 @@ func defaultConfig() Config {
 		Log:                    LogConfig{Level: "info", Format: "text"},
 		GC:                     GCConfig{ScheduleDelay: "100ms"},
 		MaxConcurrentDownloads: 3,
+		CRI:                    CRIConfig{SandboxImage: "registry.k8s.io/pause:3.10", ImagePullProgressTimeout: "5m", ImagePullMinRate: 1024},
 	}
 	c.Registry.ConfigPath = "/etc/strata/certs.d"
 	return c
@@ -205,6 +216,17 @@ func serve(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("gc.min_free: %w", err)
 	}
+	pullTimeout, err := time.ParseDuration(cfg.CRI.ImagePullProgressTimeout)
+	if err != nil || pullTimeout <= 0 {
+		return fmt.Errorf("cri.image_pull_progress_timeout %q: want a positive duration", cfg.CRI.ImagePullProgressTimeout)
+	}
+	if cfg.CRI.ImagePullMinRate < 0 {
+		return fmt.Errorf("cri.image_pull_min_rate %d: want 0 or more bytes per second", cfg.CRI.ImagePullMinRate)
+	}
+	minRate := cfg.CRI.ImagePullMinRate
+	if minRate == 0 {
+		minRate = -1 // any byte is progress
+	}
 	if cfg.State == "" {
 		return fmt.Errorf("state directory must not be empty")
 	}
@@ -253,7 +275,9 @@ func serve(cfg Config) error {
 	srv, err := server.New(st, server.Config{MaxRecvMsgSize: cfg.GRPC.MaxRecvMsgSize, MaxSendMsgSize: cfg.GRPC.MaxSendMsgSize,
 		Logger: log, UUID: storeUUID(cfg.Root), Version: ver, Revision: rev,
 		Jobs: jobs.Defaults{HostsDir: cfg.Registry.ConfigPath, MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
-			UnpackParallelism: cfg.UnpackParallelism}})
+			UnpackParallelism: cfg.UnpackParallelism},
+		CRI: server.CRIConfig{Disabled: cfg.CRI.Disabled, SandboxImage: cfg.CRI.SandboxImage, PinnedImages: cfg.CRI.PinnedImages,
+			PullProgressTimeout: pullTimeout, PullMinRate: minRate}})
 	if err != nil {
 		return err
 	}
