@@ -9,7 +9,6 @@ import (
 
 	criimages "github.com/strata-oci/strata/cri/images"
 	criruntime "github.com/strata-oci/strata/cri/runtime"
-	"github.com/strata-oci/strata/jobs"
 )
 
 // CRIConfig configures the Kubernetes CRI services stratad serves on its
@@ -27,16 +26,16 @@ type CRIConfig struct {
 }
 
 // registerCRI serves runtime.v1's image service and the Version and Status
-// of its runtime service on s. Pulls run on a job runner of their own over
-// the same store and defaults (hosts directory, download limits) as the
-// jobs service's.
+// of its runtime service on s. Pulls run on the server's job runner, the
+// jobs service's: a kubelet pull and a strata pull of one image share its
+// downloads.
 func registerCRI(s *Server) error {
 	cfg := s.cfg.CRI
 	if cfg.Disabled {
 		return nil
 	}
 	st := s.Store
-	is, err := criimages.New(st.DB.Images(), st.DB.ContentStore(), jobs.NewRunner(st, s.cfg.Jobs), s.events, criimages.Config{
+	is, err := criimages.New(st.DB.Images(), st.DB.ContentStore(), s.runner, s.events, criimages.Config{
 		SandboxImage: cfg.SandboxImage, PinnedImages: cfg.PinnedImages,
 		PullProgressTimeout: cfg.PullProgressTimeout, PullMinRate: cfg.PullMinRate,
 		SnapshotterRoot: filepath.Join(st.Root, "snapshots", st.DefaultSnapshotter),

@@ -83,6 +83,11 @@ type Server struct {
 
 	events *Exchange // events.go: what the services publish on
 
+	// runner runs every long operation the daemon's front doors start (the
+	// jobs service, the CRI's pulls), so that they share downloads: one
+	// fetch per blob however many callers want it.
+	runner *jobs.Runner
+
 	metrics *metrics // metrics.go
 	// extraMetrics write the metrics of services outside this package.
 	extraMetrics []func(io.Writer)
@@ -119,6 +124,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s := &Server{Store: st, Log: log, cfg: cfg, metrics: newMetrics()}
 	s.jobsCtx, s.cancelJobs = context.WithCancel(context.Background())
 	s.events = NewExchange(log, 0) // events.go
+	s.runner = jobs.NewRunner(st, cfg.Jobs)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(peerCreds{}), // peercred.go
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
