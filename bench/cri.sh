@@ -9,6 +9,7 @@
 # a registry started here on a free port of 127.0.0.1; otherwise the same kind of registry with
 # test images built here (random gzip layers, pushed with skopeo): small (1×1 MiB), multi
 # (4×8 MiB), big (1×64 MiB).
+# Roots live on one fresh journaled ext4 loop filesystem (BENCH_FS=tmp: on /tmp as it is).
 # Every run is cold: each candidate gets a fresh root and a freshly started daemon (not timed),
 # page cache dropped; candidates alternate run by run. Prints per image the median seconds of
 # each and the ratio stratad/containerd.
@@ -32,13 +33,27 @@ done
 
 WORK=$(mktemp -d /tmp/strata-cri-bench.XXXXXX)
 PIDS=()
+IMG=""
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
   { grep -F " $WORK/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount "$m" || true; done
+  if [ -n "$IMG" ]; then
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK (on $IMG, still mounted)" >&2; return; fi
+    umount "$WORK" || true
+    rm -f "$IMG"
+  fi
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+# Every root on one fresh journaled ext4 on a loop device, as compare.sh does: this machine's root
+# filesystem has no journal, which makes mass file creation slow and noisy (BENCH_FS=tmp: skip).
+if [ "${BENCH_FS:-loop}" = loop ]; then
+  IMG=$WORK.img
+  truncate -s 64G "$IMG"
+  mkfs.ext4 -q -F "$IMG"
+  mount -o loop "$IMG" "$WORK"
+fi
 
 "$REPO/scripts/testtools.sh" crictl
 CRICTL=${STRATA_TESTTOOLS:-/var/cache/strata-test}/crictl-v1.37.0/crictl
