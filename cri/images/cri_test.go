@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -19,19 +18,17 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/strata-oci/strata/archive/tartest"
 	criimages "github.com/strata-oci/strata/cri/images"
 	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/server/servertest"
 )
 
 // daemon is strata's gRPC server, CRI included, on a socket of its own.
@@ -44,39 +41,8 @@ type daemon struct {
 
 func startDaemon(t *testing.T, cfg server.Config) *daemon {
 	t.Helper()
-	st, _ := storetest.Open(t)
-	cfg.UUID, cfg.Version = "00000000-0000-4000-8000-000000000000", "test"
-	srv, err := server.New(st, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "strata-cri")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "strata.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		srv.Serve(l)
-		close(done)
-	}()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// After storetest.Open's cleanup, so it runs first: the server stops
-	// before the store closes.
-	t.Cleanup(func() {
-		conn.Close()
-		srv.Stop(5 * time.Second)
-		<-done
-	})
-	return &daemon{sock: sock, store: st, server: srv, images: runtime.NewImageServiceClient(conn)}
+	d := servertest.StartWith(t, cfg)
+	return &daemon{sock: d.Address, store: d.Store, server: d.Server, images: runtime.NewImageServiceClient(d.Conn)}
 }
 
 // crictlPath builds crictl v1.37.0 once (scripts/testtools.sh) and returns it.

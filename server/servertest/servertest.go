@@ -35,8 +35,16 @@ type Daemon struct {
 // Start serves a fresh store on a new socket until the test ends.
 func Start(t testing.TB) *Daemon {
 	t.Helper()
+	return StartWith(t, server.Config{})
+}
+
+// StartWith is Start with a server configuration (its UUID and Version
+// are the tests' own).
+func StartWith(t testing.TB, cfg server.Config) *Daemon {
+	t.Helper()
 	st, _ := storetest.Open(t)
-	srv, err := server.New(st, server.Config{UUID: "00000000-0000-4000-8000-000000000000", Version: "test"})
+	cfg.UUID, cfg.Version = "00000000-0000-4000-8000-000000000000", "test"
+	srv, err := server.New(st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
