@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests also run under the race detector.
-CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/...
+CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/... ./services/...
 
 .PHONY: all build install deps test lint race unit bench fuzz clean demo
 
@@ -20,9 +20,11 @@ install: build
 	install -D -m 0755 bin/stratad $(DESTDIR)$(PREFIX)/bin/stratad
 
 # What the tests need (docker-registry, ctr, skopeo, igzip…), installed when
-# missing; a no-op when all is there.
+# missing, and the client tools built from source (ctr 2.4); a no-op when
+# all is there.
 deps:
 	scripts/deps.sh
+	scripts/testtools.sh
 
 # The whole suite, as CI runs it; installs what it lacks first.
 test: deps
