@@ -19,7 +19,7 @@ import (
 
 func init() {
 	Register(func(s *Server) error {
-		js := &jobService{s: s, runner: jobs.NewRunner(s.Store, s.cfg.Jobs)}
+		js := &jobService{s: s, runner: s.runner}
 		s.GRPC().RegisterService(&grpc.ServiceDesc{
 			ServiceName: jobs.ServiceName,
 			HandlerType: (*any)(nil),
