@@ -1,9 +1,12 @@
 package server_test
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
@@ -44,5 +47,15 @@ func TestReportedVersion(t *testing.T) {
 	}
 	if got := server.StrataVersion("v0.3.0-12-g94ec25d-dirty"); got != "v0.3.0-12-g94ec25d-dirty" {
 		t.Errorf("StrataVersion of a plain version = %q", got)
+	}
+}
+
+// TestHealth: containerd's client and test harness wait on gRPC's health
+// service before anything else.
+func TestHealth(t *testing.T) {
+	d := servertest.Start(t)
+	resp, err := healthpb.NewHealthClient(d.Conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health check = %v, %v; want SERVING", resp, err)
 	}
 }
