@@ -199,6 +199,7 @@ func TestCtr2PullErrors(t *testing.T) {
 			if strings.Contains(out, "ctr: EOF") {
 				t.Errorf("ctr images pull %s: a bare EOF:\n%s", tc.ref, out)
 			}
+			t.Logf("ctr images pull %s: %s", tc.ref, out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
 		})
 	}
 	if imgs, err := d.Store.DB.Images().List(namespaces.WithNamespace(context.Background(), "errs")); err != nil || len(imgs) != 0 {
