@@ -13,12 +13,16 @@ import (
 
 // askCredentials asks the client for a registry's credentials over the
 // resolver's auth stream: an AuthRequest, then the AuthResponse. The
-// client answers one question at a time, so questions wait their turn.
+// client answers one question at a time, so questions wait their turn;
+// answers are kept for the transfer's life (the registry client asks
+// again for a token to refresh, and from several fetches at once), as
+// strata's jobs service keeps them.
 type askCredentials struct {
 	st  *streaming.Stream
 	ref string
 
-	mu sync.Mutex
+	mu      sync.Mutex
+	answers map[string][2]string // by host: user, secret
 }
 
 type answer struct {
@@ -30,6 +34,21 @@ type answer struct {
 func (a *askCredentials) credentials(ctx context.Context, host string) (string, string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if an, ok := a.answers[host]; ok {
+		return an[0], an[1], nil
+	}
+	user, secret, err := a.ask(ctx, host)
+	if err != nil {
+		return "", "", err
+	}
+	if a.answers == nil {
+		a.answers = map[string][2]string{}
+	}
+	a.answers[host] = [2]string{user, secret}
+	return user, secret, nil
+}
+
+func (a *askCredentials) ask(ctx context.Context, host string) (string, string, error) {
 	if err := a.st.Send(&transfertypes.AuthRequest{Host: host, Reference: a.ref}); err != nil {
 		return "", "", fmt.Errorf("credentials for %s: %w", host, err)
 	}

@@ -127,26 +127,38 @@ func (s *Service) Transfer(call context.Context, req *transferapi.TransferReques
 		t.progress = newProgress(st)
 	}
 
+	start := time.Now()
+	err = t.dispatch(src, dst)
+	if err != nil {
+		t.log.Info("transfer failed", "duration_ms", time.Since(start).Milliseconds(), "error", err)
+		return nil, err
+	}
+	t.log.Info("transfer done", "duration_ms", time.Since(start).Milliseconds())
+	return empty, nil
+}
+
+// dispatch runs the job of a source and destination.
+func (t *run) dispatch(src, dst proto.Message) error {
 	switch src := src.(type) {
 	case *transfertypes.OCIRegistry:
 		if dst, ok := dst.(*transfertypes.ImageStore); ok {
-			return empty, t.pull(src, dst)
+			return t.pull(src, dst)
 		}
 	case *transfertypes.ImageStore:
 		switch dst := dst.(type) {
 		case *transfertypes.OCIRegistry:
-			return empty, t.push(src, dst)
+			return t.push(src, dst)
 		case *transfertypes.ImageExportStream:
-			return empty, t.export(src, dst)
+			return t.export(src, dst)
 		case *transfertypes.ImageStore:
-			return empty, t.tag(src, dst)
+			return t.tag(src, dst)
 		}
 	case *transfertypes.ImageImportStream:
 		if dst, ok := dst.(*transfertypes.ImageStore); ok {
-			return empty, t.importStream(src, dst)
+			return t.importStream(src, dst)
 		}
 	}
-	return nil, fmt.Errorf("transfer from %s to %s: strata transfers registry → image store (pull), image store → registry (push), import stream → image store, image store → export stream and image store → image store (tag): %w",
+	return fmt.Errorf("transfer from %s to %s: strata transfers registry → image store (pull), image store → registry (push), import stream → image store, image store → export stream and image store → image store (tag): %w",
 		kind(src), kind(dst), errdefs.ErrNotImplemented)
 }
 
