@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 # Packages whose tests also run under the race detector.
-CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/... ./cri/...
+CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/... ./cri/... ./services/...
 
 .PHONY: all build install deps test lint race unit bench fuzz clean demo
 
@@ -20,8 +20,9 @@ install: build
 	install -D -m 0755 bin/stratad $(DESTDIR)$(PREFIX)/bin/stratad
 
 # What the tests need (docker-registry, ctr, skopeo, igzip…), installed when
-# missing, and crictl and critest v1.37.0 for the CRI tests, built once into
-# /var/cache/strata-test; a no-op when all is there.
+# missing, and the client tools built from source once into
+# /var/cache/strata-test (crictl and critest v1.37.0, ctr 2.4.2); a no-op
+# when all is there.
 deps:
 	scripts/deps.sh
 	scripts/testtools.sh

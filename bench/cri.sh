@@ -56,7 +56,7 @@ if [ "${BENCH_FS:-loop}" = loop ]; then
 fi
 
 "$REPO/scripts/testtools.sh" crictl
-CRICTL=${STRATA_TESTTOOLS:-/var/cache/strata-test}/crictl-v1.37.0/crictl
+CRICTL=${STRATA_TEST_TOOLS:-/var/cache/strata-test}/crictl-v1.37.0/crictl
 (cd "$REPO" && go build -trimpath -o "$WORK/bin/stratad" ./cmd/stratad)
 
 BENCH_DATA=${BENCH_DATA:-/tmp/bench-data}

@@ -1,38 +1,54 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes tools the CRI tests drive, once, into a cache
-# outside the clone (STRATA_TESTTOOLS, default /var/cache/strata-test):
+# Builds the client tools the tests drive that Debian does not package at
+# the versions we test against, once, into a cache outside the clone
+# (STRATA_TEST_TOOLS, default /var/cache/strata-test):
 #
+#   ctr-v2.4.2/ctr          go install github.com/containerd/containerd/v2/cmd/ctr@v2.4.2
+#                           (the client of the transfer and streaming services)
 #   crictl-v1.37.0/crictl   go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 #   critest-v1.37.0/critest go test -c ./cmd/critest in a writable copy of
 #                           the sigs.k8s.io/cri-tools@v1.37.0 module
 #
-# Needs only Go and its module proxy. Prints nothing when both are there.
-# Usage: scripts/testtools.sh [crictl|critest]...   (default: both)
+# Needs only Go and its module proxy; prints nothing for what is there.
+# `make deps` runs it. Usage: scripts/testtools.sh [ctr|crictl|critest]...
+# (default: all)
 set -euo pipefail
 
-version=v1.37.0
-cache=${STRATA_TESTTOOLS:-/var/cache/strata-test}
+cache=${STRATA_TEST_TOOLS:-/var/cache/strata-test}
 go=${GO:-go}
-[ $# -eq 0 ] && set -- crictl critest
+[ $# -eq 0 ] && set -- ctr crictl critest
+
+cri_version=v1.37.0
+ctr_version=v2.4.2
 
 for tool in "$@"; do
-  dir="$cache/$tool-$version"
-  [ -x "$dir/$tool" ] && continue
-  mkdir -p "$dir"
   case "$tool" in
+  ctr)
+    dir="$cache/ctr-$ctr_version"
+    [ -x "$dir/ctr" ] && continue
+    echo "testtools: building ctr $ctr_version into $dir" >&2
+    mkdir -p "$dir"
+    GOBIN="$dir" GOFLAGS=-mod=mod "$go" install "github.com/containerd/containerd/v2/cmd/ctr@$ctr_version"
+    ;;
   crictl)
-    echo "testtools: building crictl $version into $dir" >&2
-    GOFLAGS=-mod=mod GOBIN="$dir" "$go" install "sigs.k8s.io/cri-tools/cmd/crictl@$version"
+    dir="$cache/crictl-$cri_version"
+    [ -x "$dir/crictl" ] && continue
+    echo "testtools: building crictl $cri_version into $dir" >&2
+    mkdir -p "$dir"
+    GOFLAGS=-mod=mod GOBIN="$dir" "$go" install "sigs.k8s.io/cri-tools/cmd/crictl@$cri_version"
     ;;
   critest)
-    echo "testtools: building critest $version into $dir" >&2
+    dir="$cache/critest-$cri_version"
+    [ -x "$dir/critest" ] && continue
+    echo "testtools: building critest $cri_version into $dir" >&2
+    mkdir -p "$dir"
     # The module cache is read-only and `go test -c` wants the module's
     # own go.mod as the main module: build in a copy.
     tmp=$(mktemp -d)
     trap 'chmod -R u+w "$tmp"; rm -rf "$tmp"' EXIT
-    modinfo=$(cd "$tmp" && GOFLAGS=-mod=mod "$go" mod download -json "sigs.k8s.io/cri-tools@$version")
+    modinfo=$(cd "$tmp" && GOFLAGS=-mod=mod "$go" mod download -json "sigs.k8s.io/cri-tools@$cri_version")
     src=$(printf '%s\n' "$modinfo" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-    [ -d "$src" ] || { echo "testtools: cri-tools $version not downloaded: $modinfo" >&2; exit 1; }
+    [ -d "$src" ] || { echo "testtools: cri-tools $cri_version not downloaded: $modinfo" >&2; exit 1; }
     cp -r "$src" "$tmp/cri-tools"
     chmod -R u+w "$tmp/cri-tools"
     (cd "$tmp/cri-tools" && GOFLAGS=-mod=vendor "$go" test -c -o "$dir/critest.tmp" ./cmd/critest 2>/dev/null ||
@@ -41,7 +57,7 @@ for tool in "$@"; do
     chmod -R u+w "$tmp"; rm -rf "$tmp"; trap - EXIT
     ;;
   *)
-    echo "testtools: unknown tool $tool (want crictl or critest)" >&2
+    echo "testtools: unknown tool $tool (want ctr, crictl or critest)" >&2
     exit 2
     ;;
   esac

@@ -17,9 +17,13 @@ import (
 	"sync"
 	"time"
 
+	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
+	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -27,6 +31,8 @@ import (
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/services/streaming"
+	"github.com/strata-oci/strata/services/transfer"
 )
 
 // NamespaceKey is the gRPC metadata key clients put the namespace in, as
@@ -84,13 +90,15 @@ type Server struct {
 	events *Exchange // events.go: what the services publish on
 
 	// runner runs every long operation the daemon's front doors start (the
-	// jobs service, the CRI's pulls), so that they share downloads: one
-	// fetch per blob however many callers want it.
+	// jobs service, containerd's transfer service, the CRI's pulls), so that
+	// they share downloads: one fetch per blob however many callers want it.
 	runner *jobs.Runner
 
 	metrics *metrics // metrics.go
 	// extraMetrics write the metrics of services outside this package.
 	extraMetrics []func(io.Writer)
+
+	health *health.Server
 }
 
 // service is registered on a Server by the files that implement one.
@@ -139,10 +147,36 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.registerContainerd2()
 	if err := registerCRI(s); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// registerContainerd2 adds what containerd 2.x clients use beyond API v1's
+// services: health, streaming and transfer (services/…).
+func (s *Server) registerContainerd2() {
+	// containerd serves gRPC's health service; its Go client and test
+	// harness wait on it. SERVING until Stop.
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "healthcheck"})
+
+	streams := streaming.NewManager()
+	streamingapi.RegisterStreamingServer(s.grpc, streaming.NewService(streams))
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "streaming", Requires: []string{"io.containerd.streaming.v1"}})
+	js := &jobService{s: s}
+	transferapi.RegisterTransferServer(s.grpc, transfer.New(transfer.Config{
+		Runner: s.runner, Streams: streams, Images: s.Store.DB.Images(),
+		StartJob: func(call context.Context) (context.Context, context.CancelFunc, func(), error) {
+			return s.startJob(call, true)
+		},
+		PeerUID: peerUID, Recorded: js.publishImages, Logger: s.Log.With("service", "transfer"),
+		UserAgent: "strata/" + s.cfg.Version,
+	}))
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"},
+		Capabilities: []string{"pull", "push", "import", "export", "tag"}})
 }
 
 // GRPC is the underlying server, for services to register on.
@@ -175,6 +209,7 @@ func (s *Server) Stop(grace time.Duration) {
 	s.mu.Lock()
 	s.stopping = true
 	s.mu.Unlock()
+	s.health.Shutdown() // NOT_SERVING from now on
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

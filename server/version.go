@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 
 	versionapi "github.com/containerd/containerd/api/services/version/v1"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -15,11 +16,50 @@ func init() {
 	})
 }
 
+// ContainerdVersion is the containerd release whose client-facing API
+// stratad serves (transfer, streaming and health included), and what the
+// version service reports: clients gate their paths on it (nerdctl parses
+// it as semver and uses the transfer service for pull, push, save, load
+// and tag only from 2.0 on; a version that does not parse stops it
+// altogether). strata's own version rides along as semver build metadata,
+// which comparisons ignore: "2.4.2+strata.v0.3.0". The containerd clients
+// tests run (ctr 2.4.2) are of this release.
+const ContainerdVersion = "2.4.2"
+
+// strataMark separates the reported version from strata's own.
+const strataMark = "+strata."
+
+// ReportedVersion is what the version service answers for strata version v.
+func ReportedVersion(v string) string {
+	// Build metadata is dot-separated [0-9A-Za-z-] identifiers.
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= '0' && r <= '9', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '-', r == '.':
+			return r
+		}
+		return '-'
+	}, v)
+	ids := strings.FieldsFunc(clean, func(r rune) bool { return r == '.' }) // no empty identifier
+	if len(ids) == 0 {
+		return ContainerdVersion
+	}
+	return ContainerdVersion + strataMark + strings.Join(ids, ".")
+}
+
+// StrataVersion returns strata's own version from a reported one (the
+// whole of it when it carries none: another daemon).
+func StrataVersion(reported string) string {
+	if _, v, ok := strings.Cut(reported, strataMark); ok {
+		return v
+	}
+	return reported
+}
+
 type versionService struct {
 	versionapi.UnimplementedVersionServer
 	s *Server
 }
 
 func (v *versionService) Version(context.Context, *emptypb.Empty) (*versionapi.VersionResponse, error) {
-	return &versionapi.VersionResponse{Version: v.s.cfg.Version, Revision: v.s.cfg.Revision}, nil
+	return &versionapi.VersionResponse{Version: ReportedVersion(v.s.cfg.Version), Revision: v.s.cfg.Revision}, nil
 }

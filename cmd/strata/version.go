@@ -60,7 +60,7 @@ func newVersionCommand(a *app) *cobra.Command {
 				v, err := daemonVersionOf(cmd.Context(), address)
 				switch {
 				case err == nil:
-					daemon.Version, daemon.Revision = v.Version, v.Revision
+					daemon.Version, daemon.Revision = server.StrataVersion(v.Version), v.Revision
 				case required:
 					daemon.Error = err.Error()
 				default:

@@ -53,7 +53,7 @@ func crictlPath(t *testing.T) string {
 
 func testTool(t *testing.T, tool string) string {
 	t.Helper()
-	cache := os.Getenv("STRATA_TESTTOOLS")
+	cache := os.Getenv("STRATA_TEST_TOOLS")
 	if cache == "" {
 		cache = "/var/cache/strata-test"
 	}
