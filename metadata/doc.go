@@ -43,9 +43,9 @@
 //	      children/<key>
 //
 // Garbage collection marks from the roots (images, unexpired leases, objects
-// labelled containerd.io/gc.root) along the edges (image targets and what their
-// indexes and manifests reference, containerd.io/gc.ref.content.* and
-// containerd.io/gc.ref.snapshot.<snapshotter>* labels, snapshot parents), then
+// labelled containerd.io/gc.root) along the edges (image targets,
+// containerd.io/gc.ref.content.* and containerd.io/gc.ref.snapshot.<snapshotter>*
+// labels, snapshot parents; never what a manifest names, as in containerd), then
 // removes unmarked records, expired leases, stale ingests, blobs no
 // namespace refers to, and backend snapshots no namespace refers to
 // (children before parents). It holds the database's write lock, so no
