@@ -233,7 +233,8 @@ func (s *ContentStore) ListStatuses(ctx context.Context, fs ...string) ([]conten
 	return out, nil
 }
 
-// Abort drops the namespace's ingest ref and its data.
+// Abort drops the namespace's ingest ref and its data, even while a writer
+// holds it, as containerd's does: that writer's Commit fails.
 func (s *ContentStore) Abort(ctx context.Context, ref string) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
@@ -253,12 +254,26 @@ func (s *ContentStore) Abort(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.db.backend.Abort(ctx, bref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	err = s.db.backend.Abort(ctx, bref)
+	if errors.Is(err, errdefs.ErrUnavailable) {
+		// A writer holds it: containerd's Abort succeeds all the same
+		// (the writer's Commit then fails), and clients rely on it.
+		if h, ok := s.db.backend.(heldAborter); ok {
+			err = h.AbortHeld(ctx, bref)
+		}
+	}
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("abort ingest %q: %w", ref, err)
 	}
 	return s.db.updateHeld(func(tx *bolt.Tx) error {
 		return removeIngestRecord(tx, ns, ref)
 	})
+}
+
+// heldAborter is the optional backend method that removes an ingest a
+// writer holds (content/local has it).
+type heldAborter interface {
+	AbortHeld(ctx context.Context, ref string) error
 }
 
 func removeIngestRecord(tx *bolt.Tx, ns, ref string) error {

@@ -119,3 +119,36 @@ func TestContentSharingPolicies(t *testing.T) {
 		}
 	})
 }
+
+// TestAbortHeldIngest (issue 12, item 3): aborting an ingest that a writer
+// still holds succeeds for the aborting client, as containerd's does; the
+// writer's Commit then fails and nothing is recorded.
+func TestAbortHeldIngest(t *testing.T) {
+	db := newDB(t)
+	ctx := namespaces.WithNamespace(context.Background(), "ns")
+	cs := db.ContentStore()
+	data := []byte("never committed")
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+	w, err := cs.Writer(ctx, content.WithRef("held"), content.WithDescriptor(desc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Write(data[:5]); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Abort(ctx, "held"); err != nil {
+		t.Fatalf("Abort of an ingest a writer holds = %v, want nil", err)
+	}
+	if _, err := cs.Status(ctx, "held"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Status after Abort = %v, want NotFound", err)
+	}
+	if _, err := w.Write(data[5:]); err == nil {
+		if err := w.Commit(ctx, desc.Size, desc.Digest); err == nil {
+			t.Fatal("Commit of an aborted ingest succeeded")
+		}
+	}
+	if _, err := cs.Info(ctx, desc.Digest); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Info after the aborted writer's Commit = %v, want NotFound", err)
+	}
+}
