@@ -147,3 +147,55 @@ func DistributionSources(labels map[string]string) map[string][]string {
 	}
 	return out
 }
+
+// DiscardedLayers returns the layers under target that were discarded after
+// unpacking (absent, no longer named by their manifest's labels, the config
+// unpacked), each with the repositories ("host/path") its manifest's
+// distribution source labels name: where they can be fetched again.
+func DiscardedLayers(ctx context.Context, cs InfoManager, target ocispec.Descriptor) (map[digest.Digest][]string, error) {
+	out := map[digest.Digest][]string{}
+	readIndex := func(desc ocispec.Descriptor) (ocispec.Index, bool, error) {
+		idx, err := ReadIndex(ctx, cs, desc)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return idx, false, nil
+		}
+		return idx, err == nil, err
+	}
+	manifest := func(desc ocispec.Descriptor) error {
+		info, err := cs.Info(ctx, desc.Digest)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		m, err := ReadManifest(ctx, cs, desc)
+		if err != nil {
+			return err
+		}
+		if unpacked, err := Unpacked(ctx, cs, m.Config.Digest); err != nil || !unpacked {
+			return err
+		}
+		refs := ReferencedByLabels(info.Labels)
+		var sources []string
+		for host, repos := range DistributionSources(info.Labels) {
+			for _, repo := range repos {
+				sources = append(sources, host+"/"+repo)
+			}
+		}
+		for _, l := range m.Layers {
+			if refs[l.Digest] {
+				continue
+			}
+			if _, err := cs.Info(ctx, l.Digest); err == nil {
+				continue
+			} else if !errors.Is(err, errdefs.ErrNotFound) {
+				return err
+			}
+			out[l.Digest] = append(out[l.Digest], sources...)
+		}
+		return nil
+	}
+	err := walkImage(ctx, target, readIndex, manifest, func(ocispec.Descriptor) error { return nil })
+	return out, err
+}

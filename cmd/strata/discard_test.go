@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,7 +12,7 @@ import (
 // frees the compressed layers of an unpacked image at once; images check
 // still says complete and counts the layers as discarded, du shows the
 // bytes saved, the image still mounts, and push fetches the layers again
-// from the registry it came from.
+// from the registry it came from, and so does export.
 func TestImagesDiscardLayers(t *testing.T) {
 	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
 	fx := testutil.PushWhiteoutImage(t, reg.Host, "cli/discard", "v1")
@@ -47,4 +48,14 @@ func TestImagesDiscardLayers(t *testing.T) {
 		t.Fatalf("images check after discard:\n%s", out)
 	}
 	c.ok("push", reg.Host+"/cli/copy:v1", fx.Ref)
+
+	// Export fetches them again too: the archive is whole.
+	archive := filepath.Join(t.TempDir(), "app.tar")
+	c.ok("images", "export", archive, fx.Ref)
+	other := newCLI(t)
+	other.ok("images", "import", archive)
+	rows = decodeOut[[]checkRow](t, other.ok("images", "check", "-o", "json"))
+	if len(rows) != 1 || rows[0].Status != "complete" || rows[0].Discarded != 0 {
+		t.Fatalf("images check of the exported image imported elsewhere = %+v, want complete", rows)
+	}
 }
