@@ -5,8 +5,11 @@
 //
 // Blobs are stored once on disk by the content backend (content/local);
 // each namespace has its own record of the blobs it can see, with its own
-// labels ("shared" policy: writing a blob that is on disk already completes at
-// once, without reading the data again).
+// labels. Under the "shared" policy (SharingPolicy, containerd's default) a
+// writer for a blob on disk is complete at once and its commit adds the
+// record without reading the data; under "isolated" the namespace sends the
+// bytes, unless a namespace labelled containerd.io/namespace.shareable=true
+// has the blob.
 //
 // Buckets (TestBucketLayout keeps this tree true):
 //
