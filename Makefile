@@ -35,16 +35,20 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd test/containerd && $(GO) vet ./...
 
 # Race detector on the core packages; the crash test runs 30 kills here.
 race:
 	$(GO) test -race -short -count=1 $(CORE)
 
 # Everything, the crash test with its full 200 kills; then the CLI's tests
-# again in client mode, every command through a daemon.
+# again in client mode, every command through a daemon; then containerd's
+# own content and snapshot suites against stratad (test/containerd, a
+# module of its own: containerd's implementation stays out of go.mod).
 unit:
 	$(GO) test -count=1 -timeout 20m ./...
 	STRATA_TEST_MODE=daemon $(GO) test -count=1 -timeout 10m ./cmd/strata/
+	cd test/containerd && $(GO) test -count=1 -timeout 20m ./...
 
 # Benchmarks of the store (put STRATA_BENCH_DIR on the filesystem to measure).
 bench:

@@ -16,6 +16,7 @@ func openMetadata(t *testing.T) metadatatest.Setup {
 		Images:     client.NewImageStore(d.Conn),
 		Leases:     client.NewLeaseManager(d.Conn),
 		Namespaces: client.NewNamespaceStore(d.Conn),
+		Content:    client.NewContentStore(d.Conn),
 	}
 }
 

@@ -24,6 +24,9 @@ func WriteBlob(ctx context.Context, ing Ingester, ref string, r io.Reader, desc 
 		return err
 	}
 	defer w.Close()
+	if done, err := CommitIfComplete(ctx, w, desc, opts...); done || err != nil {
+		return err
+	}
 	st, err := w.Status()
 	if err != nil {
 		return err
@@ -48,8 +51,8 @@ func WriteBlob(ctx context.Context, ing Ingester, ref string, r io.Reader, desc 
 	err = w.Commit(ctx, desc.Size, desc.Digest, opts...)
 	if resumed && errors.Is(err, errdefs.ErrFailedPrecondition) {
 		// The stored prefix was wrong; with a seekable source, once more
-		// from the start, in a new ingest (a store discards an ingest
-		// whose digest is wrong).
+		// from the start, through a new writer (the store keeps the
+		// ingest, as containerd's does; it is truncated).
 		if _, ok := r.(io.Seeker); ok {
 			w.Close()
 			if w, err = ing.Writer(ctx, WithRef(ref), WithDescriptor(desc)); err != nil {
@@ -72,6 +75,32 @@ func WriteBlob(ctx context.Context, ing Ingester, ref string, r io.Reader, desc 
 		return err
 	}
 	return nil
+}
+
+// CommitIfComplete commits w when it holds all of blob desc already, as a
+// store that shares a blob another namespace has returns it (containerd's
+// shared policy: offset = total = size, the digest desc's); done says
+// whether it did. A blob the namespace has meanwhile is not an error.
+func CommitIfComplete(ctx context.Context, w Writer, desc ocispec.Descriptor, opts ...Opt) (done bool, err error) {
+	if desc.Digest == "" {
+		return false, nil
+	}
+	st, err := w.Status()
+	if err != nil {
+		return false, err
+	}
+	// Without a size in desc, the writer's total says what complete is.
+	size := desc.Size
+	if size <= 0 {
+		size = st.Total
+	}
+	if size <= 0 || st.Offset != size || w.Digest() != desc.Digest {
+		return false, nil
+	}
+	if err := w.Commit(ctx, size, desc.Digest, opts...); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+		return false, err
+	}
+	return true, nil
 }
 
 // restart empties the ingest and rewinds r; r must not have been read yet

@@ -32,6 +32,14 @@ type PlatformStatus struct {
 	// Size is the bytes of the needed blobs, as their descriptors say;
 	// PresentSize the bytes of those present.
 	Size, PresentSize int64
+	// Discarded lists the layers dropped after unpacking (DiscardLayers,
+	// ctr content prune references): absent, no longer referenced by the
+	// manifest's labels, while the config says the image is unpacked.
+	// They are not Missing nor Needed, and not in Size; DiscardedSize
+	// is their bytes. Check knows them only when its Provider also has
+	// Info (a content.Store).
+	Discarded     []digest.Digest
+	DiscardedSize int64
 }
 
 // Complete reports whether every blob the platform needs is present.
@@ -168,6 +176,9 @@ func checkManifest(ctx context.Context, p content.Provider, has PresenceFunc, de
 			return st, err
 		}
 	}
+	if err := discarded(ctx, p, desc.Digest, m, &st); err != nil {
+		return st, err
+	}
 	if desc.Platform == nil && configPresent && IsConfig(m.Config.MediaType) {
 		cfg, err := ReadConfig(ctx, p, m.Config)
 		switch {
@@ -180,4 +191,47 @@ func checkManifest(ctx context.Context, p content.Provider, has PresenceFunc, de
 		}
 	}
 	return st, nil
+}
+
+// discarded moves from st.Missing to st.Discarded the layers of m dropped
+// after unpacking: the manifest's labels no longer name them and the
+// config is labelled with its snapshot.
+func discarded(ctx context.Context, p content.Provider, manifest digest.Digest, m ocispec.Manifest, st *PlatformStatus) error {
+	ip, ok := p.(interface {
+		Info(ctx context.Context, dgst digest.Digest) (content.Info, error)
+	})
+	if !ok || len(st.Missing) == 0 {
+		return nil
+	}
+	info, err := ip.Info(ctx, manifest)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if unpacked, err := Unpacked(ctx, ip, m.Config.Digest); err != nil || !unpacked {
+		return err
+	}
+	refs := ReferencedByLabels(info.Labels)
+	sizes := map[digest.Digest]int64{}
+	for _, l := range m.Layers {
+		if !refs[l.Digest] {
+			sizes[l.Digest] = l.Size
+		}
+	}
+	var missing []digest.Digest
+	for _, d := range st.Missing {
+		size, ok := sizes[d]
+		if !ok {
+			missing = append(missing, d)
+			continue
+		}
+		st.Discarded = append(st.Discarded, d)
+		st.DiscardedSize += size
+		st.Needed--
+		st.Size -= size
+	}
+	st.Missing = missing
+	return nil
 }

@@ -149,7 +149,15 @@ func (r *Runner) export(ctx context.Context, req ExportRequest, env Env) error {
 		}
 		imgs = append(imgs, img)
 	}
-	cs := r.store.DB.ContentStore()
+	var targets []ocispec.Descriptor
+	for _, img := range imgs {
+		targets = append(targets, img.Target)
+	}
+	// Layers discarded after unpacking come again from their registries.
+	cs, err := pull.Refetcher(ctx, r.store.DB.ContentStore(), Registry{}.resolver(env, r.defaults), targets)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	write := func(w io.Writer) error {
 		if format == "docker" {
 			var m images.PlatformMatcher

@@ -176,6 +176,9 @@ type Defaults struct {
 	// UnpackParallelism bounds the layers applied at once (default: the
 	// number of CPUs, at least 2).
 	UnpackParallelism int
+	// DiscardUnpackedLayers frees the compressed layers of what a pull
+	// unpacked (pull.Options.DiscardUnpackedLayers).
+	DiscardUnpackedLayers bool
 }
 
 // snapshotter resolves a request's snapshotter name ("" for the store's

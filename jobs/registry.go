@@ -76,7 +76,8 @@ func (r *Runner) pull(ctx context.Context, req PullRequest, env Env) (Result, er
 	}
 	img, err := r.puller.Pull(ctx, ref.String(), pull.Options{
 		Platforms: req.Platforms, AllPlatforms: req.AllPlatforms, NoUnpack: req.NoUnpack,
-		UnpackPlatform: req.UnpackPlatform, Snapshotter: req.Snapshotter,
+		DiscardUnpackedLayers: r.defaults.DiscardUnpackedLayers,
+		UnpackPlatform:        req.UnpackPlatform, Snapshotter: req.Snapshotter,
 		MaxConcurrentDownloads: req.MaxConcurrentDownloads, UnpackParallelism: r.defaults.UnpackParallelism,
 		Progress: env.Progress, Logger: env.Logger, Resolver: req.Registry.resolver(env, r.defaults),
 	})

@@ -233,7 +233,8 @@ func (s *ContentStore) ListStatuses(ctx context.Context, fs ...string) ([]conten
 	return out, nil
 }
 
-// Abort drops the namespace's ingest ref and its data.
+// Abort drops the namespace's ingest ref and its data, even while a writer
+// holds it, as containerd's does: that writer's Commit fails.
 func (s *ContentStore) Abort(ctx context.Context, ref string) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
@@ -253,12 +254,26 @@ func (s *ContentStore) Abort(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.db.backend.Abort(ctx, bref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	err = s.db.backend.Abort(ctx, bref)
+	if errors.Is(err, errdefs.ErrUnavailable) {
+		// A writer holds it: containerd's Abort succeeds all the same
+		// (the writer's Commit then fails), and clients rely on it.
+		if h, ok := s.db.backend.(heldAborter); ok {
+			err = h.AbortHeld(ctx, bref)
+		}
+	}
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("abort ingest %q: %w", ref, err)
 	}
 	return s.db.updateHeld(func(tx *bolt.Tx) error {
 		return removeIngestRecord(tx, ns, ref)
 	})
+}
+
+// heldAborter is the optional backend method that removes an ingest a
+// writer holds (content/local has it).
+type heldAborter interface {
+	AbortHeld(ctx context.Context, ref string) error
 }
 
 func removeIngestRecord(tx *bolt.Tx, ns, ref string) error {
@@ -335,9 +350,12 @@ func createBlobRecord(ctx context.Context, tx *bolt.Tx, ns string, dgst digest.D
 	return boltutil.PutMap(b, bucketLabels, labels)
 }
 
-// Writer opens the namespace's ingest named by content.WithRef. When the
-// descriptor names a blob already on disk, the namespace gets its record at
-// once and Writer returns errdefs.ErrAlreadyExists without any data moving.
+// Writer opens the namespace's ingest named by content.WithRef. It returns
+// errdefs.ErrAlreadyExists when the namespace has the blob the descriptor
+// names. When the blob is on disk and the sharing policy lets the namespace
+// have it (see SharingPolicy), the writer is complete at once (offset =
+// total = size) and its Commit adds the blob to the namespace, no bytes
+// read: as containerd's shared policy.
 func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
@@ -352,53 +370,66 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 			return nil, err
 		}
 	}
-	if wo.Desc.Digest != "" {
-		if done, err := s.shareExisting(ctx, ns, wo.Desc); done || err != nil {
-			if err == nil {
-				err = fmt.Errorf("content %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
-			}
-			return nil, err
-		}
-	}
 	if _, ok := leases.FromContext(ctx); ok {
 		// Fail before any ingest exists for a lease that does not.
 		if err := s.db.view(func(tx *bolt.Tx) error { _, err := leaseBucket(ctx, tx, ns); return err }); err != nil {
 			return nil, err
 		}
 	}
+	backendDesc := wo.Desc
+	if wo.Desc.Digest != "" {
+		own, share, size, err := s.existing(ctx, ns, wo.Desc)
+		if err != nil {
+			return nil, err
+		}
+		if own {
+			return nil, fmt.Errorf("content %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
+		}
+		if share {
+			wo.Desc.Size = size
+			return &sharedWriter{s: s, ns: ns, ref: wo.Ref, desc: wo.Desc, started: time.Now(), ctx: context.WithoutCancel(ctx)}, nil
+		}
+		if s.db.opts.sharing == SharingIsolated {
+			// The bytes must come from this writer even though the blob
+			// is on disk: the backend checks them against the digest at
+			// commit, then keeps the copy it has.
+			backendDesc.Digest = ""
+		}
+	}
+	return s.openIngest(ctx, ns, wo.Ref, backendDesc, wo.Desc.Digest)
+}
+
+// openIngest opens (or resumes) the backend ingest of the namespace's ref
+// and records it in the namespace and the context's lease.
+func (s *ContentStore) openIngest(ctx context.Context, ns, ref string, backendDesc ocispec.Descriptor, expected digest.Digest) (content.Writer, error) {
 	// Not under the GC lock: resuming rehashes what was written, maybe
 	// gigabytes, and GC leaves an ingest alone while a writer holds it.
-	bref := backendRef(ns, wo.Ref)
-	bw, err := s.db.backend.Writer(ctx, content.WithRef(bref), content.WithDescriptor(wo.Desc))
+	bref := backendRef(ns, ref)
+	bw, err := s.db.backend.Writer(ctx, content.WithRef(bref), content.WithDescriptor(backendDesc))
 	if err != nil {
 		if errors.Is(err, errdefs.ErrAlreadyExists) {
 			// Committed by someone else between our check and now.
-			if done, err := s.shareExisting(ctx, ns, wo.Desc); done || err != nil {
-				if err == nil {
-					err = fmt.Errorf("content %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
-				}
-				return nil, err
-			}
+			return s.Writer(ctx, content.WithRef(ref), content.WithDescriptor(ocispec.Descriptor{Digest: expected, Size: backendDesc.Size}))
 		}
-		return nil, fmt.Errorf("ingest %q: %w", wo.Ref, err)
+		return nil, fmt.Errorf("ingest %q: %w", ref, err)
 	}
 	err = s.db.update(func(tx *bolt.Tx) error {
 		lb, err := leaseBucket(ctx, tx, ns)
 		if err != nil {
 			return err
 		}
-		if err := addLeaseResource(lb, bucketIngests, wo.Ref); err != nil {
+		if err := addLeaseResource(lb, bucketIngests, ref); err != nil {
 			return err
 		}
-		ib, err := createNSBucket(tx, ns, bucketContent, bucketIngests, []byte(wo.Ref))
+		ib, err := createNSBucket(tx, ns, bucketContent, bucketIngests, []byte(ref))
 		if err != nil {
 			return err
 		}
 		if err := ib.Put(keyRef, []byte(bref)); err != nil {
 			return err
 		}
-		if wo.Desc.Digest != "" {
-			return ib.Put(keyExpected, []byte(wo.Desc.Digest))
+		if expected != "" {
+			return ib.Put(keyExpected, []byte(expected))
 		}
 		return nil
 	})
@@ -406,34 +437,30 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 		bw.Close()
 		return nil, err
 	}
-	return &namespacedWriter{Writer: bw, db: s.db, ns: ns, ref: wo.Ref, expected: wo.Desc.Digest}, nil
+	return &namespacedWriter{Writer: bw, db: s.db, ns: ns, ref: ref, expected: expected}, nil
 }
 
-// shareExisting gives namespace ns its record of blob desc when the namespace
-// has one already or the blob is on disk; done reports whether it did. It
-// holds the GC lock so the blob cannot be swept between the check and the
-// record.
-func (s *ContentStore) shareExisting(ctx context.Context, ns string, desc ocispec.Descriptor) (done bool, err error) {
-	s.db.wlock.RLock()
-	defer s.db.wlock.RUnlock()
+// existing reports whether namespace ns has blob desc (own) or may share
+// the copy on disk (share), of size bytes. A record whose blob is not on
+// disk (lost) is neither: the writer writes it again. A stored size other
+// than desc's is errdefs.ErrFailedPrecondition.
+func (s *ContentStore) existing(ctx context.Context, ns string, desc ocispec.Descriptor) (own, share bool, size int64, err error) {
 	info, err := s.db.backend.Info(ctx, desc.Digest)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
-			return false, nil
+			return false, false, 0, nil
 		}
-		return false, err
+		return false, false, 0, err
 	}
 	if desc.Size > 0 && info.Size != desc.Size {
-		return false, fmt.Errorf("content %s: stored size %d differs from expected %d: %w", desc.Digest, info.Size, desc.Size, errdefs.ErrFailedPrecondition)
+		return false, false, 0, fmt.Errorf("content %s: stored size %d differs from expected %d: %w", desc.Digest, info.Size, desc.Size, errdefs.ErrFailedPrecondition)
 	}
-	err = s.db.updateHeld(func(tx *bolt.Tx) error {
-		err := createBlobRecord(ctx, tx, ns, desc.Digest, info.Size, nil)
-		if errors.Is(err, errdefs.ErrAlreadyExists) {
-			return nil
-		}
-		return err
+	err = s.db.view(func(tx *bolt.Tx) error {
+		own = nsBucket(tx, ns, bucketContent, bucketBlob, []byte(desc.Digest)) != nil
+		share = !own && s.db.mayShare(tx, ns, desc.Digest)
+		return nil
 	})
-	return err == nil, err
+	return own, share, info.Size, err
 }
 
 // preparer is the optional first half of a backend commit: verify and make

@@ -45,6 +45,7 @@ type options struct {
 	ingestGrace time.Duration
 	lockTimeout time.Duration
 	minFree     MinFree
+	sharing     SharingPolicy
 	// snapshotters are the snapshot backends by name; see WithSnapshotter.
 	snapshotters map[string]snapshots.Snapshotter
 }

@@ -5,8 +5,11 @@
 //
 // Blobs are stored once on disk by the content backend (content/local);
 // each namespace has its own record of the blobs it can see, with its own
-// labels ("shared" policy: writing a blob that is on disk already completes at
-// once, without reading the data again).
+// labels. Under the "shared" policy (SharingPolicy, containerd's default) a
+// writer for a blob on disk is complete at once and its commit adds the
+// record without reading the data; under "isolated" the namespace sends the
+// bytes, unless a namespace labelled containerd.io/namespace.shareable=true
+// has the blob.
 //
 // Buckets (TestBucketLayout keeps this tree true):
 //
@@ -43,9 +46,9 @@
 //	      children/<key>
 //
 // Garbage collection marks from the roots (images, unexpired leases, objects
-// labelled containerd.io/gc.root) along the edges (image targets and what their
-// indexes and manifests reference, containerd.io/gc.ref.content.* and
-// containerd.io/gc.ref.snapshot.<snapshotter>* labels, snapshot parents), then
+// labelled containerd.io/gc.root) along the edges (image targets,
+// containerd.io/gc.ref.content.* and containerd.io/gc.ref.snapshot.<snapshotter>*
+// labels, snapshot parents; never what a manifest names, as in containerd), then
 // removes unmarked records, expired leases, stale ingests, blobs no
 // namespace refers to, and backend snapshots no namespace refers to
 // (children before parents). It holds the database's write lock, so no

@@ -5,16 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/snapshots"
 
@@ -95,169 +92,6 @@ func (db *DB) scheduleGC() {
 	})
 }
 
-type childCache struct {
-	mu sync.Mutex
-	m  map[digest.Digest][]ocispec.Descriptor
-}
-
-// childrenOf returns what manifest or index desc refers to; blobs are
-// immutable, so answers are cached. A blob that is not there (a platform
-// never fetched) has no children. Any other failure is returned and not
-// cached; walkImage decides what it means.
-func (db *DB) childrenOf(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) {
-		return nil, nil
-	}
-	db.children.mu.Lock()
-	c, ok := db.children.m[desc.Digest]
-	db.children.mu.Unlock()
-	if ok {
-		return c, nil
-	}
-	c, err := images.Children(ctx, db.backend, desc)
-	if err != nil {
-		if errors.Is(err, errdefs.ErrNotFound) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	db.children.mu.Lock()
-	db.children.m[desc.Digest] = c
-	db.children.mu.Unlock()
-	return c, nil
-}
-
-// unreadableGraph reports whether err, from reading the index or manifest
-// of an image, says the blob cannot be parsed (or is too large to be one):
-// a fault of the data, which any client can write, as opposed to a fault of
-// the store (I/O) that GC must not read as "names nothing".
-func unreadableGraph(err error) bool {
-	return errors.Is(err, errdefs.ErrInvalidArgument) || errors.Is(err, errdefs.ErrDataLoss)
-}
-
-// walkImage calls visit for target and every descriptor its indexes and
-// manifests name, each once. An index or manifest that cannot be parsed is
-// visited, not descended, and reported to unreadable; any other failure
-// (I/O, cancellation) is returned.
-func (db *DB) walkImage(ctx context.Context, target ocispec.Descriptor, visit func(ocispec.Descriptor), unreadable func(ocispec.Descriptor, error)) error {
-	queue := []ocispec.Descriptor{target}
-	seen := map[digest.Digest]bool{}
-	for len(queue) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		d := queue[0]
-		queue = queue[1:]
-		if seen[d.Digest] {
-			continue
-		}
-		seen[d.Digest] = true
-		visit(d)
-		children, err := db.childrenOf(ctx, d)
-		if err != nil {
-			if !unreadableGraph(err) {
-				return fmt.Errorf("read %s %s: %w", d.MediaType, d.Digest, err)
-			}
-			unreadable(d, err)
-			continue
-		}
-		queue = append(queue, children...)
-	}
-	return nil
-}
-
-// UnreadableImage is an image whose graph cannot be read to its end: an
-// index or manifest in it cannot be parsed.
-type UnreadableImage struct {
-	Namespace string
-	Name      string
-	// Digest is the index or manifest that cannot be parsed.
-	Digest digest.Digest
-	// Err says why (errdefs.ErrInvalidArgument or errdefs.ErrDataLoss).
-	Err error
-}
-
-// UnreadableImages lists, across namespaces, the images whose graph cannot
-// be read (one entry per blob that cannot be parsed). GC keeps such a blob
-// and what its labels (containerd.io/gc.ref.*) reach, and collects what
-// only its unparsable body names; removing the image, or restoring the
-// blob, ends that. It returns I/O errors as they are.
-func (db *DB) UnreadableImages(ctx context.Context) ([]UnreadableImage, error) {
-	type img struct {
-		ns, name string
-		target   ocispec.Descriptor
-	}
-	var all []img
-	err := db.view(func(tx *bolt.Tx) error {
-		return tx1(tx).ForEachBucket(func(nsk []byte) error {
-			ib := nsBucket(tx, string(nsk), bucketImages)
-			if ib == nil {
-				return nil
-			}
-			return ib.ForEachBucket(func(k []byte) error {
-				all = append(all, img{string(nsk), string(k), readImage(string(k), ib.Bucket(k)).Target})
-				return nil
-			})
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []UnreadableImage
-	for _, im := range all {
-		err := db.walkImage(ctx, im.target, func(ocispec.Descriptor) {}, func(d ocispec.Descriptor, err error) {
-			out = append(out, UnreadableImage{Namespace: im.ns, Name: im.name, Digest: d.Digest, Err: err})
-		})
-		if err != nil {
-			return out, fmt.Errorf("image %q in namespace %q: %w", im.name, im.ns, err)
-		}
-	}
-	return out, nil
-}
-
-// prefetchChildren fills the manifest cache for the graphs below descs, a
-// few blobs at a time: the first collection after start reads every image's
-// manifests, and that is I/O the mark need not wait for one by one.
-func (db *DB) prefetchChildren(ctx context.Context, descs []ocispec.Descriptor) {
-	const workers = 8
-	for len(descs) > 0 && ctx.Err() == nil {
-		var mu sync.Mutex
-		var next []ocispec.Descriptor
-		var wg sync.WaitGroup
-		work := make(chan ocispec.Descriptor)
-		for i := 0; i < workers; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for d := range work {
-					children, _ := db.childrenOf(ctx, d) // the mark reports errors
-					mu.Lock()
-					for _, c := range children {
-						if images.IsIndex(c.MediaType) || images.IsManifest(c.MediaType) {
-							next = append(next, c)
-						}
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		for _, d := range descs {
-			if !images.IsIndex(d.MediaType) && !images.IsManifest(d.MediaType) {
-				continue
-			}
-			db.children.mu.Lock()
-			_, cached := db.children.m[d.Digest]
-			db.children.mu.Unlock()
-			if !cached {
-				work <- d
-			}
-		}
-		close(work)
-		wg.Wait()
-		descs = next
-	}
-}
-
 // labelRefs calls visit for every node that labels point at.
 func labelRefs(ns string, labels map[string]string, visit func(gc.Node)) {
 	for k, v := range labels {
@@ -308,15 +142,12 @@ func (c *collector) ingestLive(bref string) bool {
 
 func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
 	var roots []gc.Node
-	var targets []ocispec.Descriptor
-	defer func() { c.db.prefetchChildren(ctx, targets) }()
 	err := tx1(c.tx).ForEachBucket(func(nsk []byte) error {
 		ns := string(nsk)
 		nsb := tx1(c.tx).Bucket(nsk)
 		if ib := nsb.Bucket(bucketImages); ib != nil {
 			_ = ib.ForEachBucket(func(k []byte) error {
 				roots = append(roots, gc.Node{Type: gc.ResourceImage, Namespace: ns, Key: string(k)})
-				targets = append(targets, readImage(string(k), ib.Bucket(k)).Target)
 				return nil
 			})
 		}
@@ -381,20 +212,16 @@ func (c *collector) refs(ctx context.Context, n gc.Node, visit func(gc.Node)) er
 		if b == nil {
 			return nil
 		}
+		// The target and what the image's labels name; below the
+		// target only containerd.io/gc.ref.* labels lead on, as in
+		// containerd: GC never reads a manifest, so a client may drop
+		// the layer references of an unpacked image (ctr content prune
+		// references, discard_unpacked_layers), and a blob that cannot
+		// be parsed cannot stop a collection.
 		img := readImage(n.Key, b)
 		labelRefs(n.Namespace, img.Labels, visit)
-		// The target and, through indexes and manifests, everything it
-		// names, whether or not a client labelled the edges. What cannot
-		// be parsed keeps only itself and what its labels reach: anyone
-		// can write such a blob, and it must not stop the collection.
-		err := c.db.walkImage(ctx, img.Target, func(d ocispec.Descriptor) {
-			visit(gc.Node{Type: gc.ResourceContent, Namespace: n.Namespace, Key: d.Digest.String()})
-		}, func(d ocispec.Descriptor, err error) {
-			c.db.opts.logger.Warn("image graph cannot be read: keeping the blob and what its labels reach, not what it names",
-				"namespace", n.Namespace, "image", n.Key, "digest", d.Digest, "error", err)
-		})
-		if err != nil {
-			return fmt.Errorf("image %q in namespace %q: %w; not collecting while the store cannot be read", n.Key, n.Namespace, err)
+		if img.Target.Digest != "" {
+			visit(gc.Node{Type: gc.ResourceContent, Namespace: n.Namespace, Key: img.Target.Digest.String()})
 		}
 	case gc.ResourceLease:
 		b := nsBucket(c.tx, n.Namespace, bucketLeases, []byte(n.Key))

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -58,15 +59,19 @@ func (s *NamespaceStore) Labels(ctx context.Context, name string) (map[string]st
 }
 
 // SetLabel sets (or, with an empty value, removes) one label of namespace
-// name.
+// name, creating the namespace when it does not exist, as containerd's
+// does (its Go client labels a namespace before anything else is in it).
 func (s *NamespaceStore) SetLabel(ctx context.Context, name, key, value string) error {
+	if err := namespaces.Validate(name); err != nil {
+		return err
+	}
 	if err := lbl.Validate(map[string]string{key: value}); err != nil {
 		return err
 	}
 	return s.db.update(func(tx *bolt.Tx) error {
-		b := nsBucket(tx, name)
-		if b == nil {
-			return fmt.Errorf("namespace %q: %w", name, errdefs.ErrNotFound)
+		b, err := tx.Bucket(bucketV1).CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			return err
 		}
 		if value == "" {
 			if lb := b.Bucket(bucketLabels); lb != nil {
@@ -97,9 +102,15 @@ func (s *NamespaceStore) List(ctx context.Context) ([]string, error) {
 
 // Delete removes the namespace name. It returns errdefs.ErrNotFound when it
 // does not exist and errdefs.ErrFailedPrecondition, naming what is left, when
-// it still holds images, blobs, ingests, leases or snapshots.
+// it still holds images, blobs or snapshots, as containerd's does, or an
+// ingest a writer is using. Partial downloads that no writer uses (a failed
+// pull leaves one; clients never clean them up) and leases go with it, and
+// the ingests' data is freed.
 func (s *NamespaceStore) Delete(ctx context.Context, name string) error {
-	return s.db.update(func(tx *bolt.Tx) error {
+	s.db.wlock.RLock()
+	defer s.db.wlock.RUnlock()
+	var brefs []string
+	err := s.db.updateHeld(func(tx *bolt.Tx) error {
 		b := nsBucket(tx, name)
 		if b == nil {
 			return fmt.Errorf("namespace %q: %w", name, errdefs.ErrNotFound)
@@ -111,19 +122,38 @@ func (s *NamespaceStore) Delete(ctx context.Context, name string) error {
 		}{
 			{"images", [][]byte{bucketImages}},
 			{"blobs", [][]byte{bucketContent, bucketBlob}},
-			{"ingests", [][]byte{bucketContent, bucketIngests}},
-			{"leases", [][]byte{bucketLeases}},
 			{"snapshots", [][]byte{bucketSnapshots}},
 		} {
 			if kb := nsBucket(tx, name, kind.path...); kb != nil && !empty(kb) {
 				left = append(left, kind.what)
 			}
 		}
+		if ib := nsBucket(tx, name, bucketContent, bucketIngests); ib != nil {
+			_ = ib.ForEachBucket(func(k []byte) error {
+				bref := string(ib.Bucket(k).Get(keyRef))
+				if s.db.backend.Active(bref) {
+					left = append(left, fmt.Sprintf("ingest %q in use", k))
+				}
+				brefs = append(brefs, bref)
+				return nil
+			})
+		}
 		if len(left) > 0 {
 			return fmt.Errorf("namespace %q still has %v: remove them first: %w", name, left, errdefs.ErrFailedPrecondition)
 		}
 		return tx.Bucket(bucketV1).DeleteBucket([]byte(name))
 	})
+	if err != nil {
+		return err
+	}
+	for _, bref := range brefs {
+		if err := s.db.backend.Abort(ctx, bref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			// The record is gone: GC removes the data it left.
+			s.db.opts.logger.Warn("remove the data of an ingest of a deleted namespace", "namespace", name, "ref", bref, "error", err)
+			s.db.scheduleGC()
+		}
+	}
+	return nil
 }
 
 func empty(b *bolt.Bucket) bool {

@@ -230,7 +230,9 @@ func writeSnapshotRecord(sb *bolt.Bucket, key, bkey, parent string, labels map[s
 	if err := boltutil.PutTime(b, keyCreatedAt, created); err != nil {
 		return err
 	}
-	if err := boltutil.PutTime(b, keyUpdatedAt, time.Now()); err != nil {
+	// A new record has not been updated: Updated is Created, as
+	// containerd's snapshot suite requires.
+	if err := boltutil.PutTime(b, keyUpdatedAt, created); err != nil {
 		return err
 	}
 	return boltutil.PutMap(b, bucketLabels, labels)

@@ -270,7 +270,7 @@ var errRetry = errors.New("retry")
 // partial ingest. With apply, the stream is also applied as it arrives
 // (when the ingest starts from zero); it reports whether it was. A resumed
 // ingest whose digest turns out wrong (bad bytes left by an earlier,
-// killed pull) is discarded by the store, and the blob fetched once more
+// killed pull) is aborted, and the blob fetched once more
 // from the start; a fresh one fails.
 func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[string]string, sem chan struct{}, apply func(io.Reader) error) (applied bool, err error) {
 	if pl.repo == nil { // Unpack: there is no registry to fetch from
@@ -321,6 +321,11 @@ func (pl *pull) fetchBlob(ctx context.Context, l ocispec.Descriptor, labels map[
 	}
 	pl.noteIngest(ref)
 	defer w.Close()
+	if done, err := content.CommitIfComplete(ctx, w, l, content.WithLabels(labels)); err != nil {
+		return false, false, fmt.Errorf("layer %s: %w", l.Digest, err)
+	} else if done {
+		return false, false, errRetry // another namespace's copy: held now
+	}
 	st, err := w.Status()
 	if err != nil {
 		return false, false, err
@@ -373,6 +378,13 @@ func (pl *pull) fetchBlob(ctx context.Context, l ocispec.Descriptor, labels map[
 		// A digest mismatch explains any apply failure: report it.
 		err = fmt.Errorf("layer %s from %s: %w", l.Digest, pl.ref.Name(), err)
 		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			// All of it, and wrong: resuming could only fail the same
+			// way (issue 11, item 6). The store keeps such an ingest, as
+			// containerd's does; the pull drops it.
+			w.Close()
+			if aerr := pl.cs.Abort(context.WithoutCancel(ctx), ref); aerr != nil && !errdefs.IsNotFound(aerr) {
+				err = fmt.Errorf("%w (abort ingest: %w)", err, aerr)
+			}
 			err = &badDataError{err}
 		}
 		return apply != nil, resumed, err

@@ -47,6 +47,10 @@ type Options struct {
 	AllPlatforms bool
 	// NoUnpack leaves the layers packed.
 	NoUnpack bool
+	// DiscardUnpackedLayers drops the layer references of the manifests
+	// unpacked (images.DiscardLayers), so that the compressed layers are
+	// freed once the pull's lease goes: stratad's discard_unpacked_layers.
+	DiscardUnpackedLayers bool
 	// UnpackPlatform is unpacked; nil means the first of Platforms, or the
 	// host's.
 	UnpackPlatform *ocispec.Platform
@@ -166,6 +170,15 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 	}
 	if err != nil {
 		return images.Image{}, err
+	}
+	if o.DiscardUnpackedLayers && !o.NoUnpack {
+		// Still under the lease, which holds the layers: the collection
+		// its deletion schedules frees them.
+		res, err := images.DiscardLayers(ctx, pl.cs, root)
+		if err != nil {
+			return created, fmt.Errorf("pull %s: discard unpacked layers: %w", ref, err)
+		}
+		pl.log.Debug("discarded unpacked layers", "ref", ref.String(), "manifests", len(res.Manifests))
 	}
 	return created, nil
 }

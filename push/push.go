@@ -93,6 +93,7 @@ type push struct {
 	// sourceKey is the distribution source label of the target registry.
 	sourceKey string
 	uploaded  atomic.Int64
+	resolver  *docker.Resolver
 }
 
 // node is a manifest or an index to push, with its exact bytes.
@@ -109,6 +110,10 @@ type node struct {
 type blob struct {
 	desc ocispec.Descriptor
 	kind string // "config" or "layer"
+	// from lists, for a layer not in the store (discarded after unpack),
+	// the repositories its manifest came from: it is mounted or streamed
+	// from there.
+	from []reference.Reference
 }
 
 // plan is everything one push sends, in order.
@@ -151,7 +156,7 @@ func (p *Pusher) Push(ctx context.Context, local string, ref string, o Options) 
 		o.MaxConcurrentUploads = 3
 	}
 	ps := &push{o: o, local: local, ref: r, cs: p.store.DB.ContentStore(), sink: o.Progress, log: o.Logger,
-		sourceKey: labelDistribSource + r.Domain}
+		sourceKey: labelDistribSource + r.Domain, resolver: p.resolver}
 	if ps.sink == nil {
 		ps.sink = progress.Discard
 	}
@@ -342,6 +347,26 @@ func (ps *push) planManifest(ctx context.Context, pl *plan, desc ocispec.Descrip
 	}
 	n := &node{desc: plainDesc(desc), kind: "manifest", body: body}
 	var missing []string
+	// Layers discarded after unpacking (no longer named by the manifest's
+	// labels, its config unpacked) come again from where the manifest
+	// came from: its distribution source labels. Other missing layers (a
+	// platform never pulled) stay missing.
+	var sources []reference.Reference
+	var referenced map[digest.Digest]bool
+	if info, err := ps.cs.Info(ctx, desc.Digest); err != nil {
+		return nil, fmt.Errorf("push %s: manifest %s: %w", ps.local, desc.Digest, err)
+	} else if unpacked, err := images.Unpacked(ctx, ps.cs, m.Config.Digest); err != nil {
+		return nil, fmt.Errorf("push %s: config %s: %w", ps.local, m.Config.Digest, err)
+	} else if unpacked {
+		referenced = images.ReferencedByLabels(info.Labels)
+		for host, repos := range images.DistributionSources(info.Labels) {
+			for _, repo := range repos {
+				if r, err := reference.Parse(host + "/" + repo); err == nil {
+					sources = append(sources, r)
+				}
+			}
+		}
+	}
 	parts := append([]blob{{desc: m.Config, kind: "config"}}, layerBlobs(m.Layers)...)
 	for _, b := range parts {
 		if b.kind == "layer" && images.IsNonDistributable(b.desc.MediaType) && !ps.o.AllowNonDistributable {
@@ -353,12 +378,15 @@ func (ps *push) planManifest(ctx context.Context, pl *plan, desc ocispec.Descrip
 			if !errdefs.IsNotFound(err) {
 				return nil, fmt.Errorf("push %s: %s %s: %w", ps.local, b.kind, b.desc.Digest, err)
 			}
-			missing = append(missing, b.kind+" "+b.desc.Digest.String())
-			continue
+			if b.kind != "layer" || len(sources) == 0 || referenced[b.desc.Digest] {
+				missing = append(missing, b.kind+" "+b.desc.Digest.String())
+				continue
+			}
+			b.from = sources
 		}
 		if !pl.queued[b.desc.Digest] {
 			pl.queued[b.desc.Digest] = true
-			pl.blobs = append(pl.blobs, blob{desc: plainDesc(b.desc), kind: b.kind})
+			pl.blobs = append(pl.blobs, blob{desc: plainDesc(b.desc), kind: b.kind, from: b.from})
 		}
 	}
 	if len(missing) > 0 {
@@ -441,7 +469,13 @@ func (ps *push) pushBlob(ctx context.Context, b blob) error {
 		ps.sink.Update(progress.Update{ID: id, Kind: b.kind, Status: progress.Exists, Current: b.desc.Size, Total: b.desc.Size})
 		return nil
 	}
-	for _, from := range ps.mountSources(ctx, b.desc.Digest) {
+	mounts := ps.mountSources(ctx, b.desc.Digest)
+	for _, r := range b.from {
+		if r.Domain == ps.ref.Domain && r.Path != ps.ref.Path && !slices.Contains(mounts, r.Path) {
+			mounts = append(mounts, r.Path)
+		}
+	}
+	for _, from := range mounts {
 		mounted, err := ps.repo.MountBlob(ctx, b.desc, from)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -472,6 +506,9 @@ func (ps *push) pushBlob(ctx context.Context, b blob) error {
 			progress.Update{ID: id, Kind: b.kind, Status: progress.Uploading, Current: off, Total: b.desc.Size})
 		return readCloser{Reader: r, Closer: ra}, nil
 	}
+	if len(b.from) > 0 {
+		open = ps.openElsewhere(ctx, b)
+	}
 	if err := ps.repo.PushBlob(ctx, b.desc, open); err != nil {
 		return fail(err)
 	}
@@ -479,6 +516,34 @@ func (ps *push) pushBlob(ctx context.Context, b blob) error {
 	ps.log.Debug("blob uploaded", "digest", b.desc.Digest, "size", b.desc.Size, "ref", ps.ref.String())
 	ps.sink.Update(progress.Update{ID: id, Kind: b.kind, Status: progress.Done, Current: b.desc.Size, Total: b.desc.Size})
 	return nil
+}
+
+// openElsewhere opens a layer that is not in the store (discarded after
+// unpack) from the first registry of b.from that serves it, streaming it
+// to the push without keeping it. The target registry verifies its digest.
+func (ps *push) openElsewhere(ctx context.Context, b blob) func(off int64) (io.ReadCloser, error) {
+	return func(off int64) (io.ReadCloser, error) {
+		if ps.resolver == nil {
+			return nil, fmt.Errorf("%s %s: discarded after unpack, and no registry client to fetch it again: %w", b.kind, b.desc.Digest, errdefs.ErrNotFound)
+		}
+		var errs []error
+		for _, r := range b.from {
+			repo, err := ps.resolver.Repository(r)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rc, err := repo.OpenBlob(ctx, b.desc, off)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("fetch %s from %s: %w", b.desc.Digest, r.Name(), err))
+				continue
+			}
+			ps.log.Debug("layer discarded after unpack: streaming it from its source", "digest", b.desc.Digest, "from", r.Name())
+			return readCloser{Reader: progress.NewReader(rc, ps.sink,
+				progress.Update{ID: b.desc.Digest.String(), Kind: b.kind, Status: progress.Uploading, Current: off, Total: b.desc.Size}), Closer: rc}, nil
+		}
+		return nil, fmt.Errorf("%s %s: discarded after unpack, and not fetched again: %w", b.kind, b.desc.Digest, errors.Join(errs...))
+	}
 }
 
 type readCloser struct {

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
 	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpc "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -54,21 +56,47 @@ func (i *introspectionService) Plugins(ctx context.Context, req *introspectionap
 	if err != nil {
 		return nil, err
 	}
-	host := images.DefaultPlatform()
 	var out []*introspectionapi.Plugin
 	for _, p := range i.s.Plugins() {
-		pp := &introspectionapi.Plugin{Type: p.Type, ID: p.ID, Requires: p.Requires, Exports: p.Exports, Capabilities: p.Capabilities}
-		if p.Type == "io.containerd.snapshotter.v1" || p.Type == "io.containerd.differ.v1" {
-			pp.Platforms = []*types.Platform{{OS: host.OS, Architecture: host.Architecture, Variant: host.Variant}}
-		}
-		if p.InitErr != nil {
-			pp.InitErr = &rpc.Status{Code: int32(code.Code_UNKNOWN), Message: p.InitErr.Error()}
-		}
-		if filter.Match(pluginFields(pp)) {
+		if pp := pluginToProto(p); filter.Match(pluginFields(pp)) {
 			out = append(out, pp)
 		}
 	}
 	return &introspectionapi.PluginsResponse{Plugins: out}, nil
+}
+
+func pluginToProto(p Plugin) *introspectionapi.Plugin {
+	pp := &introspectionapi.Plugin{Type: p.Type, ID: p.ID, Requires: p.Requires, Exports: p.Exports, Capabilities: p.Capabilities}
+	if p.Type == "io.containerd.snapshotter.v1" || p.Type == "io.containerd.differ.v1" {
+		host := images.DefaultPlatform()
+		pp.Platforms = []*types.Platform{{OS: host.OS, Architecture: host.Architecture, Variant: host.Variant}}
+	}
+	if p.InitErr != nil {
+		pp.InitErr = &rpc.Status{Code: int32(code.Code_UNKNOWN), Message: p.InitErr.Error()}
+	}
+	return pp
+}
+
+// PluginInfo returns one plugin as Plugins lists it, as containerd 2.x
+// clients ask for it (the runtime's, a snapshotter's). Extra information
+// (req.Options) is a plugin's own; none of strata's offers any, which is
+// errdefs.ErrNotImplemented, as containerd answers for such plugins. An
+// unknown plugin is errdefs.ErrNotFound.
+func (i *introspectionService) PluginInfo(ctx context.Context, req *introspectionapi.PluginInfoRequest) (*introspectionapi.PluginInfoResponse, error) {
+	for _, p := range i.s.Plugins() {
+		if p.Type != req.Type || p.ID != req.ID {
+			continue
+		}
+		resp := &introspectionapi.PluginInfoResponse{Plugin: pluginToProto(p)}
+		if req.Options != nil {
+			if p.InitErr != nil {
+				return nil, fmt.Errorf("plugin %s.%s: cannot get extra info, plugin not loaded: %w", req.Type, req.ID, errdefs.ErrFailedPrecondition)
+			}
+			return nil, fmt.Errorf("plugin %s.%s: provides no extra information: %w", req.Type, req.ID, errdefs.ErrNotImplemented)
+		}
+		return resp, nil
+	}
+	return nil, fmt.Errorf("plugin %s.%s: %w", req.Type, req.ID, errdefs.ErrNotFound)
 }
 
 func (i *introspectionService) Server(context.Context, *emptypb.Empty) (*introspectionapi.ServerResponse, error) {

@@ -120,8 +120,10 @@ func (n *namespacesService) Update(ctx context.Context, req *namespacesapi.Updat
 	if len(paths) == 0 {
 		paths = []string{"labels"}
 	}
+	// A namespace that does not exist is created by its first label, as
+	// containerd's namespaces service does.
 	current, err := n.store.Labels(ctx, name)
-	if err != nil {
+	if err != nil && !errdefs.IsNotFound(err) {
 		return nil, err
 	}
 	next, err := lbl.Update(current, req.Namespace.Labels, paths)

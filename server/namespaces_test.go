@@ -1,16 +1,21 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"testing"
 
 	namespacesapi "github.com/containerd/containerd/api/services/namespaces/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
 )
 
@@ -51,13 +56,19 @@ func TestNamespacesWithCtr(t *testing.T) {
 		t.Fatalf("ctr namespaces create of an existing namespace:\n%s", out)
 	}
 
-	// A namespace holding a lease cannot be removed.
+	// A namespace holding a blob cannot be removed; one holding only a
+	// lease can, as containerd's (issue 12, item 3).
 	d.Ctr(t, "team-a", "leases", "create", "--id", "busy")
-	out, err := d.CtrResult("default", "namespaces", "rm", "team-a")
-	if err == nil || !strings.Contains(out, "leases") || !strings.Contains(out, "failed precondition") {
-		t.Fatalf("ctr namespaces rm of a namespace with a lease = %v:\n%s", err, out)
+	data := []byte("team-a's blob")
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+	if err := content.WriteBlob(namespaces.WithNamespace(context.Background(), "team-a"), d.Store.DB.ContentStore(), "b", bytes.NewReader(data), desc); err != nil {
+		t.Fatal(err)
 	}
-	d.Ctr(t, "team-a", "leases", "rm", "busy")
+	out, err := d.CtrResult("default", "namespaces", "rm", "team-a")
+	if err == nil || !strings.Contains(out, "blobs") || !strings.Contains(out, "failed precondition") {
+		t.Fatalf("ctr namespaces rm of a namespace with a blob = %v:\n%s", err, out)
+	}
+	d.Ctr(t, "team-a", "content", "rm", desc.Digest.String())
 	if out := d.Ctr(t, "default", "namespaces", "rm", "team-a"); strings.TrimSpace(out) != "team-a" {
 		t.Fatalf("ctr namespaces rm printed %q, want team-a", out)
 	}

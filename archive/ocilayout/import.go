@@ -388,6 +388,16 @@ func (im *importer) write(ctx context.Context, tr *tar.Reader, hdr *tar.Header, 
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("entry %q: %w", hdr.Name, err)
 	}
+	if want != "" {
+		if done, err := content.CommitIfComplete(ctx, w, expected); err != nil {
+			w.Close()
+			return ocispec.Descriptor{}, fmt.Errorf("entry %q: %w", hdr.Name, err)
+		} else if done {
+			w.Close()
+			im.have[want] = true
+			return expected, nil
+		}
+	}
 	abort := func() {
 		w.Close()
 		if err := im.cs.Abort(context.WithoutCancel(ctx), ref); err != nil && !errdefs.IsNotFound(err) {

@@ -165,6 +165,15 @@ containerd.io/gc.root, or refer to it from an image, to keep it for good.`,
 			if err != nil {
 				return err
 			}
+			// Another namespace has it (the shared policy): the writer is
+			// complete, and committing it adds the blob here, no bytes read.
+			if done, err := content.CommitIfComplete(ctx, w, desc, content.WithLabels(lbls)); err != nil || done {
+				w.Close()
+				if err == nil {
+					fmt.Fprintf(out, "%s already present\n", dgst)
+				}
+				return err
+			}
 			st, err := w.Status()
 			if err != nil {
 				w.Close()

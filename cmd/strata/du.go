@@ -9,6 +9,8 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+
+	"github.com/strata-oci/strata/images"
 )
 
 // duShare splits the bytes of an image into those other images use too and
@@ -24,6 +26,10 @@ type duImage struct {
 	Name      string  `json:"name"`
 	Blobs     duShare `json:"blobs"`
 	Snapshots duShare `json:"snapshots"`
+	// Discarded is the bytes of compressed layers dropped after unpacking
+	// (images discard-layers, discard_unpacked_layers): the saving, not
+	// damage.
+	Discarded int64 `json:"discarded"`
 }
 
 // duTotal is the usage of all the blobs or all the snapshots of the
@@ -53,7 +59,9 @@ func newDuCommand(a *app) *cobra.Command {
 		Long: `Shows, for each image (all, or the REFs given), the bytes of its blobs in the
 content store and of its unpacked layer snapshots (in every snapshotter that
 has them), split into what other images use too (SHARED) and what only it
-uses (UNIQUE): removing an image frees at most its unique bytes. Then the
+uses (UNIQUE): removing an image frees at most its unique bytes; DISCARDED
+is the compressed layers dropped after unpacking (images discard-layers).
+Then the
 totals of the namespace: all blobs, all snapshots (active ones and views
 included), and how much of each no image reaches (RECLAIMABLE; garbage
 collection frees it unless a lease or a gc.root label holds it).
@@ -80,10 +88,14 @@ Snapshot sizes are what each snapshot holds itself, without its parents.`,
 			if bytes {
 				size = func(n int64) string { return fmt.Sprint(n) }
 			}
-			t := newTable(out, "REF", "BLOBS", "SHARED", "UNIQUE", "SNAPSHOTS", "SHARED", "UNIQUE")
+			t := newTable(out, "REF", "BLOBS", "SHARED", "UNIQUE", "SNAPSHOTS", "SHARED", "UNIQUE", "DISCARDED")
 			for _, img := range rep.Images {
+				discarded := "-"
+				if img.Discarded > 0 {
+					discarded = size(img.Discarded)
+				}
 				t.row(img.Name, size(img.Blobs.Total), size(img.Blobs.Shared), size(img.Blobs.Unique),
-					size(img.Snapshots.Total), size(img.Snapshots.Shared), size(img.Snapshots.Unique))
+					size(img.Snapshots.Total), size(img.Snapshots.Shared), size(img.Snapshots.Unique), discarded)
 			}
 			if err := t.flush(); err != nil {
 				return err
@@ -159,6 +171,7 @@ func diskUsage(ctx context.Context, s backend, namespace string, refs []string) 
 		snapshots map[snapshotRef]int64
 	}
 	held := map[string]holding{}
+	discarded := map[string]int64{}
 	blobUsers := map[digest.Digest]int{}
 	snapshotUsers := map[snapshotRef]int{}
 	for _, img := range all {
@@ -168,6 +181,13 @@ func diskUsage(ctx context.Context, s backend, namespace string, refs []string) 
 		}
 		h := holding{blobs: parts.blobs, snapshots: map[snapshotRef]int64{}}
 		for _, m := range parts.manifests {
+			sts, err := images.Check(ctx, cs, presenceOf(sizes), m)
+			if err != nil {
+				return rep, fmt.Errorf("image %q: %w", img.Name, err)
+			}
+			for _, st := range sts {
+				discarded[img.Name] += st.DiscardedSize
+			}
 			chain, err := chainIDs(ctx, cs, m)
 			if err != nil {
 				return rep, fmt.Errorf("image %q: %w", img.Name, err)
@@ -193,7 +213,7 @@ func diskUsage(ctx context.Context, s backend, namespace string, refs []string) 
 	rep.Images = []duImage{}
 	for _, img := range selected {
 		h := held[img.Name]
-		row := duImage{Name: img.Name}
+		row := duImage{Name: img.Name, Discarded: discarded[img.Name]}
 		for d, size := range h.blobs {
 			row.Blobs.Total += size
 			if blobUsers[d] > 1 {

@@ -24,7 +24,7 @@ import (
 
 // The everyday image verbs: check, tag, rm, inspect, history, label, prune.
 func init() {
-	imageVerbs = append(imageVerbs, imagesCheck, imagesTag, imagesRemove, imagesInspect, imagesHistory, imagesLabel, imagesPrune)
+	imageVerbs = append(imageVerbs, imagesCheck, imagesTag, imagesRemove, imagesInspect, imagesHistory, imagesLabel, imagesPrune, imagesDiscardLayers)
 }
 
 // imageCheckPlatform is one platform of an image as images check -o json
@@ -38,6 +38,10 @@ type imageCheckPlatform struct {
 	Size        int64           `json:"size"`
 	PresentSize int64           `json:"present_size"`
 	Missing     []digest.Digest `json:"missing,omitempty"`
+	// Discarded are layers dropped after unpacking (discard-layers,
+	// ctr content prune references): not damage.
+	Discarded     []digest.Digest `json:"discarded,omitempty"`
+	DiscardedSize int64           `json:"discarded_size,omitempty"`
 }
 
 // imageCheckRow is an image as images check -o json prints it. Present,
@@ -57,6 +61,8 @@ type imageCheckRow struct {
 	PresentSize       int64                `json:"present_size"`
 	PlatformsComplete int                  `json:"platforms_complete"`
 	PlatformsTotal    int                  `json:"platforms_total"`
+	Discarded         int                  `json:"discarded,omitempty"`
+	DiscardedSize     int64                `json:"discarded_size,omitempty"`
 	Unpacked          []string             `json:"unpacked"`
 	Platforms         []imageCheckPlatform `json:"platforms"`
 	Error             string               `json:"error,omitempty"`
@@ -66,6 +72,9 @@ type imageCheckRow struct {
 func (r imageCheckRow) statusText() string {
 	switch r.Status {
 	case "complete", "incomplete":
+		if r.Discarded > 0 {
+			return fmt.Sprintf("%s (%d/%d, %d layers discarded)", r.Status, r.Present, r.Needed, r.Discarded)
+		}
 		return fmt.Sprintf("%s (%d/%d)", r.Status, r.Present, r.Needed)
 	case "unavailable":
 		return "no " + r.Platform
@@ -106,7 +115,7 @@ func checkImage(ctx context.Context, s backend, cs content.Provider, has images.
 	best := -1
 	for i, st := range sts {
 		row.Platforms = append(row.Platforms, imageCheckPlatform{images.FormatPlatform(st.Platform), st.Manifest.Digest,
-			st.Complete(), st.Present, st.Needed, st.Size, st.PresentSize, st.Missing})
+			st.Complete(), st.Present, st.Needed, st.Size, st.PresentSize, st.Missing, st.Discarded, st.DiscardedSize})
 		row.PlatformsTotal++
 		if st.Complete() {
 			row.PlatformsComplete++
@@ -122,6 +131,7 @@ func checkImage(ctx context.Context, s backend, cs content.Provider, has images.
 	st := sts[best]
 	row.Platform, row.Manifest = images.FormatPlatform(st.Platform), st.Manifest.Digest
 	row.Present, row.Needed, row.Size, row.PresentSize = st.Present, st.Needed, st.Size, st.PresentSize
+	row.Discarded, row.DiscardedSize = len(st.Discarded), st.DiscardedSize
 	row.Status = "incomplete"
 	if st.Complete() {
 		row.Status = "complete"
@@ -885,5 +895,72 @@ what was freed.`,
 	f := cmd.Flags()
 	f.BoolVarP(&all, "all", "a", false, "remove every image not mounted, not only dangling ones")
 	f.BoolVarP(&force, "force", "f", false, "do not ask for confirmation")
+	return cmd
+}
+
+func imagesDiscardLayers(a *app) *cobra.Command {
+	var noGC bool
+	cmd := &cobra.Command{
+		Use:   "discard-layers [FILTER...]",
+		Short: "Free the compressed layers of unpacked images; their snapshots stay",
+		Long: `Drops the layer references of every unpacked image (or those the filters
+match), as ctr content prune references does, then collects garbage: the
+compressed layer blobs no other image references are freed, while each image
+stays unpacked and mounts the same tree. Only images whose layers are
+unpacked are changed. images check shows the layers as discarded, not
+missing; push and export fetch them again from the registry they came from.
+stratad's discard_unpacked_layers does this after every pull.`,
+		Example: `  strata images discard-layers
+  strata images discard-layers name==docker.io/library/debian:12`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := a.ctx(cmd)
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			imgs, err := s.Images().List(ctx, args...)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			type row struct {
+				Name        string          `json:"name"`
+				Manifests   []digest.Digest `json:"manifests"`
+				NotUnpacked []digest.Digest `json:"not_unpacked,omitempty"`
+			}
+			rows := []row{}
+			for _, img := range imgs {
+				res, err := images.DiscardLayers(ctx, s.Content(), img.Target)
+				if err != nil {
+					return fmt.Errorf("discard layers of %q: %w", img.Name, err)
+				}
+				rows = append(rows, row{img.Name, res.Manifests, res.NotUnpacked})
+				if a.output != "json" {
+					switch {
+					case len(res.Manifests) > 0:
+						fmt.Fprintf(out, "%s: layers of %d manifest(s) discarded\n", img.Name, len(res.Manifests))
+					case len(res.NotUnpacked) > 0:
+						fmt.Fprintf(out, "%s: not unpacked, kept\n", img.Name)
+					}
+				}
+			}
+			var freed int64
+			if !noGC {
+				res, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{}}, jobs.Env{Logger: a.logger})
+				if err != nil {
+					return err
+				}
+				freed = res.GC.BytesFreed
+			}
+			if a.output == "json" {
+				return printJSON(out, map[string]any{"images": rows, "bytes_freed": freed})
+			}
+			if !noGC {
+				fmt.Fprintf(out, "freed %s\n", humanSize(freed))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&noGC, "no-gc", false, "only drop the references; the next collection frees the layers")
 	return cmd
 }

@@ -46,7 +46,12 @@ type Config struct {
 	} `toml:"registry"`
 	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" comment:"layers downloaded at once per pull"`
 	UnpackParallelism      int `toml:"unpack_parallelism" comment:"layers unpacked from the store at once (0: the number of CPUs, at least 2)"`
-	Metrics                struct {
+	// DiscardUnpackedLayers frees a pulled image's compressed layers once
+	// they are unpacked (containerd's CRI discard_unpacked_layers).
+	DiscardUnpackedLayers bool `toml:"discard_unpacked_layers" comment:"after a pull unpacks an image, free its compressed layer blobs (the snapshots stay; push and export fetch them again from the registry)"`
+	// ContentSharingPolicy is containerd's metadata content_sharing_policy.
+	ContentSharingPolicy string `toml:"content_sharing_policy" comment:"shared: a blob another namespace has is added to a namespace without its bytes being sent again; isolated: each namespace writes its blobs itself (but from namespaces labelled containerd.io/namespace.shareable=true)"`
+	Metrics              struct {
 		Address string `toml:"address" comment:"host:port serving Prometheus metrics at /metrics (empty: off)"`
 	} `toml:"metrics"`
 	CRI CRIConfig `toml:"cri"`
@@ -91,6 +96,7 @@ func defaultConfig() Config {
 		GC:                     GCConfig{ScheduleDelay: "100ms"},
 		MaxConcurrentDownloads: 3,
 		CRI:                    CRIConfig{SandboxImage: "registry.k8s.io/pause:3.10", ImagePullProgressTimeout: "5m", ImagePullMinRate: 1024},
+		ContentSharingPolicy:   "shared",
 	}
 	c.Registry.ConfigPath = "/etc/strata/certs.d"
 	return c
@@ -227,6 +233,10 @@ func serve(cfg Config) error {
 	if minRate == 0 {
 		minRate = -1 // any byte is progress
 	}
+	policy, err := metadata.ParseSharingPolicy(cfg.ContentSharingPolicy)
+	if err != nil {
+		return fmt.Errorf("content_sharing_policy: %w", err)
+	}
 	if cfg.State == "" {
 		return fmt.Errorf("state directory must not be empty")
 	}
@@ -249,7 +259,8 @@ func serve(cfg Config) error {
 	defer stop()
 	// Opening the store takes its lock: a second daemon on the same root
 	// fails here, naming the root.
-	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay, MinFree: minFree, Snapshotter: cfg.Snapshotter, Holder: "stratad"})
+	st, err := wiring.Open(ctx, wiring.Config{Root: cfg.Root, Logger: log, GCDelay: gcDelay, MinFree: minFree, Snapshotter: cfg.Snapshotter, Holder: "stratad",
+		SharingPolicy: policy})
 	if err != nil {
 		return err
 	}
@@ -275,7 +286,7 @@ func serve(cfg Config) error {
 	srv, err := server.New(st, server.Config{MaxRecvMsgSize: cfg.GRPC.MaxRecvMsgSize, MaxSendMsgSize: cfg.GRPC.MaxSendMsgSize,
 		Logger: log, UUID: storeUUID(cfg.Root), Version: ver, Revision: rev,
 		Jobs: jobs.Defaults{HostsDir: cfg.Registry.ConfigPath, MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
-			UnpackParallelism: cfg.UnpackParallelism},
+			UnpackParallelism: cfg.UnpackParallelism, DiscardUnpackedLayers: cfg.DiscardUnpackedLayers},
 		CRI: server.CRIConfig{Disabled: cfg.CRI.Disabled, SandboxImage: cfg.CRI.SandboxImage, PinnedImages: cfg.CRI.PinnedImages,
 			PullProgressTimeout: pullTimeout, PullMinRate: minRate}})
 	if err != nil {

@@ -246,3 +246,39 @@ func TestConfigMinFree(t *testing.T) {
 		t.Fatalf("stratad with gc.min_free = lots: %v\n%s", err, out)
 	}
 }
+
+// TestConfigContentSettings (issue 12): content_sharing_policy (shared by
+// default, as containerd's) and discard_unpacked_layers are settings; a
+// policy other than shared or isolated stops stratad, naming it. The
+// policies' behaviour is containerd's content suite's, run against stratad
+// in test/containerd.
+func TestConfigContentSettings(t *testing.T) {
+	out, err := stratad(t, "config", "default").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"content_sharing_policy = 'shared'", "discard_unpacked_layers = false"} {
+		if !strings.Contains(string(out), key) {
+			t.Fatalf("config default lacks %q:\n%s", key, out)
+		}
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "config.toml")
+	cfg := defaultConfig()
+	cfg.Root, cfg.State = filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	cfg.ContentSharingPolicy, cfg.DiscardUnpackedLayers = "private", true
+	b, err := toml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := loadConfig(conf, true); err != nil || !c.DiscardUnpackedLayers {
+		t.Fatalf("loadConfig with discard_unpacked_layers = true: %+v, %v", c, err)
+	}
+	out, err = stratad(t, "--config", conf).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "content_sharing_policy") || !strings.Contains(string(out), "isolated") {
+		t.Fatalf("stratad with content_sharing_policy = private: %v\n%s", err, out)
+	}
+}

@@ -319,6 +319,21 @@ func (s *Store) Abort(ctx context.Context, ref string) error {
 	return os.RemoveAll(dir)
 }
 
+// AbortHeld removes ingest ref even while a writer holds it, as
+// containerd's Abort does: that writer's later Commit fails, and the ref
+// stays locked until it is closed. Abort, which leaves a held ingest alone,
+// is what garbage collection uses.
+func (s *Store) AbortHeld(ctx context.Context, ref string) error {
+	dir := s.ingestDir(ref)
+	if _, err := os.Stat(filepath.Join(dir, "ref")); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("ingest %q: %w", ref, errdefs.ErrNotFound)
+		}
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
 // RemoveBrokenIngests removes ingest directories that lack their ref or data
 // file: a process died while creating or removing them. Only the process that
 // owns the store may call it: another's ingests look broken mid-creation.

@@ -362,8 +362,8 @@ func (w *writer) Status() (content.Status, error) {
 // written and makes the data durable, without publishing it: Commit after
 // Prepare only renames. It returns errdefs.ErrFailedPrecondition on a
 // mismatch. A size mismatch (or an ingest shorter than its total) leaves
-// the writer usable, to Truncate or to write the rest; a digest mismatch
-// of complete data removes the ingest and closes the writer.
+// the writer usable, to Truncate or to write the rest, and so does a digest
+// mismatch, as in containerd.
 func (w *writer) Prepare(ctx context.Context, size int64, expected digest.Digest) (digest.Digest, error) {
 	if w.prepared != "" {
 		return w.prepared, nil
@@ -379,16 +379,9 @@ func (w *writer) Prepare(ctx context.Context, size int64, expected digest.Digest
 	}
 	dgst := digest.NewDigest(digest.SHA256, w.hash)
 	if expected != "" && expected != dgst {
-		err := fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
-		if w.st.Total > 0 && w.st.Offset < w.st.Total {
-			return "", err // incomplete: the rest may still come
-		}
-		// All of it, and wrong: resuming would only fail the same way
-		// (issue 11, item 6), so the ingest goes, as containerd's does.
-		if derr := w.discard(); derr != nil {
-			return "", fmt.Errorf("%w (discard: %w)", err, derr)
-		}
-		return "", fmt.Errorf("%w; ingest discarded", err)
+		// The ingest stays, as containerd's does (its conformance suite
+		// commits it after a wrong digest); strata's pull aborts it.
+		return "", fmt.Errorf("commit ingest %q: content has digest %s, expected %s: %w", w.st.Ref, dgst, expected, errdefs.ErrFailedPrecondition)
 	}
 	if err := w.f.Sync(); err != nil {
 		return "", fmt.Errorf("commit ingest %q: sync: %w", w.st.Ref, err)
@@ -483,22 +476,19 @@ func (w *writer) Close() error {
 		return nil
 	}
 	err := w.flush()
+	if err == nil && w.prepared == "" {
+		// A resumed ingest reports its last write as UpdatedAt, read from
+		// the data file's mtime: the kernel stamps it with a coarse clock
+		// (up to a tick before the write), so it gets the time exactly.
+		if cerr := os.Chtimes(filepath.Join(w.dir, "data"), time.Time{}, w.st.UpdatedAt); cerr != nil && !errors.Is(cerr, fs.ErrNotExist) {
+			err = cerr
+		}
+	}
 	if cerr := w.f.Close(); cerr != nil && err == nil && !errors.Is(cerr, os.ErrClosed) && w.prepared == "" {
 		err = cerr
 	}
 	w.release()
 	return err
-}
-
-// discard removes the ingest and closes the writer; the ref stays locked
-// until the directory is gone.
-func (w *writer) discard() error {
-	w.f.Close()
-	defer w.release()
-	if err := os.RemoveAll(w.dir); err != nil {
-		return fmt.Errorf("remove ingest %q: %w", w.st.Ref, err)
-	}
-	return nil
 }
 
 func (w *writer) release() {

@@ -43,6 +43,9 @@ type Config struct {
 	// MinFree is the free space collections keep on the content store's
 	// filesystem by dropping partial downloads (see metadata.WithMinFree).
 	MinFree metadata.MinFree
+	// SharingPolicy is how blobs are shared across namespaces
+	// (metadata.WithSharingPolicy); zero is shared, containerd's default.
+	SharingPolicy metadata.SharingPolicy
 }
 
 // Store is an open root.
@@ -139,6 +142,7 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.GCDelay != 0 {
 		opts = append(opts, metadata.WithGCDelay(cfg.GCDelay))
 	}
+	opts = append(opts, metadata.WithSharingPolicy(cfg.SharingPolicy))
 	if !cfg.MinFree.IsZero() {
 		opts = append(opts, metadata.WithMinFree(cfg.MinFree))
 	}

@@ -24,7 +24,8 @@ import (
 // RunGC runs the garbage collection suite.
 func RunGC(t *testing.T, open Open) {
 	run(t, open, []test{
-		{"ImageGraphWithoutLabels", testGCImageGraph},
+		{"ImageGraph", testGCImageGraph},
+		{"LabelsOnly", testGCLabelsOnly},
 		{"RootLabel", testGCRootLabel},
 		{"ContentRefLabels", testGCContentRefs},
 		{"Leases", testGCLeases},
@@ -56,7 +57,33 @@ func putJSON(ctx context.Context, t *testing.T, s Setup, v any, mediaType string
 	if err != nil {
 		t.Fatal(err)
 	}
-	return put(ctx, t, s, b, mediaType, nil)
+	var labels map[string]string
+	switch v := v.(type) {
+	case ocispec.Manifest:
+		labels = ManifestLabels(v)
+	case ocispec.Index:
+		labels = IndexLabels(v)
+	}
+	return put(ctx, t, s, b, mediaType, labels)
+}
+
+// ManifestLabels returns the labels that pull and import set on manifest
+// m, the only edges GC follows below it: its config and layers.
+func ManifestLabels(m ocispec.Manifest) map[string]string {
+	labels := map[string]string{"containerd.io/gc.ref.content.config": m.Config.Digest.String()}
+	for i, l := range m.Layers {
+		labels[fmt.Sprintf("containerd.io/gc.ref.content.l.%d", i)] = l.Digest.String()
+	}
+	return labels
+}
+
+// IndexLabels returns the labels that pull and import set on index idx.
+func IndexLabels(idx ocispec.Index) map[string]string {
+	labels := map[string]string{}
+	for i, m := range idx.Manifests {
+		labels[fmt.Sprintf("containerd.io/gc.ref.content.m.%d", i)] = m.Digest.String()
+	}
+	return labels
 }
 
 func present(ctx context.Context, t *testing.T, s Setup, desc ocispec.Descriptor) bool {
@@ -84,8 +111,9 @@ func expectPresent(ctx context.Context, t *testing.T, s Setup, what string, want
 	}
 }
 
-// imageGraph writes an index of two platforms; only the first platform's
-// layers are written, as a one-platform pull leaves it.
+// imageGraph writes an index of two platforms, labelled as a pull labels
+// them; only the first platform's layers are written, as a one-platform
+// pull leaves it.
 func imageGraph(ctx context.Context, t *testing.T, s Setup, seed string) (index ocispec.Descriptor, all []ocispec.Descriptor) {
 	layer1 := put(ctx, t, s, []byte("layer-1-"+seed), ocispec.MediaTypeImageLayerGzip, nil)
 	layer2 := put(ctx, t, s, []byte("layer-2-"+seed), ocispec.MediaTypeImageLayerGzip, nil)
@@ -120,6 +148,41 @@ func testGCImageGraph(ctx context.Context, t *testing.T, s Setup) {
 		t.Fatal(err)
 	}
 	expectPresent(ctx, t, s, "after image delete", false, all...)
+}
+
+// testGCLabelsOnly (issue 12, item 1): below an image's target GC follows
+// labels only, as containerd's does, never what a manifest names. So the
+// layer references of an unpacked image can be dropped (ctr content prune
+// references) and the next collection frees the layers, keeping the index,
+// the manifests and the configs that are still labelled.
+func testGCLabelsOnly(ctx context.Context, t *testing.T, s Setup) {
+	index, all := imageGraph(ctx, t, s, "pruned")
+	manifest, config, layer1, layer2 := all[1], all[2], all[3], all[4]
+	if _, err := s.Images.Create(ctx, images.Image{Name: "pruned:1", Target: index}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Content.Update(ctx, content.Info{Digest: manifest.Digest}, "labels.containerd.io/gc.ref.content.l.0", "labels.containerd.io/gc.ref.content.l.1"); err != nil {
+		t.Fatal(err)
+	}
+	collect(ctx, t, s)
+	expectPresent(ctx, t, s, "index, manifest and config still labelled", true, index, manifest, config)
+	expectPresent(ctx, t, s, "layers whose references were dropped", false, layer1, layer2)
+
+	// An image whose target carries no labels holds only the target.
+	bare := put(ctx, t, s, []byte("bare layer"), ocispec.MediaTypeImageLayerGzip, nil)
+	bareConfig := put(ctx, t, s, []byte(`{"architecture":"amd64","os":"linux","seed":"bare"}`), ocispec.MediaTypeImageConfig, nil)
+	b, err := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: bareConfig, Layers: []ocispec.Descriptor{bare}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlabelled := put(ctx, t, s, b, ocispec.MediaTypeImageManifest, nil)
+	if _, err := s.Images.Create(ctx, images.Image{Name: "unlabelled:1", Target: unlabelled}); err != nil {
+		t.Fatal(err)
+	}
+	collect(ctx, t, s)
+	expectPresent(ctx, t, s, "unlabelled target", true, unlabelled)
+	expectPresent(ctx, t, s, "what only the unlabelled manifest names", false, bare, bareConfig)
 }
 
 func testGCRootLabel(ctx context.Context, t *testing.T, s Setup) {

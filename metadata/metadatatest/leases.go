@@ -1,6 +1,7 @@
 package metadatatest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-oci/strata/content"
 
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
@@ -182,8 +186,14 @@ func testNamespaceLifecycle(ctx context.Context, t *testing.T, s Setup) {
 	if err != nil || fmt.Sprint(labels) != "map[tier:gold]" {
 		t.Fatalf("Labels = %v, %v; want map[tier:gold]", labels, err)
 	}
-	// A namespace in use cannot be removed.
-	if _, err := s.Leases.Create(namespaces.WithNamespace(ctx, "team-a"), leases.WithID("busy")); err != nil {
+	// A namespace holding a blob cannot be removed, as containerd's; one
+	// whose only leftovers are a lease and a partial download (a failed
+	// pull leaves one) can, and the download's data goes with it (issue
+	// 12, item 3).
+	team := namespaces.WithNamespace(ctx, "team-a")
+	blob := []byte("held by team-a")
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+	if err := content.WriteBlob(team, s.Content, "blob", bytes.NewReader(blob), desc); err != nil {
 		t.Fatal(err)
 	}
 	names, err := ns.List(ctx)
@@ -191,13 +201,57 @@ func testNamespaceLifecycle(ctx context.Context, t *testing.T, s Setup) {
 		t.Fatalf("List = %v, %v", names, err)
 	}
 	if err := ns.Delete(ctx, "team-a"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
-		t.Fatalf("Delete(in use) = %v, want failed precondition", err)
+		t.Fatalf("Delete(holding a blob) = %v, want failed precondition", err)
 	}
-	if err := s.Leases.Delete(namespaces.WithNamespace(ctx, "team-a"), leases.Lease{ID: "busy"}); err != nil {
+	if err := s.Content.Delete(team, desc.Digest); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.Leases.Create(team, leases.WithID("busy")); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Content.Writer(team, content.WithRef("partial"), content.WithDescriptor(ocispec.Descriptor{Digest: digest.FromString("never finished"), Size: 100}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("half")); err != nil {
+		t.Fatal(err)
+	}
+	// Not while a writer uses the download.
+	if err := ns.Delete(ctx, "team-a"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("Delete(an ingest in use) = %v, want failed precondition", err)
+	}
+	w.Close()
+	if err := ns.Delete(ctx, "team-a"); err != nil {
+		t.Fatalf("Delete(a lease and a partial download left) = %v", err)
+	}
+	if err := s.Content.Abort(team, "partial"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Abort of the deleted namespace's ingest = %v, want not found", err)
+	}
+	if err := ns.Create(ctx, "team-a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if sts, err := s.Content.ListStatuses(team); err != nil || len(sts) != 0 {
+		t.Fatalf("ingests of a namespace made again = %+v, %v; want none", sts, err)
+	}
+	if _, err := s.Leases.List(team); err != nil {
+		t.Fatal(err)
+	}
+	if ls, _ := s.Leases.List(team); len(ls) != 0 {
+		t.Fatalf("leases of a namespace made again = %+v, want none", ls)
 	}
 	if err := ns.Delete(ctx, "team-a"); err != nil {
 		t.Fatalf("Delete(empty) = %v", err)
+	}
+	// Labelling a namespace that does not exist creates it, as
+	// containerd's namespaces service does.
+	if err := ns.SetLabel(ctx, "team-b", "tier", "bronze"); err != nil {
+		t.Fatalf("SetLabel(new namespace) = %v", err)
+	}
+	if labels, err := ns.Labels(ctx, "team-b"); err != nil || labels["tier"] != "bronze" {
+		t.Fatalf("Labels(team-b) = %v, %v", labels, err)
+	}
+	if err := ns.Delete(ctx, "team-b"); err != nil {
+		t.Fatal(err)
 	}
 	if err := ns.Delete(ctx, "team-a"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("second Delete = %v, want not found", err)
