@@ -53,13 +53,7 @@ type DiscardResult struct {
 // Manifests that are not unpacked, or not in the store, are left alone.
 func DiscardLayers(ctx context.Context, cs InfoManager, target ocispec.Descriptor) (DiscardResult, error) {
 	var res DiscardResult
-	readIndex := func(desc ocispec.Descriptor) (ocispec.Index, bool, error) {
-		idx, err := ReadIndex(ctx, cs, desc)
-		if errors.Is(err, errdefs.ErrNotFound) {
-			return idx, false, nil
-		}
-		return idx, err == nil, err
-	}
+	readIndex := presentIndexes(ctx, cs)
 	manifest := func(desc ocispec.Descriptor) error {
 		info, err := cs.Info(ctx, desc.Digest)
 		if errors.Is(err, errdefs.ErrNotFound) {
@@ -154,13 +148,7 @@ func DistributionSources(labels map[string]string) map[string][]string {
 // distribution source labels name: where they can be fetched again.
 func DiscardedLayers(ctx context.Context, cs InfoManager, target ocispec.Descriptor) (map[digest.Digest][]string, error) {
 	out := map[digest.Digest][]string{}
-	readIndex := func(desc ocispec.Descriptor) (ocispec.Index, bool, error) {
-		idx, err := ReadIndex(ctx, cs, desc)
-		if errors.Is(err, errdefs.ErrNotFound) {
-			return idx, false, nil
-		}
-		return idx, err == nil, err
-	}
+	readIndex := presentIndexes(ctx, cs)
 	manifest := func(desc ocispec.Descriptor) error {
 		info, err := cs.Info(ctx, desc.Digest)
 		if errors.Is(err, errdefs.ErrNotFound) {
@@ -198,4 +186,16 @@ func DiscardedLayers(ctx context.Context, cs InfoManager, target ocispec.Descrip
 	}
 	err := walkImage(ctx, target, readIndex, manifest, func(ocispec.Descriptor) error { return nil })
 	return out, err
+}
+
+// presentIndexes reads indexes for walkImage, passing over those that are
+// not in the store (an index of platforms never fetched is no error here).
+func presentIndexes(ctx context.Context, cs InfoManager) func(ocispec.Descriptor) (ocispec.Index, bool, error) {
+	return func(desc ocispec.Descriptor) (ocispec.Index, bool, error) {
+		idx, err := ReadIndex(ctx, cs, desc)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return idx, false, nil
+		}
+		return idx, err == nil, err
+	}
 }
