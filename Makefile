@@ -3,6 +3,12 @@ GO      ?= go
 PREFIX  ?= /usr/local
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
+# A pipeline's status is its first failure (go test | testlog).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# go test's own lines, plus every skipped test with its reason (no test
+# skips silently in CI's log).
+TESTLOG := bin/testlog
 
 # Packages whose tests also run under the race detector.
 CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/... ./cri/... ./services/...
@@ -37,18 +43,21 @@ lint:
 	$(GO) vet ./...
 	cd test/containerd && $(GO) vet ./...
 
+$(TESTLOG): internal/tools/testlog/main.go
+	$(GO) build -o $@ ./internal/tools/testlog
+
 # Race detector on the core packages; the crash test runs 30 kills here.
-race:
-	$(GO) test -race -short -count=1 $(CORE)
+race: $(TESTLOG)
+	$(GO) test -json -race -short -count=1 $(CORE) | $(TESTLOG)
 
 # Everything, the crash test with its full 200 kills; then the CLI's tests
 # again in client mode, every command through a daemon; then containerd's
 # own content and snapshot suites against stratad (test/containerd, a
 # module of its own: containerd's implementation stays out of go.mod).
-unit:
-	$(GO) test -count=1 -timeout 20m ./...
-	STRATA_TEST_MODE=daemon $(GO) test -count=1 -timeout 10m ./cmd/strata/
-	cd test/containerd && $(GO) test -count=1 -timeout 20m ./...
+unit: $(TESTLOG)
+	$(GO) test -json -count=1 -timeout 20m ./... | $(TESTLOG)
+	STRATA_TEST_MODE=daemon $(GO) test -json -count=1 -timeout 10m ./cmd/strata/ | $(TESTLOG)
+	cd test/containerd && $(GO) test -json -count=1 -timeout 20m ./... | ../../$(TESTLOG)
 
 # Benchmarks of the store (put STRATA_BENCH_DIR on the filesystem to measure).
 bench:
