@@ -29,13 +29,12 @@ const contentListBatch = 100
 // below the message limit, so that many labels cannot make one too big.
 const contentListBytes = 1 << 20
 
-func init() {
-	Register(func(s *Server) error {
-		contentapi.RegisterContentServer(s.GRPC(), &contentService{store: s.Store.DB.ContentStore(), events: s.Events()})
-		s.AddPlugin(Plugin{Type: "io.containerd.content.v1", ID: "content"})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "content"})
-		return nil
-	})
+// registerContent serves containerd.services.content.v1 over the store's
+// namespaced content and lists its plugins for introspection.
+func (s *Server) registerContent() {
+	contentapi.RegisterContentServer(s.GRPC(), &contentService{store: s.Store.DB.ContentStore(), events: s.Events()})
+	s.AddPlugin(Plugin{Type: "io.containerd.content.v1", ID: "content"})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "content"})
 }
 
 // contentService serves containerd.services.content.v1 over the namespaced

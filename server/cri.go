@@ -29,7 +29,7 @@ type CRIConfig struct {
 // of its runtime service on s. Pulls run on the server's job runner, the
 // jobs service's: a kubelet pull and a strata pull of one image share its
 // downloads.
-func registerCRI(s *Server) error {
+func (s *Server) registerCRI() error {
 	cfg := s.cfg.CRI
 	if cfg.Disabled {
 		return nil

@@ -20,13 +20,12 @@ import (
 	"github.com/strata-oci/strata/namespaces"
 )
 
-func init() {
-	Register(func(s *Server) error {
-		diffapi.RegisterDiffServer(s.GRPC(), &diffService{s: s})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "diff"})
-		s.AddPlugin(Plugin{Type: "io.containerd.differ.v1", ID: "walking"})
-		return nil
-	})
+// registerDiff serves containerd.services.diff.v1 and lists the walking
+// differ for introspection.
+func (s *Server) registerDiff() {
+	diffapi.RegisterDiffServer(s.GRPC(), &diffService{s: s})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "diff"})
+	s.AddPlugin(Plugin{Type: "io.containerd.differ.v1", ID: "walking"})
 }
 
 // diffService serves containerd.services.diff.v1: it applies layers from

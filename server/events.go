@@ -43,13 +43,12 @@ const (
 	TopicContentDelete   = "/content/delete"
 )
 
-func init() {
-	Register(func(s *Server) error {
-		eventsapi.RegisterEventsServer(s.GRPC(), &eventsService{x: s.Events()})
-		s.AddPlugin(Plugin{Type: "io.containerd.event.v1", ID: "exchange"})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "events", Requires: []string{"io.containerd.event.v1"}})
-		return nil
-	})
+// registerEvents serves containerd.services.events.v1 over the server's
+// exchange and lists it for introspection.
+func (s *Server) registerEvents() {
+	eventsapi.RegisterEventsServer(s.GRPC(), &eventsService{x: s.Events()})
+	s.AddPlugin(Plugin{Type: "io.containerd.event.v1", ID: "exchange"})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "events", Requires: []string{"io.containerd.event.v1"}})
 }
 
 // Events returns the server's exchange: the services publish on it after

@@ -15,12 +15,11 @@ import (
 	"github.com/strata-oci/strata/images"
 )
 
-func init() {
-	Register(func(s *Server) error {
-		imagesapi.RegisterImagesServer(s.GRPC(), &imagesService{store: s.Store.DB.Images(), events: s.Events()})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "images", Requires: []string{"io.containerd.metadata.v1"}})
-		return nil
-	})
+// registerImages serves containerd.services.images.v1 and lists it for
+// introspection.
+func (s *Server) registerImages() {
+	imagesapi.RegisterImagesServer(s.GRPC(), &imagesService{store: s.Store.DB.Images(), events: s.Events()})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "images", Requires: []string{"io.containerd.metadata.v1"}})
 }
 
 // imagesService serves containerd's images API over the metadata

@@ -16,12 +16,11 @@ import (
 	"github.com/strata-oci/strata/images"
 )
 
-func init() {
-	Register(func(s *Server) error {
-		introspectionapi.RegisterIntrospectionServer(s.GRPC(), &introspectionService{s: s})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "introspection"})
-		return nil
-	})
+// registerIntrospection serves containerd.services.introspection.v1, which
+// answers with what the other register functions listed.
+func (s *Server) registerIntrospection() {
+	introspectionapi.RegisterIntrospectionServer(s.GRPC(), &introspectionService{s: s})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "introspection"})
 }
 
 type introspectionService struct {

@@ -17,23 +17,22 @@ import (
 	"github.com/strata-oci/strata/namespaces"
 )
 
-func init() {
-	Register(func(s *Server) error {
-		js := &jobService{s: s, runner: s.runner}
-		s.GRPC().RegisterService(&grpc.ServiceDesc{
-			ServiceName: jobs.ServiceName,
-			HandlerType: (*any)(nil),
-			Streams: []grpc.StreamDesc{{
-				StreamName:    "Run",
-				Handler:       func(_ any, stream grpc.ServerStream) error { return js.run(stream) },
-				ServerStreams: true,
-				ClientStreams: true,
-			}},
-		}, js)
-		s.AddPlugin(Plugin{Type: "io.strata.grpc.v1", ID: "jobs", Requires: []string{"io.containerd.metadata.v1"},
-			Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
-		return nil
-	})
+// registerJobs serves strata's jobs stream (jobs.ServiceName) over the
+// server's runner and lists it for introspection.
+func (s *Server) registerJobs() {
+	js := &jobService{s: s, runner: s.runner}
+	s.GRPC().RegisterService(&grpc.ServiceDesc{
+		ServiceName: jobs.ServiceName,
+		HandlerType: (*any)(nil),
+		Streams: []grpc.StreamDesc{{
+			StreamName:    "Run",
+			Handler:       func(_ any, stream grpc.ServerStream) error { return js.run(stream) },
+			ServerStreams: true,
+			ClientStreams: true,
+		}},
+	}, js)
+	s.AddPlugin(Plugin{Type: "io.strata.grpc.v1", ID: "jobs", Requires: []string{"io.containerd.metadata.v1"},
+		Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
 }
 
 // jobService runs jobs.Requests for clients: strata's CLI in client mode.

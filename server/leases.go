@@ -12,13 +12,12 @@ import (
 	"github.com/strata-oci/strata/leases"
 )
 
-func init() {
-	Register(func(s *Server) error {
-		leasesapi.RegisterLeasesServer(s.GRPC(), &leasesService{manager: s.Store.DB.Leases()})
-		s.AddPlugin(Plugin{Type: "io.containerd.lease.v1", ID: "manager", Requires: []string{"io.containerd.metadata.v1"}})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "leases", Requires: []string{"io.containerd.lease.v1"}})
-		return nil
-	})
+// registerLeases serves containerd.services.leases.v1 and lists the lease
+// manager for introspection.
+func (s *Server) registerLeases() {
+	leasesapi.RegisterLeasesServer(s.GRPC(), &leasesService{manager: s.Store.DB.Leases()})
+	s.AddPlugin(Plugin{Type: "io.containerd.lease.v1", ID: "manager", Requires: []string{"io.containerd.metadata.v1"}})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "leases", Requires: []string{"io.containerd.lease.v1"}})
 }
 
 // leasesService serves containerd's leases API over the metadata

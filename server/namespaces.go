@@ -13,15 +13,14 @@ import (
 	"github.com/strata-oci/strata/namespaces"
 )
 
-func init() {
-	Register(func(s *Server) error {
-		namespacesapi.RegisterNamespacesServer(s.GRPC(), &namespacesService{store: s.Store.DB.Namespaces(), events: s.Events()})
-		// The metadata database serves the namespace, image and lease
-		// services; introspection lists it as containerd lists its bolt plugin.
-		s.AddPlugin(Plugin{Type: "io.containerd.metadata.v1", ID: "bolt", Requires: []string{"io.containerd.content.v1", "io.containerd.snapshotter.v1"}})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "namespaces", Requires: []string{"io.containerd.metadata.v1"}})
-		return nil
-	})
+// registerNamespaces serves containerd.services.namespaces.v1 and lists the
+// metadata database for introspection.
+func (s *Server) registerNamespaces() {
+	namespacesapi.RegisterNamespacesServer(s.GRPC(), &namespacesService{store: s.Store.DB.Namespaces(), events: s.Events()})
+	// The metadata database serves the namespace, image and lease
+	// services; introspection lists it as containerd lists its bolt plugin.
+	s.AddPlugin(Plugin{Type: "io.containerd.metadata.v1", ID: "bolt", Requires: []string{"io.containerd.content.v1", "io.containerd.snapshotter.v1"}})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "namespaces", Requires: []string{"io.containerd.metadata.v1"}})
 }
 
 // namespacesService serves containerd's namespaces API over the metadata

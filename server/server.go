@@ -1,7 +1,7 @@
 // Package server serves strata's store over containerd's gRPC API
 // (services v1 of github.com/containerd/containerd/api), so that ctr,
 // nerdctl and BuildKit work against it unchanged. Each service lives in
-// its own file (or package) and registers itself with Register; this file
+// its own file (or package), and New lists them all; this file
 // has what they share: the namespace carried in gRPC metadata, the mapping
 // of errdefs errors to gRPC codes, and the plugin list introspection shows.
 package server
@@ -101,23 +101,7 @@ type Server struct {
 	health *health.Server
 }
 
-// service is registered on a Server by the files that implement one.
-type service func(s *Server) error
-
-var (
-	servicesMu sync.Mutex
-	services   []service
-)
-
-// Register adds a service to every Server made after it (called from
-// init functions of the service files).
-func Register(fn func(s *Server) error) {
-	servicesMu.Lock()
-	defer servicesMu.Unlock()
-	services = append(services, fn)
-}
-
-// New returns a Server for st with every registered service.
+// New returns a Server for st with every service strata serves.
 func New(st *wiring.Store, cfg Config) (*Server, error) {
 	if cfg.MaxRecvMsgSize == 0 {
 		cfg.MaxRecvMsgSize = 16 << 20
@@ -140,15 +124,22 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.stream),
 	)
-	servicesMu.Lock()
-	defer servicesMu.Unlock()
-	for _, fn := range services {
-		if err := fn(s); err != nil {
-			return nil, err
-		}
-	}
-	s.registerContainerd2()
-	if err := registerCRI(s); err != nil {
+	// Every service, one line each, in the order introspection lists
+	// their plugins (that of their files, as when they registered from
+	// init): `ctr plugins ls` reads the same as before.
+	s.registerContent()       // content.go
+	s.registerDiff()          // diff.go
+	s.registerEvents()        // events.go
+	s.registerImages()        // images.go
+	s.registerIntrospection() // introspection.go
+	s.registerJobs()          // jobs.go
+	s.registerLeases()        // leases.go
+	s.registerNamespaces()    // namespaces.go
+	s.registerSnapshots()     // snapshots.go
+	s.registerVersion()       // version.go
+	s.registerContainerd2()   // health, streaming, transfer (services/…)
+	// cri.go: the Kubernetes CRI, unless the config disables it.
+	if err := s.registerCRI(); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -21,30 +21,29 @@ import (
 // sends 100 too).
 const snapListBatch = 100
 
-func init() {
-	Register(func(s *Server) error {
-		snapshotsapi.RegisterSnapshotsServer(s.GRPC(), &snapshotsService{s: s})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "snapshots"})
-		names := s.Store.DB.SnapshotterNames()
-		if s.Store.OverlayUnavailable != nil && !slices.Contains(names, "overlayfs") {
-			// Listed anyway, as containerd lists a snapshotter whose
-			// init failed, so that `ctr plugins ls` says why.
-			names = append(names, "overlayfs")
+// registerSnapshots serves containerd.services.snapshots.v1 and lists every
+// snapshotter for introspection, overlayfs too when it could not start.
+func (s *Server) registerSnapshots() {
+	snapshotsapi.RegisterSnapshotsServer(s.GRPC(), &snapshotsService{s: s})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "snapshots"})
+	names := s.Store.DB.SnapshotterNames()
+	if s.Store.OverlayUnavailable != nil && !slices.Contains(names, "overlayfs") {
+		// Listed anyway, as containerd lists a snapshotter whose
+		// init failed, so that `ctr plugins ls` says why.
+		names = append(names, "overlayfs")
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		p := Plugin{
+			Type:    "io.containerd.snapshotter.v1",
+			ID:      name,
+			Exports: map[string]string{"root": filepath.Join(s.Store.Root, "snapshots", name)},
 		}
-		slices.Sort(names)
-		for _, name := range names {
-			p := Plugin{
-				Type:    "io.containerd.snapshotter.v1",
-				ID:      name,
-				Exports: map[string]string{"root": filepath.Join(s.Store.Root, "snapshots", name)},
-			}
-			if name == "overlayfs" && s.Store.OverlayUnavailable != nil {
-				p.Exports, p.InitErr = nil, s.Store.OverlayUnavailable
-			}
-			s.AddPlugin(p)
+		if name == "overlayfs" && s.Store.OverlayUnavailable != nil {
+			p.Exports, p.InitErr = nil, s.Store.OverlayUnavailable
 		}
-		return nil
-	})
+		s.AddPlugin(p)
+	}
 }
 
 // snapshotsService serves containerd.services.snapshots.v1 over the

@@ -8,12 +8,11 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-func init() {
-	Register(func(s *Server) error {
-		versionapi.RegisterVersionServer(s.GRPC(), &versionService{s: s})
-		s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "version"})
-		return nil
-	})
+// registerVersion serves containerd.services.version.v1 and lists it for
+// introspection.
+func (s *Server) registerVersion() {
+	versionapi.RegisterVersionServer(s.GRPC(), &versionService{s: s})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "version"})
 }
 
 // ContainerdVersion is the containerd release whose client-facing API
