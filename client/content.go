@@ -9,6 +9,7 @@ import (
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
@@ -65,7 +66,7 @@ func (s *ContentStore) Info(ctx context.Context, dgst digest.Digest) (content.In
 	}
 	resp, err := s.client.Info(ctx, &contentapi.InfoRequest{Digest: dgst.String()})
 	if err != nil {
-		return content.Info{}, fmt.Errorf("content info %s: %w", dgst, server.FromGRPC(err))
+		return content.Info{}, fmt.Errorf("content info %s: %w", dgst, errgrpc.ToNative(err))
 	}
 	return server.ContentInfoFromProto(resp.Info), nil
 }
@@ -83,7 +84,7 @@ func (s *ContentStore) Update(ctx context.Context, info content.Info, fieldpaths
 	}
 	resp, err := s.client.Update(ctx, req)
 	if err != nil {
-		return content.Info{}, fmt.Errorf("update content %s: %w", info.Digest, server.FromGRPC(err))
+		return content.Info{}, fmt.Errorf("update content %s: %w", info.Digest, errgrpc.ToNative(err))
 	}
 	return server.ContentInfoFromProto(resp.Info), nil
 }
@@ -102,7 +103,7 @@ func (s *ContentStore) Walk(ctx context.Context, fn content.WalkFunc, filters ..
 	defer cancel()
 	stream, err := s.client.List(ctx, &contentapi.ListContentRequest{Filters: filters})
 	if err != nil {
-		return fmt.Errorf("list content: %w", server.FromGRPC(err))
+		return fmt.Errorf("list content: %w", errgrpc.ToNative(err))
 	}
 	for {
 		resp, err := stream.Recv()
@@ -110,7 +111,7 @@ func (s *ContentStore) Walk(ctx context.Context, fn content.WalkFunc, filters ..
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("list content: %w", server.FromGRPC(err))
+			return fmt.Errorf("list content: %w", errgrpc.ToNative(err))
 		}
 		for _, info := range resp.Info {
 			if err := fn(server.ContentInfoFromProto(info)); err != nil {
@@ -127,7 +128,7 @@ func (s *ContentStore) Delete(ctx context.Context, dgst digest.Digest) error {
 		return err
 	}
 	if _, err := s.client.Delete(ctx, &contentapi.DeleteContentRequest{Digest: dgst.String()}); err != nil {
-		return fmt.Errorf("delete content %s: %w", dgst, server.FromGRPC(err))
+		return fmt.Errorf("delete content %s: %w", dgst, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -140,7 +141,7 @@ func (s *ContentStore) Status(ctx context.Context, ref string) (content.Status, 
 	}
 	resp, err := s.client.Status(ctx, &contentapi.StatusRequest{Ref: ref})
 	if err != nil {
-		return content.Status{}, fmt.Errorf("ingest status %q: %w", ref, server.FromGRPC(err))
+		return content.Status{}, fmt.Errorf("ingest status %q: %w", ref, errgrpc.ToNative(err))
 	}
 	return server.ContentStatusFromProto(resp.Status), nil
 }
@@ -156,7 +157,7 @@ func (s *ContentStore) ListStatuses(ctx context.Context, filters ...string) ([]c
 	}
 	resp, err := s.client.ListStatuses(ctx, &contentapi.ListStatusesRequest{Filters: filters})
 	if err != nil {
-		return nil, fmt.Errorf("list ingests: %w", server.FromGRPC(err))
+		return nil, fmt.Errorf("list ingests: %w", errgrpc.ToNative(err))
 	}
 	var out []content.Status
 	for _, st := range resp.Statuses {
@@ -172,7 +173,7 @@ func (s *ContentStore) Abort(ctx context.Context, ref string) error {
 		return err
 	}
 	if _, err := s.client.Abort(ctx, &contentapi.AbortRequest{Ref: ref}); err != nil {
-		return fmt.Errorf("abort ingest %q: %w", ref, server.FromGRPC(err))
+		return fmt.Errorf("abort ingest %q: %w", ref, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -218,7 +219,7 @@ func (r *contentReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	defer cancel()
 	stream, err := r.client.Read(ctx, &contentapi.ReadContentRequest{Digest: r.digest.String(), Offset: off, Size: int64(want)})
 	if err != nil {
-		return 0, fmt.Errorf("read %s at %d: %w", r.digest, off, server.FromGRPC(err))
+		return 0, fmt.Errorf("read %s at %d: %w", r.digest, off, errgrpc.ToNative(err))
 	}
 	n := 0
 	for n < want {
@@ -227,7 +228,7 @@ func (r *contentReaderAt) ReadAt(p []byte, off int64) (int, error) {
 			break
 		}
 		if err != nil {
-			return n, fmt.Errorf("read %s at %d: %w", r.digest, off+int64(n), server.FromGRPC(err))
+			return n, fmt.Errorf("read %s at %d: %w", r.digest, off+int64(n), errgrpc.ToNative(err))
 		}
 		// Responses come in order; their offsets are not relied on
 		// because containerd counts them from the start of the read.
@@ -295,7 +296,7 @@ func (w *contentWriter) open() (*contentapi.WriteContentResponse, error) {
 	stream, err := w.client.Write(ctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("open ingest %q: %w", w.ref, server.FromGRPC(err))
+		return nil, fmt.Errorf("open ingest %q: %w", w.ref, errgrpc.ToNative(err))
 	}
 	w.stream, w.cancel = stream, cancel
 	req := &contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT, Ref: w.ref, Total: w.desc.Size}
@@ -330,7 +331,7 @@ func (w *contentWriter) exchange(req *contentapi.WriteContentRequest) (*contenta
 	// Recv says why.
 	if err := w.stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
 		w.drop()
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
 	resp, err := w.stream.Recv()
 	if err != nil {
@@ -338,7 +339,7 @@ func (w *contentWriter) exchange(req *contentapi.WriteContentRequest) (*contenta
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("ingest %q: daemon ended the stream: %w", w.ref, errdefs.ErrUnavailable)
 		}
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
 	if resp.Digest != "" {
 		w.digest = digest.Digest(resp.Digest)
@@ -362,14 +363,14 @@ func (w *contentWriter) finish() error {
 	}
 	defer w.drop()
 	if err := w.stream.CloseSend(); err != nil {
-		return server.FromGRPC(err)
+		return errgrpc.ToNative(err)
 	}
 	for {
 		if _, err := w.stream.Recv(); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return server.FromGRPC(err)
+			return errgrpc.ToNative(err)
 		}
 	}
 }

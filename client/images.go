@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -28,7 +29,7 @@ func NewImageStore(conn grpc.ClientConnInterface) *ImageStore {
 func (s *ImageStore) Get(ctx context.Context, name string) (images.Image, error) {
 	resp, err := s.client.Get(withNamespaceHeader(ctx), &imagesapi.GetImageRequest{Name: name})
 	if err != nil {
-		return images.Image{}, fmt.Errorf("get image %q: %w", name, server.FromGRPC(err))
+		return images.Image{}, fmt.Errorf("get image %q: %w", name, errgrpc.ToNative(err))
 	}
 	return server.ImageFromProto(resp.Image), nil
 }
@@ -40,7 +41,7 @@ func (s *ImageStore) List(ctx context.Context, filters ...string) ([]images.Imag
 	}
 	resp, err := s.client.List(withNamespaceHeader(ctx), &imagesapi.ListImagesRequest{Filters: filters})
 	if err != nil {
-		return nil, fmt.Errorf("list images: %w", server.FromGRPC(err))
+		return nil, fmt.Errorf("list images: %w", errgrpc.ToNative(err))
 	}
 	var out []images.Image
 	for _, img := range resp.Images {
@@ -54,7 +55,7 @@ func (s *ImageStore) List(ctx context.Context, filters ...string) ([]images.Imag
 func (s *ImageStore) Create(ctx context.Context, image images.Image) (images.Image, error) {
 	resp, err := s.client.Create(withNamespaceHeader(ctx), &imagesapi.CreateImageRequest{Image: server.ImageToProto(image)})
 	if err != nil {
-		return images.Image{}, fmt.Errorf("create image %q: %w", image.Name, server.FromGRPC(err))
+		return images.Image{}, fmt.Errorf("create image %q: %w", image.Name, errgrpc.ToNative(err))
 	}
 	return server.ImageFromProto(resp.Image), nil
 }
@@ -68,7 +69,7 @@ func (s *ImageStore) Update(ctx context.Context, image images.Image, fieldpaths 
 	}
 	resp, err := s.client.Update(withNamespaceHeader(ctx), req)
 	if err != nil {
-		return images.Image{}, fmt.Errorf("update image %q: %w", image.Name, server.FromGRPC(err))
+		return images.Image{}, fmt.Errorf("update image %q: %w", image.Name, errgrpc.ToNative(err))
 	}
 	return server.ImageFromProto(resp.Image), nil
 }
@@ -85,7 +86,7 @@ func (s *ImageStore) Delete(ctx context.Context, name string, opts ...images.Del
 	}
 	_, err := s.client.Delete(withNamespaceHeader(ctx), &imagesapi.DeleteImageRequest{Name: name, Sync: do.Synchronous})
 	if err != nil {
-		return fmt.Errorf("delete image %q: %w", name, server.FromGRPC(err))
+		return fmt.Errorf("delete image %q: %w", name, errgrpc.ToNative(err))
 	}
 	return nil
 }

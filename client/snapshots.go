@@ -8,6 +8,7 @@ import (
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/mount"
-	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/snapshots"
 )
 
@@ -57,7 +57,7 @@ func snapshotsContext(ctx context.Context) context.Context {
 func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
 	resp, err := s.client.Stat(snapshotsContext(ctx), &snapshotsapi.StatSnapshotRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
-		return snapshots.Info{}, server.FromGRPC(err)
+		return snapshots.Info{}, errgrpc.ToNative(err)
 	}
 	return snapInfoFromProto(resp.Info), nil
 }
@@ -70,7 +70,7 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 	}
 	resp, err := s.client.Update(snapshotsContext(ctx), req)
 	if err != nil {
-		return snapshots.Info{}, server.FromGRPC(err)
+		return snapshots.Info{}, errgrpc.ToNative(err)
 	}
 	return snapInfoFromProto(resp.Info), nil
 }
@@ -79,7 +79,7 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
 	resp, err := s.client.Usage(snapshotsContext(ctx), &snapshotsapi.UsageRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
-		return snapshots.Usage{}, server.FromGRPC(err)
+		return snapshots.Usage{}, errgrpc.ToNative(err)
 	}
 	return snapshots.Usage{Size: resp.Size, Inodes: resp.Inodes}, nil
 }
@@ -88,7 +88,7 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, e
 func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
 	resp, err := s.client.Mounts(snapshotsContext(ctx), &snapshotsapi.MountsRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
 	return snapMountsFromProto(resp.Mounts), nil
 }
@@ -102,7 +102,7 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 	}
 	resp, err := s.client.Prepare(snapshotsContext(ctx), &snapshotsapi.PrepareSnapshotRequest{Snapshotter: s.name, Key: key, Parent: parent, Labels: info.Labels})
 	if err != nil {
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
 	return snapMountsFromProto(resp.Mounts), nil
 }
@@ -115,7 +115,7 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 	}
 	resp, err := s.client.View(snapshotsContext(ctx), &snapshotsapi.ViewSnapshotRequest{Snapshotter: s.name, Key: key, Parent: parent, Labels: info.Labels})
 	if err != nil {
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
 	return snapMountsFromProto(resp.Mounts), nil
 }
@@ -128,13 +128,13 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 		return err
 	}
 	_, err = s.client.Commit(snapshotsContext(ctx), &snapshotsapi.CommitSnapshotRequest{Snapshotter: s.name, Name: name, Key: key, Labels: info.Labels, Parent: info.Parent})
-	return server.FromGRPC(err)
+	return errgrpc.ToNative(err)
 }
 
 // Remove removes the snapshot key.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	_, err := s.client.Remove(snapshotsContext(ctx), &snapshotsapi.RemoveSnapshotRequest{Snapshotter: s.name, Key: key})
-	return server.FromGRPC(err)
+	return errgrpc.ToNative(err)
 }
 
 // Walk calls fn for each snapshot matching any of filters, as the daemon
@@ -147,7 +147,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...str
 	defer cancel() // ends the stream when fn stops the walk early
 	stream, err := s.client.List(snapshotsContext(ctx), &snapshotsapi.ListSnapshotsRequest{Snapshotter: s.name, Filters: fs})
 	if err != nil {
-		return server.FromGRPC(err)
+		return errgrpc.ToNative(err)
 	}
 	for {
 		resp, err := stream.Recv()
@@ -155,7 +155,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...str
 			return nil
 		}
 		if err != nil {
-			return server.FromGRPC(err)
+			return errgrpc.ToNative(err)
 		}
 		for _, info := range resp.Info {
 			if err := fn(ctx, snapInfoFromProto(info)); err != nil {
@@ -168,7 +168,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...str
 // Cleanup asks the daemon to free what no snapshot uses.
 func (s *Snapshotter) Cleanup(ctx context.Context) error {
 	_, err := s.client.Cleanup(snapshotsContext(ctx), &snapshotsapi.CleanupRequest{Snapshotter: s.name})
-	return server.FromGRPC(err)
+	return errgrpc.ToNative(err)
 }
 
 // Close does nothing: the snapshotter belongs to the daemon and the
