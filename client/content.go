@@ -50,9 +50,9 @@ func contentContext(ctx context.Context) (context.Context, error) {
 	}
 	md, _ := metadata.FromOutgoingContext(ctx)
 	md = md.Copy()
-	md.Set(server.NamespaceKey, ns)
+	md.Set(namespaces.GRPCHeader, ns)
 	if id, ok := leases.FromContext(ctx); ok {
-		md.Set(server.LeaseKey, id)
+		md.Set(leases.GRPCHeader, id)
 	}
 	return metadata.NewOutgoingContext(ctx, md), nil
 }

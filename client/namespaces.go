@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/strata-oci/strata/namespaces"
-	"github.com/strata-oci/strata/server"
 )
 
 // NamespaceStore is a namespaces.Store over the namespaces service.
@@ -41,7 +40,7 @@ func withNamespaceHeader(ctx context.Context) context.Context {
 	}
 	md, _ := metadata.FromOutgoingContext(ctx)
 	md = md.Copy()
-	md.Set(server.NamespaceKey, ns)
+	md.Set(namespaces.GRPCHeader, ns)
 	return metadata.NewOutgoingContext(ctx, md)
 }
 

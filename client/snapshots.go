@@ -19,10 +19,6 @@ import (
 	"github.com/strata-oci/strata/snapshots"
 )
 
-// leaseKey is the gRPC metadata key of the lease a call works under, as
-// containerd's clients send it.
-const leaseKey = "containerd-lease"
-
 // Snapshotter is a snapshots.Snapshotter served by a daemon: every call
 // goes to the snapshots service for one snapshotter name, in the namespace
 // (and under the lease) of its context. Errors keep their errdefs class
@@ -47,7 +43,7 @@ func snapshotsContext(ctx context.Context) context.Context {
 	if id, ok := leases.FromContext(ctx); ok {
 		md, _ := metadata.FromOutgoingContext(ctx)
 		md = md.Copy()
-		md.Set(leaseKey, id)
+		md.Set(leases.GRPCHeader, id)
 		ctx = metadata.NewOutgoingContext(ctx, md)
 	}
 	return ctx

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
@@ -160,7 +161,7 @@ func eventsWorkload(t *testing.T, d *servertest.Daemon) []eventSeen {
 	if _, err := leasesapi.NewLeasesClient(d.Conn).Create(ctxB, &leasesapi.CreateRequest{ID: "workload"}); err != nil {
 		t.Fatal(err)
 	}
-	ctxB = grpcmetadata.AppendToOutgoingContext(ctxB, server.LeaseKey, "workload")
+	ctxB = grpcmetadata.AppendToOutgoingContext(ctxB, leases.GRPCHeader, "workload")
 	nsc := namespacesapi.NewNamespacesClient(d.Conn)
 	imc := imagesapi.NewImagesClient(d.Conn)
 	snc := snapshotsapi.NewSnapshotsClient(d.Conn)

@@ -30,14 +30,6 @@ import (
 	"github.com/strata-oci/strata/services/transfer"
 )
 
-// NamespaceKey is the gRPC metadata key clients put the namespace in, as
-// containerd's clients do.
-const NamespaceKey = "containerd-namespace"
-
-// LeaseKey is the gRPC metadata key of the lease a client's writes belong
-// to (containerd's client sets it for pulls, imports, mounts).
-const LeaseKey = "containerd-lease"
-
 // Config configures a Server.
 type Config struct {
 	// MaxRecvMsgSize and MaxSendMsgSize bound gRPC messages (default 16 MiB).
@@ -229,10 +221,10 @@ func withNamespace(ctx context.Context) context.Context {
 	if !ok {
 		return ctx
 	}
-	if v := md.Get(NamespaceKey); len(v) > 0 && v[0] != "" {
+	if v := md.Get(namespaces.GRPCHeader); len(v) > 0 && v[0] != "" {
 		ctx = namespaces.WithNamespace(ctx, v[0])
 	}
-	if v := md.Get(LeaseKey); len(v) > 0 && v[0] != "" {
+	if v := md.Get(leases.GRPCHeader); len(v) > 0 && v[0] != "" {
 		ctx = leases.WithLease(ctx, v[0])
 	}
 	return ctx
