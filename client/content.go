@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/errdefs"
@@ -15,12 +14,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
-	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // contentChunk bounds the data of one Write message, well below the
@@ -68,7 +66,7 @@ func (s *ContentStore) Info(ctx context.Context, dgst digest.Digest) (content.In
 	if err != nil {
 		return content.Info{}, fmt.Errorf("content info %s: %w", dgst, errgrpc.ToNative(err))
 	}
-	return server.ContentInfoFromProto(resp.Info), nil
+	return protoconv.ContentInfoFromProto(resp.Info), nil
 }
 
 // Update changes the labels named by fieldpaths ("labels",
@@ -78,7 +76,7 @@ func (s *ContentStore) Update(ctx context.Context, info content.Info, fieldpaths
 	if err != nil {
 		return content.Info{}, err
 	}
-	req := &contentapi.UpdateRequest{Info: server.ContentInfoToProto(info)}
+	req := &contentapi.UpdateRequest{Info: protoconv.ContentInfoToProto(info)}
 	if len(fieldpaths) > 0 {
 		req.UpdateMask = &fieldmaskpb.FieldMask{Paths: fieldpaths}
 	}
@@ -86,7 +84,7 @@ func (s *ContentStore) Update(ctx context.Context, info content.Info, fieldpaths
 	if err != nil {
 		return content.Info{}, fmt.Errorf("update content %s: %w", info.Digest, errgrpc.ToNative(err))
 	}
-	return server.ContentInfoFromProto(resp.Info), nil
+	return protoconv.ContentInfoFromProto(resp.Info), nil
 }
 
 // Walk calls fn for each blob matching any of filters; an error from fn
@@ -114,7 +112,7 @@ func (s *ContentStore) Walk(ctx context.Context, fn content.WalkFunc, filters ..
 			return fmt.Errorf("list content: %w", errgrpc.ToNative(err))
 		}
 		for _, info := range resp.Info {
-			if err := fn(server.ContentInfoFromProto(info)); err != nil {
+			if err := fn(protoconv.ContentInfoFromProto(info)); err != nil {
 				return err
 			}
 		}
@@ -143,7 +141,7 @@ func (s *ContentStore) Status(ctx context.Context, ref string) (content.Status, 
 	if err != nil {
 		return content.Status{}, fmt.Errorf("ingest status %q: %w", ref, errgrpc.ToNative(err))
 	}
-	return server.ContentStatusFromProto(resp.Status), nil
+	return protoconv.ContentStatusFromProto(resp.Status), nil
 }
 
 // ListStatuses returns the ingests matching any of filters (field: ref).
@@ -161,7 +159,7 @@ func (s *ContentStore) ListStatuses(ctx context.Context, filters ...string) ([]c
 	}
 	var out []content.Status
 	for _, st := range resp.Statuses {
-		out = append(out, server.ContentStatusFromProto(st))
+		out = append(out, protoconv.ContentStatusFromProto(st))
 	}
 	return out, nil
 }
@@ -455,17 +453,9 @@ func (w *contentWriter) Status() (content.Status, error) {
 		Offset:    resp.Offset,
 		Total:     resp.Total,
 		Expected:  w.desc.Digest,
-		StartedAt: contentTime(resp.StartedAt),
-		UpdatedAt: contentTime(resp.UpdatedAt),
+		StartedAt: protoconv.TimeFromProto(resp.StartedAt),
+		UpdatedAt: protoconv.TimeFromProto(resp.UpdatedAt),
 	}, nil
-}
-
-// contentTime converts ts; unset is the zero time.
-func contentTime(ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
-		return time.Time{}
-	}
-	return ts.AsTime()
 }
 
 // Truncate drops what follows size bytes; size must not exceed what was

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // ImageStore is an images.Store over the images service.
@@ -31,7 +31,7 @@ func (s *ImageStore) Get(ctx context.Context, name string) (images.Image, error)
 	if err != nil {
 		return images.Image{}, fmt.Errorf("get image %q: %w", name, errgrpc.ToNative(err))
 	}
-	return server.ImageFromProto(resp.Image), nil
+	return protoconv.ImageFromProto(resp.Image), nil
 }
 
 // List returns the images matching any of filters, sorted by name.
@@ -45,7 +45,7 @@ func (s *ImageStore) List(ctx context.Context, filters ...string) ([]images.Imag
 	}
 	var out []images.Image
 	for _, img := range resp.Images {
-		out = append(out, server.ImageFromProto(img))
+		out = append(out, protoconv.ImageFromProto(img))
 	}
 	return out, nil
 }
@@ -53,17 +53,17 @@ func (s *ImageStore) List(ctx context.Context, filters ...string) ([]images.Imag
 // Create records image. It returns errdefs.ErrAlreadyExists when the name
 // is taken.
 func (s *ImageStore) Create(ctx context.Context, image images.Image) (images.Image, error) {
-	resp, err := s.client.Create(withNamespaceHeader(ctx), &imagesapi.CreateImageRequest{Image: server.ImageToProto(image)})
+	resp, err := s.client.Create(withNamespaceHeader(ctx), &imagesapi.CreateImageRequest{Image: protoconv.ImageToProto(image)})
 	if err != nil {
 		return images.Image{}, fmt.Errorf("create image %q: %w", image.Name, errgrpc.ToNative(err))
 	}
-	return server.ImageFromProto(resp.Image), nil
+	return protoconv.ImageFromProto(resp.Image), nil
 }
 
 // Update replaces the fields of image named by fieldpaths ("target",
 // "labels", "labels.<key>"); with none, labels and target.
 func (s *ImageStore) Update(ctx context.Context, image images.Image, fieldpaths ...string) (images.Image, error) {
-	req := &imagesapi.UpdateImageRequest{Image: server.ImageToProto(image)}
+	req := &imagesapi.UpdateImageRequest{Image: protoconv.ImageToProto(image)}
 	if len(fieldpaths) > 0 {
 		req.UpdateMask = &fieldmaskpb.FieldMask{Paths: fieldpaths}
 	}
@@ -71,7 +71,7 @@ func (s *ImageStore) Update(ctx context.Context, image images.Image, fieldpaths 
 	if err != nil {
 		return images.Image{}, fmt.Errorf("update image %q: %w", image.Name, errgrpc.ToNative(err))
 	}
-	return server.ImageFromProto(resp.Image), nil
+	return protoconv.ImageFromProto(resp.Image), nil
 }
 
 // Delete removes the image name; with images.SynchronousDelete garbage

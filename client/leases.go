@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // LeaseManager is a leases.Manager over the leases service.
@@ -21,14 +22,6 @@ var _ leases.Manager = (*LeaseManager)(nil)
 // NewLeaseManager returns a lease manager that calls the daemon on conn.
 func NewLeaseManager(conn grpc.ClientConnInterface) *LeaseManager {
 	return &LeaseManager{client: leasesapi.NewLeasesClient(conn)}
-}
-
-func leaseFromProto(l *leasesapi.Lease) leases.Lease {
-	out := leases.Lease{ID: l.GetID(), Labels: l.GetLabels()}
-	if l.GetCreatedAt() != nil {
-		out.CreatedAt = l.CreatedAt.AsTime()
-	}
-	return out
 }
 
 // Create makes a lease; without leases.WithID the daemon names it. It
@@ -45,7 +38,7 @@ func (m *LeaseManager) Create(ctx context.Context, opts ...leases.Opt) (leases.L
 	if err != nil {
 		return leases.Lease{}, fmt.Errorf("create lease %q: %w", l.ID, errgrpc.ToNative(err))
 	}
-	return leaseFromProto(resp.Lease), nil
+	return protoconv.LeaseFromProto(resp.Lease), nil
 }
 
 // Delete removes lease; with leases.SynchronousDelete garbage collection
@@ -75,7 +68,7 @@ func (m *LeaseManager) List(ctx context.Context, filters ...string) ([]leases.Le
 	}
 	var out []leases.Lease
 	for _, l := range resp.Leases {
-		out = append(out, leaseFromProto(l))
+		out = append(out, protoconv.LeaseFromProto(l))
 	}
 	return out, nil
 }

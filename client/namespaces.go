@@ -1,7 +1,7 @@
 // Package client implements strata's domain interfaces over the daemon's
 // gRPC API (containerd's services v1), so code written against a store works
 // the same against stratad's socket. gRPC errors come back as errdefs
-// classes (server.FromGRPC); the namespace of the context travels in the
+// classes (errgrpc.ToNative); the namespace of the context travels in the
 // containerd-namespace header.
 package client
 

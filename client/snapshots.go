@@ -4,18 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
-	"slices"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/protoconv"
 	"github.com/strata-oci/strata/snapshots"
 )
 
@@ -55,12 +53,12 @@ func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, err
 	if err != nil {
 		return snapshots.Info{}, errgrpc.ToNative(err)
 	}
-	return snapInfoFromProto(resp.Info), nil
+	return protoconv.SnapshotInfoFromProto(resp.Info), nil
 }
 
 // Update changes the labels of info.Name as snapshots.Snapshotter says.
 func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
-	req := &snapshotsapi.UpdateSnapshotRequest{Snapshotter: s.name, Info: snapInfoToProto(info)}
+	req := &snapshotsapi.UpdateSnapshotRequest{Snapshotter: s.name, Info: protoconv.SnapshotInfoToProto(info)}
 	if len(fieldpaths) > 0 {
 		req.UpdateMask = &fieldmaskpb.FieldMask{Paths: fieldpaths}
 	}
@@ -68,7 +66,7 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 	if err != nil {
 		return snapshots.Info{}, errgrpc.ToNative(err)
 	}
-	return snapInfoFromProto(resp.Info), nil
+	return protoconv.SnapshotInfoFromProto(resp.Info), nil
 }
 
 // Usage returns the space the snapshot key takes itself.
@@ -86,7 +84,7 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return snapMountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts)
 }
 
 // Prepare creates the active snapshot key on parent. Of opts, only labels
@@ -100,7 +98,7 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return snapMountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts)
 }
 
 // View creates the read-only snapshot key on parent.
@@ -113,7 +111,7 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return snapMountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts)
 }
 
 // Commit commits the active snapshot key as name, onto the parent of
@@ -154,7 +152,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...str
 			return errgrpc.ToNative(err)
 		}
 		for _, info := range resp.Info {
-			if err := fn(ctx, snapInfoFromProto(info)); err != nil {
+			if err := fn(ctx, protoconv.SnapshotInfoFromProto(info)); err != nil {
 				return err
 			}
 		}
@@ -170,54 +168,3 @@ func (s *Snapshotter) Cleanup(ctx context.Context) error {
 // Close does nothing: the snapshotter belongs to the daemon and the
 // connection to the caller.
 func (s *Snapshotter) Close() error { return nil }
-
-func snapMountsFromProto(mounts []*types.Mount) []mount.Mount {
-	out := make([]mount.Mount, 0, len(mounts))
-	for _, m := range mounts {
-		if m != nil {
-			out = append(out, mount.Mount{Type: m.Type, Source: m.Source, Options: slices.Clone(m.Options)})
-		}
-	}
-	return out
-}
-
-func snapInfoFromProto(info *snapshotsapi.Info) snapshots.Info {
-	if info == nil {
-		return snapshots.Info{}
-	}
-	out := snapshots.Info{Name: info.Name, Parent: info.Parent, Labels: info.Labels}
-	switch info.Kind {
-	case snapshotsapi.Kind_VIEW:
-		out.Kind = snapshots.KindView
-	case snapshotsapi.Kind_ACTIVE:
-		out.Kind = snapshots.KindActive
-	case snapshotsapi.Kind_COMMITTED:
-		out.Kind = snapshots.KindCommitted
-	}
-	if info.CreatedAt != nil {
-		out.Created = info.CreatedAt.AsTime()
-	}
-	if info.UpdatedAt != nil {
-		out.Updated = info.UpdatedAt.AsTime()
-	}
-	return out
-}
-
-func snapInfoToProto(info snapshots.Info) *snapshotsapi.Info {
-	out := &snapshotsapi.Info{Name: info.Name, Parent: info.Parent, Labels: info.Labels}
-	switch info.Kind {
-	case snapshots.KindView:
-		out.Kind = snapshotsapi.Kind_VIEW
-	case snapshots.KindActive:
-		out.Kind = snapshotsapi.Kind_ACTIVE
-	case snapshots.KindCommitted:
-		out.Kind = snapshotsapi.Kind_COMMITTED
-	}
-	if !info.Created.IsZero() {
-		out.CreatedAt = timestamppb.New(info.Created)
-	}
-	if !info.Updated.IsZero() {
-		out.UpdatedAt = timestamppb.New(info.Updated)
-	}
-	return out
-}

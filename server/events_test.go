@@ -31,6 +31,7 @@ import (
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/protoconv"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
 )
@@ -189,7 +190,7 @@ func eventsWorkload(t *testing.T, d *servertest.Daemon) []eventSeen {
 			return err
 		}},
 		{"create image", func() error {
-			_, err := imc.Create(ctxA, &imagesapi.CreateImageRequest{Image: server.ImageToProto(images.Image{
+			_, err := imc.Create(ctxA, &imagesapi.CreateImageRequest{Image: protoconv.ImageToProto(images.Image{
 				Name: "img1", Target: manifest, Labels: map[string]string{"team": "blue"},
 			})})
 			return err
