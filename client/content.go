@@ -5,21 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
-	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // contentChunk bounds the data of one Write message, well below the
@@ -49,9 +48,9 @@ func contentContext(ctx context.Context) (context.Context, error) {
 	}
 	md, _ := metadata.FromOutgoingContext(ctx)
 	md = md.Copy()
-	md.Set(server.NamespaceKey, ns)
+	md.Set(namespaces.GRPCHeader, ns)
 	if id, ok := leases.FromContext(ctx); ok {
-		md.Set(server.LeaseKey, id)
+		md.Set(leases.GRPCHeader, id)
 	}
 	return metadata.NewOutgoingContext(ctx, md), nil
 }
@@ -65,9 +64,9 @@ func (s *ContentStore) Info(ctx context.Context, dgst digest.Digest) (content.In
 	}
 	resp, err := s.client.Info(ctx, &contentapi.InfoRequest{Digest: dgst.String()})
 	if err != nil {
-		return content.Info{}, fmt.Errorf("content info %s: %w", dgst, server.FromGRPC(err))
+		return content.Info{}, fmt.Errorf("content info %s: %w", dgst, errgrpc.ToNative(err))
 	}
-	return server.ContentInfoFromProto(resp.Info), nil
+	return protoconv.ContentInfoFromProto(resp.Info), nil
 }
 
 // Update changes the labels named by fieldpaths ("labels",
@@ -77,15 +76,15 @@ func (s *ContentStore) Update(ctx context.Context, info content.Info, fieldpaths
 	if err != nil {
 		return content.Info{}, err
 	}
-	req := &contentapi.UpdateRequest{Info: server.ContentInfoToProto(info)}
+	req := &contentapi.UpdateRequest{Info: protoconv.ContentInfoToProto(info)}
 	if len(fieldpaths) > 0 {
 		req.UpdateMask = &fieldmaskpb.FieldMask{Paths: fieldpaths}
 	}
 	resp, err := s.client.Update(ctx, req)
 	if err != nil {
-		return content.Info{}, fmt.Errorf("update content %s: %w", info.Digest, server.FromGRPC(err))
+		return content.Info{}, fmt.Errorf("update content %s: %w", info.Digest, errgrpc.ToNative(err))
 	}
-	return server.ContentInfoFromProto(resp.Info), nil
+	return protoconv.ContentInfoFromProto(resp.Info), nil
 }
 
 // Walk calls fn for each blob matching any of filters; an error from fn
@@ -102,7 +101,7 @@ func (s *ContentStore) Walk(ctx context.Context, fn content.WalkFunc, filters ..
 	defer cancel()
 	stream, err := s.client.List(ctx, &contentapi.ListContentRequest{Filters: filters})
 	if err != nil {
-		return fmt.Errorf("list content: %w", server.FromGRPC(err))
+		return fmt.Errorf("list content: %w", errgrpc.ToNative(err))
 	}
 	for {
 		resp, err := stream.Recv()
@@ -110,10 +109,10 @@ func (s *ContentStore) Walk(ctx context.Context, fn content.WalkFunc, filters ..
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("list content: %w", server.FromGRPC(err))
+			return fmt.Errorf("list content: %w", errgrpc.ToNative(err))
 		}
 		for _, info := range resp.Info {
-			if err := fn(server.ContentInfoFromProto(info)); err != nil {
+			if err := fn(protoconv.ContentInfoFromProto(info)); err != nil {
 				return err
 			}
 		}
@@ -127,7 +126,7 @@ func (s *ContentStore) Delete(ctx context.Context, dgst digest.Digest) error {
 		return err
 	}
 	if _, err := s.client.Delete(ctx, &contentapi.DeleteContentRequest{Digest: dgst.String()}); err != nil {
-		return fmt.Errorf("delete content %s: %w", dgst, server.FromGRPC(err))
+		return fmt.Errorf("delete content %s: %w", dgst, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -140,9 +139,9 @@ func (s *ContentStore) Status(ctx context.Context, ref string) (content.Status, 
 	}
 	resp, err := s.client.Status(ctx, &contentapi.StatusRequest{Ref: ref})
 	if err != nil {
-		return content.Status{}, fmt.Errorf("ingest status %q: %w", ref, server.FromGRPC(err))
+		return content.Status{}, fmt.Errorf("ingest status %q: %w", ref, errgrpc.ToNative(err))
 	}
-	return server.ContentStatusFromProto(resp.Status), nil
+	return protoconv.ContentStatusFromProto(resp.Status), nil
 }
 
 // ListStatuses returns the ingests matching any of filters (field: ref).
@@ -156,11 +155,11 @@ func (s *ContentStore) ListStatuses(ctx context.Context, filters ...string) ([]c
 	}
 	resp, err := s.client.ListStatuses(ctx, &contentapi.ListStatusesRequest{Filters: filters})
 	if err != nil {
-		return nil, fmt.Errorf("list ingests: %w", server.FromGRPC(err))
+		return nil, fmt.Errorf("list ingests: %w", errgrpc.ToNative(err))
 	}
 	var out []content.Status
 	for _, st := range resp.Statuses {
-		out = append(out, server.ContentStatusFromProto(st))
+		out = append(out, protoconv.ContentStatusFromProto(st))
 	}
 	return out, nil
 }
@@ -172,7 +171,7 @@ func (s *ContentStore) Abort(ctx context.Context, ref string) error {
 		return err
 	}
 	if _, err := s.client.Abort(ctx, &contentapi.AbortRequest{Ref: ref}); err != nil {
-		return fmt.Errorf("abort ingest %q: %w", ref, server.FromGRPC(err))
+		return fmt.Errorf("abort ingest %q: %w", ref, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -218,7 +217,7 @@ func (r *contentReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	defer cancel()
 	stream, err := r.client.Read(ctx, &contentapi.ReadContentRequest{Digest: r.digest.String(), Offset: off, Size: int64(want)})
 	if err != nil {
-		return 0, fmt.Errorf("read %s at %d: %w", r.digest, off, server.FromGRPC(err))
+		return 0, fmt.Errorf("read %s at %d: %w", r.digest, off, errgrpc.ToNative(err))
 	}
 	n := 0
 	for n < want {
@@ -227,7 +226,7 @@ func (r *contentReaderAt) ReadAt(p []byte, off int64) (int, error) {
 			break
 		}
 		if err != nil {
-			return n, fmt.Errorf("read %s at %d: %w", r.digest, off+int64(n), server.FromGRPC(err))
+			return n, fmt.Errorf("read %s at %d: %w", r.digest, off+int64(n), errgrpc.ToNative(err))
 		}
 		// Responses come in order; their offsets are not relied on
 		// because containerd counts them from the start of the read.
@@ -295,7 +294,7 @@ func (w *contentWriter) open() (*contentapi.WriteContentResponse, error) {
 	stream, err := w.client.Write(ctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("open ingest %q: %w", w.ref, server.FromGRPC(err))
+		return nil, fmt.Errorf("open ingest %q: %w", w.ref, errgrpc.ToNative(err))
 	}
 	w.stream, w.cancel = stream, cancel
 	req := &contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT, Ref: w.ref, Total: w.desc.Size}
@@ -330,7 +329,7 @@ func (w *contentWriter) exchange(req *contentapi.WriteContentRequest) (*contenta
 	// Recv says why.
 	if err := w.stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
 		w.drop()
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
 	resp, err := w.stream.Recv()
 	if err != nil {
@@ -338,7 +337,7 @@ func (w *contentWriter) exchange(req *contentapi.WriteContentRequest) (*contenta
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("ingest %q: daemon ended the stream: %w", w.ref, errdefs.ErrUnavailable)
 		}
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
 	if resp.Digest != "" {
 		w.digest = digest.Digest(resp.Digest)
@@ -362,14 +361,14 @@ func (w *contentWriter) finish() error {
 	}
 	defer w.drop()
 	if err := w.stream.CloseSend(); err != nil {
-		return server.FromGRPC(err)
+		return errgrpc.ToNative(err)
 	}
 	for {
 		if _, err := w.stream.Recv(); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return server.FromGRPC(err)
+			return errgrpc.ToNative(err)
 		}
 	}
 }
@@ -454,17 +453,9 @@ func (w *contentWriter) Status() (content.Status, error) {
 		Offset:    resp.Offset,
 		Total:     resp.Total,
 		Expected:  w.desc.Digest,
-		StartedAt: contentTime(resp.StartedAt),
-		UpdatedAt: contentTime(resp.UpdatedAt),
+		StartedAt: protoconv.TimeFromProto(resp.StartedAt),
+		UpdatedAt: protoconv.TimeFromProto(resp.UpdatedAt),
 	}, nil
-}
-
-// contentTime converts ts; unset is the zero time.
-func contentTime(ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
-		return time.Time{}
-	}
-	return ts.AsTime()
 }
 
 // Truncate drops what follows size bytes; size must not exceed what was

@@ -5,11 +5,12 @@ import (
 	"fmt"
 
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // ImageStore is an images.Store over the images service.
@@ -28,9 +29,9 @@ func NewImageStore(conn grpc.ClientConnInterface) *ImageStore {
 func (s *ImageStore) Get(ctx context.Context, name string) (images.Image, error) {
 	resp, err := s.client.Get(withNamespaceHeader(ctx), &imagesapi.GetImageRequest{Name: name})
 	if err != nil {
-		return images.Image{}, fmt.Errorf("get image %q: %w", name, server.FromGRPC(err))
+		return images.Image{}, fmt.Errorf("get image %q: %w", name, errgrpc.ToNative(err))
 	}
-	return server.ImageFromProto(resp.Image), nil
+	return protoconv.ImageFromProto(resp.Image), nil
 }
 
 // List returns the images matching any of filters, sorted by name.
@@ -40,11 +41,11 @@ func (s *ImageStore) List(ctx context.Context, filters ...string) ([]images.Imag
 	}
 	resp, err := s.client.List(withNamespaceHeader(ctx), &imagesapi.ListImagesRequest{Filters: filters})
 	if err != nil {
-		return nil, fmt.Errorf("list images: %w", server.FromGRPC(err))
+		return nil, fmt.Errorf("list images: %w", errgrpc.ToNative(err))
 	}
 	var out []images.Image
 	for _, img := range resp.Images {
-		out = append(out, server.ImageFromProto(img))
+		out = append(out, protoconv.ImageFromProto(img))
 	}
 	return out, nil
 }
@@ -52,25 +53,25 @@ func (s *ImageStore) List(ctx context.Context, filters ...string) ([]images.Imag
 // Create records image. It returns errdefs.ErrAlreadyExists when the name
 // is taken.
 func (s *ImageStore) Create(ctx context.Context, image images.Image) (images.Image, error) {
-	resp, err := s.client.Create(withNamespaceHeader(ctx), &imagesapi.CreateImageRequest{Image: server.ImageToProto(image)})
+	resp, err := s.client.Create(withNamespaceHeader(ctx), &imagesapi.CreateImageRequest{Image: protoconv.ImageToProto(image)})
 	if err != nil {
-		return images.Image{}, fmt.Errorf("create image %q: %w", image.Name, server.FromGRPC(err))
+		return images.Image{}, fmt.Errorf("create image %q: %w", image.Name, errgrpc.ToNative(err))
 	}
-	return server.ImageFromProto(resp.Image), nil
+	return protoconv.ImageFromProto(resp.Image), nil
 }
 
 // Update replaces the fields of image named by fieldpaths ("target",
 // "labels", "labels.<key>"); with none, labels and target.
 func (s *ImageStore) Update(ctx context.Context, image images.Image, fieldpaths ...string) (images.Image, error) {
-	req := &imagesapi.UpdateImageRequest{Image: server.ImageToProto(image)}
+	req := &imagesapi.UpdateImageRequest{Image: protoconv.ImageToProto(image)}
 	if len(fieldpaths) > 0 {
 		req.UpdateMask = &fieldmaskpb.FieldMask{Paths: fieldpaths}
 	}
 	resp, err := s.client.Update(withNamespaceHeader(ctx), req)
 	if err != nil {
-		return images.Image{}, fmt.Errorf("update image %q: %w", image.Name, server.FromGRPC(err))
+		return images.Image{}, fmt.Errorf("update image %q: %w", image.Name, errgrpc.ToNative(err))
 	}
-	return server.ImageFromProto(resp.Image), nil
+	return protoconv.ImageFromProto(resp.Image), nil
 }
 
 // Delete removes the image name; with images.SynchronousDelete garbage
@@ -85,7 +86,7 @@ func (s *ImageStore) Delete(ctx context.Context, name string, opts ...images.Del
 	}
 	_, err := s.client.Delete(withNamespaceHeader(ctx), &imagesapi.DeleteImageRequest{Name: name, Sync: do.Synchronous})
 	if err != nil {
-		return fmt.Errorf("delete image %q: %w", name, server.FromGRPC(err))
+		return fmt.Errorf("delete image %q: %w", name, errgrpc.ToNative(err))
 	}
 	return nil
 }

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/namespaces"
-	"github.com/strata-oci/strata/server"
 )
 
 // cancelWait is how long a cancelled RunJob waits for the daemon to say
@@ -57,7 +57,7 @@ func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request
 		if ctx.Err() != nil {
 			return jobs.Result{}, ctx.Err()
 		}
-		return jobs.Result{}, server.FromGRPC(err)
+		return jobs.Result{}, errgrpc.ToNative(err)
 	}
 	if !connecting() {
 		// Cancelled while connecting: the stream is gone, and no job
@@ -135,7 +135,7 @@ func RunJob(ctx context.Context, conn grpc.ClientConnInterface, req jobs.Request
 				case <-time.After(time.Second):
 				}
 			}
-			return jobs.Result{}, server.FromGRPC(err)
+			return jobs.Result{}, errgrpc.ToNative(err)
 		}
 		if env.Progress != nil {
 			for _, u := range f.Progress {
@@ -183,9 +183,9 @@ func recvErr(stream grpc.ClientStream, sendErr error) error {
 				if errors.Is(err, io.EOF) {
 					return sendErr
 				}
-				return server.FromGRPC(err)
+				return errgrpc.ToNative(err)
 			}
 		}
 	}
-	return server.FromGRPC(sendErr)
+	return errgrpc.ToNative(sendErr)
 }

@@ -5,10 +5,11 @@ import (
 	"fmt"
 
 	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 
 	"github.com/strata-oci/strata/leases"
-	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // LeaseManager is a leases.Manager over the leases service.
@@ -23,14 +24,6 @@ func NewLeaseManager(conn grpc.ClientConnInterface) *LeaseManager {
 	return &LeaseManager{client: leasesapi.NewLeasesClient(conn)}
 }
 
-func leaseFromProto(l *leasesapi.Lease) leases.Lease {
-	out := leases.Lease{ID: l.GetID(), Labels: l.GetLabels()}
-	if l.GetCreatedAt() != nil {
-		out.CreatedAt = l.CreatedAt.AsTime()
-	}
-	return out
-}
-
 // Create makes a lease; without leases.WithID the daemon names it. It
 // returns errdefs.ErrAlreadyExists when the ID is taken and
 // errdefs.ErrInvalidArgument for a bad ID or expiry label.
@@ -43,9 +36,9 @@ func (m *LeaseManager) Create(ctx context.Context, opts ...leases.Opt) (leases.L
 	}
 	resp, err := m.client.Create(withNamespaceHeader(ctx), &leasesapi.CreateRequest{ID: l.ID, Labels: l.Labels})
 	if err != nil {
-		return leases.Lease{}, fmt.Errorf("create lease %q: %w", l.ID, server.FromGRPC(err))
+		return leases.Lease{}, fmt.Errorf("create lease %q: %w", l.ID, errgrpc.ToNative(err))
 	}
-	return leaseFromProto(resp.Lease), nil
+	return protoconv.LeaseFromProto(resp.Lease), nil
 }
 
 // Delete removes lease; with leases.SynchronousDelete garbage collection
@@ -59,7 +52,7 @@ func (m *LeaseManager) Delete(ctx context.Context, lease leases.Lease, opts ...l
 		}
 	}
 	if _, err := m.client.Delete(withNamespaceHeader(ctx), &leasesapi.DeleteRequest{ID: lease.ID, Sync: do.Synchronous}); err != nil {
-		return fmt.Errorf("delete lease %q: %w", lease.ID, server.FromGRPC(err))
+		return fmt.Errorf("delete lease %q: %w", lease.ID, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -71,11 +64,11 @@ func (m *LeaseManager) List(ctx context.Context, filters ...string) ([]leases.Le
 	}
 	resp, err := m.client.List(withNamespaceHeader(ctx), &leasesapi.ListRequest{Filters: filters})
 	if err != nil {
-		return nil, fmt.Errorf("list leases: %w", server.FromGRPC(err))
+		return nil, fmt.Errorf("list leases: %w", errgrpc.ToNative(err))
 	}
 	var out []leases.Lease
 	for _, l := range resp.Leases {
-		out = append(out, leaseFromProto(l))
+		out = append(out, protoconv.LeaseFromProto(l))
 	}
 	return out, nil
 }
@@ -85,7 +78,7 @@ func (m *LeaseManager) List(ctx context.Context, filters ...string) ([]leases.Le
 func (m *LeaseManager) AddResource(ctx context.Context, lease leases.Lease, r leases.Resource) error {
 	req := &leasesapi.AddResourceRequest{ID: lease.ID, Resource: &leasesapi.Resource{ID: r.ID, Type: r.Type}}
 	if _, err := m.client.AddResource(withNamespaceHeader(ctx), req); err != nil {
-		return fmt.Errorf("lease %q: add %s %q: %w", lease.ID, r.Type, r.ID, server.FromGRPC(err))
+		return fmt.Errorf("lease %q: add %s %q: %w", lease.ID, r.Type, r.ID, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -94,7 +87,7 @@ func (m *LeaseManager) AddResource(ctx context.Context, lease leases.Lease, r le
 func (m *LeaseManager) DeleteResource(ctx context.Context, lease leases.Lease, r leases.Resource) error {
 	req := &leasesapi.DeleteResourceRequest{ID: lease.ID, Resource: &leasesapi.Resource{ID: r.ID, Type: r.Type}}
 	if _, err := m.client.DeleteResource(withNamespaceHeader(ctx), req); err != nil {
-		return fmt.Errorf("lease %q: release %s %q: %w", lease.ID, r.Type, r.ID, server.FromGRPC(err))
+		return fmt.Errorf("lease %q: release %s %q: %w", lease.ID, r.Type, r.ID, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -103,7 +96,7 @@ func (m *LeaseManager) DeleteResource(ctx context.Context, lease leases.Lease, r
 func (m *LeaseManager) ListResources(ctx context.Context, lease leases.Lease) ([]leases.Resource, error) {
 	resp, err := m.client.ListResources(withNamespaceHeader(ctx), &leasesapi.ListResourcesRequest{ID: lease.ID})
 	if err != nil {
-		return nil, fmt.Errorf("list resources of lease %q: %w", lease.ID, server.FromGRPC(err))
+		return nil, fmt.Errorf("list resources of lease %q: %w", lease.ID, errgrpc.ToNative(err))
 	}
 	var out []leases.Resource
 	for _, r := range resp.Resources {

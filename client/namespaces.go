@@ -1,7 +1,7 @@
 // Package client implements strata's domain interfaces over the daemon's
 // gRPC API (containerd's services v1), so code written against a store works
 // the same against stratad's socket. gRPC errors come back as errdefs
-// classes (server.FromGRPC); the namespace of the context travels in the
+// classes (errgrpc.ToNative); the namespace of the context travels in the
 // containerd-namespace header.
 package client
 
@@ -11,12 +11,12 @@ import (
 
 	namespacesapi "github.com/containerd/containerd/api/services/namespaces/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/strata-oci/strata/namespaces"
-	"github.com/strata-oci/strata/server"
 )
 
 // NamespaceStore is a namespaces.Store over the namespaces service.
@@ -40,7 +40,7 @@ func withNamespaceHeader(ctx context.Context) context.Context {
 	}
 	md, _ := metadata.FromOutgoingContext(ctx)
 	md = md.Copy()
-	md.Set(server.NamespaceKey, ns)
+	md.Set(namespaces.GRPCHeader, ns)
 	return metadata.NewOutgoingContext(ctx, md)
 }
 
@@ -49,7 +49,7 @@ func withNamespaceHeader(ctx context.Context) context.Context {
 func (s *NamespaceStore) Create(ctx context.Context, name string, labels map[string]string) error {
 	_, err := s.client.Create(ctx, &namespacesapi.CreateNamespaceRequest{Namespace: &namespacesapi.Namespace{Name: name, Labels: labels}})
 	if err != nil {
-		return fmt.Errorf("create namespace %q: %w", name, server.FromGRPC(err))
+		return fmt.Errorf("create namespace %q: %w", name, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -58,7 +58,7 @@ func (s *NamespaceStore) Create(ctx context.Context, name string, labels map[str
 func (s *NamespaceStore) Labels(ctx context.Context, name string) (map[string]string, error) {
 	resp, err := s.client.Get(ctx, &namespacesapi.GetNamespaceRequest{Name: name})
 	if err != nil {
-		return nil, fmt.Errorf("get namespace %q: %w", name, server.FromGRPC(err))
+		return nil, fmt.Errorf("get namespace %q: %w", name, errgrpc.ToNative(err))
 	}
 	return resp.Namespace.GetLabels(), nil
 }
@@ -77,7 +77,7 @@ func (s *NamespaceStore) SetLabel(ctx context.Context, name, key, value string) 
 		req.Namespace.Labels = map[string]string{key: value}
 	}
 	if _, err := s.client.Update(ctx, req); err != nil {
-		return fmt.Errorf("label namespace %q: %w", name, server.FromGRPC(err))
+		return fmt.Errorf("label namespace %q: %w", name, errgrpc.ToNative(err))
 	}
 	return nil
 }
@@ -86,7 +86,7 @@ func (s *NamespaceStore) SetLabel(ctx context.Context, name, key, value string) 
 func (s *NamespaceStore) List(ctx context.Context) ([]string, error) {
 	resp, err := s.client.List(ctx, &namespacesapi.ListNamespacesRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("list namespaces: %w", server.FromGRPC(err))
+		return nil, fmt.Errorf("list namespaces: %w", errgrpc.ToNative(err))
 	}
 	var out []string
 	for _, ns := range resp.Namespaces {
@@ -99,7 +99,7 @@ func (s *NamespaceStore) List(ctx context.Context) ([]string, error) {
 // does not exist and errdefs.ErrFailedPrecondition while it holds anything.
 func (s *NamespaceStore) Delete(ctx context.Context, name string) error {
 	if _, err := s.client.Delete(ctx, &namespacesapi.DeleteNamespaceRequest{Name: name}); err != nil {
-		return fmt.Errorf("delete namespace %q: %w", name, server.FromGRPC(err))
+		return fmt.Errorf("delete namespace %q: %w", name, errgrpc.ToNative(err))
 	}
 	return nil
 }

@@ -4,24 +4,18 @@ import (
 	"context"
 	"errors"
 	"io"
-	"slices"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
-	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/mount"
-	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/protoconv"
 	"github.com/strata-oci/strata/snapshots"
 )
-
-// leaseKey is the gRPC metadata key of the lease a call works under, as
-// containerd's clients send it.
-const leaseKey = "containerd-lease"
 
 // Snapshotter is a snapshots.Snapshotter served by a daemon: every call
 // goes to the snapshots service for one snapshotter name, in the namespace
@@ -47,7 +41,7 @@ func snapshotsContext(ctx context.Context) context.Context {
 	if id, ok := leases.FromContext(ctx); ok {
 		md, _ := metadata.FromOutgoingContext(ctx)
 		md = md.Copy()
-		md.Set(leaseKey, id)
+		md.Set(leases.GRPCHeader, id)
 		ctx = metadata.NewOutgoingContext(ctx, md)
 	}
 	return ctx
@@ -57,29 +51,29 @@ func snapshotsContext(ctx context.Context) context.Context {
 func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
 	resp, err := s.client.Stat(snapshotsContext(ctx), &snapshotsapi.StatSnapshotRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
-		return snapshots.Info{}, server.FromGRPC(err)
+		return snapshots.Info{}, errgrpc.ToNative(err)
 	}
-	return snapInfoFromProto(resp.Info), nil
+	return protoconv.SnapshotInfoFromProto(resp.Info), nil
 }
 
 // Update changes the labels of info.Name as snapshots.Snapshotter says.
 func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
-	req := &snapshotsapi.UpdateSnapshotRequest{Snapshotter: s.name, Info: snapInfoToProto(info)}
+	req := &snapshotsapi.UpdateSnapshotRequest{Snapshotter: s.name, Info: protoconv.SnapshotInfoToProto(info)}
 	if len(fieldpaths) > 0 {
 		req.UpdateMask = &fieldmaskpb.FieldMask{Paths: fieldpaths}
 	}
 	resp, err := s.client.Update(snapshotsContext(ctx), req)
 	if err != nil {
-		return snapshots.Info{}, server.FromGRPC(err)
+		return snapshots.Info{}, errgrpc.ToNative(err)
 	}
-	return snapInfoFromProto(resp.Info), nil
+	return protoconv.SnapshotInfoFromProto(resp.Info), nil
 }
 
 // Usage returns the space the snapshot key takes itself.
 func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
 	resp, err := s.client.Usage(snapshotsContext(ctx), &snapshotsapi.UsageRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
-		return snapshots.Usage{}, server.FromGRPC(err)
+		return snapshots.Usage{}, errgrpc.ToNative(err)
 	}
 	return snapshots.Usage{Size: resp.Size, Inodes: resp.Inodes}, nil
 }
@@ -88,9 +82,9 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, e
 func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
 	resp, err := s.client.Mounts(snapshotsContext(ctx), &snapshotsapi.MountsRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
-	return snapMountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts)
 }
 
 // Prepare creates the active snapshot key on parent. Of opts, only labels
@@ -102,9 +96,9 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 	}
 	resp, err := s.client.Prepare(snapshotsContext(ctx), &snapshotsapi.PrepareSnapshotRequest{Snapshotter: s.name, Key: key, Parent: parent, Labels: info.Labels})
 	if err != nil {
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
-	return snapMountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts)
 }
 
 // View creates the read-only snapshot key on parent.
@@ -115,9 +109,9 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 	}
 	resp, err := s.client.View(snapshotsContext(ctx), &snapshotsapi.ViewSnapshotRequest{Snapshotter: s.name, Key: key, Parent: parent, Labels: info.Labels})
 	if err != nil {
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
-	return snapMountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts)
 }
 
 // Commit commits the active snapshot key as name, onto the parent of
@@ -128,13 +122,13 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 		return err
 	}
 	_, err = s.client.Commit(snapshotsContext(ctx), &snapshotsapi.CommitSnapshotRequest{Snapshotter: s.name, Name: name, Key: key, Labels: info.Labels, Parent: info.Parent})
-	return server.FromGRPC(err)
+	return errgrpc.ToNative(err)
 }
 
 // Remove removes the snapshot key.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	_, err := s.client.Remove(snapshotsContext(ctx), &snapshotsapi.RemoveSnapshotRequest{Snapshotter: s.name, Key: key})
-	return server.FromGRPC(err)
+	return errgrpc.ToNative(err)
 }
 
 // Walk calls fn for each snapshot matching any of filters, as the daemon
@@ -147,7 +141,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...str
 	defer cancel() // ends the stream when fn stops the walk early
 	stream, err := s.client.List(snapshotsContext(ctx), &snapshotsapi.ListSnapshotsRequest{Snapshotter: s.name, Filters: fs})
 	if err != nil {
-		return server.FromGRPC(err)
+		return errgrpc.ToNative(err)
 	}
 	for {
 		resp, err := stream.Recv()
@@ -155,10 +149,10 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...str
 			return nil
 		}
 		if err != nil {
-			return server.FromGRPC(err)
+			return errgrpc.ToNative(err)
 		}
 		for _, info := range resp.Info {
-			if err := fn(ctx, snapInfoFromProto(info)); err != nil {
+			if err := fn(ctx, protoconv.SnapshotInfoFromProto(info)); err != nil {
 				return err
 			}
 		}
@@ -168,60 +162,9 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...str
 // Cleanup asks the daemon to free what no snapshot uses.
 func (s *Snapshotter) Cleanup(ctx context.Context) error {
 	_, err := s.client.Cleanup(snapshotsContext(ctx), &snapshotsapi.CleanupRequest{Snapshotter: s.name})
-	return server.FromGRPC(err)
+	return errgrpc.ToNative(err)
 }
 
 // Close does nothing: the snapshotter belongs to the daemon and the
 // connection to the caller.
 func (s *Snapshotter) Close() error { return nil }
-
-func snapMountsFromProto(mounts []*types.Mount) []mount.Mount {
-	out := make([]mount.Mount, 0, len(mounts))
-	for _, m := range mounts {
-		if m != nil {
-			out = append(out, mount.Mount{Type: m.Type, Source: m.Source, Options: slices.Clone(m.Options)})
-		}
-	}
-	return out
-}
-
-func snapInfoFromProto(info *snapshotsapi.Info) snapshots.Info {
-	if info == nil {
-		return snapshots.Info{}
-	}
-	out := snapshots.Info{Name: info.Name, Parent: info.Parent, Labels: info.Labels}
-	switch info.Kind {
-	case snapshotsapi.Kind_VIEW:
-		out.Kind = snapshots.KindView
-	case snapshotsapi.Kind_ACTIVE:
-		out.Kind = snapshots.KindActive
-	case snapshotsapi.Kind_COMMITTED:
-		out.Kind = snapshots.KindCommitted
-	}
-	if info.CreatedAt != nil {
-		out.Created = info.CreatedAt.AsTime()
-	}
-	if info.UpdatedAt != nil {
-		out.Updated = info.UpdatedAt.AsTime()
-	}
-	return out
-}
-
-func snapInfoToProto(info snapshots.Info) *snapshotsapi.Info {
-	out := &snapshotsapi.Info{Name: info.Name, Parent: info.Parent, Labels: info.Labels}
-	switch info.Kind {
-	case snapshots.KindView:
-		out.Kind = snapshotsapi.Kind_VIEW
-	case snapshots.KindActive:
-		out.Kind = snapshotsapi.Kind_ACTIVE
-	case snapshots.KindCommitted:
-		out.Kind = snapshotsapi.Kind_COMMITTED
-	}
-	if !info.Created.IsZero() {
-		out.CreatedAt = timestamppb.New(info.Created)
-	}
-	if !info.Updated.IsZero() {
-		out.UpdatedAt = timestamppb.New(info.Updated)
-	}
-	return out
-}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/errdefs"
@@ -13,10 +12,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // contentChunk bounds the data of one Read response, as containerd's.
@@ -67,7 +66,7 @@ func (c *contentService) Info(ctx context.Context, req *contentapi.InfoRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &contentapi.InfoResponse{Info: ContentInfoToProto(info)}, nil
+	return &contentapi.InfoResponse{Info: protoconv.ContentInfoToProto(info)}, nil
 }
 
 func (c *contentService) Update(ctx context.Context, req *contentapi.UpdateRequest) (*contentapi.UpdateResponse, error) {
@@ -80,11 +79,11 @@ func (c *contentService) Update(ctx context.Context, req *contentapi.UpdateReque
 	if _, err := contentDigest(req.Info.Digest); err != nil {
 		return nil, err
 	}
-	info, err := c.store.Update(ctx, ContentInfoFromProto(req.Info), req.UpdateMask.GetPaths()...)
+	info, err := c.store.Update(ctx, protoconv.ContentInfoFromProto(req.Info), req.UpdateMask.GetPaths()...)
 	if err != nil {
 		return nil, err
 	}
-	return &contentapi.UpdateResponse{Info: ContentInfoToProto(info)}, nil
+	return &contentapi.UpdateResponse{Info: protoconv.ContentInfoToProto(info)}, nil
 }
 
 func (c *contentService) List(req *contentapi.ListContentRequest, stream contentapi.Content_ListServer) error {
@@ -97,7 +96,7 @@ func (c *contentService) List(req *contentapi.ListContentRequest, stream content
 		size  int
 	)
 	err := c.store.Walk(ctx, func(info content.Info) error {
-		pi := ContentInfoToProto(info)
+		pi := protoconv.ContentInfoToProto(info)
 		batch = append(batch, pi)
 		size += proto.Size(pi)
 		if len(batch) < contentListBatch && size < contentListBytes {
@@ -190,7 +189,7 @@ func (c *contentService) Status(ctx context.Context, req *contentapi.StatusReque
 	if err != nil {
 		return nil, err
 	}
-	return &contentapi.StatusResponse{Status: ContentStatusToProto(st)}, nil
+	return &contentapi.StatusResponse{Status: protoconv.ContentStatusToProto(st)}, nil
 }
 
 func (c *contentService) ListStatuses(ctx context.Context, req *contentapi.ListStatusesRequest) (*contentapi.ListStatusesResponse, error) {
@@ -203,7 +202,7 @@ func (c *contentService) ListStatuses(ctx context.Context, req *contentapi.ListS
 	}
 	resp := &contentapi.ListStatusesResponse{}
 	for _, st := range sts {
-		resp.Statuses = append(resp.Statuses, ContentStatusToProto(st))
+		resp.Statuses = append(resp.Statuses, protoconv.ContentStatusToProto(st))
 	}
 	return resp, nil
 }
@@ -357,74 +356,10 @@ func (ws *contentWriteSession) status(action contentapi.WriteAction) (*contentap
 	}
 	return &contentapi.WriteContentResponse{
 		Action:    action,
-		StartedAt: contentTimestamp(st.StartedAt),
-		UpdatedAt: contentTimestamp(st.UpdatedAt),
+		StartedAt: protoconv.TimeToProto(st.StartedAt),
+		UpdatedAt: protoconv.TimeToProto(st.UpdatedAt),
 		Offset:    st.Offset,
 		Total:     total,
 		Digest:    ws.w.Digest().String(),
 	}, nil
-}
-
-// contentTimestamp converts t, leaving the zero time unset.
-func contentTimestamp(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
-}
-
-// contentTime converts ts; unset is the zero time.
-func contentTime(ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
-		return time.Time{}
-	}
-	return ts.AsTime()
-}
-
-// ContentInfoToProto converts a blob's info for the content service.
-func ContentInfoToProto(info content.Info) *contentapi.Info {
-	return &contentapi.Info{
-		Digest:    info.Digest.String(),
-		Size:      info.Size,
-		CreatedAt: contentTimestamp(info.CreatedAt),
-		UpdatedAt: contentTimestamp(info.UpdatedAt),
-		Labels:    info.Labels,
-	}
-}
-
-// ContentInfoFromProto converts a blob's info from the content service;
-// the digest is not validated.
-func ContentInfoFromProto(info *contentapi.Info) content.Info {
-	return content.Info{
-		Digest:    digest.Digest(info.GetDigest()),
-		Size:      info.GetSize(),
-		CreatedAt: contentTime(info.GetCreatedAt()),
-		UpdatedAt: contentTime(info.GetUpdatedAt()),
-		Labels:    info.GetLabels(),
-	}
-}
-
-// ContentStatusToProto converts an ingest's status for the content service.
-func ContentStatusToProto(st content.Status) *contentapi.Status {
-	return &contentapi.Status{
-		Ref:       st.Ref,
-		Offset:    st.Offset,
-		Total:     st.Total,
-		Expected:  st.Expected.String(),
-		StartedAt: contentTimestamp(st.StartedAt),
-		UpdatedAt: contentTimestamp(st.UpdatedAt),
-	}
-}
-
-// ContentStatusFromProto converts an ingest's status from the content
-// service.
-func ContentStatusFromProto(st *contentapi.Status) content.Status {
-	return content.Status{
-		Ref:       st.GetRef(),
-		Offset:    st.GetOffset(),
-		Total:     st.GetTotal(),
-		Expected:  digest.Digest(st.GetExpected()),
-		StartedAt: contentTime(st.GetStartedAt()),
-		UpdatedAt: contentTime(st.GetUpdatedAt()),
-	}
 }

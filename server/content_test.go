@@ -11,12 +11,12 @@ import (
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"github.com/strata-oci/strata/client"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/contenttest"
 	"github.com/strata-oci/strata/namespaces"
-	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
 )
 
@@ -172,7 +172,7 @@ func TestContentProtocol(t *testing.T) {
 
 	// No namespace: refused as containerd does.
 	_, err := api.Info(context.Background(), &contentapi.InfoRequest{Digest: desc.Digest.String()})
-	if err := server.FromGRPC(err); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if err := errgrpc.ToNative(err); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("Info without namespace = %v, want failed precondition", err)
 	}
 	nctx := servertest.Context(context.Background(), "default")
@@ -216,7 +216,7 @@ func TestContentProtocol(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.Recv(); !errors.Is(server.FromGRPC(err), errdefs.ErrOutOfRange) {
+	if _, err := stream.Recv(); !errors.Is(errgrpc.ToNative(err), errdefs.ErrOutOfRange) {
 		t.Fatalf("Read past the end = %v, want out of range", err)
 	}
 
@@ -226,7 +226,7 @@ func TestContentProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT})
-	if _, err := ws.Recv(); !errors.Is(server.FromGRPC(err), errdefs.ErrInvalidArgument) {
+	if _, err := ws.Recv(); !errors.Is(errgrpc.ToNative(err), errdefs.ErrInvalidArgument) {
 		t.Fatalf("Write without ref = %v, want invalid argument", err)
 	}
 	ws, err = api.Write(nctx)
@@ -243,7 +243,7 @@ func TestContentProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT, Ref: "again", Expected: desc.Digest.String()})
-	if _, err := ws.Recv(); !errors.Is(server.FromGRPC(err), errdefs.ErrAlreadyExists) {
+	if _, err := ws.Recv(); !errors.Is(errgrpc.ToNative(err), errdefs.ErrAlreadyExists) {
 		t.Fatalf("Write of a present blob = %v, want already exists", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // registerDiff serves containerd.services.diff.v1 and lists the walking
@@ -63,7 +64,7 @@ func (ds *diffService) Apply(ctx context.Context, req *diffapi.ApplyRequest) (*d
 	if err := rootOnly(ctx, "apply a layer onto mounts"); err != nil {
 		return nil, err
 	}
-	mounts, err := snapMountsFromProto(req.Mounts)
+	mounts, err := protoconv.MountsFromProto(req.Mounts)
 	if err != nil {
 		return nil, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
 	}
@@ -153,11 +154,11 @@ func (ds *diffService) Diff(ctx context.Context, req *diffapi.DiffRequest) (*dif
 	if err := rootOnly(ctx, "diff mounts"); err != nil {
 		return nil, err
 	}
-	lower, err := snapMountsFromProto(req.Left)
+	lower, err := protoconv.MountsFromProto(req.Left)
 	if err != nil {
 		return nil, fmt.Errorf("diff: %w", err)
 	}
-	upper, err := snapMountsFromProto(req.Right)
+	upper, err := protoconv.MountsFromProto(req.Right)
 	if err != nil {
 		return nil, fmt.Errorf("diff: %w", err)
 	}

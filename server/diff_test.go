@@ -13,6 +13,7 @@ import (
 	diffapi "github.com/containerd/containerd/api/services/diff/v1"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -22,7 +23,6 @@ import (
 	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
-	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/snapshots"
 )
@@ -199,7 +199,7 @@ func TestDiffApplyErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := dc.Apply(tc.ctx, &diffapi.ApplyRequest{Diff: diffDescToProto(tc.desc), Mounts: diffMountsToProto(mounts)})
-			if err := server.FromGRPC(err); !errors.Is(err, tc.want) {
+			if err := errgrpc.ToNative(err); !errors.Is(err, tc.want) {
 				t.Fatalf("Apply(%s) = %v, want %v", tc.desc.Digest, err, tc.want)
 			}
 		})
@@ -208,7 +208,7 @@ func TestDiffApplyErrors(t *testing.T) {
 	view, err := sn.View(ctx, "view", "")
 	if err == nil {
 		_, err = dc.Apply(rctx, &diffapi.ApplyRequest{Diff: diffDescToProto(good), Mounts: diffMountsToProto(view)})
-		if err := server.FromGRPC(err); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		if err := errgrpc.ToNative(err); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 			t.Fatalf("Apply onto a view = %v, want failed precondition", err)
 		}
 	} else if !errors.Is(err, errdefs.ErrNotFound) {
@@ -306,7 +306,7 @@ func TestDiffRoundTrip(t *testing.T) {
 		})
 	}
 	_, err := dc.Diff(rctx, &diffapi.DiffRequest{Right: []*types.Mount{{Type: "bind", Source: t.TempDir(), Options: []string{"rbind"}}}, MediaType: "application/x-tar"})
-	if err := server.FromGRPC(err); !errors.Is(err, errdefs.ErrNotImplemented) {
+	if err := errgrpc.ToNative(err); !errors.Is(err, errdefs.ErrNotImplemented) {
 		t.Fatalf("Diff(application/x-tar) = %v, want not implemented", err)
 	}
 }

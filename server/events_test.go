@@ -29,7 +29,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/protoconv"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
 )
@@ -160,7 +162,7 @@ func eventsWorkload(t *testing.T, d *servertest.Daemon) []eventSeen {
 	if _, err := leasesapi.NewLeasesClient(d.Conn).Create(ctxB, &leasesapi.CreateRequest{ID: "workload"}); err != nil {
 		t.Fatal(err)
 	}
-	ctxB = grpcmetadata.AppendToOutgoingContext(ctxB, server.LeaseKey, "workload")
+	ctxB = grpcmetadata.AppendToOutgoingContext(ctxB, leases.GRPCHeader, "workload")
 	nsc := namespacesapi.NewNamespacesClient(d.Conn)
 	imc := imagesapi.NewImagesClient(d.Conn)
 	snc := snapshotsapi.NewSnapshotsClient(d.Conn)
@@ -188,7 +190,7 @@ func eventsWorkload(t *testing.T, d *servertest.Daemon) []eventSeen {
 			return err
 		}},
 		{"create image", func() error {
-			_, err := imc.Create(ctxA, &imagesapi.CreateImageRequest{Image: server.ImageToProto(images.Image{
+			_, err := imc.Create(ctxA, &imagesapi.CreateImageRequest{Image: protoconv.ImageToProto(images.Image{
 				Name: "img1", Target: manifest, Labels: map[string]string{"team": "blue"},
 			})})
 			return err

@@ -5,14 +5,11 @@ import (
 	"fmt"
 
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
-	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // registerImages serves containerd.services.images.v1 and lists it for
@@ -30,50 +27,12 @@ type imagesService struct {
 	events *Exchange // events.go
 }
 
-// ImageToProto converts an image record to its containerd API form.
-func ImageToProto(img images.Image) *imagesapi.Image {
-	return &imagesapi.Image{
-		Name:      img.Name,
-		Labels:    img.Labels,
-		Target:    imgTargetToProto(img.Target),
-		CreatedAt: timestamppb.New(img.CreatedAt),
-		UpdatedAt: timestamppb.New(img.UpdatedAt),
-	}
-}
-
-// ImageFromProto converts an image in containerd's API form to a record;
-// absent fields stay zero.
-func ImageFromProto(img *imagesapi.Image) images.Image {
-	if img == nil {
-		return images.Image{}
-	}
-	out := images.Image{Name: img.Name, Labels: img.Labels, Target: imgTargetFromProto(img.Target)}
-	if img.CreatedAt != nil {
-		out.CreatedAt = img.CreatedAt.AsTime()
-	}
-	if img.UpdatedAt != nil {
-		out.UpdatedAt = img.UpdatedAt.AsTime()
-	}
-	return out
-}
-
-func imgTargetToProto(d ocispec.Descriptor) *types.Descriptor {
-	return &types.Descriptor{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size, Annotations: d.Annotations}
-}
-
-func imgTargetFromProto(d *types.Descriptor) ocispec.Descriptor {
-	if d == nil {
-		return ocispec.Descriptor{}
-	}
-	return ocispec.Descriptor{MediaType: d.MediaType, Digest: digest.Digest(d.Digest), Size: d.Size, Annotations: d.Annotations}
-}
-
 func (i *imagesService) Get(ctx context.Context, req *imagesapi.GetImageRequest) (*imagesapi.GetImageResponse, error) {
 	img, err := i.store.Get(ctx, req.Name)
 	if err != nil {
 		return nil, err
 	}
-	return &imagesapi.GetImageResponse{Image: ImageToProto(img)}, nil
+	return &imagesapi.GetImageResponse{Image: protoconv.ImageToProto(img)}, nil
 }
 
 func (i *imagesService) List(ctx context.Context, req *imagesapi.ListImagesRequest) (*imagesapi.ListImagesResponse, error) {
@@ -83,7 +42,7 @@ func (i *imagesService) List(ctx context.Context, req *imagesapi.ListImagesReque
 	}
 	resp := &imagesapi.ListImagesResponse{}
 	for _, img := range imgs {
-		resp.Images = append(resp.Images, ImageToProto(img))
+		resp.Images = append(resp.Images, protoconv.ImageToProto(img))
 	}
 	return resp, nil
 }
@@ -92,12 +51,12 @@ func (i *imagesService) Create(ctx context.Context, req *imagesapi.CreateImageRe
 	if req.Image.GetName() == "" {
 		return nil, fmt.Errorf("create image: name is required: %w", errdefs.ErrInvalidArgument)
 	}
-	img, err := i.store.Create(ctx, ImageFromProto(req.Image))
+	img, err := i.store.Create(ctx, protoconv.ImageFromProto(req.Image))
 	if err != nil {
 		return nil, err
 	}
 	i.events.publish(ctx, TopicImageCreate, imageEvent("ImageCreate", img.Name, img.Labels)) // events.go
-	return &imagesapi.CreateImageResponse{Image: ImageToProto(img)}, nil
+	return &imagesapi.CreateImageResponse{Image: protoconv.ImageToProto(img)}, nil
 }
 
 // Update replaces what the field mask names ("target", "labels",
@@ -106,12 +65,12 @@ func (i *imagesService) Update(ctx context.Context, req *imagesapi.UpdateImageRe
 	if req.Image.GetName() == "" {
 		return nil, fmt.Errorf("update image: name is required: %w", errdefs.ErrInvalidArgument)
 	}
-	img, err := i.store.Update(ctx, ImageFromProto(req.Image), req.UpdateMask.GetPaths()...)
+	img, err := i.store.Update(ctx, protoconv.ImageFromProto(req.Image), req.UpdateMask.GetPaths()...)
 	if err != nil {
 		return nil, err
 	}
 	i.events.publish(ctx, TopicImageUpdate, imageEvent("ImageUpdate", img.Name, img.Labels)) // events.go
-	return &imagesapi.UpdateImageResponse{Image: ImageToProto(img)}, nil
+	return &imagesapi.UpdateImageResponse{Image: protoconv.ImageToProto(img)}, nil
 }
 
 // Delete removes the image; with sync, garbage collection has run when it

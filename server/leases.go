@@ -7,9 +7,9 @@ import (
 	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/protoconv"
 )
 
 // registerLeases serves containerd.services.leases.v1 and lists the lease
@@ -28,11 +28,6 @@ type leasesService struct {
 	manager leases.Manager
 }
 
-// LeaseToProto converts a lease to its containerd API form.
-func LeaseToProto(l leases.Lease) *leasesapi.Lease {
-	return &leasesapi.Lease{ID: l.ID, CreatedAt: timestamppb.New(l.CreatedAt), Labels: l.Labels}
-}
-
 // Create makes a lease; without an ID the manager generates one.
 func (l *leasesService) Create(ctx context.Context, req *leasesapi.CreateRequest) (*leasesapi.CreateResponse, error) {
 	opts := []leases.Opt{leases.WithLabels(req.Labels)}
@@ -43,7 +38,7 @@ func (l *leasesService) Create(ctx context.Context, req *leasesapi.CreateRequest
 	if err != nil {
 		return nil, err
 	}
-	return &leasesapi.CreateResponse{Lease: LeaseToProto(lease)}, nil
+	return &leasesapi.CreateResponse{Lease: protoconv.LeaseToProto(lease)}, nil
 }
 
 // Delete removes a lease; with sync, garbage collection has run when it
@@ -66,7 +61,7 @@ func (l *leasesService) List(ctx context.Context, req *leasesapi.ListRequest) (*
 	}
 	resp := &leasesapi.ListResponse{}
 	for _, lease := range ls {
-		resp.Leases = append(resp.Leases, LeaseToProto(lease))
+		resp.Leases = append(resp.Leases, protoconv.LeaseToProto(lease))
 	}
 	return resp, nil
 }

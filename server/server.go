@@ -8,24 +8,19 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
 	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
 	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
-	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/jobs"
@@ -34,14 +29,6 @@ import (
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
 )
-
-// NamespaceKey is the gRPC metadata key clients put the namespace in, as
-// containerd's clients do.
-const NamespaceKey = "containerd-namespace"
-
-// LeaseKey is the gRPC metadata key of the lease a client's writes belong
-// to (containerd's client sets it for pulls, imports, mounts).
-const LeaseKey = "containerd-lease"
 
 // Config configures a Server.
 type Config struct {
@@ -225,10 +212,10 @@ func withNamespace(ctx context.Context) context.Context {
 	if !ok {
 		return ctx
 	}
-	if v := md.Get(NamespaceKey); len(v) > 0 && v[0] != "" {
+	if v := md.Get(namespaces.GRPCHeader); len(v) > 0 && v[0] != "" {
 		ctx = namespaces.WithNamespace(ctx, v[0])
 	}
-	if v := md.Get(LeaseKey); len(v) > 0 && v[0] != "" {
+	if v := md.Get(leases.GRPCHeader); len(v) > 0 && v[0] != "" {
 		ctx = leases.WithLease(ctx, v[0])
 	}
 	return ctx
@@ -240,7 +227,7 @@ func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	if err != nil {
 		s.Log.Debug("call failed", "method", info.FullMethod, "error", err)
 	}
-	err = ToGRPC(err)
+	err = errgrpc.ToGRPC(err)
 	s.metrics.observe(info.FullMethod, err, time.Since(start))
 	return resp, err
 }
@@ -258,115 +245,7 @@ func (s *Server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	if err != nil {
 		s.Log.Debug("stream failed", "method", info.FullMethod, "error", err)
 	}
-	err = ToGRPC(err)
+	err = errgrpc.ToGRPC(err)
 	s.metrics.observe(info.FullMethod, err, time.Since(start))
 	return err
 }
-
-// ToGRPC turns an errdefs-classified error into a gRPC status error with
-// containerd's code for its class, keeping the message. Errors that are
-// statuses already pass through.
-func ToGRPC(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	code := codes.Unknown
-	switch {
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
-	case errdefs.IsInvalidArgument(err):
-		code = codes.InvalidArgument
-	case errdefs.IsNotFound(err):
-		code = codes.NotFound
-	case errdefs.IsAlreadyExists(err):
-		code = codes.AlreadyExists
-	case errdefs.IsFailedPrecondition(err), errdefs.IsConflict(err), errdefs.IsNotModified(err):
-		code = codes.FailedPrecondition
-	case errdefs.IsUnavailable(err):
-		code = codes.Unavailable
-	case errdefs.IsNotImplemented(err):
-		code = codes.Unimplemented
-	case errdefs.IsPermissionDenied(err):
-		code = codes.PermissionDenied
-	case errdefs.IsUnauthorized(err):
-		code = codes.Unauthenticated
-	case errdefs.IsResourceExhausted(err):
-		code = codes.ResourceExhausted
-	case errdefs.IsDataLoss(err):
-		code = codes.DataLoss
-	case errdefs.IsAborted(err):
-		code = codes.Aborted
-	case errdefs.IsOutOfRange(err):
-		code = codes.OutOfRange
-	case errdefs.IsInternal(err):
-		code = codes.Internal
-	}
-	return status.Error(code, err.Error())
-}
-
-// FromGRPC turns a gRPC status error back into an errdefs class, for
-// clients of the daemon (the CLI in client mode, tests).
-func FromGRPC(err error) error {
-	if err == nil {
-		return nil
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	var class error
-	switch st.Code() {
-	case codes.InvalidArgument:
-		class = errdefs.ErrInvalidArgument
-	case codes.NotFound:
-		class = errdefs.ErrNotFound
-	case codes.AlreadyExists:
-		class = errdefs.ErrAlreadyExists
-	case codes.FailedPrecondition:
-		class = errdefs.ErrFailedPrecondition
-	case codes.Unavailable:
-		class = errdefs.ErrUnavailable
-	case codes.Unimplemented:
-		class = errdefs.ErrNotImplemented
-	case codes.PermissionDenied:
-		class = errdefs.ErrPermissionDenied
-	case codes.Unauthenticated:
-		class = errdefs.ErrUnauthenticated
-	case codes.ResourceExhausted:
-		class = errdefs.ErrResourceExhausted
-	case codes.DataLoss:
-		class = errdefs.ErrDataLoss
-	case codes.OutOfRange:
-		class = errdefs.ErrOutOfRange
-	case codes.Aborted:
-		class = errdefs.ErrAborted
-	case codes.Internal:
-		class = errdefs.ErrInternal
-	case codes.Canceled:
-		return fmt.Errorf("%s: %w", st.Message(), context.Canceled)
-	case codes.DeadlineExceeded:
-		return fmt.Errorf("%s: %w", st.Message(), context.DeadlineExceeded)
-	default:
-		class = errdefs.ErrUnknown
-	}
-	msg := st.Message()
-	if strings.HasSuffix(msg, ": "+class.Error()) || msg == class.Error() {
-		// The server's message ends with the class already.
-		return classed{msg, class}
-	}
-	return fmt.Errorf("%s: %w", msg, class)
-}
-
-// classed is an error whose message names its class already.
-type classed struct {
-	msg   string
-	class error
-}
-
-func (c classed) Error() string { return c.msg }
-func (c classed) Unwrap() error { return c.class }

@@ -7,13 +7,11 @@ import (
 	"slices"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/protoconv"
 	"github.com/strata-oci/strata/snapshots"
 )
 
@@ -86,7 +84,7 @@ func (ss *snapshotsService) Prepare(ctx context.Context, req *snapshotsapi.Prepa
 		return nil, err
 	}
 	ss.s.Events().publish(ctx, TopicSnapshotPrepare, snapshotPrepareEvent(req.Key, req.Parent, req.Snapshotter)) // events.go
-	return &snapshotsapi.PrepareSnapshotResponse{Mounts: snapMountsToProto(mounts)}, nil
+	return &snapshotsapi.PrepareSnapshotResponse{Mounts: protoconv.MountsToProto(mounts)}, nil
 }
 
 func (ss *snapshotsService) View(ctx context.Context, req *snapshotsapi.ViewSnapshotRequest) (*snapshotsapi.ViewSnapshotResponse, error) {
@@ -102,7 +100,7 @@ func (ss *snapshotsService) View(ctx context.Context, req *snapshotsapi.ViewSnap
 	if err != nil {
 		return nil, err
 	}
-	return &snapshotsapi.ViewSnapshotResponse{Mounts: snapMountsToProto(mounts)}, nil
+	return &snapshotsapi.ViewSnapshotResponse{Mounts: protoconv.MountsToProto(mounts)}, nil
 }
 
 func (ss *snapshotsService) Mounts(ctx context.Context, req *snapshotsapi.MountsRequest) (*snapshotsapi.MountsResponse, error) {
@@ -114,7 +112,7 @@ func (ss *snapshotsService) Mounts(ctx context.Context, req *snapshotsapi.Mounts
 	if err != nil {
 		return nil, err
 	}
-	return &snapshotsapi.MountsResponse{Mounts: snapMountsToProto(mounts)}, nil
+	return &snapshotsapi.MountsResponse{Mounts: protoconv.MountsToProto(mounts)}, nil
 }
 
 func (ss *snapshotsService) Commit(ctx context.Context, req *snapshotsapi.CommitSnapshotRequest) (*emptypb.Empty, error) {
@@ -159,7 +157,7 @@ func (ss *snapshotsService) Stat(ctx context.Context, req *snapshotsapi.StatSnap
 	if err != nil {
 		return nil, err
 	}
-	return &snapshotsapi.StatSnapshotResponse{Info: snapshotInfoToProto(info)}, nil
+	return &snapshotsapi.StatSnapshotResponse{Info: protoconv.SnapshotInfoToProto(info)}, nil
 }
 
 // Update changes labels: the mask's paths are "labels" or "labels.<key>";
@@ -176,11 +174,11 @@ func (ss *snapshotsService) Update(ctx context.Context, req *snapshotsapi.Update
 	if req.UpdateMask != nil {
 		paths = req.UpdateMask.Paths
 	}
-	info, err := sn.Update(ctx, snapshotInfoFromProto(req.Info), paths...)
+	info, err := sn.Update(ctx, protoconv.SnapshotInfoFromProto(req.Info), paths...)
 	if err != nil {
 		return nil, err
 	}
-	return &snapshotsapi.UpdateSnapshotResponse{Info: snapshotInfoToProto(info)}, nil
+	return &snapshotsapi.UpdateSnapshotResponse{Info: protoconv.SnapshotInfoToProto(info)}, nil
 }
 
 func (ss *snapshotsService) List(req *snapshotsapi.ListSnapshotsRequest, stream snapshotsapi.Snapshots_ListServer) error {
@@ -191,7 +189,7 @@ func (ss *snapshotsService) List(req *snapshotsapi.ListSnapshotsRequest, stream 
 	}
 	var batch []*snapshotsapi.Info
 	err = sn.Walk(ctx, func(ctx context.Context, info snapshots.Info) error {
-		batch = append(batch, snapshotInfoToProto(info))
+		batch = append(batch, protoconv.SnapshotInfoToProto(info))
 		if len(batch) < snapListBatch {
 			return nil
 		}
@@ -229,80 +227,4 @@ func (ss *snapshotsService) Cleanup(ctx context.Context, req *snapshotsapi.Clean
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
-}
-
-func snapMountsToProto(mounts []mount.Mount) []*types.Mount {
-	out := make([]*types.Mount, len(mounts))
-	for i, m := range mounts {
-		out[i] = &types.Mount{Type: m.Type, Source: m.Source, Options: slices.Clone(m.Options)}
-	}
-	return out
-}
-
-// snapMountsFromProto converts mounts of a request. A target inside the
-// mount point (containerd 2.x's mount manager) is not supported: it
-// returns errdefs.ErrNotImplemented.
-func snapMountsFromProto(mounts []*types.Mount) ([]mount.Mount, error) {
-	out := make([]mount.Mount, 0, len(mounts))
-	for _, m := range mounts {
-		if m == nil {
-			continue
-		}
-		if m.Target != "" {
-			return nil, fmt.Errorf("%s mount with target %q: %w", m.Type, m.Target, errdefs.ErrNotImplemented)
-		}
-		out = append(out, mount.Mount{Type: m.Type, Source: m.Source, Options: slices.Clone(m.Options)})
-	}
-	return out, nil
-}
-
-func snapshotKindToProto(k snapshots.Kind) snapshotsapi.Kind {
-	switch k {
-	case snapshots.KindView:
-		return snapshotsapi.Kind_VIEW
-	case snapshots.KindActive:
-		return snapshotsapi.Kind_ACTIVE
-	case snapshots.KindCommitted:
-		return snapshotsapi.Kind_COMMITTED
-	}
-	return snapshotsapi.Kind_UNKNOWN
-}
-
-func snapshotKindFromProto(k snapshotsapi.Kind) snapshots.Kind {
-	switch k {
-	case snapshotsapi.Kind_VIEW:
-		return snapshots.KindView
-	case snapshotsapi.Kind_ACTIVE:
-		return snapshots.KindActive
-	case snapshotsapi.Kind_COMMITTED:
-		return snapshots.KindCommitted
-	}
-	return snapshots.KindUnknown
-}
-
-func snapshotInfoToProto(info snapshots.Info) *snapshotsapi.Info {
-	return &snapshotsapi.Info{
-		Name:      info.Name,
-		Parent:    info.Parent,
-		Kind:      snapshotKindToProto(info.Kind),
-		CreatedAt: timestamppb.New(info.Created),
-		UpdatedAt: timestamppb.New(info.Updated),
-		Labels:    info.Labels,
-	}
-}
-
-func snapshotInfoFromProto(info *snapshotsapi.Info) snapshots.Info {
-	out := snapshots.Info{
-		Name:   info.Name,
-		Parent: info.Parent,
-		Kind:   snapshotKindFromProto(info.Kind),
-		Labels: info.Labels,
-	}
-	if info.CreatedAt != nil {
-		out.Created = info.CreatedAt.AsTime()
-	}
-	if info.UpdatedAt != nil {
-		out.Updated = info.UpdatedAt.AsTime()
-	}
-	return out
 }

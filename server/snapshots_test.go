@@ -15,12 +15,12 @@ import (
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/strata-oci/strata/diff"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
-	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/snapshots"
 )
@@ -243,7 +243,7 @@ func TestSnapshotsErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Stat(tc.ctx, tc.req)
-			if err := server.FromGRPC(err); !errors.Is(err, tc.want) {
+			if err := errgrpc.ToNative(err); !errors.Is(err, tc.want) {
 				t.Fatalf("Stat(%+v) = %v, want %v", tc.req, err, tc.want)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/spf13/cobra"
@@ -96,7 +97,7 @@ func listPlugins(ctx context.Context, a *app, s backend) ([]pluginRow, error) {
 	}
 	resp, err := introspectionapi.NewIntrospectionClient(r.conn).Plugins(ctx, &introspectionapi.PluginsRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("list plugins of the daemon at %s: %w", r.address, server.FromGRPC(err))
+		return nil, fmt.Errorf("list plugins of the daemon at %s: %w", r.address, errgrpc.ToNative(err))
 	}
 	var rows []pluginRow
 	for _, p := range resp.Plugins {

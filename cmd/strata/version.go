@@ -8,6 +8,7 @@ import (
 	"time"
 
 	versionapi "github.com/containerd/containerd/api/services/version/v1"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-oci/strata/client"
@@ -107,7 +108,7 @@ func daemonVersionOf(ctx context.Context, address string) (*versionapi.VersionRe
 	defer cancel()
 	v, err := versionapi.NewVersionClient(conn).Version(ctx, &emptypb.Empty{})
 	if err != nil {
-		return nil, server.FromGRPC(err)
+		return nil, errgrpc.ToNative(err)
 	}
 	return v, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server"
 )
 
@@ -80,7 +81,7 @@ func StartWith(t testing.TB, cfg server.Config) *Daemon {
 // Context returns ctx carrying namespace ns the way containerd's clients
 // send it.
 func Context(ctx context.Context, ns string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, server.NamespaceKey, ns)
+	return metadata.AppendToOutgoingContext(ctx, namespaces.GRPCHeader, ns)
 }
 
 // Ctr runs the real ctr client (Debian's containerd package) against d in
