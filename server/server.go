@@ -1,9 +1,10 @@
 // Package server serves strata's store over containerd's gRPC API
 // (services v1 of github.com/containerd/containerd/api), so that ctr,
 // nerdctl and BuildKit work against it unchanged. Each service lives in
-// its own file (or package), and New lists them all; this file
-// has what they share: the namespace carried in gRPC metadata, the mapping
-// of errdefs errors to gRPC codes, and the plugin list introspection shows.
+// its own file (or package), and New lists them all; this file has what
+// they share: the interceptors (namespace from gRPC metadata, errdefs
+// errors to gRPC codes through containerd's errgrpc, metrics), the
+// plugin list introspection shows, and the drain on Stop.
 package server
 
 import (
