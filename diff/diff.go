@@ -19,12 +19,10 @@ import (
 
 	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/content"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/snapshots"
 )
-
-// LabelUncompressed is the content label holding a layer blob's diff ID.
-const LabelUncompressed = "containerd.io/uncompressed"
 
 // Target is where a layer goes for the mounts of an active snapshot.
 type Target struct {
@@ -175,7 +173,7 @@ func WriteLayer(ctx context.Context, cs content.Ingester, lower, upper []mount.M
 			return ocispec.Descriptor{}, fmt.Errorf("write layer: %w", err)
 		}
 	}
-	labels := map[string]string{LabelUncompressed: res.DiffID.String()}
+	labels := map[string]string{lbl.Uncompressed: res.DiffID.String()}
 	for k, v := range opts.Labels {
 		labels[k] = v
 	}

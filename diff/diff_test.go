@@ -17,6 +17,7 @@ import (
 	"github.com/strata-oci/strata/archive/tartest"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/local"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
@@ -145,8 +146,8 @@ func TestLayerRoundTrip(t *testing.T) {
 			}
 			rc, _, _ := archive.DecompressStream(bytes.NewReader(blob))
 			plain, _ := io.ReadAll(rc)
-			if want := digest.FromBytes(plain).String(); info.Labels[LabelUncompressed] != want {
-				t.Fatalf("label %s = %q, want the diff ID %s", LabelUncompressed, info.Labels[LabelUncompressed], want)
+			if want := digest.FromBytes(plain).String(); info.Labels[lbl.Uncompressed] != want {
+				t.Fatalf("label %s = %q, want the diff ID %s", lbl.Uncompressed, info.Labels[lbl.Uncompressed], want)
 			}
 			// Rebuild on a second snapshotter of the same kind.
 			sn2, _ := newSn(filepath.Join(tmp, "b"))

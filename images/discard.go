@@ -11,23 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/content"
-)
-
-// The labels that tie an image's blobs together for garbage collection, as
-// containerd and ctr write them.
-const (
-	// LabelGCRefContent prefixes a label whose value is a digest the
-	// labelled blob keeps alive.
-	LabelGCRefContent = "containerd.io/gc.ref.content."
-	// LabelGCRefLayer prefixes the labels of a manifest naming its layers
-	// ("containerd.io/gc.ref.content.l.<index>").
-	LabelGCRefLayer = LabelGCRefContent + "l."
-	// LabelGCRefSnapshot prefixes the label of a config naming the
-	// snapshot its layers were unpacked into, per snapshotter.
-	LabelGCRefSnapshot = "containerd.io/gc.ref.snapshot."
-	// LabelDistributionSource prefixes the label naming, per registry
-	// host, the repositories a blob came from (comma-separated).
-	LabelDistributionSource = "containerd.io/distribution.source."
+	lbl "github.com/strata-oci/strata/labels"
 )
 
 // InfoManager reads and changes the labels of blobs.
@@ -64,7 +48,7 @@ func DiscardLayers(ctx context.Context, cs InfoManager, target ocispec.Descripto
 		}
 		var paths []string
 		for k := range info.Labels {
-			if strings.HasPrefix(k, LabelGCRefLayer) {
+			if strings.HasPrefix(k, lbl.GCRefLayerPrefix) {
 				paths = append(paths, "labels."+k)
 			}
 		}
@@ -105,7 +89,7 @@ func Unpacked(ctx context.Context, cs interface {
 		return false, err
 	}
 	for k := range info.Labels {
-		if strings.HasPrefix(k, LabelGCRefSnapshot) {
+		if strings.HasPrefix(k, lbl.GCRefSnapshotPrefix) {
 			return true, nil
 		}
 	}
@@ -117,7 +101,7 @@ func Unpacked(ctx context.Context, cs interface {
 func ReferencedByLabels(labels map[string]string) map[digest.Digest]bool {
 	out := map[digest.Digest]bool{}
 	for k, v := range labels {
-		if strings.HasPrefix(k, LabelGCRefContent) {
+		if strings.HasPrefix(k, lbl.GCRefContentPrefix) {
 			out[digest.Digest(v)] = true
 		}
 	}
@@ -129,7 +113,7 @@ func ReferencedByLabels(labels map[string]string) map[digest.Digest]bool {
 func DistributionSources(labels map[string]string) map[string][]string {
 	out := map[string][]string{}
 	for k, v := range labels {
-		host, ok := strings.CutPrefix(k, LabelDistributionSource)
+		host, ok := strings.CutPrefix(k, lbl.DistributionSourcePrefix)
 		if !ok || host == "" {
 			continue
 		}

@@ -10,11 +10,9 @@ package leases
 import (
 	"context"
 	"time"
-)
 
-// LabelExpire is the lease label holding the RFC 3339 time after which the
-// lease no longer protects anything and GC removes it.
-const LabelExpire = "containerd.io/gc.expire"
+	"github.com/strata-oci/strata/labels"
+)
 
 // Lease is a named set of resources protected from garbage collection.
 type Lease struct {
@@ -54,7 +52,7 @@ func WithLabels(labels map[string]string) Opt {
 
 // WithExpiration makes the lease expire d from now.
 func WithExpiration(d time.Duration) Opt {
-	return WithLabels(map[string]string{LabelExpire: time.Now().Add(d).UTC().Format(time.RFC3339Nano)})
+	return WithLabels(map[string]string{labels.GCExpire: time.Now().Add(d).UTC().Format(time.RFC3339Nano)})
 }
 
 // DeleteOpt configures a lease deletion.

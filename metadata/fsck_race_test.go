@@ -18,6 +18,7 @@ import (
 	"github.com/strata-oci/strata/content/contenttest"
 	"github.com/strata-oci/strata/content/local"
 	"github.com/strata-oci/strata/images"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/namespaces"
 )
 
@@ -117,7 +118,7 @@ func writeBlob(ctx context.Context, t *testing.T, cs content.Store, data []byte,
 	return desc
 }
 
-var gcRoot = map[string]string{labelGCRoot: "1"}
+var gcRoot = map[string]string{lbl.GCRoot: "1"}
 
 // TestFsckDoesNotBlockWrites: issue 11 item 5. fsck rehashes every blob;
 // while it does, namespaces, blobs and images are created as usual, and

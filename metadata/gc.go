@@ -16,13 +16,7 @@ import (
 	"github.com/strata-oci/strata/snapshots"
 
 	boltutil "github.com/strata-oci/strata/internal/boltutil"
-)
-
-// The label conventions GC follows; clients such as ctr set them.
-const (
-	labelGCRoot        = "containerd.io/gc.root"
-	labelGCRefContent  = "containerd.io/gc.ref.content"
-	labelGCRefSnapshot = "containerd.io/gc.ref.snapshot."
+	lbl "github.com/strata-oci/strata/labels"
 )
 
 // GCOptions configures one collection.
@@ -96,12 +90,12 @@ func (db *DB) scheduleGC() {
 func labelRefs(ns string, labels map[string]string, visit func(gc.Node)) {
 	for k, v := range labels {
 		switch {
-		case strings.HasPrefix(k, labelGCRefContent):
+		case strings.HasPrefix(k, lbl.GCRefContent):
 			if digest.Digest(v).Validate() == nil {
 				visit(gc.Node{Type: gc.ResourceContent, Namespace: ns, Key: v})
 			}
-		case strings.HasPrefix(k, labelGCRefSnapshot):
-			sn := k[len(labelGCRefSnapshot):]
+		case strings.HasPrefix(k, lbl.GCRefSnapshotPrefix):
+			sn := k[len(lbl.GCRefSnapshotPrefix):]
 			if i := strings.IndexByte(sn, '/'); i >= 0 {
 				sn = sn[:i]
 			}
@@ -168,7 +162,7 @@ func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
 					return nil
 				}
 				n := gc.Node{Type: gc.ResourceContent, Namespace: ns, Key: string(k)}
-				if lb.Get([]byte(labelGCRoot)) != nil {
+				if lb.Get([]byte(lbl.GCRoot)) != nil {
 					roots = append(roots, n)
 				}
 				var edges []gc.Node
@@ -191,7 +185,7 @@ func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
 			_ = sb.ForEachBucket(func(sn []byte) error {
 				ssb := sb.Bucket(sn)
 				return ssb.ForEachBucket(func(k []byte) error {
-					if hasLabel(ssb.Bucket(k), labelGCRoot) {
+					if hasLabel(ssb.Bucket(k), lbl.GCRoot) {
 						roots = append(roots, gc.Node{Type: gc.ResourceSnapshot, Namespace: ns, Key: string(sn) + "/" + string(k)})
 					}
 					return nil

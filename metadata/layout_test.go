@@ -22,6 +22,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/local"
 	"github.com/strata-oci/strata/images"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/namespaces"
@@ -260,13 +261,13 @@ func TestGCSnapshots(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), "snap")
 	putSnapshotRecord(t, db, "snap", "overlayfs", "base", "", nil)
 	putSnapshotRecord(t, db, "snap", "overlayfs", "top", "base", nil)
-	putSnapshotRecord(t, db, "snap", "overlayfs", "rooted", "", map[string]string{labelGCRoot: "1"})
+	putSnapshotRecord(t, db, "snap", "overlayfs", "rooted", "", map[string]string{lbl.GCRoot: "1"})
 	putSnapshotRecord(t, db, "snap", "overlayfs", "loose", "", nil)
 	putSnapshotRecord(t, db, "snap", "native", "other", "", nil)
 	data := []byte("config")
 	desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
 	err := content.WriteBlob(ctx, db.ContentStore(), "c", bytes.NewReader(data), desc, content.WithLabels(map[string]string{
-		labelGCRoot: "1",
+		lbl.GCRoot: "1",
 		"containerd.io/gc.ref.snapshot.overlayfs":     "top",
 		"containerd.io/gc.ref.snapshot.native/rootfs": "other",
 	}))
@@ -305,7 +306,7 @@ func TestScheduledGC(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		data := []byte{byte(i), 'x'}
 		desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: 2}
-		if err := content.WriteBlob(ctx, cs, "s", bytes.NewReader(data), desc, content.WithLabels(map[string]string{labelGCRoot: "1"})); err != nil {
+		if err := content.WriteBlob(ctx, cs, "s", bytes.NewReader(data), desc, content.WithLabels(map[string]string{lbl.GCRoot: "1"})); err != nil {
 			t.Fatal(err)
 		}
 		descs = append(descs, desc)

@@ -61,7 +61,7 @@ func adaptLease(l leases.Lease) filters.Adaptor {
 // expired reports whether the lease's containerd.io/gc.expire label has
 // passed. An unparsable label is reported by Create; here it never expires.
 func expired(labels map[string]string, now time.Time) bool {
-	v, ok := labels[leases.LabelExpire]
+	v, ok := labels[lbl.GCExpire]
 	if !ok {
 		return false
 	}
@@ -89,9 +89,9 @@ func (m *LeaseManager) Create(ctx context.Context, opts ...leases.Opt) (leases.L
 	if err := lbl.Validate(l.Labels); err != nil {
 		return leases.Lease{}, err
 	}
-	if v, ok := l.Labels[leases.LabelExpire]; ok {
+	if v, ok := l.Labels[lbl.GCExpire]; ok {
 		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
-			return leases.Lease{}, fmt.Errorf("lease %q: label %s=%q is not an RFC 3339 time: %w", l.ID, leases.LabelExpire, v, errdefs.ErrInvalidArgument)
+			return leases.Lease{}, fmt.Errorf("lease %q: label %s=%q is not an RFC 3339 time: %w", l.ID, lbl.GCExpire, v, errdefs.ErrInvalidArgument)
 		}
 	}
 	err = m.db.update(func(tx *bolt.Tx) error {

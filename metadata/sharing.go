@@ -31,10 +31,6 @@ const (
 	SharingIsolated
 )
 
-// labelShareable marks a namespace whose blobs every namespace may share,
-// whatever the policy.
-const labelShareable = "containerd.io/namespace.shareable"
-
 // ParseSharingPolicy reads "shared" (or "") and "isolated".
 func ParseSharingPolicy(s string) (SharingPolicy, error) {
 	switch s {
@@ -76,7 +72,7 @@ func (db *DB) mayShare(tx *bolt.Tx, ns string, dgst digest.Digest) bool {
 		if found || string(nsk) == ns {
 			return nil
 		}
-		if lb := tx1(tx).Bucket(nsk).Bucket(bucketLabels); lb == nil || string(lb.Get([]byte(labelShareable))) != "true" {
+		if lb := tx1(tx).Bucket(nsk).Bucket(bucketLabels); lb == nil || string(lb.Get([]byte(lbl.NamespaceShareable))) != "true" {
 			return nil
 		}
 		if nsBucket(tx, string(nsk), bucketContent, bucketBlob, []byte(dgst)) != nil {

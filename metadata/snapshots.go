@@ -19,13 +19,6 @@ import (
 	lbl "github.com/strata-oci/strata/labels"
 )
 
-// labelSnapshotRef on Prepare names the committed snapshot the caller is
-// about to create (a layer's chain ID); when the namespace has it already,
-// Prepare returns errdefs.ErrAlreadyExists (containerd's convention). Only
-// the caller's namespace counts: a snapshot cannot be verified from its
-// name, so one another namespace committed is never adopted.
-const labelSnapshotRef = "containerd.io/snapshot.ref"
-
 // WithSnapshotter registers a snapshot backend under name ("overlayfs",
 // "native"); DB.Snapshotter(name) returns its namespaced view, and GC
 // removes what no namespace refers to from it. The DB closes it.
@@ -273,7 +266,13 @@ func (s *namespacedSnapshotter) create(ctx context.Context, kind snapshots.Kind,
 			}
 			bparent = string(pb.Get(keyName))
 		}
-		if target := base.Labels[labelSnapshotRef]; kind == snapshots.KindActive && target != "" && sb.Bucket([]byte(target)) != nil {
+		// lbl.SnapshotRef on Prepare names the committed snapshot the
+		// caller is about to create (a layer's chain ID); when the
+		// namespace has it already, Prepare returns
+		// errdefs.ErrAlreadyExists (containerd's convention). Only the
+		// caller's namespace counts: a snapshot cannot be verified from
+		// its name, so one another namespace committed is never adopted.
+		if target := base.Labels[lbl.SnapshotRef]; kind == snapshots.KindActive && target != "" && sb.Bucket([]byte(target)) != nil {
 			return fmt.Errorf("snapshot %q (target of %q) in namespace %q: %w", target, key, ns, errdefs.ErrAlreadyExists)
 		}
 		seq, err := sb.NextSequence()

@@ -19,6 +19,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/diff"
 	"github.com/strata-oci/strata/images"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/progress"
@@ -140,7 +141,7 @@ func (pl *pull) fetchLayers(ctx context.Context, root ocispec.Descriptor) error 
 	if len(pn.chains) == 0 {
 		return nil
 	}
-	key := labelGCSnapshot + pn.snName
+	key := lbl.GCRefSnapshotPrefix + pn.snName
 	top := pn.chains[len(pn.chains)-1].String()
 	_, err := pl.cs.Update(ctx, content.Info{Digest: pn.config.Digest, Labels: map[string]string{key: top}}, "labels."+key)
 	return err
@@ -170,7 +171,7 @@ func (pl *pull) attestationLayers(ctx context.Context, root ocispec.Descriptor) 
 func (pl *pull) blobLabels(l ocispec.Descriptor, diffOf map[digest.Digest]digest.Digest) map[string]string {
 	labels := map[string]string{pl.sourceKey: pl.sourceVal}
 	if d := diffOf[l.Digest]; d != "" {
-		labels[labelUncompressed] = d.String()
+		labels[lbl.Uncompressed] = d.String()
 	}
 	return labels
 }
@@ -428,7 +429,7 @@ func (pl *pull) unpackLayer(ctx context.Context, pn *plan, i int, sem, unsem cha
 }
 
 func (pl *pull) layerLabels(pn *plan, i int) map[string]string {
-	return map[string]string{pl.sourceKey: pl.sourceVal, labelUncompressed: pn.diffIDs[i].String()}
+	return map[string]string{pl.sourceKey: pl.sourceVal, lbl.Uncompressed: pn.diffIDs[i].String()}
 }
 
 func randomKey() string {

@@ -25,18 +25,11 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/wiring"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
-)
-
-// Content labels strata (like containerd) puts on what it pulls.
-const (
-	labelGCContent     = "containerd.io/gc.ref.content."
-	labelGCSnapshot    = "containerd.io/gc.ref.snapshot."
-	labelUncompressed  = "containerd.io/uncompressed"
-	labelDistribSource = "containerd.io/distribution.source."
 )
 
 // Options configure one pull.
@@ -129,7 +122,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 		o.Platforms = []ocispec.Platform{images.DefaultPlatform()}
 	}
 	pl := &pull{Puller: p, o: o, ref: ref, repo: repo, sink: o.Progress, log: o.Logger,
-		cs: p.store.DB.ContentStore(), sourceKey: labelDistribSource + ref.Domain, sourceVal: ref.Path}
+		cs: p.store.DB.ContentStore(), sourceKey: lbl.DistributionSourcePrefix + ref.Domain, sourceVal: ref.Path}
 	if pl.sink == nil {
 		pl.sink = nopSink{}
 	}
@@ -145,7 +138,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 	pl.sink.Update(progress.Update{ID: ref.String(), Kind: "reference", Status: progress.Done})
 
 	lm := p.store.DB.Leases()
-	pl.lease, err = lm.Create(ctx, leases.WithExpiration(24*time.Hour), leases.WithLabels(map[string]string{"strata.pull": ref.String()}))
+	pl.lease, err = lm.Create(ctx, leases.WithExpiration(24*time.Hour), leases.WithLabels(map[string]string{lbl.LeasePull: ref.String()}))
 	if err != nil {
 		return images.Image{}, err
 	}
@@ -244,7 +237,7 @@ func (pl *pull) manifestLabels(desc ocispec.Descriptor) func([]byte) (map[string
 				return nil, fmt.Errorf("index %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, idx.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
 			}
 			for i, m := range idx.Manifests {
-				labels[fmt.Sprintf("%sm.%d", labelGCContent, i)] = m.Digest.String()
+				labels[fmt.Sprintf("%s%d", lbl.GCRefManifestPrefix, i)] = m.Digest.String()
 			}
 		case images.IsManifest(desc.MediaType):
 			var m ocispec.Manifest
@@ -254,9 +247,9 @@ func (pl *pull) manifestLabels(desc ocispec.Descriptor) func([]byte) (map[string
 			if m.MediaType != "" && m.MediaType != desc.MediaType {
 				return nil, fmt.Errorf("manifest %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, m.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
 			}
-			labels[labelGCContent+"config"] = m.Config.Digest.String()
+			labels[lbl.GCRefConfig] = m.Config.Digest.String()
 			for i, l := range m.Layers {
-				labels[fmt.Sprintf("%sl.%d", labelGCContent, i)] = l.Digest.String()
+				labels[fmt.Sprintf("%s%d", lbl.GCRefLayerPrefix, i)] = l.Digest.String()
 			}
 		}
 		return labels, nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/internal/wiring"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/progress"
 )
@@ -38,7 +39,7 @@ func UnpackWith(ctx context.Context, st *wiring.Store, manifest ocispec.Descript
 		log: slog.New(slog.DiscardHandler), cs: st.DB.ContentStore()}
 	lm := st.DB.Leases()
 	var err error
-	pl.lease, err = lm.Create(ctx, leases.WithExpiration(time.Hour), leases.WithLabels(map[string]string{"strata.unpack": manifest.Digest.String()}))
+	pl.lease, err = lm.Create(ctx, leases.WithExpiration(time.Hour), leases.WithLabels(map[string]string{lbl.LeaseUnpack: manifest.Digest.String()}))
 	if err != nil {
 		return "", err
 	}
@@ -74,7 +75,7 @@ func UnpackWith(ctx context.Context, st *wiring.Store, manifest ocispec.Descript
 	if err != nil {
 		return "", err
 	}
-	key := labelGCSnapshot + pn.snName
+	key := lbl.GCRefSnapshotPrefix + pn.snName
 	top := pn.chains[len(pn.chains)-1]
 	if _, err := pl.cs.Update(ctx, content.Info{Digest: pn.config.Digest, Labels: map[string]string{key: top.String()}}, "labels."+key); err != nil {
 		return "", err

@@ -40,11 +40,6 @@ import (
 	"github.com/strata-oci/strata/remotes/docker"
 )
 
-// labelDistribSource prefixes the label naming, per registry host, the
-// repositories a blob is known to be in (comma-separated), as containerd
-// writes it.
-const labelDistribSource = "containerd.io/distribution.source."
-
 // maxIndexDepth bounds nested indexes, as the images package does.
 const maxIndexDepth = 8
 
@@ -156,7 +151,7 @@ func (p *Pusher) Push(ctx context.Context, local string, ref string, o Options) 
 		o.MaxConcurrentUploads = 3
 	}
 	ps := &push{o: o, local: local, ref: r, cs: p.store.DB.ContentStore(), sink: o.Progress, log: o.Logger,
-		sourceKey: labelDistribSource + r.Domain, resolver: p.resolver}
+		sourceKey: labels.DistributionSourcePrefix + r.Domain, resolver: p.resolver}
 	if ps.sink == nil {
 		ps.sink = progress.Discard
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/diff"
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
@@ -89,7 +90,7 @@ func (ds *diffService) Apply(ctx context.Context, req *diffapi.ApplyRequest) (*d
 	if err != nil {
 		return nil, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
 	}
-	if want := info.Labels[diff.LabelUncompressed]; want != "" && want != res.DiffID.String() {
+	if want := info.Labels[labels.Uncompressed]; want != "" && want != res.DiffID.String() {
 		return nil, fmt.Errorf("apply layer %s: diff ID %s, labelled %s: %w", desc.Digest, res.DiffID, want, errdefs.ErrFailedPrecondition)
 	}
 	if req.SyncFs {

@@ -19,8 +19,8 @@ import (
 
 	"github.com/strata-oci/strata/archive/tartest"
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/diff"
 	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
@@ -175,7 +175,7 @@ func TestDiffApplyErrors(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), ns)
 	rctx := servertest.Context(context.Background(), ns)
 	layer := diffTestLayers[0]
-	wrong := diffPutBlob(t, d, ctx, tartest.Gzip(layer), ocispec.MediaTypeImageLayerGzip, map[string]string{diff.LabelUncompressed: digest.FromString("not this").String()})
+	wrong := diffPutBlob(t, d, ctx, tartest.Gzip(layer), ocispec.MediaTypeImageLayerGzip, map[string]string{labels.Uncompressed: digest.FromString("not this").String()})
 	good := diffPutBlob(t, d, ctx, layer, ocispec.MediaTypeImageLayer, nil)
 	sn := diffSnapshotter(t, d, "native")
 	mounts, err := sn.Prepare(ctx, "target", "")
@@ -278,7 +278,7 @@ func TestDiffRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Info(%s) of the written layer = %v", dgst, err)
 			}
-			if info.Size != resp.Diff.Size || info.Labels["made-by"] != "diff-test" || info.Labels[diff.LabelUncompressed] == "" {
+			if info.Size != resp.Diff.Size || info.Labels["made-by"] != "diff-test" || info.Labels[labels.Uncompressed] == "" {
 				t.Fatalf("written layer %s = %+v, response size %d", dgst, info, resp.Diff.Size)
 			}
 			// Apply the written layer on the same parent.
@@ -290,8 +290,8 @@ func TestDiffRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Apply of the written layer = %v", err)
 			}
-			if applied.Applied.Digest != info.Labels[diff.LabelUncompressed] {
-				t.Fatalf("Apply of the written layer: diff ID %s, labelled %s", applied.Applied.Digest, info.Labels[diff.LabelUncompressed])
+			if applied.Applied.Digest != info.Labels[labels.Uncompressed] {
+				t.Fatalf("Apply of the written layer: diff ID %s, labelled %s", applied.Applied.Digest, info.Labels[labels.Uncompressed])
 			}
 			if err := sn.Commit(ctx, tc.name+"-chain-1", tc.name+"-top"); err != nil {
 				t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
@@ -42,7 +43,7 @@ func TestLeasesWithCtr(t *testing.T) {
 	}
 	var expire time.Time
 	for _, kv := range strings.Split(pull[1], ",") {
-		if v, ok := strings.CutPrefix(kv, leases.LabelExpire+"="); ok {
+		if v, ok := strings.CutPrefix(kv, labels.GCExpire+"="); ok {
 			expire, err = time.Parse(time.RFC3339Nano, v)
 			if err != nil {
 				t.Errorf("ctr leases ls: pull-1 expiry %q: %v", v, err)
@@ -134,7 +135,7 @@ func TestLeasesResources(t *testing.T) {
 			return err
 		}, codes.FailedPrecondition},
 		{"bad-expiry", func() error {
-			_, err := lc.Create(ctx, &leasesapi.CreateRequest{Labels: map[string]string{leases.LabelExpire: "soon"}})
+			_, err := lc.Create(ctx, &leasesapi.CreateRequest{Labels: map[string]string{labels.GCExpire: "soon"}})
 			return err
 		}, codes.InvalidArgument},
 	} {

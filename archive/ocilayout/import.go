@@ -25,6 +25,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/wiring"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/reference"
 )
@@ -108,12 +109,6 @@ const (
 	importMaxDepth       = 8
 )
 
-// Content labels an import sets, as a pull does.
-const (
-	importLabelGCContent    = "containerd.io/gc.ref.content."
-	importLabelUncompressed = "containerd.io/uncompressed"
-)
-
 // Import reads an image archive from r in one pass: an OCI image layout tar,
 // or a `docker save` tar in the legacy layout or Docker 25's OCI layout with
 // manifest.json. Every blob is written into st's content store as it
@@ -148,7 +143,7 @@ func Import(ctx context.Context, r io.Reader, st *wiring.Store, o ImportOptions)
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	lm := st.DB.Leases()
-	l, err := lm.Create(ctx, leases.WithExpiration(24*time.Hour), leases.WithLabels(map[string]string{"strata.import": base}))
+	l, err := lm.Create(ctx, leases.WithExpiration(24*time.Hour), leases.WithLabels(map[string]string{lbl.LeaseImport: base}))
 	if err != nil {
 		return nil, err
 	}
@@ -806,7 +801,7 @@ func (im *importer) label(ctx context.Context, desc ocispec.Descriptor, done map
 			return err
 		}
 		for i, c := range idx.Manifests {
-			labels[fmt.Sprintf("%sm.%d", importLabelGCContent, i)] = c.Digest.String()
+			labels[fmt.Sprintf("%s%d", lbl.GCRefManifestPrefix, i)] = c.Digest.String()
 			if images.IsIndex(c.MediaType) || images.IsManifest(c.MediaType) {
 				if err := im.label(ctx, c, done, depth+1); err != nil {
 					return err
@@ -818,9 +813,9 @@ func (im *importer) label(ctx context.Context, desc ocispec.Descriptor, done map
 		if err != nil {
 			return err
 		}
-		labels[importLabelGCContent+"config"] = m.Config.Digest.String()
+		labels[lbl.GCRefConfig] = m.Config.Digest.String()
 		for i, l := range m.Layers {
-			labels[fmt.Sprintf("%sl.%d", importLabelGCContent, i)] = l.Digest.String()
+			labels[fmt.Sprintf("%s%d", lbl.GCRefLayerPrefix, i)] = l.Digest.String()
 		}
 		// A config that does not list the layers' diff IDs (the
 		// manifest of a platform not asked for, an attestation) labels
@@ -837,7 +832,7 @@ func (im *importer) label(ctx context.Context, desc ocispec.Descriptor, done map
 					return err
 				} else if ok && !done[l.Digest] {
 					done[l.Digest] = true
-					if err := im.setLabels(ctx, l.Digest, map[string]string{importLabelUncompressed: diffIDs[i].String()}); err != nil {
+					if err := im.setLabels(ctx, l.Digest, map[string]string{lbl.Uncompressed: diffIDs[i].String()}); err != nil {
 						return err
 					}
 				}

@@ -19,6 +19,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/reference"
 )
 
@@ -819,7 +820,7 @@ func mountedImages(ctx context.Context, s backend) (map[string]bool, error) {
 			return nil, fmt.Errorf("snapshotter %s: %w", name, err)
 		}
 		for _, info := range infos {
-			if img := info.Labels[labelMountImage]; img != "" {
+			if img := info.Labels[labels.MountImage]; img != "" {
 				inUse[img] = true
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/reference"
@@ -28,12 +29,6 @@ import (
 // makes for a directory; the absolute directory follows, so that unmount
 // finds it from the directory alone.
 const mountKeyPrefix = "strata-mount:"
-
-// Labels strata images mount sets on its snapshots, to tell what is mounted.
-const (
-	labelMountImage    = "strata.io/mount.image"
-	labelMountPlatform = "strata.io/mount.platform"
-)
 
 // attestationAnnotation marks BuildKit's attestation manifests, which are
 // not runnable images.
@@ -376,7 +371,7 @@ so garbage collection keeps it and the image's layers while it exists.`,
 			// A lease holds what is unpacked until the snapshot below,
 			// with its gc.root label, holds it for good.
 			l, err := s.Leases().Create(ctx, leases.WithExpiration(time.Hour),
-				leases.WithLabels(map[string]string{"strata.io/created-by": "images-mount"}))
+				leases.WithLabels(map[string]string{labels.CreatedBy: "images-mount"}))
 			if err != nil {
 				return err
 			}
@@ -403,9 +398,9 @@ so garbage collection keeps it and the image's layers while it exists.`,
 			}
 
 			opt := snapshots.WithLabels(map[string]string{
-				labelGCRoot:        time.Now().UTC().Format(time.RFC3339),
-				labelMountImage:    img.Name,
-				labelMountPlatform: images.FormatPlatform(*desc.Platform),
+				labels.GCRoot:        time.Now().UTC().Format(time.RFC3339),
+				labels.MountImage:    img.Name,
+				labels.MountPlatform: images.FormatPlatform(*desc.Platform),
 			})
 			var mounts []mount.Mount
 			if rw {

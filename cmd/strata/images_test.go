@@ -21,6 +21,7 @@ import (
 	"github.com/strata-oci/strata/diff"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
@@ -291,7 +292,7 @@ func testDiskUsage(t *testing.T, snapshotter string) {
 		unpackFixture(t, ctx, s, snapshotter, base, layerBase, layerOpt)
 		// Neither is reachable from an image: a blob and a snapshot
 		// that gc.root labels keep.
-		keep := map[string]string{labelGCRoot: "yes"}
+		keep := map[string]string{labels.GCRoot: "yes"}
 		orphan, _ := blob(t, orphanSize)
 		writeBlob(t, ctx, s.DB.ContentStore(), "application/octet-stream", orphan, keep)
 		sn := s.Snapshotter(snapshotter)
@@ -466,7 +467,7 @@ func TestImagesMount(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.ok("snapshots", "ls", "-o", "json", "name=="+key)), &rows); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1 || rows[0].Kind != "view" || rows[0].Labels[labelGCRoot] == "" || rows[0].Labels[labelMountImage] != app.name {
+	if len(rows) != 1 || rows[0].Kind != "view" || rows[0].Labels[labels.GCRoot] == "" || rows[0].Labels[labels.MountImage] != app.name {
 		t.Fatalf("snapshot of the mount = %+v, want a view labelled gc.root and %s", rows, app.name)
 	}
 	c.fails(1, dir+" is already a strata mount", "images", "mount", base.name, dir)

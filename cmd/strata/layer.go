@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/diff"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/snapshots"
 )
 
@@ -155,10 +156,10 @@ expires in 24 hours (--lease names one of yours).`,
 				return printJSON(out, struct {
 					ocispec.Descriptor
 					DiffID string `json:"diff_id"`
-				}{desc, info.Labels[diff.LabelUncompressed]})
+				}{desc, info.Labels[labels.Uncompressed]})
 			}
 			t := newTable(out, "DIGEST", "SIZE", "MEDIA TYPE", "DIFF ID")
-			t.row(desc.Digest.String(), humanSize(desc.Size), desc.MediaType, info.Labels[diff.LabelUncompressed])
+			t.row(desc.Digest.String(), humanSize(desc.Size), desc.MediaType, info.Labels[labels.Uncompressed])
 			return t.flush()
 		},
 	}

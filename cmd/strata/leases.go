@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 )
 
@@ -103,7 +104,7 @@ func leasesList(a *app) *cobra.Command {
 			t := newTable(out, "ID", "CREATED", "EXPIRES", "LABELS")
 			for _, l := range ls {
 				exp := "never"
-				if v, ok := l.Labels[leases.LabelExpire]; ok {
+				if v, ok := l.Labels[labels.GCExpire]; ok {
 					exp = v
 				}
 				t.row(l.ID, age(l.CreatedAt), exp, labelString(l.Labels))

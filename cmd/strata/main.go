@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-oci/strata/filters"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -235,7 +236,7 @@ func groupCommand(use string, aliases []string, short string, verbs ...*cobra.Co
 func withLease(ctx context.Context, s backend, id, createdBy string) (context.Context, error) {
 	if id == "" {
 		l, err := s.Leases().Create(ctx, leases.WithExpiration(24*time.Hour),
-			leases.WithLabels(map[string]string{"strata.io/created-by": createdBy}))
+			leases.WithLabels(map[string]string{labels.CreatedBy: createdBy}))
 		if err != nil {
 			return nil, err
 		}

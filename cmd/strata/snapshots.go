@@ -12,14 +12,10 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/spf13/cobra"
 
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/snapshots"
 )
-
-// labelGCRoot keeps what the CLI creates from garbage collection, as ctr
-// does: a snapshot no image, lease or label holds is collected by the next
-// collection, which any rm schedules.
-const labelGCRoot = "containerd.io/gc.root"
 
 // snapshotterNames are the snapshotters a store can have; which of them
 // work depends on the filesystem under the root.
@@ -355,16 +351,19 @@ func (f *createFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE for the snapshot (repeatable)")
 }
 
-// gcRootLabels parses KEY=VALUE arguments and adds the gc.root label.
+// gcRootLabels parses KEY=VALUE arguments and adds the gc.root label. It
+// keeps what the CLI creates from garbage collection, as ctr does: a
+// snapshot no image, lease or label holds is collected by the next
+// collection, which any rm schedules.
 func gcRootLabels(args []string) (snapshots.Opt, error) {
-	labels, err := parseLabels(args)
+	lbls, err := parseLabels(args)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := labels[labelGCRoot]; !ok {
-		labels[labelGCRoot] = time.Now().UTC().Format(time.RFC3339)
+	if _, ok := lbls[labels.GCRoot]; !ok {
+		lbls[labels.GCRoot] = time.Now().UTC().Format(time.RFC3339)
 	}
-	return snapshots.WithLabels(labels), nil
+	return snapshots.WithLabels(lbls), nil
 }
 
 // create runs Prepare or View and prints the mounts when asked.

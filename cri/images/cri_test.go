@@ -26,6 +26,7 @@ import (
 	criimages "github.com/strata-oci/strata/cri/images"
 	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
@@ -147,7 +148,7 @@ func TestCrictl(t *testing.T) {
 	names := criNames(t, d)
 	for _, n := range []string{ref, reg.Host + "/cri/app@" + mdig.String(), cdig.String()} {
 		l, ok := names[n]
-		if !ok || l[criimages.LabelManaged] != "managed" || l[criimages.LabelPinned] != "pinned" {
+		if !ok || l[labels.CRIManaged] != "managed" || l[labels.CRIPinned] != "pinned" {
 			t.Fatalf("image records after the pull = %v, want %q labelled managed and pinned", names, n)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/strata-oci/strata/images"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/reference"
 )
 
@@ -178,7 +179,7 @@ func (s *Service) cri(img *image) *runtime.Image {
 	out := &runtime.Image{Id: img.id.String(), Size: uint64(img.parts.size), Spec: &runtime.ImageSpec{Image: img.id.String()}}
 	tags, digests := map[string]bool{}, map[string]bool{}
 	for _, rec := range img.records {
-		if rec.Labels[LabelPinned] == ValuePinned || s.pinned[rec.Name] {
+		if rec.Labels[lbl.CRIPinned] == lbl.CRIPinnedValue || s.pinned[rec.Name] {
 			out.Pinned = true
 		}
 		if _, err := digest.Parse(rec.Name); err == nil {

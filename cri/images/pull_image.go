@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/jobs"
+	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/reference"
 )
 
@@ -82,12 +83,12 @@ func (s *Service) record(ctx context.Context, ref reference.Reference, pulled jo
 	if ref.Digest == "" {
 		names = append([]string{ref.String()}, names...)
 	}
-	labels := map[string]string{LabelManaged: ValueManaged}
-	paths := []string{"target", "labels." + LabelManaged}
+	labels := map[string]string{lbl.CRIManaged: lbl.CRIManagedValue}
+	paths := []string{"target", "labels." + lbl.CRIManaged}
 	for _, n := range append(names, ref.String()) {
 		if s.pinned[n] {
-			labels[LabelPinned] = ValuePinned
-			paths = append(paths, "labels."+LabelPinned)
+			labels[lbl.CRIPinned] = lbl.CRIPinnedValue
+			paths = append(paths, "labels."+lbl.CRIPinned)
 			break
 		}
 	}

@@ -48,14 +48,6 @@ import (
 // Namespace is where the CRI keeps everything, as containerd's CRI plugin.
 const Namespace = "k8s.io"
 
-// Labels containerd's CRI plugin puts on the images it manages.
-const (
-	LabelManaged = "io.cri-containerd.image"
-	ValueManaged = "managed"
-	LabelPinned  = "io.cri-containerd.pinned"
-	ValuePinned  = "pinned"
-)
-
 // Defaults of Config.
 const (
 	DefaultPullProgressTimeout = 5 * time.Minute

@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -241,7 +242,7 @@ func testGCLeases(ctx context.Context, t *testing.T, s Setup) {
 }
 
 func testGCLeaseExpiry(ctx context.Context, t *testing.T, s Setup) {
-	past, err := s.Leases.Create(ctx, leases.WithID("past"), leases.WithLabels(map[string]string{leases.LabelExpire: time.Now().Add(-time.Minute).Format(time.RFC3339)}))
+	past, err := s.Leases.Create(ctx, leases.WithID("past"), leases.WithLabels(map[string]string{labels.GCExpire: time.Now().Add(-time.Minute).Format(time.RFC3339)}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-oci/strata/content"
 
+	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 )
@@ -36,7 +37,7 @@ func testLeaseCRUD(ctx context.Context, t *testing.T, s Setup) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.ID != "pull-1" || l.CreatedAt.IsZero() || l.Labels[leases.LabelExpire] == "" {
+	if l.ID != "pull-1" || l.CreatedAt.IsZero() || l.Labels[labels.GCExpire] == "" {
 		t.Fatalf("Create = %+v", l)
 	}
 	if _, err := s.Leases.Create(ctx, leases.WithID("pull-1")); !errors.Is(err, errdefs.ErrAlreadyExists) {
@@ -78,7 +79,7 @@ func testLeaseInvalid(ctx context.Context, t *testing.T, s Setup) {
 	}{
 		{"bad-id", []leases.Opt{leases.WithID("line\nbreak")}},
 		{"long-id", []leases.Opt{leases.WithID(strings.Repeat("x", 1025))}},
-		{"bad-expire", []leases.Opt{leases.WithLabels(map[string]string{leases.LabelExpire: "tomorrow"})}},
+		{"bad-expire", []leases.Opt{leases.WithLabels(map[string]string{labels.GCExpire: "tomorrow"})}},
 	} {
 		if _, err := s.Leases.Create(ctx, tc.opts...); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: Create = %v, want invalid argument", tc.name, err)
