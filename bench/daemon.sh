@@ -17,35 +17,10 @@
 # Run as root; the registry is started by compare.sh if it is not running.
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-$(cd "$REPO/../shared/bench" && pwd)}
-RUNS=5
-IMAGES="debian:minbase debian:fat debian:fat-zstd synthetic:smallfiles synthetic:bigfile"
-OUT=()
-while getopts "n:i:o:" opt; do
-  case $opt in
-    n) RUNS=$OPTARG ;;
-    i) IMAGES=$OPTARG ;;
-    o) OUT=(-o "$OPTARG") ;;
-    *) echo "usage: $0 [-n RUNS] [-i IMAGES] [-o OUTDIR]" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init daemon "$@"
 
-BIN=$(mktemp -d /tmp/strata-daemon-bench.XXXXXX)
-trap 'rm -rf "$BIN"' EXIT
-(cd "$REPO" && go build -trimpath -o "$BIN/strata" ./cmd/strata && go build -trimpath -o "$BIN/stratad" ./cmd/stratad)
-
-S="$BIN/strata"
-SOCK="{base}/strata.sock"
-# The daemon logs to {base}/stratad.log; the config file is left out (--config of a file that
-# does not exist is an error, so point it at an empty one).
-SETUP="touch {base}/empty.toml; $BIN/stratad --config {base}/empty.toml --root {base}/root --state {base}/state --address $SOCK >{base}/stratad.log 2>&1 & echo \$! > {base}/pid; for i in \$(seq 100); do $S --address $SOCK namespaces ls >/dev/null 2>&1 && break; sleep 0.1; done"
-# Empty, then check empty: a pull that found its blobs or snapshots would not be cold.
-PREP="$S --address $SOCK -n default images prune --all --force >/dev/null && $S --address $SOCK gc >/dev/null && test -z \"\$($S --address $SOCK -n default content ls -q)\$($S --address $SOCK -n default snapshots ls -q)\""
-TEARDOWN="kill \$(cat {base}/pid); while kill -0 \$(cat {base}/pid) 2>/dev/null; do sleep 0.1; done"
-
-exec "$BENCH_DIR/compare.sh" -n "$RUNS" -i "$IMAGES" -b strata "${OUT[@]}" \
+"$BENCH_DIR/compare.sh" -n "$RUNS" -i "$IMAGES" -b strata "${OUT[@]}" \
   "strata=$S --root {root} pull --plain-http {ref}" \
   "stratad=$S --address $SOCK pull --plain-http {ref}" \
-  --setup "stratad=$SETUP" --pid "stratad=cat {base}/pid" --prep "stratad=$PREP" --teardown "stratad=$TEARDOWN"
+  --setup "stratad=$STRATAD_SETUP" --pid "stratad=cat {base}/pid" --prep "stratad=$STRATAD_PREP" --teardown "stratad=$STRATAD_TEARDOWN"

@@ -17,33 +17,11 @@
 # Env: BENCH_DIR (../shared/bench beside the checkout), BENCH_DATA, and compare.sh's.
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-$(cd "$REPO/../shared/bench" && pwd)}
-RUNS=5
-IMAGES="debian:minbase debian:fat debian:fat-zstd synthetic:smallfiles synthetic:bigfile"
-OUT=()
-while getopts "n:i:o:" opt; do
-  case $opt in
-    n) RUNS=$OPTARG ;;
-    i) IMAGES=$OPTARG ;;
-    o) OUT=(-o "$OPTARG") ;;
-    *) echo "usage: $0 [-n RUNS] [-i IMAGES] [-o OUTDIR]" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init transfer "$@"
 
-BIN=$(mktemp -d /tmp/strata-transfer-bench.XXXXXX)
-trap 'rm -rf "$BIN"' EXIT
-(cd "$REPO" && go build -trimpath -o "$BIN/strata" ./cmd/strata && go build -trimpath -o "$BIN/stratad" ./cmd/stratad)
-
-S="$BIN/strata"
-SOCK="{base}/strata.sock"
-SETUP="touch {base}/empty.toml; $BIN/stratad --config {base}/empty.toml --root {base}/root --state {base}/state --address $SOCK >{base}/stratad.log 2>&1 & echo \$! > {base}/pid; for i in \$(seq 100); do $S --address $SOCK namespaces ls >/dev/null 2>&1 && break; sleep 0.1; done"
-PREP="$S --address $SOCK -n default images prune --all --force >/dev/null && $S --address $SOCK gc >/dev/null && test -z \"\$($S --address $SOCK -n default content ls -q)\$($S --address $SOCK -n default snapshots ls -q)\""
-TEARDOWN="kill \$(cat {base}/pid); while kill -0 \$(cat {base}/pid) 2>/dev/null; do sleep 0.1; done"
-
-exec "$BENCH_DIR/compare.sh" -n "$RUNS" -i "$IMAGES" -b c24t-igzip "${OUT[@]}" c24t-igzip \
+"$BENCH_DIR/compare.sh" -n "$RUNS" -i "$IMAGES" -b c24t-igzip "${OUT[@]}" c24t-igzip \
   "ctr24={c2bin}/ctr -a $SOCK -n default images pull --plain-http {ref}" \
-  --setup "ctr24=$SETUP" --pid "ctr24=cat {base}/pid" --prep "ctr24=$PREP" --teardown "ctr24=$TEARDOWN" \
+  --setup "ctr24=$STRATAD_SETUP" --pid "ctr24=cat {base}/pid" --prep "ctr24=$STRATAD_PREP" --teardown "ctr24=$STRATAD_TEARDOWN" \
   "stratad=$S --address $SOCK pull --plain-http {ref}" \
-  --setup "stratad=$SETUP" --pid "stratad=cat {base}/pid" --prep "stratad=$PREP" --teardown "stratad=$TEARDOWN"
+  --setup "stratad=$STRATAD_SETUP" --pid "stratad=cat {base}/pid" --prep "stratad=$STRATAD_PREP" --teardown "stratad=$STRATAD_TEARDOWN"
