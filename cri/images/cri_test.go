@@ -49,28 +49,7 @@ func startDaemon(t *testing.T, cfg server.Config) *daemon {
 // crictlPath builds crictl v1.37.0 once (scripts/testtools.sh) and returns it.
 func crictlPath(t *testing.T) string {
 	t.Helper()
-	return testTool(t, "crictl")
-}
-
-func testTool(t *testing.T, tool string) string {
-	t.Helper()
-	cache := os.Getenv("STRATA_TEST_TOOLS")
-	if cache == "" {
-		cache = "/var/cache/strata-test"
-	}
-	bin := filepath.Join(cache, tool+"-v1.37.0", tool)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	script, err := filepath.Abs("../../scripts/testtools.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(script, tool)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s (scripts/testtools.sh %s): %v\n%s", tool, tool, err, out)
-	}
-	return bin
+	return testutil.Tool(t, "crictl", "v1.37.0")
 }
 
 // crictl runs crictl against d and returns its stdout, stderr and error.

@@ -37,7 +37,7 @@ func TestCritest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("critest takes a minute; -short leaves it out (make test's unit run has it)")
 	}
-	critest := testTool(t, "critest")
+	critest := testutil.Tool(t, "critest", "v1.37.0")
 	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
 	const staging = "k8s-staging-cri-tools/"
 	for _, img := range []struct{ repo, tag, user string }{

@@ -30,15 +30,7 @@ import (
 // by scripts/testtools.sh (make deps runs it).
 func ctr2(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("STRATA_TEST_TOOLS")
-	if dir == "" {
-		dir = "/var/cache/strata-test"
-	}
-	bin := filepath.Join(dir, "ctr-v2.4.2", "ctr")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("containerd 2.4's ctr: %v: run scripts/testtools.sh (make deps) to build it", err)
-	}
-	return bin
+	return testutil.Tool(t, "ctr", "v2.4.2")
 }
 
 // run runs ctr 2.4 against d in namespace ns; combined output and error.
