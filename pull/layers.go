@@ -332,7 +332,10 @@ func (pl *pull) fetchBlob(ctx context.Context, l ocispec.Descriptor, labels map[
 		return false, false, err
 	}
 	off := st.Offset
-	if off > l.Size {
+	// A complete ingest whose digest matched was committed above: one of
+	// full length (or longer) here holds wrong bytes, and a Range from its
+	// end would fetch nothing. Start over.
+	if off >= l.Size {
 		if err := w.Truncate(0); err != nil {
 			return false, false, err
 		}

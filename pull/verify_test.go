@@ -136,37 +136,51 @@ func blobRequests(p *testutil.Proxy, path string) []string {
 // killed pull's) is resumed, found wrong at commit, dropped and fetched
 // once more from the start, in the same pull (issue 11, item 6).
 func TestPullRefetchesCorruptIngest(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
-	proxy := testutil.StartProxy(t, reg.Host)
-	fx := testutil.PushRandomImage(t, reg.Host, "corrupt-ingest", "v1", 2, 1<<20)
-	ref := proxy.Host + "/corrupt-ingest:v1"
-	l := fixtureLayers(t, fx)[1]
-	blobPath := "/blobs/" + l.Digest.String()
+	for _, tc := range []struct {
+		name string
+		junk func(size int64) int64 // bytes of junk a killed pull left
+		want func(junk int64) []string
+	}{
+		// Resumed at its end, fails its digest, fetched once more whole.
+		{"partial", func(size int64) int64 { return size / 2 },
+			func(junk int64) []string { return []string{fmt.Sprintf("bytes=%d-", junk), ""} }},
+		// Full length but wrong: nothing to resume, fetched whole at once.
+		{"full length", func(size int64) int64 { return size },
+			func(int64) []string { return []string{""} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+			proxy := testutil.StartProxy(t, reg.Host)
+			fx := testutil.PushRandomImage(t, reg.Host, "corrupt-ingest", "v1", 2, 1<<20)
+			ref := proxy.Host + "/corrupt-ingest:v1"
+			l := fixtureLayers(t, fx)[1]
+			blobPath := "/blobs/" + l.Digest.String()
 
-	e := newEnv(t, docker.Options{})
-	w, err := e.store.DB.ContentStore().Writer(e.ctx, content.WithRef("pull-"+l.Digest.String()), content.WithDescriptor(l))
-	if err != nil {
-		t.Fatal(err)
-	}
-	junk := make([]byte, l.Size/2)
-	if _, err := w.Write(junk); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+			e := newEnv(t, docker.Options{})
+			w, err := e.store.DB.ContentStore().Writer(e.ctx, content.WithRef("pull-"+l.Digest.String()), content.WithDescriptor(l))
+			if err != nil {
+				t.Fatal(err)
+			}
+			junk := make([]byte, tc.junk(l.Size))
+			if _, err := w.Write(junk); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
 
-	img, err := e.p.Pull(e.ctx, ref, pull.Options{})
-	if err != nil {
-		t.Fatalf("pull over a corrupt partial download = %v", err)
-	}
-	wantTree(t, fx.Tree, e.tree(img.Name))
-	want := []string{fmt.Sprintf("bytes=%d-", len(junk)), ""}
-	if got := blobRequests(proxy, blobPath); !slices.Equal(got, want) {
-		t.Fatalf("requests for the blob (Range) = %q, want %q: one resume, one full refetch", got, want)
-	}
-	if left := e.ingests(""); len(left) != 0 {
-		t.Fatalf("ingests left after the pull: %v", left)
+			img, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			if err != nil {
+				t.Fatalf("pull over a corrupt partial download = %v", err)
+			}
+			wantTree(t, fx.Tree, e.tree(img.Name))
+			if got, want := blobRequests(proxy, blobPath), tc.want(int64(len(junk))); !slices.Equal(got, want) {
+				t.Fatalf("requests for the blob (Range) = %q, want %q", got, want)
+			}
+			if left := e.ingests(""); len(left) != 0 {
+				t.Fatalf("ingests left after the pull: %v", left)
+			}
+		})
 	}
 }
 
