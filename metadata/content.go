@@ -236,6 +236,18 @@ func (s *ContentStore) ListStatuses(ctx context.Context, fs ...string) ([]conten
 // Abort drops the namespace's ingest ref and its data, even while a writer
 // holds it, as containerd's does: that writer's Commit fails.
 func (s *ContentStore) Abort(ctx context.Context, ref string) error {
+	return s.abort(ctx, ref, true)
+}
+
+// AbortIdle is Abort for an ingest no writer holds: one that a writer holds
+// is left alone, with errdefs.ErrUnavailable. strata's own cleanups use it
+// (a pull dropping its partial downloads must not drop the one another
+// pull has taken over).
+func (s *ContentStore) AbortIdle(ctx context.Context, ref string) error {
+	return s.abort(ctx, ref, false)
+}
+
+func (s *ContentStore) abort(ctx context.Context, ref string, held bool) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return err
@@ -255,6 +267,9 @@ func (s *ContentStore) Abort(ctx context.Context, ref string) error {
 		return err
 	}
 	err = s.db.backend.Abort(ctx, bref)
+	if errors.Is(err, errdefs.ErrUnavailable) && !held {
+		return fmt.Errorf("abort ingest %q: a writer holds it: %w", ref, err)
+	}
 	if errors.Is(err, errdefs.ErrUnavailable) {
 		// A writer holds it: containerd's Abort succeeds all the same
 		// (the writer's Commit then fails), and clients rely on it.

@@ -137,6 +137,13 @@ func TestAbortHeldIngest(t *testing.T) {
 	if _, err := w.Write(data[:5]); err != nil {
 		t.Fatal(err)
 	}
+	// strata's own cleanups leave a held ingest alone.
+	if err := db.ContentStore().AbortIdle(ctx, "held"); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("AbortIdle of an ingest a writer holds = %v, want unavailable", err)
+	}
+	if _, err := cs.Status(ctx, "held"); err != nil {
+		t.Fatalf("Status after AbortIdle = %v, want the ingest kept", err)
+	}
 	if err := cs.Abort(ctx, "held"); err != nil {
 		t.Fatalf("Abort of an ingest a writer holds = %v, want nil", err)
 	}

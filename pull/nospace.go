@@ -39,9 +39,17 @@ func (pl *pull) failed(ctx context.Context, err error) error {
 	refs := pl.ingests
 	pl.ingests = nil
 	pl.ingestMu.Unlock()
+	// Only ingests no writer holds: a download this pull gave up may have
+	// been taken over by another pull of the same blob, which goes on.
+	abort := pl.cs.Abort
+	if ia, ok := pl.cs.(interface {
+		AbortIdle(ctx context.Context, ref string) error
+	}); ok {
+		abort = ia.AbortIdle
+	}
 	dropped := 0
 	for ref := range refs {
-		switch aerr := pl.cs.Abort(ctx, ref); {
+		switch aerr := abort(ctx, ref); {
 		case aerr == nil:
 			dropped++
 		case errors.Is(aerr, errdefs.ErrNotFound):
