@@ -59,6 +59,17 @@ func run(in io.Reader, out io.Writer) int {
 			failed = true
 			if e.Test == "" {
 				results++
+				// Tests still running when the package failed (a timeout's
+				// panic and goroutine dump are filed under the test it
+				// caught) get no event of their own: print them first.
+				for tk, lines := range outputs {
+					if tk.pkg == e.Package && tk.test != "" {
+						for _, o := range lines {
+							fmt.Fprint(out, o)
+						}
+						delete(outputs, tk)
+					}
+				}
 				// The package's own lines: "FAIL pkg", build errors, panics.
 				for _, o := range outputs[k] {
 					fmt.Fprint(out, o)

@@ -32,6 +32,13 @@ func TestRun(t *testing.T) {
 			`{"Action":"output","Package":"p","Output":"FAIL\tp\t0.1s\n"}`,
 			`{"Action":"fail","Package":"p"}`,
 		), 1, []string{"got 1, want 2", "--- FAIL: TestC", "FAIL\tp"}, nil},
+		{"timeout dump of a test with no event of its own", ev(
+			`{"Action":"run","Package":"p","Test":"TestSlow"}`,
+			`{"Action":"output","Package":"p","Test":"TestSlow","Output":"panic: test timed out after 2s\n"}`,
+			`{"Action":"output","Package":"p","Test":"TestSlow","Output":"\trunning tests:\n\t\tTestSlow (2s)\n"}`,
+			`{"Action":"output","Package":"p","Output":"FAIL\tp\t2.013s\n"}`,
+			`{"Action":"fail","Package":"p"}`,
+		), 1, []string{"panic: test timed out after 2s", "TestSlow (2s)", "FAIL\tp"}, nil},
 		{"build error passes through", "# p\n./a.go:1: syntax error\n", 1, []string{"syntax error"}, nil},
 	}
 	for _, tt := range tests {
