@@ -23,6 +23,12 @@ type askCredentials struct {
 
 	mu      sync.Mutex
 	answers map[string][2]string // by host: user, secret
+	// replies come from the stream's one reader (gRPC allows one Recv at
+	// a time), started by the first question; abandoned counts questions
+	// given up on whose replies are still to come: they are dropped, so
+	// an answer never goes to a later question about another host.
+	replies   chan answer
+	abandoned int
 }
 
 type answer struct {
@@ -52,28 +58,27 @@ func (a *askCredentials) ask(ctx context.Context, host string) (string, string, 
 	if err := a.st.Send(&transfertypes.AuthRequest{Host: host, Reference: a.ref}); err != nil {
 		return "", "", fmt.Errorf("credentials for %s: %w", host, err)
 	}
-	// The answer is awaited apart from ctx: a cancelled job stops waiting
-	// at once, and the reader goroutine ends with the stream.
-	got := make(chan answer, 1)
-	go func() {
-		an := answer{resp: &transfertypes.AuthResponse{}}
-		m, err := a.st.Recv()
-		if err == nil {
-			err = streaming.Unmarshal(m, an.resp)
-		}
-		if err != nil {
-			an.err = fmt.Errorf("credentials for %s: the client gave no answer: %w", host, errdefs.ErrUnavailable)
-		}
-		got <- an
-	}()
+	if a.replies == nil {
+		a.replies = make(chan answer)
+		go a.read()
+	}
+	// The answer is awaited apart from ctx: a cancelled fetch stops
+	// waiting at once and its reply, when it comes, is dropped.
 	var an answer
-	select {
-	case an = <-got:
-	case <-ctx.Done():
-		return "", "", ctx.Err()
+	for {
+		select {
+		case an = <-a.replies:
+		case <-ctx.Done():
+			a.abandoned++
+			return "", "", ctx.Err()
+		}
+		if an.err != nil || a.abandoned == 0 {
+			break
+		}
+		a.abandoned--
 	}
 	if an.err != nil {
-		return "", "", an.err
+		return "", "", fmt.Errorf("credentials for %s: %w", host, an.err)
 	}
 	switch an.resp.GetAuthType() {
 	case transfertypes.AuthType_CREDENTIALS:
@@ -85,4 +90,36 @@ func (a *askCredentials) ask(ctx context.Context, host string) (string, string, 
 		return "", "", fmt.Errorf("credentials for %s: an Authorization header from the client: strata takes a user and secret or a refresh token: %w", host, errdefs.ErrNotImplemented)
 	}
 	return "", "", fmt.Errorf("credentials for %s: auth type %v: %w", host, an.resp.GetAuthType(), errdefs.ErrNotImplemented)
+}
+
+// read is the auth stream's one reader: it hands each reply to the
+// question waiting for it, and ends with the stream (closed when the
+// transfer ends) or the client; from then on every question gets the error.
+func (a *askCredentials) read() {
+	for {
+		an := answer{resp: &transfertypes.AuthResponse{}}
+		m, err := a.st.Recv()
+		if err == nil {
+			err = streaming.Unmarshal(m, an.resp)
+		}
+		if err != nil {
+			an = answer{err: fmt.Errorf("the client gave no answer: %w", errdefs.ErrUnavailable)}
+		}
+		select {
+		case a.replies <- an:
+		case <-a.st.Done():
+			return
+		}
+		if an.err != nil {
+			// Keep answering late questions with the error until the
+			// stream is closed.
+			for {
+				select {
+				case a.replies <- an:
+				case <-a.st.Done():
+					return
+				}
+			}
+		}
+	}
 }

@@ -332,6 +332,9 @@ func (t *run) pull(src *transfertypes.OCIRegistry, dst *transfertypes.ImageStore
 	if err != nil {
 		return err
 	}
+	if len(res.Images) != 1 {
+		return fmt.Errorf("pull %s recorded %d images, want 1: %w", src.GetReference(), len(res.Images), errdefs.ErrInternal)
+	}
 	img, err := t.s.c.Images.Get(t.ctx, res.Images[0].Name)
 	if err != nil {
 		return fmt.Errorf("pulled image %q: %w", res.Images[0].Name, err)
