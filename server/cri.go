@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -41,6 +42,9 @@ func (s *Server) registerCRI() error {
 		SnapshotterRoot: filepath.Join(st.Root, "snapshots", st.DefaultSnapshotter),
 		ContentRoot:     filepath.Join(st.Root, "content"),
 		Logger:          s.Log.With("component", "cri"),
+		StartJob: func(call context.Context) (context.Context, context.CancelFunc, func(), error) {
+			return s.startJob(call, true)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("cri: %w", err)

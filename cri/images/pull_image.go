@@ -42,6 +42,17 @@ func (s *Service) PullImage(ctx context.Context, req *runtime.PullImageRequest) 
 	if err != nil {
 		return nil, err
 	}
+	if s.cfg.StartJob != nil {
+		jctx, cancel, release, err := s.cfg.StartJob(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("pull image %q: %w", name, err)
+		}
+		defer release()
+		defer cancel()
+		// Kubelet giving up on the call cancels the pull, as containerd's.
+		defer context.AfterFunc(ctx, cancel)()
+		ctx = jctx
+	}
 	start := time.Now()
 	w := s.watch(ctx, ref.String())
 	res, err := s.runner.Run(w.ctx, jobs.Request{Pull: &jobs.PullRequest{Ref: ref.String()}},

@@ -74,6 +74,12 @@ type Config struct {
 	// measures: the default snapshotter's and the blob store's.
 	SnapshotterRoot, ContentRoot string
 	Logger                       *slog.Logger
+	// StartJob, when set, makes each pull one of the daemon's jobs: its
+	// context (the call's values, cancelled when the daemon gives up on
+	// its jobs), and a release to call when it ends, so that the daemon's
+	// Stop waits for it before the store closes. It fails once the daemon
+	// is stopping.
+	StartJob func(call context.Context) (context.Context, context.CancelFunc, func(), error)
 }
 
 // Runner runs jobs; *jobs.Runner is one. Pulls go through it so that the
