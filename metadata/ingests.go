@@ -108,7 +108,13 @@ func statFS(path string) (size, free int64, err error) {
 	if err := unix.Statfs(path, &st); err != nil {
 		return 0, 0, fmt.Errorf("statfs %s: %w", path, err)
 	}
-	return int64(st.Blocks) * st.Bsize, int64(st.Bavail) * st.Bsize, nil
+	// Block counts are in fragment-size units (statfs(2)); Bsize is the
+	// preferred I/O size, which differs on some filesystems (ZFS).
+	unit := st.Frsize
+	if unit == 0 {
+		unit = st.Bsize
+	}
+	return int64(st.Blocks) * unit, int64(st.Bavail) * unit, nil
 }
 
 // dropIngests runs after a collection's sweep over the ingests it kept

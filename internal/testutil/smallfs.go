@@ -40,5 +40,9 @@ func FreeBytes(t testing.TB, path string) int64 {
 	if err := unix.Statfs(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	return int64(st.Bavail) * st.Bsize
+	unit := st.Frsize // block counts are in fragment-size units
+	if unit == 0 {
+		unit = st.Bsize
+	}
+	return int64(st.Bavail) * unit
 }
