@@ -99,7 +99,10 @@ type sharedWriter struct {
 	w   content.Writer
 }
 
-func (w *sharedWriter) materialize() error {
+// materialize turns the shared blob into an ingest of this namespace
+// holding its first n bytes (what a Write after them, or a Truncate to n,
+// needs): a client that starts over from 0 costs no copy of the blob.
+func (w *sharedWriter) materialize(n int64) error {
 	if w.w != nil {
 		return nil
 	}
@@ -117,7 +120,7 @@ func (w *sharedWriter) materialize() error {
 		nw.Close()
 		return err
 	}
-	if _, err := io.Copy(nw, io.NewSectionReader(ra, 0, ra.Size())); err != nil {
+	if _, err := io.Copy(nw, io.NewSectionReader(ra, 0, min(n, ra.Size()))); err != nil {
 		nw.Close()
 		return fmt.Errorf("ingest %q: copy of %s: %w", w.ref, w.desc.Digest, err)
 	}
@@ -126,7 +129,7 @@ func (w *sharedWriter) materialize() error {
 }
 
 func (w *sharedWriter) Write(p []byte) (int, error) {
-	if err := w.materialize(); err != nil {
+	if err := w.materialize(w.desc.Size); err != nil {
 		return 0, err
 	}
 	return w.w.Write(p)
@@ -136,8 +139,8 @@ func (w *sharedWriter) Truncate(size int64) error {
 	if w.w == nil && size == w.desc.Size {
 		return nil
 	}
-	if err := w.materialize(); err != nil {
-		return err
+	if w.w == nil {
+		return w.materialize(size)
 	}
 	return w.w.Truncate(size)
 }
