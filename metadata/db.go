@@ -12,7 +12,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
@@ -92,8 +91,6 @@ type DB struct {
 	// hashes).
 	wlock sync.RWMutex
 
-	children childCache
-
 	gcMu      sync.Mutex
 	gcTimer   *time.Timer
 	gcPending bool
@@ -117,7 +114,7 @@ func Open(ctx context.Context, path string, backend Backend, opts ...Opt) (*DB, 
 		}
 		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
 	}
-	db := &DB{db: bdb, backend: backend, opts: o, children: childCache{m: map[digest.Digest][]ocispec.Descriptor{}}}
+	db := &DB{db: bdb, backend: backend, opts: o}
 	if err := db.migrate(); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("metadata database %s: %w", path, err)
