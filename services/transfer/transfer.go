@@ -480,9 +480,22 @@ func (t *run) importStream(src *transfertypes.ImageImportStream, dst *transferty
 		req.BaseName = r.GetName()
 		req.Digests = req.Digests || r.GetAddDigest()
 	}
-	noUnpack, _, sn, err := unpack(dst)
+	noUnpack, up, sn, err := unpack(dst)
 	if err != nil {
 		return err
+	}
+	// strata's import takes all platforms or the host's, and unpacks the
+	// host's: anything else would import or unpack what was not asked.
+	asked := platforms(dst.GetPlatforms())
+	if up != nil {
+		asked = append(asked, *up)
+	}
+	host := images.DefaultPlatform()
+	for _, p := range asked {
+		n, err := images.ParsePlatform(images.FormatPlatform(p)) // normalised
+		if err != nil || n.OS != host.OS || n.Architecture != host.Architecture || n.Variant != host.Variant {
+			return fmt.Errorf("import for platform %s: strata imports all platforms or the host's (%s): %w", images.FormatPlatform(p), images.FormatPlatform(host), errdefs.ErrNotImplemented)
+		}
 	}
 	req.NoUnpack, req.Snapshotter = noUnpack, sn
 	st, err := t.claim(src.GetStream(), "import stream")

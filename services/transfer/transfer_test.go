@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
+	"github.com/containerd/containerd/api/types"
 	transfertypes "github.com/containerd/containerd/api/types/transfer"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
@@ -64,6 +65,9 @@ func TestRefused(t *testing.T) {
 			errdefs.ErrNotImplemented, "manifest limit 2"},
 		{"import with an index name", &transfertypes.ImageImportStream{Stream: "import-1"}, &transfertypes.ImageStore{Name: "idx"},
 			errdefs.ErrNotImplemented, "--index-name idx"},
+		{"import for another platform", &transfertypes.ImageImportStream{Stream: "import-1"},
+			&transfertypes.ImageStore{Platforms: []*types.Platform{{OS: "plan9", Architecture: "mips"}}},
+			errdefs.ErrNotImplemented, "import for platform plan9/mips"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := svc.Transfer(context.Background(), &transferapi.TransferRequest{Source: anyOf(t, tc.src), Destination: anyOf(t, tc.dst)})
