@@ -360,6 +360,13 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 				}
 				err = a.link(target, pfd, base)
 			case a.opts.DeferLowerLinks:
+				if i, ok := a.deferred[target]; ok {
+					// A link to a link deferred itself: the same parent
+					// file, which a later entry may replace at target.
+					a.deferred[name] = len(a.lowerLinks)
+					a.lowerLinks = append(a.lowerLinks, HardLink{Name: name, Target: a.lowerLinks[i].Target})
+					return nil
+				}
 				if hidden, _ := upperState(a.dir, target, a.opts.OverlayXattrPrefix); !hidden {
 					a.deferred[name] = len(a.lowerLinks)
 					a.lowerLinks = append(a.lowerLinks, HardLink{Name: name, Target: target})
@@ -413,6 +420,13 @@ func (a *applier) removedDir(name string) {
 	for d := range a.root.made {
 		if d == name || strings.HasPrefix(d, prefix) {
 			delete(a.root.made, d)
+		}
+	}
+	// Deferred hard links below it went with it.
+	for n, i := range a.deferred {
+		if strings.HasPrefix(n, prefix) {
+			a.lowerLinks[i] = HardLink{}
+			delete(a.deferred, n)
 		}
 	}
 }

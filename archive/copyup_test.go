@@ -43,7 +43,12 @@ func TestApplyHardLinkToLowerLayer(t *testing.T) {
 		tartest.Link("usr/lib/again", "usr/lib/libc.so"),
 		tartest.File("etc/.wh.passwd", ""), // hides the lower name, not the link
 		tartest.Link("opt/v-old", "opt/v"),
-		tartest.File("opt/v", "v2"), // replaces the lower name, not the link
+		tartest.File("opt/v", "v2"),  // replaces the lower name, not the link
+		tartest.Link("d/x", "opt/v"), // its directory is replaced below
+		tartest.File("d", "now a file"),
+		tartest.Link("b", "usr/lib/libc.so"), // a link to a link,
+		tartest.Link("c", "b"),
+		tartest.File("b", "b replaced"), // whose name is replaced
 	)
 
 	native := t.TempDir()
@@ -71,8 +76,8 @@ func TestApplyHardLinkToLowerLayer(t *testing.T) {
 				t.Fatalf("Apply(upper layer hard-linking lower files, overlay) = %v", err)
 			}
 			if deferred {
-				if len(res.LowerLinks) != 7 {
-					t.Errorf("LowerLinks = %q, want the 7 links", res.LowerLinks)
+				if len(res.LowerLinks) != 8 {
+					t.Errorf("LowerLinks = %q, want the 8 links (c resolved to what b linked)", res.LowerLinks)
 				}
 				if err := LinkLowers(l2, res.LowerLinks, []string{l1}, ""); err != nil {
 					t.Fatalf("LinkLowers = %v", err)
