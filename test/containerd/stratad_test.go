@@ -100,7 +100,9 @@ func startStratad(root, snapshotter, policy string) (*daemon, error) {
 		}
 		return err
 	}
-	// Wait until it answers on the socket, or exits.
+	// Wait until it answers on the socket, or exits, or 30 s went by (a
+	// daemon stuck before serving fails the test, not the whole run).
+	deadline := time.After(30 * time.Second)
 	for {
 		c, err := net.Dial("unix", sock)
 		if err == nil {
@@ -111,6 +113,11 @@ func startStratad(root, snapshotter, policy string) (*daemon, error) {
 		case err := <-exited:
 			log, _ := os.ReadFile(filepath.Join(root, "stratad.log"))
 			return nil, fmt.Errorf("stratad exited before serving: %v\n%s", err, log)
+		case <-deadline:
+			cmd.Process.Kill() // stuck: SIGTERM might not be heard either
+			<-exited
+			log, _ := os.ReadFile(filepath.Join(root, "stratad.log"))
+			return nil, fmt.Errorf("stratad did not serve on %s within 30 s\n%s", sock, log)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
