@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -64,8 +65,13 @@ type remoteBlob struct {
 	p       *refetcher
 	desc    ocispec.Descriptor
 	sources []string
+	mu      sync.Mutex // ReadAt may be called concurrently
 	rc      io.ReadCloser
 	pos     int64
+	// verifier hashes what a read from offset 0 onwards returned: an
+	// archive writer streams the layer in order, and a registry's bytes
+	// that do not match the digest must not end up in an archive under it.
+	verifier digest.Verifier
 }
 
 func (b *remoteBlob) Size() int64 { return b.desc.Size }
@@ -95,6 +101,8 @@ func (b *remoteBlob) open(off int64) error {
 }
 
 func (b *remoteBlob) ReadAt(p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if off >= b.desc.Size {
 		return 0, io.EOF
 	}
@@ -106,16 +114,26 @@ func (b *remoteBlob) ReadAt(p []byte, off int64) (int, error) {
 		if err := b.open(off); err != nil {
 			return 0, err
 		}
+		b.verifier = nil
+		if off == 0 {
+			b.verifier = b.desc.Digest.Verifier()
+		}
 	}
 	if rest := b.desc.Size - off; int64(len(p)) > rest {
 		p = p[:rest]
 	}
 	n, err := io.ReadFull(b.rc, p)
 	b.pos += int64(n)
+	if b.verifier != nil {
+		b.verifier.Write(p[:n])
+	}
 	if err != nil {
 		return n, fmt.Errorf("layer %s from its registry: %w", b.desc.Digest, err)
 	}
 	if b.pos == b.desc.Size {
+		if b.verifier != nil && !b.verifier.Verified() {
+			return n, fmt.Errorf("layer %s from its registry: the bytes served do not match the digest: %w", b.desc.Digest, errdefs.ErrDataLoss)
+		}
 		return n, io.EOF
 	}
 	return n, nil
