@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
@@ -181,8 +182,66 @@ func (a *app) daemonAddress() (address string, required bool, err error) {
 	return "", false, nil
 }
 
+// withBackend runs fn over the store the command works on: opened here
+// (embedded mode) or the daemon's, reached through its socket (see open).
+// ctx is the command's, which the first SIGINT or SIGTERM cancels (run),
+// in the namespace of --namespace. The store is closed when fn returns;
+// an error closing it is returned when fn succeeded. Commands check their
+// arguments before calling it, so that a usage error opens nothing.
+func (a *app) withBackend(cmd *cobra.Command, fn func(ctx context.Context, s backend) error) error {
+	return a.use(a.ctx(cmd), fn)
+}
+
+// withWholeStore is withBackend for the commands over the whole store
+// rather than one namespace (namespaces, gc, fsck, plugins): ctx carries
+// no namespace.
+func (a *app) withWholeStore(cmd *cobra.Command, fn func(ctx context.Context, s backend) error) error {
+	return a.use(cmd.Context(), fn)
+}
+
+// withImage is withBackend for a verb about one image: fn gets the image
+// ref names (see resolveImage).
+func (a *app) withImage(cmd *cobra.Command, ref string, fn func(ctx context.Context, s backend, img images.Image) error) error {
+	return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+		img, err := resolveImage(ctx, s.Images(), a.namespace, ref)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, s, img)
+	})
+}
+
+// withSnapshotter is withBackend with the snapshotter sf names (the
+// store's default when it names none) and its name. A name that is not a
+// snapshotter's is a usage error, found before the store is opened.
+func (a *app) withSnapshotter(cmd *cobra.Command, sf *snapshotterFlag, fn func(ctx context.Context, s backend, sn snapshots.Snapshotter, name string) error) error {
+	if err := sf.check(); err != nil {
+		return err
+	}
+	return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+		sn, name, err := sf.snapshotter(s)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, s, sn, name)
+	})
+}
+
+func (a *app) use(ctx context.Context, fn func(ctx context.Context, s backend) error) (err error) {
+	s, err := a.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := a.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	return fn(ctx, s)
+}
+
 // open returns the store on first use; commands that need none never
-// open one.
+// open one. Commands go through withBackend and its kin, which close it.
 func (a *app) open(ctx context.Context) (backend, error) {
 	if a.store != nil {
 		return a.store, nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +15,6 @@ import (
 
 	"github.com/strata-oci/strata/content"
 )
-
-func newContentCommand(a *app) *cobra.Command {
-	return groupCommand("content", nil, "Manage blobs in the content store",
-		contentList(a), contentGet(a), contentIngest(a), contentAbort(a), contentRemove(a), contentLabel(a), contentActive(a))
-}
 
 type contentRow struct {
 	Digest    digest.Digest     `json:"digest"`
@@ -38,34 +34,31 @@ func contentList(a *app) *cobra.Command {
   strata content ls 'labels."containerd.io/gc.root"'
   strata content ls size==1024 digest==sha256:...`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			rows := []contentRow{}
-			err = s.Content().Walk(ctx, func(info content.Info) error {
-				rows = append(rows, contentRow{info.Digest, info.Size, info.CreatedAt, info.UpdatedAt, info.Labels})
-				return nil
-			}, args...)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			switch {
-			case a.output == "json":
-				return printJSON(out, rows)
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(out, r.Digest)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				rows := []contentRow{}
+				err := s.Content().Walk(ctx, func(info content.Info) error {
+					rows = append(rows, contentRow{info.Digest, info.Size, info.CreatedAt, info.UpdatedAt, info.Labels})
+					return nil
+				}, args...)
+				if err != nil {
+					return err
 				}
-				return nil
-			}
-			t := newTable(out, "DIGEST", "SIZE", "AGE", "LABELS")
-			for _, r := range rows {
-				t.row(r.Digest.String(), humanSize(r.Size), age(r.CreatedAt), labelString(r.Labels))
-			}
-			return t.flush()
+				out := cmd.OutOrStdout()
+				switch {
+				case a.output == "json":
+					return printJSON(out, rows)
+				case quiet:
+					for _, r := range rows {
+						fmt.Fprintln(out, r.Digest)
+					}
+					return nil
+				}
+				t := newTable(out, "DIGEST", "SIZE", "AGE", "LABELS")
+				for _, r := range rows {
+					t.row(r.Digest.String(), humanSize(r.Size), age(r.CreatedAt), labelString(r.Labels))
+				}
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only digests")
@@ -90,18 +83,15 @@ func contentGet(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				ra, err := s.Content().ReaderAt(ctx, ocispec.Descriptor{Digest: dgst})
+				if err != nil {
+					return err
+				}
+				defer ra.Close()
+				_, err = io.Copy(cmd.OutOrStdout(), content.NewReader(ra))
 				return err
-			}
-			ra, err := s.Content().ReaderAt(ctx, ocispec.Descriptor{Digest: dgst})
-			if err != nil {
-				return err
-			}
-			defer ra.Close()
-			_, err = io.Copy(cmd.OutOrStdout(), content.NewReader(ra))
-			return err
+			})
 		},
 	}
 }
@@ -140,103 +130,101 @@ containerd.io/gc.root, or refer to it from an image, to keep it for good.`,
 			if err != nil {
 				return err
 			}
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			if ctx, err = withLease(ctx, s, leaseID, "content-ingest"); err != nil {
-				return err
-			}
-			cs := s.Content()
-			ref := args[0]
-			desc := ocispec.Descriptor{Digest: dgst, Size: size}
-			out := cmd.OutOrStdout()
-			w, err := cs.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
-			if errors.Is(err, errdefs.ErrAlreadyExists) {
-				if len(lbls) > 0 {
-					if err := setLabels(a, cmd, dgst, lbls); err != nil {
-						return err
-					}
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				ctx, err := withLease(ctx, s, leaseID, "content-ingest")
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(out, "%s already present\n", dgst)
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			// Another namespace has it (the shared policy): the writer is
-			// complete, and committing it adds the blob here, no bytes read.
-			if done, err := content.CommitIfComplete(ctx, w, desc, content.WithLabels(lbls)); err != nil || done {
-				w.Close()
-				if err == nil {
-					fmt.Fprintf(out, "%s already present\n", dgst)
-				}
-				return err
-			}
-			st, err := w.Status()
-			if err != nil {
-				w.Close()
-				return err
-			}
-			in := cmd.InOrStdin()
-			if st.Offset > 0 {
-				if err := skipInput(in, st.Offset); err != nil {
-					w.Close()
-					return fmt.Errorf("resume ingest %q at offset %d: skip input: %w", ref, st.Offset, err)
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "resuming ingest %q at offset %d\n", ref, st.Offset)
-			}
-			// The copy may sit in a read of stdin that no signal ends; on
-			// Ctrl-C stop waiting for it. What was written stays, resumable.
-			copied := make(chan error, 1)
-			go func() {
-				_, err := io.Copy(w, in)
-				copied <- err
-			}()
-			select {
-			case err = <-copied:
-			case <-ctx.Done():
-				st, _ := w.Status()
-				return fmt.Errorf("ingest %q interrupted at offset about %d: %w (run the same command again to resume)", ref, st.Offset, ctx.Err())
-			}
-			defer w.Close()
-			if err != nil {
-				return fmt.Errorf("ingest %q: %w (run the same command again to resume)", ref, err)
-			}
-			st, err = w.Status()
-			if err != nil {
-				return err
-			}
-			if err := w.Commit(ctx, size, dgst, content.WithLabels(lbls)); err != nil {
+				cs := s.Content()
+				ref := args[0]
+				desc := ocispec.Descriptor{Digest: dgst, Size: size}
+				out := cmd.OutOrStdout()
+				w, err := cs.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
 				if errors.Is(err, errdefs.ErrAlreadyExists) {
+					if len(lbls) > 0 {
+						if err := setLabels(a, cmd, dgst, lbls); err != nil {
+							return err
+						}
+					}
 					fmt.Fprintf(out, "%s already present\n", dgst)
 					return nil
 				}
-				if errors.Is(err, errdefs.ErrFailedPrecondition) {
-					if _, serr := cs.Status(ctx, ref); errors.Is(serr, errdefs.ErrNotFound) {
-						// The store dropped complete data with the wrong
-						// digest: resuming could not fix it.
-						return fmt.Errorf("%w; ingest aborted", err)
-					}
-					switch {
-					case size > 0 && st.Offset < size:
-						return fmt.Errorf("%w; the input ended early: run the same command again to resume at offset %d", err, st.Offset)
-					case size > 0:
-						// All the bytes are there and they are wrong:
-						// resuming cannot fix that.
-						w.Close()
-						if aerr := cs.Abort(ctx, ref); aerr != nil && !errors.Is(aerr, errdefs.ErrNotFound) {
-							return fmt.Errorf("%w (and abort: %w)", err, aerr)
-						}
-						return fmt.Errorf("%w; ingest aborted", err)
-					}
-					return fmt.Errorf("%w; if the input was cut short, run the same command again to resume at offset %d; otherwise drop it with: strata content abort %s", err, st.Offset, ref)
+				if err != nil {
+					return err
 				}
-				return err
-			}
-			fmt.Fprintf(out, "%s\n", dgst)
-			return nil
+				// Another namespace has it (the shared policy): the writer is
+				// complete, and committing it adds the blob here, no bytes read.
+				if done, err := content.CommitIfComplete(ctx, w, desc, content.WithLabels(lbls)); err != nil || done {
+					w.Close()
+					if err == nil {
+						fmt.Fprintf(out, "%s already present\n", dgst)
+					}
+					return err
+				}
+				st, err := w.Status()
+				if err != nil {
+					w.Close()
+					return err
+				}
+				in := cmd.InOrStdin()
+				if st.Offset > 0 {
+					if err := skipInput(in, st.Offset); err != nil {
+						w.Close()
+						return fmt.Errorf("resume ingest %q at offset %d: skip input: %w", ref, st.Offset, err)
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "resuming ingest %q at offset %d\n", ref, st.Offset)
+				}
+				// The copy may sit in a read of stdin that no signal ends; on
+				// Ctrl-C stop waiting for it. What was written stays, resumable.
+				copied := make(chan error, 1)
+				go func() {
+					_, err := io.Copy(w, in)
+					copied <- err
+				}()
+				select {
+				case err = <-copied:
+				case <-ctx.Done():
+					st, _ := w.Status()
+					return fmt.Errorf("ingest %q interrupted at offset about %d: %w (run the same command again to resume)", ref, st.Offset, ctx.Err())
+				}
+				defer w.Close()
+				if err != nil {
+					return fmt.Errorf("ingest %q: %w (run the same command again to resume)", ref, err)
+				}
+				st, err = w.Status()
+				if err != nil {
+					return err
+				}
+				if err := w.Commit(ctx, size, dgst, content.WithLabels(lbls)); err != nil {
+					if errors.Is(err, errdefs.ErrAlreadyExists) {
+						fmt.Fprintf(out, "%s already present\n", dgst)
+						return nil
+					}
+					if errors.Is(err, errdefs.ErrFailedPrecondition) {
+						if _, serr := cs.Status(ctx, ref); errors.Is(serr, errdefs.ErrNotFound) {
+							// The store dropped complete data with the wrong
+							// digest: resuming could not fix it.
+							return fmt.Errorf("%w; ingest aborted", err)
+						}
+						switch {
+						case size > 0 && st.Offset < size:
+							return fmt.Errorf("%w; the input ended early: run the same command again to resume at offset %d", err, st.Offset)
+						case size > 0:
+							// All the bytes are there and they are wrong:
+							// resuming cannot fix that.
+							w.Close()
+							if aerr := cs.Abort(ctx, ref); aerr != nil && !errors.Is(aerr, errdefs.ErrNotFound) {
+								return fmt.Errorf("%w (and abort: %w)", err, aerr)
+							}
+							return fmt.Errorf("%w; ingest aborted", err)
+						}
+						return fmt.Errorf("%w; if the input was cut short, run the same command again to resume at offset %d; otherwise drop it with: strata content abort %s", err, st.Offset, ref)
+					}
+					return err
+				}
+				fmt.Fprintf(out, "%s\n", dgst)
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -253,13 +241,10 @@ func contentAbort(a *app) *cobra.Command {
 		Short: "Drop ingests in progress and their data",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			return eachArg(cmd, args, "ingests not aborted", func(ref string) error {
-				return s.Content().Abort(ctx, ref)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				return eachArg(cmd, args, "ingests not aborted", func(ref string) error {
+					return s.Content().Abort(ctx, ref)
+				})
 			})
 		},
 	}
@@ -293,32 +278,26 @@ func contentRemove(a *app) *cobra.Command {
 					return err
 				}
 			}
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			return eachArg(cmd, args, "blobs not removed", func(arg string) error {
-				return s.Content().Delete(ctx, digest.Digest(arg))
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				return eachArg(cmd, args, "blobs not removed", func(arg string) error {
+					return s.Content().Delete(ctx, digest.Digest(arg))
+				})
 			})
 		},
 	}
 }
 
 func setLabels(a *app, cmd *cobra.Command, dgst digest.Digest, labels map[string]string) error {
-	ctx := a.ctx(cmd)
-	s, err := a.open(ctx)
-	if err != nil {
+	return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+		info := content.Info{Digest: dgst, Labels: map[string]string{}}
+		var paths []string
+		for k, v := range labels {
+			info.Labels[k] = v
+			paths = append(paths, "labels."+k)
+		}
+		_, err := s.Content().Update(ctx, info, paths...)
 		return err
-	}
-	info := content.Info{Digest: dgst, Labels: map[string]string{}}
-	var paths []string
-	for k, v := range labels {
-		info.Labels[k] = v
-		paths = append(paths, "labels."+k)
-	}
-	_, err = s.Content().Update(ctx, info, paths...)
-	return err
+	})
 }
 
 func contentLabel(a *app) *cobra.Command {
@@ -346,40 +325,37 @@ func contentActive(a *app) *cobra.Command {
 		Aliases: []string{"ingests"},
 		Short:   "List ingests in progress (resumable writes)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			sts, err := s.Content().ListStatuses(ctx, args...)
-			if err != nil {
-				return err
-			}
-			type row struct {
-				Ref       string        `json:"ref"`
-				Offset    int64         `json:"offset"`
-				Total     int64         `json:"total"`
-				Expected  digest.Digest `json:"expected,omitempty"`
-				StartedAt time.Time     `json:"started_at"`
-				UpdatedAt time.Time     `json:"updated_at"`
-			}
-			rows := []row{}
-			for _, st := range sts {
-				rows = append(rows, row{st.Ref, st.Offset, st.Total, st.Expected, st.StartedAt, st.UpdatedAt})
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(out, rows)
-			}
-			t := newTable(out, "REF", "OFFSET", "TOTAL", "STARTED", "UPDATED")
-			for _, r := range rows {
-				total := "-"
-				if r.Total > 0 {
-					total = humanSize(r.Total)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				sts, err := s.Content().ListStatuses(ctx, args...)
+				if err != nil {
+					return err
 				}
-				t.row(r.Ref, humanSize(r.Offset), total, age(r.StartedAt), age(r.UpdatedAt))
-			}
-			return t.flush()
+				type row struct {
+					Ref       string        `json:"ref"`
+					Offset    int64         `json:"offset"`
+					Total     int64         `json:"total"`
+					Expected  digest.Digest `json:"expected,omitempty"`
+					StartedAt time.Time     `json:"started_at"`
+					UpdatedAt time.Time     `json:"updated_at"`
+				}
+				rows := []row{}
+				for _, st := range sts {
+					rows = append(rows, row{st.Ref, st.Offset, st.Total, st.Expected, st.StartedAt, st.UpdatedAt})
+				}
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					return printJSON(out, rows)
+				}
+				t := newTable(out, "REF", "OFFSET", "TOTAL", "STARTED", "UPDATED")
+				for _, r := range rows {
+					total := "-"
+					if r.Total > 0 {
+						total = humanSize(r.Total)
+					}
+					t.row(r.Ref, humanSize(r.Offset), total, age(r.StartedAt), age(r.UpdatedAt))
+				}
+				return t.flush()
+			})
 		},
 	}
 }

@@ -71,40 +71,37 @@ Snapshot sizes are what each snapshot holds itself, without its parents.`,
   strata du -b docker.io/library/alpine:3.20
   strata du -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			rep, err := diskUsage(ctx, s, a.namespace, args)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(out, rep)
-			}
-			size := humanSize
-			if bytes {
-				size = func(n int64) string { return fmt.Sprint(n) }
-			}
-			t := newTable(out, "REF", "BLOBS", "SHARED", "UNIQUE", "SNAPSHOTS", "SHARED", "UNIQUE", "DISCARDED")
-			for _, img := range rep.Images {
-				discarded := "-"
-				if img.Discarded > 0 {
-					discarded = size(img.Discarded)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				rep, err := diskUsage(ctx, s, a.namespace, args)
+				if err != nil {
+					return err
 				}
-				t.row(img.Name, size(img.Blobs.Total), size(img.Blobs.Shared), size(img.Blobs.Unique),
-					size(img.Snapshots.Total), size(img.Snapshots.Shared), size(img.Snapshots.Unique), discarded)
-			}
-			if err := t.flush(); err != nil {
-				return err
-			}
-			fmt.Fprintln(out)
-			t = newTable(out, "TYPE", "COUNT", "SIZE", "RECLAIMABLE")
-			t.row("blobs", fmt.Sprint(rep.Store.Blobs.Count), size(rep.Store.Blobs.Size), size(rep.Store.Blobs.Reclaimable))
-			t.row("snapshots", fmt.Sprint(rep.Store.Snapshots.Count), size(rep.Store.Snapshots.Size), size(rep.Store.Snapshots.Reclaimable))
-			return t.flush()
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					return printJSON(out, rep)
+				}
+				size := humanSize
+				if bytes {
+					size = func(n int64) string { return fmt.Sprint(n) }
+				}
+				t := newTable(out, "REF", "BLOBS", "SHARED", "UNIQUE", "SNAPSHOTS", "SHARED", "UNIQUE", "DISCARDED")
+				for _, img := range rep.Images {
+					discarded := "-"
+					if img.Discarded > 0 {
+						discarded = size(img.Discarded)
+					}
+					t.row(img.Name, size(img.Blobs.Total), size(img.Blobs.Shared), size(img.Blobs.Unique),
+						size(img.Snapshots.Total), size(img.Snapshots.Shared), size(img.Snapshots.Unique), discarded)
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
+				fmt.Fprintln(out)
+				t = newTable(out, "TYPE", "COUNT", "SIZE", "RECLAIMABLE")
+				t.row("blobs", fmt.Sprint(rep.Store.Blobs.Count), size(rep.Store.Blobs.Size), size(rep.Store.Blobs.Reclaimable))
+				t.row("snapshots", fmt.Sprint(rep.Store.Snapshots.Count), size(rep.Store.Snapshots.Size), size(rep.Store.Snapshots.Reclaimable))
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&bytes, "bytes", "b", false, "show sizes in bytes")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,8 +12,6 @@ import (
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/jobs"
 )
-
-func init() { imageVerbs = append(imageVerbs, imagesExport) }
 
 func imagesExport(a *app) *cobra.Command {
 	var (
@@ -73,48 +72,47 @@ export leaves no OUT.tar behind.`,
 				}
 			}
 
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				var imgs []images.Image
+				seen := map[string]bool{}
+				for _, ref := range refs {
+					img, err := resolveImage(ctx, s.Images(), a.namespace, ref)
+					if err != nil {
+						return err
+					}
+					if !seen[img.Name] {
+						seen[img.Name] = true
+						imgs = append(imgs, img)
+					}
+				}
+				req := &jobs.ExportRequest{Format: format, Platforms: ps, AllPlatforms: allPlatforms, SkipMissing: skipMissing}
+				for _, img := range imgs {
+					req.Images = append(req.Images, img.Name)
+				}
+				env := jobs.Env{Logger: a.logger}
+				switch {
+				case out == "-":
+					env.Output = cmd.OutOrStdout()
+				case s.OpensPaths():
+					// The job writes the file itself: in the daemon, it then
+					// goes on if this command is killed.
+					abs, err := filepath.Abs(out)
+					if err != nil {
+						return err
+					}
+					req.Path = abs
+				default:
+					// The daemon streams the archive; the file is this
+					// user's, written as the job writes a path.
+					return jobs.ExportToFile(out, func(w io.Writer) error {
+						env.Output = w
+						_, err := s.Run(ctx, jobs.Request{Export: req}, env)
+						return err
+					})
+				}
+				_, err := s.Run(ctx, jobs.Request{Export: req}, env)
 				return err
-			}
-			var imgs []images.Image
-			seen := map[string]bool{}
-			for _, ref := range refs {
-				img, err := resolveImage(ctx, s.Images(), a.namespace, ref)
-				if err != nil {
-					return err
-				}
-				if !seen[img.Name] {
-					seen[img.Name] = true
-					imgs = append(imgs, img)
-				}
-			}
-			req := &jobs.ExportRequest{Format: format, Platforms: ps, AllPlatforms: allPlatforms, SkipMissing: skipMissing}
-			for _, img := range imgs {
-				req.Images = append(req.Images, img.Name)
-			}
-			env := jobs.Env{Logger: a.logger}
-			switch {
-			case out == "-":
-				env.Output = cmd.OutOrStdout()
-			case s.OpensPaths():
-				// The job writes the file itself: in the daemon, it then
-				// goes on if this command is killed.
-				if req.Path, err = filepath.Abs(out); err != nil {
-					return err
-				}
-			default:
-				// The daemon streams the archive; the file is this
-				// user's, written as the job writes a path.
-				return jobs.ExportToFile(out, func(w io.Writer) error {
-					env.Output = w
-					_, err := s.Run(ctx, jobs.Request{Export: req}, env)
-					return err
-				})
-			}
-			_, err = s.Run(ctx, jobs.Request{Export: req}, env)
-			return err
+			})
 		},
 	}
 	f := cmd.Flags()

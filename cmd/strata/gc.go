@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -26,45 +27,42 @@ filesystem has that much free space (bytes like 2GiB, or a percentage like
 10%). stratad applies its gc.min_free setting to every collection.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			if ingests && minFree != "" {
-				return usagef("--ingests drops every partial download and --min-free only enough of them: give one")
-			}
-			if _, err := metadata.ParseMinFree(minFree); err != nil {
-				return usageError{fmt.Errorf("--min-free: %w", err)}
-			}
-			res, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{DryRun: dryRun, List: verbose || dryRun, Ingests: ingests, MinFree: minFree}}, jobs.Env{Logger: a.logger})
-			if err != nil {
-				return err
-			}
-			st := *res.GC
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(out, st)
-			}
-			for _, r := range st.Removed {
-				if dryRun {
-					fmt.Fprintln(out, "would remove", r)
-				} else {
-					fmt.Fprintln(out, "removed", r)
+			return a.withWholeStore(cmd, func(ctx context.Context, s backend) error {
+				if ingests && minFree != "" {
+					return usagef("--ingests drops every partial download and --min-free only enough of them: give one")
 				}
-			}
-			verb := "removed"
-			if dryRun {
-				verb = "would remove"
-			}
-			fmt.Fprintf(out, "%s %d objects (%d records, %d blobs, %d ingests, %d leases), freeing %s in %s\n",
-				verb, st.Objects(), st.ContentRemoved, st.BlobsRemoved, st.IngestsRemoved, st.LeasesRemoved,
-				humanSize(st.BytesFreed), st.Duration.Round(time.Millisecond))
-			if st.IngestsKept > 0 {
-				fmt.Fprintf(out, "%d partial downloads kept, holding %s (in use, leased or recent); `strata gc --ingests` drops those not in use\n",
-					st.IngestsKept, humanSize(st.IngestBytesKept))
-			}
-			return nil
+				if _, err := metadata.ParseMinFree(minFree); err != nil {
+					return usageError{fmt.Errorf("--min-free: %w", err)}
+				}
+				res, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{DryRun: dryRun, List: verbose || dryRun, Ingests: ingests, MinFree: minFree}}, jobs.Env{Logger: a.logger})
+				if err != nil {
+					return err
+				}
+				st := *res.GC
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					return printJSON(out, st)
+				}
+				for _, r := range st.Removed {
+					if dryRun {
+						fmt.Fprintln(out, "would remove", r)
+					} else {
+						fmt.Fprintln(out, "removed", r)
+					}
+				}
+				verb := "removed"
+				if dryRun {
+					verb = "would remove"
+				}
+				fmt.Fprintf(out, "%s %d objects (%d records, %d blobs, %d ingests, %d leases), freeing %s in %s\n",
+					verb, st.Objects(), st.ContentRemoved, st.BlobsRemoved, st.IngestsRemoved, st.LeasesRemoved,
+					humanSize(st.BytesFreed), st.Duration.Round(time.Millisecond))
+				if st.IngestsKept > 0 {
+					fmt.Fprintf(out, "%d partial downloads kept, holding %s (in use, leased or recent); `strata gc --ingests` drops those not in use\n",
+						st.IngestsKept, humanSize(st.IngestBytesKept))
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be removed; remove nothing")
@@ -88,46 +86,43 @@ manifest cannot be parsed; images that lost blobs must then be pulled again.
 Through a daemon, --repair is for root only. Exits 1 when damage remains.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			res, err := s.Run(ctx, jobs.Request{Fsck: &jobs.FsckRequest{Repair: repair}}, jobs.Env{Logger: a.logger})
-			if err != nil {
-				return err
-			}
-			rep := *res.Fsck
-			if rep.Damaged() {
-				exitCode = 1
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				type result struct {
-					metadata.FsckReport
-					Damaged bool `json:"damaged"`
+			return a.withWholeStore(cmd, func(ctx context.Context, s backend) error {
+				res, err := s.Run(ctx, jobs.Request{Fsck: &jobs.FsckRequest{Repair: repair}}, jobs.Env{Logger: a.logger})
+				if err != nil {
+					return err
 				}
-				return printJSON(out, result{rep, rep.Damaged()})
-			}
-			for _, p := range rep.Problems {
-				state := "note"
-				switch {
-				case p.Repaired:
-					state = "repaired"
-				case p.Damage:
-					state = "DAMAGE"
+				rep := *res.Fsck
+				if rep.Damaged() {
+					exitCode = 1
 				}
-				fmt.Fprintf(out, "%-8s %-17s %s: %s\n", state, p.Kind, p.Object, p.Detail)
-			}
-			for _, in := range rep.Ingests {
-				fmt.Fprintf(out, "%-8s %-17s %s\n", "note", "partial-download", ingestLine(in))
-			}
-			status := "ok"
-			if rep.Damaged() {
-				status = "DAMAGED (run strata fsck --repair)"
-			}
-			fmt.Fprintf(out, "checked %d blobs (%s), %d records: %s\n", rep.BlobsChecked, humanSize(rep.BytesChecked), rep.Records, status)
-			return nil
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					type result struct {
+						metadata.FsckReport
+						Damaged bool `json:"damaged"`
+					}
+					return printJSON(out, result{rep, rep.Damaged()})
+				}
+				for _, p := range rep.Problems {
+					state := "note"
+					switch {
+					case p.Repaired:
+						state = "repaired"
+					case p.Damage:
+						state = "DAMAGE"
+					}
+					fmt.Fprintf(out, "%-8s %-17s %s: %s\n", state, p.Kind, p.Object, p.Detail)
+				}
+				for _, in := range rep.Ingests {
+					fmt.Fprintf(out, "%-8s %-17s %s\n", "note", "partial-download", ingestLine(in))
+				}
+				status := "ok"
+				if rep.Damaged() {
+					status = "DAMAGED (run strata fsck --repair)"
+				}
+				fmt.Fprintf(out, "checked %d blobs (%s), %d records: %s\n", rep.BlobsChecked, humanSize(rep.BytesChecked), rep.Records, status)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&repair, "repair", false, "fix what can be fixed safely")

@@ -26,29 +26,6 @@ const mountKeyPrefix = "strata-mount:"
 // not runnable images.
 const attestationAnnotation = "vnd.docker.reference.type"
 
-func newImagesCommand(a *app) *cobra.Command {
-	verbs := []*cobra.Command{imagesList(a), imagesMount(a), imagesUnmount(a)}
-	for _, v := range imageVerbs {
-		verbs = append(verbs, v(a))
-	}
-	return groupCommand("images", []string{"image", "i"}, "List, inspect, tag, remove, mount, import and export images", verbs...)
-}
-
-// imageVerbs are the further verbs of "strata images", each file adding
-// its own in an init function (export.go, import.go, …).
-var imageVerbs []func(*app) *cobra.Command
-
-// openImage opens the store and finds the image ref names (see
-// resolveImage): the start of every verb about one image.
-func (a *app) openImage(ctx context.Context, ref string) (backend, images.Image, error) {
-	s, err := a.open(ctx)
-	if err != nil {
-		return nil, images.Image{}, err
-	}
-	img, err := resolveImage(ctx, s.Images(), a.namespace, ref)
-	return s, img, err
-}
-
 // resolveImage finds the image arg names: by its normalised reference
 // (alpine is docker.io/library/alpine:latest) or else by the name as
 // given. It returns errdefs.ErrNotFound naming both.
@@ -185,57 +162,54 @@ image offers, fetched or not.`,
   strata images ls -q 'name~=^docker.io/library/'
   strata images ls labels.team==a`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			imgs, err := s.Images().List(ctx, args...)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if quiet && a.output != "json" {
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				imgs, err := s.Images().List(ctx, args...)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if quiet && a.output != "json" {
+					for _, img := range imgs {
+						fmt.Fprintln(out, img.Name)
+					}
+					return nil
+				}
+				cs := s.Content()
+				sizes, err := blobSizes(ctx, cs)
+				if err != nil {
+					return err
+				}
+				rows := []imageRow{}
 				for _, img := range imgs {
-					fmt.Fprintln(out, img.Name)
+					parts, err := readImageParts(ctx, cs, sizes, img.Target)
+					if err != nil {
+						return fmt.Errorf("image %q: %w", img.Name, err)
+					}
+					platforms := []string{}
+					ps, err := images.Platforms(ctx, cs, img.Target)
+					if err != nil {
+						// A partial image still lists; say what is missing.
+						fmt.Fprintf(cmd.ErrOrStderr(), "strata: platforms of image %q: %v\n", img.Name, err)
+					}
+					for _, p := range ps {
+						platforms = append(platforms, images.FormatPlatform(p))
+					}
+					rows = append(rows, imageRow{img.Name, img.Target.MediaType, img.Target.Digest, parts.size(),
+						platforms, img.Labels, img.CreatedAt, img.UpdatedAt})
 				}
-				return nil
-			}
-			cs := s.Content()
-			sizes, err := blobSizes(ctx, cs)
-			if err != nil {
-				return err
-			}
-			rows := []imageRow{}
-			for _, img := range imgs {
-				parts, err := readImageParts(ctx, cs, sizes, img.Target)
-				if err != nil {
-					return fmt.Errorf("image %q: %w", img.Name, err)
+				if a.output == "json" {
+					return printJSON(out, rows)
 				}
-				platforms := []string{}
-				ps, err := images.Platforms(ctx, cs, img.Target)
-				if err != nil {
-					// A partial image still lists; say what is missing.
-					fmt.Fprintf(cmd.ErrOrStderr(), "strata: platforms of image %q: %v\n", img.Name, err)
+				t := newTable(out, "REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS")
+				for _, r := range rows {
+					platforms := strings.Join(r.Platforms, ",")
+					if platforms == "" {
+						platforms = "-"
+					}
+					t.row(r.Name, r.MediaType, r.Digest.String(), humanSize(r.Size), platforms, labelString(r.Labels))
 				}
-				for _, p := range ps {
-					platforms = append(platforms, images.FormatPlatform(p))
-				}
-				rows = append(rows, imageRow{img.Name, img.Target.MediaType, img.Target.Digest, parts.size(),
-					platforms, img.Labels, img.CreatedAt, img.UpdatedAt})
-			}
-			if a.output == "json" {
-				return printJSON(out, rows)
-			}
-			t := newTable(out, "REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS")
-			for _, r := range rows {
-				platforms := strings.Join(r.Platforms, ",")
-				if platforms == "" {
-					platforms = "-"
-				}
-				t.row(r.Name, r.MediaType, r.Digest.String(), humanSize(r.Size), platforms, labelString(r.Labels))
-			}
-			return t.flush()
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only names")

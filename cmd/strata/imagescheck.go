@@ -166,88 +166,85 @@ is (exit 1).`,
   strata images check -v name==docker.io/library/alpine:3.20
   strata images check -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			imgs, err := s.Images().List(ctx, args...)
-			if err != nil {
-				return err
-			}
-			cs := s.Content()
-			sizes, err := blobSizes(ctx, cs)
-			if err != nil {
-				return err
-			}
-			has := presenceOf(sizes)
-			host := images.DefaultPlatform()
-			rows := []imageCheckRow{}
-			failed := 0
-			for _, img := range imgs {
-				row, err := checkImage(ctx, s, cs, has, host, img)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				imgs, err := s.Images().List(ctx, args...)
 				if err != nil {
-					if ctx.Err() != nil {
+					return err
+				}
+				cs := s.Content()
+				sizes, err := blobSizes(ctx, cs)
+				if err != nil {
+					return err
+				}
+				has := presenceOf(sizes)
+				host := images.DefaultPlatform()
+				rows := []imageCheckRow{}
+				failed := 0
+				for _, img := range imgs {
+					row, err := checkImage(ctx, s, cs, has, host, img)
+					if err != nil {
+						if ctx.Err() != nil {
+							return err
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "strata: check image %q: %v\n", img.Name, err)
+						failed++
+					}
+					rows = append(rows, row)
+				}
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					if err := printJSON(out, rows); err != nil {
 						return err
 					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "strata: check image %q: %v\n", img.Name, err)
-					failed++
-				}
-				rows = append(rows, row)
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				if err := printJSON(out, rows); err != nil {
-					return err
-				}
-			} else {
-				t := newTable(out, "REF", "TYPE", "DIGEST", "STATUS", "PLATFORMS", "SIZE", "UNPACKED")
-				for _, r := range rows {
-					platforms, size, unpacked := "-", "-", "-"
-					if r.PlatformsTotal > 0 {
-						platforms = fmt.Sprintf("%d/%d platforms complete", r.PlatformsComplete, r.PlatformsTotal)
-					}
-					if r.Needed > 0 {
-						size = humanSize(r.PresentSize) + "/" + humanSize(r.Size)
-					}
-					if len(r.Unpacked) > 0 {
-						unpacked = strings.Join(r.Unpacked, ",")
-					}
-					t.row(r.Name, r.MediaType, r.Digest.String(), r.statusText(), platforms, size, unpacked)
-				}
-				if err := t.flush(); err != nil {
-					return err
-				}
-				if verbose {
-					fmt.Fprintln(out)
-					t := newTable(out, "REF", "PLATFORM", "MANIFEST", "STATUS", "SIZE", "MISSING")
+				} else {
+					t := newTable(out, "REF", "TYPE", "DIGEST", "STATUS", "PLATFORMS", "SIZE", "UNPACKED")
 					for _, r := range rows {
-						for _, p := range r.Platforms {
-							status := "incomplete"
-							if p.Complete {
-								status = "complete"
-							}
-							missing := "-"
-							if len(p.Missing) > 0 {
-								ms := make([]string, len(p.Missing))
-								for i, d := range p.Missing {
-									ms[i] = d.String()
-								}
-								missing = strings.Join(ms, ",")
-							}
-							t.row(r.Name, p.Platform, p.Manifest.String(), fmt.Sprintf("%s (%d/%d)", status, p.Present, p.Needed),
-								humanSize(p.PresentSize)+"/"+humanSize(p.Size), missing)
+						platforms, size, unpacked := "-", "-", "-"
+						if r.PlatformsTotal > 0 {
+							platforms = fmt.Sprintf("%d/%d platforms complete", r.PlatformsComplete, r.PlatformsTotal)
 						}
+						if r.Needed > 0 {
+							size = humanSize(r.PresentSize) + "/" + humanSize(r.Size)
+						}
+						if len(r.Unpacked) > 0 {
+							unpacked = strings.Join(r.Unpacked, ",")
+						}
+						t.row(r.Name, r.MediaType, r.Digest.String(), r.statusText(), platforms, size, unpacked)
 					}
 					if err := t.flush(); err != nil {
 						return err
 					}
+					if verbose {
+						fmt.Fprintln(out)
+						t := newTable(out, "REF", "PLATFORM", "MANIFEST", "STATUS", "SIZE", "MISSING")
+						for _, r := range rows {
+							for _, p := range r.Platforms {
+								status := "incomplete"
+								if p.Complete {
+									status = "complete"
+								}
+								missing := "-"
+								if len(p.Missing) > 0 {
+									ms := make([]string, len(p.Missing))
+									for i, d := range p.Missing {
+										ms[i] = d.String()
+									}
+									missing = strings.Join(ms, ",")
+								}
+								t.row(r.Name, p.Platform, p.Manifest.String(), fmt.Sprintf("%s (%d/%d)", status, p.Present, p.Needed),
+									humanSize(p.PresentSize)+"/"+humanSize(p.Size), missing)
+							}
+						}
+						if err := t.flush(); err != nil {
+							return err
+						}
+					}
 				}
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d images could not be checked", failed, len(imgs))
-			}
-			return nil
+				if failed > 0 {
+					return fmt.Errorf("%d of %d images could not be checked", failed, len(imgs))
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also show every platform, with the blobs it lacks")

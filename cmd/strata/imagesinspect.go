@@ -75,22 +75,19 @@ the store.`,
 			if err != nil {
 				return err
 			}
-			ctx := a.ctx(cmd)
-			s, img, err := a.openImage(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			cs := s.Content()
-			res, err := inspectImage(ctx, cs, img, p)
-			if err != nil {
-				return fmt.Errorf("image %q: %w", img.Name, err)
-			}
-			// As stored: no \u0026 escapes of the encoder's own in the
-			// blobs.
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetEscapeHTML(false)
-			enc.SetIndent("", "  ")
-			return enc.Encode(res)
+			return a.withImage(cmd, args[0], func(ctx context.Context, s backend, img images.Image) error {
+				cs := s.Content()
+				res, err := inspectImage(ctx, cs, img, p)
+				if err != nil {
+					return fmt.Errorf("image %q: %w", img.Name, err)
+				}
+				// As stored: no \u0026 escapes of the encoder's own in the
+				// blobs.
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetEscapeHTML(false)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&platform, "platform", "", "platform to show, e.g. linux/arm64 (default: the host's)")
@@ -202,38 +199,35 @@ none).`,
 			if err != nil {
 				return err
 			}
-			ctx := a.ctx(cmd)
-			s, img, err := a.openImage(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			cs := s.Content()
-			_, m, err := shownManifest(ctx, cs, img, p)
-			if err != nil {
-				return fmt.Errorf("image %q: %w", img.Name, err)
-			}
-			cfg, err := images.ReadConfig(ctx, cs, m.Config)
-			if err != nil {
-				return fmt.Errorf("image %q: %w", img.Name, err)
-			}
-			rows := imageHistory(m, cfg)
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(out, rows)
-			}
-			limit := 45
-			if noTrunc {
-				limit = 0
-			}
-			t := newTable(out, "CREATED", "CREATED BY", "SIZE", "COMMENT")
-			for _, r := range rows {
-				created := "-"
-				if r.Created != nil {
-					created = age(*r.Created)
+			return a.withImage(cmd, args[0], func(ctx context.Context, s backend, img images.Image) error {
+				cs := s.Content()
+				_, m, err := shownManifest(ctx, cs, img, p)
+				if err != nil {
+					return fmt.Errorf("image %q: %w", img.Name, err)
 				}
-				t.row(created, tableCell(r.CreatedBy, limit), humanSize(r.Size), tableCell(r.Comment, 0))
-			}
-			return t.flush()
+				cfg, err := images.ReadConfig(ctx, cs, m.Config)
+				if err != nil {
+					return fmt.Errorf("image %q: %w", img.Name, err)
+				}
+				rows := imageHistory(m, cfg)
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					return printJSON(out, rows)
+				}
+				limit := 45
+				if noTrunc {
+					limit = 0
+				}
+				t := newTable(out, "CREATED", "CREATED BY", "SIZE", "COMMENT")
+				for _, r := range rows {
+					created := "-"
+					if r.Created != nil {
+						created = age(*r.Created)
+					}
+					t.row(created, tableCell(r.CreatedBy, limit), humanSize(r.Size), tableCell(r.Comment, 0))
+				}
+				return t.flush()
+			})
 		},
 	}
 	f := cmd.Flags()

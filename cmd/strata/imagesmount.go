@@ -100,95 +100,89 @@ so garbage collection keeps it and the image's layers while it exists.`,
 			} else if !fi.IsDir() {
 				return fmt.Errorf("mount point %s: not a directory: %w", dir, errdefs.ErrInvalidArgument)
 			}
-			ctx, sn, snName, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			key := mountKeyPrefix + dir
-			if names, err := mountSnapshots(ctx, s, key); err != nil {
-				return err
-			} else if len(names) > 0 {
-				if mounted, _ := isMounted(dir); mounted {
-					return fmt.Errorf("%s is already a strata mount (snapshot %q in snapshotter %s); unmount it first (strata images unmount %s): %w",
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, snName string) error {
+				key := mountKeyPrefix + dir
+				if names, err := mountSnapshots(ctx, s, key); err != nil {
+					return err
+				} else if len(names) > 0 {
+					if mounted, _ := isMounted(dir); mounted {
+						return fmt.Errorf("%s is already a strata mount (snapshot %q in snapshotter %s); unmount it first (strata images unmount %s): %w",
+							dir, key, names[0], dir, errdefs.ErrAlreadyExists)
+					}
+					return fmt.Errorf("%s has the snapshot %q of an earlier mount (in snapshotter %s), not mounted now; remove it first (strata images unmount --rm %s): %w",
 						dir, key, names[0], dir, errdefs.ErrAlreadyExists)
 				}
-				return fmt.Errorf("%s has the snapshot %q of an earlier mount (in snapshotter %s), not mounted now; remove it first (strata images unmount --rm %s): %w",
-					dir, key, names[0], dir, errdefs.ErrAlreadyExists)
-			}
-			img, err := resolveImage(ctx, s.Images(), a.namespace, args[0])
-			if err != nil {
-				return err
-			}
-			cs := s.Content()
-			desc, manifest, err := images.Manifest(ctx, cs, img.Target, images.Only(p))
-			if err != nil {
-				return fmt.Errorf("image %q: %w", img.Name, err)
-			}
-			diffIDs, err := images.RootFS(ctx, cs, manifest)
-			if err != nil {
-				return fmt.Errorf("image %q: %w", img.Name, err)
-			}
-			if len(diffIDs) == 0 {
-				return fmt.Errorf("image %q (%s) has no layers to mount: %w", img.Name, images.FormatPlatform(*desc.Platform), errdefs.ErrFailedPrecondition)
-			}
-			chain := images.ChainIDs(diffIDs)
-			top := chain[len(chain)-1]
-
-			// A lease holds what is unpacked until the snapshot below,
-			// with its gc.root label, holds it for good.
-			l, err := s.Leases().Create(ctx, leases.WithExpiration(time.Hour),
-				leases.WithLabels(map[string]string{labels.CreatedBy: "images-mount"}))
-			if err != nil {
-				return err
-			}
-			defer func() {
-				if err := s.Leases().Delete(context.WithoutCancel(ctx), l); err != nil {
-					// It expires within the hour anyway.
-					a.logger.Warn("delete the lease of images mount", "lease", l.ID, "error", err)
-				}
-			}()
-			ctx = leases.WithLease(ctx, l.ID)
-
-			if _, err := sn.Stat(ctx, top.String()); errors.Is(err, errdefs.ErrNotFound) {
-				// Unpack also labels the config with the top snapshot, the
-				// edge that keeps the layers once the mount is gone.
-				res, err := s.Run(ctx, jobs.Request{Unpack: &jobs.UnpackRequest{Manifest: desc, Snapshotter: snName}}, jobs.Env{Logger: a.logger})
+				img, err := resolveImage(ctx, s.Images(), a.namespace, args[0])
 				if err != nil {
-					return fmt.Errorf("unpack image %q (%s) into snapshotter %s: %w", img.Name, images.FormatPlatform(*desc.Platform), snName, err)
+					return err
 				}
-				if got := res.ChainID; got != top {
-					return fmt.Errorf("unpack image %q: top chain ID %s, want %s: %w", img.Name, got, top, errdefs.ErrDataLoss)
+				cs := s.Content()
+				desc, manifest, err := images.Manifest(ctx, cs, img.Target, images.Only(p))
+				if err != nil {
+					return fmt.Errorf("image %q: %w", img.Name, err)
 				}
-			} else if err != nil {
-				return err
-			}
+				diffIDs, err := images.RootFS(ctx, cs, manifest)
+				if err != nil {
+					return fmt.Errorf("image %q: %w", img.Name, err)
+				}
+				if len(diffIDs) == 0 {
+					return fmt.Errorf("image %q (%s) has no layers to mount: %w", img.Name, images.FormatPlatform(*desc.Platform), errdefs.ErrFailedPrecondition)
+				}
+				chain := images.ChainIDs(diffIDs)
+				top := chain[len(chain)-1]
 
-			opt := snapshots.WithLabels(map[string]string{
-				labels.GCRoot:        time.Now().UTC().Format(time.RFC3339),
-				labels.MountImage:    img.Name,
-				labels.MountPlatform: images.FormatPlatform(*desc.Platform),
-			})
-			var mounts []mount.Mount
-			if rw {
-				mounts, err = sn.Prepare(ctx, key, top.String(), opt)
-			} else {
-				mounts, err = sn.View(ctx, key, top.String(), opt)
-			}
-			if err != nil {
-				return err
-			}
-			if err := mount.All(mounts, dir); err != nil {
-				if rerr := sn.Remove(context.WithoutCancel(ctx), key); rerr != nil {
-					return fmt.Errorf("%w (and remove snapshot %q: %w)", err, key, rerr)
+				// A lease holds what is unpacked until the snapshot below,
+				// with its gc.root label, holds it for good.
+				l, err := s.Leases().Create(ctx, leases.WithExpiration(time.Hour),
+					leases.WithLabels(map[string]string{labels.CreatedBy: "images-mount"}))
+				if err != nil {
+					return err
 				}
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), dir)
-			return nil
+				defer func() {
+					if err := s.Leases().Delete(context.WithoutCancel(ctx), l); err != nil {
+						// It expires within the hour anyway.
+						a.logger.Warn("delete the lease of images mount", "lease", l.ID, "error", err)
+					}
+				}()
+				ctx = leases.WithLease(ctx, l.ID)
+
+				if _, err := sn.Stat(ctx, top.String()); errors.Is(err, errdefs.ErrNotFound) {
+					// Unpack also labels the config with the top snapshot, the
+					// edge that keeps the layers once the mount is gone.
+					res, err := s.Run(ctx, jobs.Request{Unpack: &jobs.UnpackRequest{Manifest: desc, Snapshotter: snName}}, jobs.Env{Logger: a.logger})
+					if err != nil {
+						return fmt.Errorf("unpack image %q (%s) into snapshotter %s: %w", img.Name, images.FormatPlatform(*desc.Platform), snName, err)
+					}
+					if got := res.ChainID; got != top {
+						return fmt.Errorf("unpack image %q: top chain ID %s, want %s: %w", img.Name, got, top, errdefs.ErrDataLoss)
+					}
+				} else if err != nil {
+					return err
+				}
+
+				opt := snapshots.WithLabels(map[string]string{
+					labels.GCRoot:        time.Now().UTC().Format(time.RFC3339),
+					labels.MountImage:    img.Name,
+					labels.MountPlatform: images.FormatPlatform(*desc.Platform),
+				})
+				var mounts []mount.Mount
+				if rw {
+					mounts, err = sn.Prepare(ctx, key, top.String(), opt)
+				} else {
+					mounts, err = sn.View(ctx, key, top.String(), opt)
+				}
+				if err != nil {
+					return err
+				}
+				if err := mount.All(mounts, dir); err != nil {
+					if rerr := sn.Remove(context.WithoutCancel(ctx), key); rerr != nil {
+						return fmt.Errorf("%w (and remove snapshot %q: %w)", err, key, rerr)
+					}
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), dir)
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -213,35 +207,32 @@ snapshot that held it (and any writes made through a --rw mount). Without
 			if err != nil {
 				return err
 			}
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			key := mountKeyPrefix + dir
-			names, err := mountSnapshots(ctx, s, key)
-			if err != nil {
-				return err
-			}
-			if len(names) == 0 {
-				// Not ours: leave whatever is mounted there alone.
-				return fmt.Errorf("%s is not a strata mount: no snapshot %q in namespace %q: %w", dir, key, a.namespace, errdefs.ErrNotFound)
-			}
-			if err := mount.UnmountAll(dir, 0); err != nil {
-				if errors.Is(err, unix.EBUSY) {
-					return fmt.Errorf("%w; a process still uses it (fuser -m %s)", err, dir)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				key := mountKeyPrefix + dir
+				names, err := mountSnapshots(ctx, s, key)
+				if err != nil {
+					return err
 				}
-				return err
-			}
-			if rm {
-				for _, name := range names {
-					if err := s.Snapshotter(name).Remove(ctx, key); err != nil {
-						return err
+				if len(names) == 0 {
+					// Not ours: leave whatever is mounted there alone.
+					return fmt.Errorf("%s is not a strata mount: no snapshot %q in namespace %q: %w", dir, key, a.namespace, errdefs.ErrNotFound)
+				}
+				if err := mount.UnmountAll(dir, 0); err != nil {
+					if errors.Is(err, unix.EBUSY) {
+						return fmt.Errorf("%w; a process still uses it (fuser -m %s)", err, dir)
+					}
+					return err
+				}
+				if rm {
+					for _, name := range names {
+						if err := s.Snapshotter(name).Remove(ctx, key); err != nil {
+							return err
+						}
 					}
 				}
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), dir)
-			return nil
+				fmt.Fprintln(cmd.OutOrStdout(), dir)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&rm, "rm", false, "also remove the mount's snapshot and what was written to it")

@@ -143,50 +143,47 @@ which then says what it removed from the namespace.`,
   strata images rm --sync alpine:3.19 alpine:3.20`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			var names []string
-			failed := 0
-			mounted, err := mountedImages(ctx, s)
-			if err != nil {
-				return err
-			}
-			for _, arg := range args {
-				img, err := resolveImage(ctx, s.Images(), a.namespace, arg)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				var names []string
+				failed := 0
+				mounted, err := mountedImages(ctx, s)
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
-					failed++
-					continue
-				}
-				if mounted[img.Name] && !force {
-					fmt.Fprintf(cmd.ErrOrStderr(), "strata: image %s is mounted (strata images unmount it first, or --force)\n", img.Name)
-					failed++
-					continue
-				}
-				if !slices.Contains(names, img.Name) {
-					names = append(names, img.Name)
-				}
-			}
-			res, notRemoved, err := removeImagesAndCollect(ctx, a, cmd, s, names, sync)
-			if err != nil {
-				return err
-			}
-			failed += notRemoved
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				if err := printJSON(out, res); err != nil {
 					return err
 				}
-			} else if res.Freed != nil {
-				fmt.Fprintln(out, res.Freed)
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d images not removed", failed, len(args))
-			}
-			return nil
+				for _, arg := range args {
+					img, err := resolveImage(ctx, s.Images(), a.namespace, arg)
+					if err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
+						failed++
+						continue
+					}
+					if mounted[img.Name] && !force {
+						fmt.Fprintf(cmd.ErrOrStderr(), "strata: image %s is mounted (strata images unmount it first, or --force)\n", img.Name)
+						failed++
+						continue
+					}
+					if !slices.Contains(names, img.Name) {
+						names = append(names, img.Name)
+					}
+				}
+				res, notRemoved, err := removeImagesAndCollect(ctx, a, cmd, s, names, sync)
+				if err != nil {
+					return err
+				}
+				failed += notRemoved
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					if err := printJSON(out, res); err != nil {
+						return err
+					}
+				} else if res.Freed != nil {
+					fmt.Fprintln(out, res.Freed)
+				}
+				if failed > 0 {
+					return fmt.Errorf("%d of %d images not removed", failed, len(args))
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&sync, "sync", false, "collect garbage before returning and say what was freed")
@@ -237,55 +234,52 @@ what was freed.`,
 		Example: `  strata images prune --force
   strata images prune --all 'name~=^127\.0\.0\.1:5000/'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			imgs, err := s.Images().List(ctx, args...)
-			if err != nil {
-				return err
-			}
-			inUse, err := mountedImages(ctx, s)
-			if err != nil {
-				return err
-			}
-			var names []string
-			for _, img := range imgs {
-				if inUse[img.Name] || !all && !danglingImage(img.Name) {
-					continue
-				}
-				names = append(names, img.Name)
-			}
-			if len(names) > 0 && !force {
-				errw := cmd.ErrOrStderr()
-				fmt.Fprintf(errw, "This removes %d image(s):\n", len(names))
-				for _, n := range names {
-					fmt.Fprintf(errw, "  %s\n", n)
-				}
-				fmt.Fprint(errw, "Continue? [y/N] ")
-				line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
-				if answer := strings.ToLower(strings.TrimSpace(line)); answer != "y" && answer != "yes" {
-					fmt.Fprintln(errw, "nothing removed")
-					return nil
-				}
-			}
-			res, failed, err := removeImagesAndCollect(ctx, a, cmd, s, names, true)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				if err := printJSON(out, res); err != nil {
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				imgs, err := s.Images().List(ctx, args...)
+				if err != nil {
 					return err
 				}
-			} else {
-				fmt.Fprintln(out, res.Freed)
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d images not removed", failed, len(names))
-			}
-			return nil
+				inUse, err := mountedImages(ctx, s)
+				if err != nil {
+					return err
+				}
+				var names []string
+				for _, img := range imgs {
+					if inUse[img.Name] || !all && !danglingImage(img.Name) {
+						continue
+					}
+					names = append(names, img.Name)
+				}
+				if len(names) > 0 && !force {
+					errw := cmd.ErrOrStderr()
+					fmt.Fprintf(errw, "This removes %d image(s):\n", len(names))
+					for _, n := range names {
+						fmt.Fprintf(errw, "  %s\n", n)
+					}
+					fmt.Fprint(errw, "Continue? [y/N] ")
+					line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+					if answer := strings.ToLower(strings.TrimSpace(line)); answer != "y" && answer != "yes" {
+						fmt.Fprintln(errw, "nothing removed")
+						return nil
+					}
+				}
+				res, failed, err := removeImagesAndCollect(ctx, a, cmd, s, names, true)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					if err := printJSON(out, res); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintln(out, res.Freed)
+				}
+				if failed > 0 {
+					return fmt.Errorf("%d of %d images not removed", failed, len(names))
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -309,52 +303,49 @@ stratad's discard_unpacked_layers does this after every pull.`,
 		Example: `  strata images discard-layers
   strata images discard-layers name==docker.io/library/debian:12`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			imgs, err := s.Images().List(ctx, args...)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			type row struct {
-				Name        string          `json:"name"`
-				Manifests   []digest.Digest `json:"manifests"`
-				NotUnpacked []digest.Digest `json:"not_unpacked,omitempty"`
-			}
-			rows := []row{}
-			for _, img := range imgs {
-				res, err := images.DiscardLayers(ctx, s.Content(), img.Target)
-				if err != nil {
-					return fmt.Errorf("discard layers of %q: %w", img.Name, err)
-				}
-				rows = append(rows, row{img.Name, res.Manifests, res.NotUnpacked})
-				if a.output != "json" {
-					switch {
-					case len(res.Manifests) > 0:
-						fmt.Fprintf(out, "%s: layers of %d manifest(s) discarded\n", img.Name, len(res.Manifests))
-					case len(res.NotUnpacked) > 0:
-						fmt.Fprintf(out, "%s: not unpacked, kept\n", img.Name)
-					}
-				}
-			}
-			var freed int64
-			if !noGC {
-				res, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{}}, jobs.Env{Logger: a.logger})
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				imgs, err := s.Images().List(ctx, args...)
 				if err != nil {
 					return err
 				}
-				freed = res.GC.BytesFreed
-			}
-			if a.output == "json" {
-				return printJSON(out, map[string]any{"images": rows, "bytes_freed": freed})
-			}
-			if !noGC {
-				fmt.Fprintf(out, "freed %s\n", humanSize(freed))
-			}
-			return nil
+				out := cmd.OutOrStdout()
+				type row struct {
+					Name        string          `json:"name"`
+					Manifests   []digest.Digest `json:"manifests"`
+					NotUnpacked []digest.Digest `json:"not_unpacked,omitempty"`
+				}
+				rows := []row{}
+				for _, img := range imgs {
+					res, err := images.DiscardLayers(ctx, s.Content(), img.Target)
+					if err != nil {
+						return fmt.Errorf("discard layers of %q: %w", img.Name, err)
+					}
+					rows = append(rows, row{img.Name, res.Manifests, res.NotUnpacked})
+					if a.output != "json" {
+						switch {
+						case len(res.Manifests) > 0:
+							fmt.Fprintf(out, "%s: layers of %d manifest(s) discarded\n", img.Name, len(res.Manifests))
+						case len(res.NotUnpacked) > 0:
+							fmt.Fprintf(out, "%s: not unpacked, kept\n", img.Name)
+						}
+					}
+				}
+				var freed int64
+				if !noGC {
+					res, err := s.Run(ctx, jobs.Request{GC: &jobs.GCRequest{}}, jobs.Env{Logger: a.logger})
+					if err != nil {
+						return err
+					}
+					freed = res.GC.BytesFreed
+				}
+				if a.output == "json" {
+					return printJSON(out, map[string]any{"images": rows, "bytes_freed": freed})
+				}
+				if !noGC {
+					fmt.Fprintf(out, "freed %s\n", humanSize(freed))
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&noGC, "no-gc", false, "only drop the references; the next collection frees the layers")

@@ -27,43 +27,40 @@ image already is an error unless --force, which points it at SRC's target.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var dsts []reference.Reference
 			for _, arg := range args[1:] {
-				r, err := reference.Parse(arg)
+				r, err := parseReference(arg)
 				if err != nil {
-					return usageError{err}
+					return err
 				}
 				dsts = append(dsts, r)
 			}
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			is := s.Images()
-			src, err := resolveImage(ctx, is, a.namespace, args[0])
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			tagged := []string{}
-			for _, r := range dsts {
-				if err := tagImage(ctx, is, src, r, force); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
-					continue
-				}
-				tagged = append(tagged, r.String())
-				if a.output != "json" {
-					fmt.Fprintln(out, r.String())
-				}
-			}
-			if a.output == "json" {
-				if err := printJSON(out, tagged); err != nil {
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				is := s.Images()
+				src, err := resolveImage(ctx, is, a.namespace, args[0])
+				if err != nil {
 					return err
 				}
-			}
-			if n := len(dsts) - len(tagged); n > 0 {
-				return fmt.Errorf("%d of %d names not tagged", n, len(dsts))
-			}
-			return nil
+				out := cmd.OutOrStdout()
+				tagged := []string{}
+				for _, r := range dsts {
+					if err := tagImage(ctx, is, src, r, force); err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
+						continue
+					}
+					tagged = append(tagged, r.String())
+					if a.output != "json" {
+						fmt.Fprintln(out, r.String())
+					}
+				}
+				if a.output == "json" {
+					if err := printJSON(out, tagged); err != nil {
+						return err
+					}
+				}
+				if n := len(dsts) - len(tagged); n > 0 {
+					return fmt.Errorf("%d of %d names not tagged", n, len(dsts))
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "point an existing DST at SRC instead of failing")
@@ -123,20 +120,17 @@ func imagesLabel(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := a.ctx(cmd)
-			s, img, err := a.openImage(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			paths := make([]string, 0, len(labels))
-			for k := range labels {
-				paths = append(paths, "labels."+k)
-			}
-			updated, err := s.Images().Update(ctx, images.Image{Name: img.Name, Labels: labels}, paths...)
-			if err != nil {
-				return err
-			}
-			return printLabels(a, cmd, updated.Labels)
+			return a.withImage(cmd, args[0], func(ctx context.Context, s backend, img images.Image) error {
+				paths := make([]string, 0, len(labels))
+				for k := range labels {
+					paths = append(paths, "labels."+k)
+				}
+				updated, err := s.Images().Update(ctx, images.Image{Name: img.Name, Labels: labels}, paths...)
+				if err != nil {
+					return err
+				}
+				return printLabels(a, cmd, updated.Labels)
+			})
 		},
 	}
 }

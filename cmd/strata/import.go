@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +12,6 @@ import (
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/reference"
 )
-
-func init() { imageVerbs = append(imageVerbs, imagesImport) }
 
 func imagesImport(a *app) *cobra.Command {
 	var (
@@ -52,53 +51,56 @@ incomplete archive records nothing.`,
 			}
 			req := &jobs.ImportRequest{BaseName: baseName, Digests: digests, AllPlatforms: allPlatforms, NoUnpack: noUnpack}
 			env := jobs.Env{Logger: a.logger, Warn: func(msg string) { fmt.Fprintf(cmd.ErrOrStderr(), "strata: %s\n", msg) }}
-			ctx := a.ctx(cmd)
 			if !noUnpack {
-				var err error
-				if ctx, _, req.Snapshotter, err = sf.open(a, cmd); err != nil {
+				if err := sf.check(); err != nil {
 					return err
 				}
 			}
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			switch in := args[0]; {
-			case in == "-":
-				env.Input = cmd.InOrStdin()
-			default:
-				abs, err := filepath.Abs(in)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				if !noUnpack {
+					_, name, err := sf.snapshotter(s)
+					if err != nil {
+						return err
+					}
+					req.Snapshotter = name
+				}
+				switch in := args[0]; {
+				case in == "-":
+					env.Input = cmd.InOrStdin()
+				default:
+					abs, err := filepath.Abs(in)
+					if err != nil {
+						return err
+					}
+					st, err := os.Stat(abs)
+					if err != nil {
+						return err
+					}
+					if st.Mode().IsRegular() && s.OpensPaths() {
+						// The job opens the file itself: in the daemon, it
+						// then goes on if this command is killed.
+						req.Path = abs
+						break
+					}
+					// A pipe (<(...), /dev/stdin), or a file the daemon
+					// must not open for us: stream it.
+					f, err := os.Open(abs)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					env.Input = f
+				}
+				res, err := s.Run(ctx, jobs.Request{Import: req}, env)
 				if err != nil {
 					return err
 				}
-				st, err := os.Stat(abs)
-				if err != nil {
-					return err
+				imgs := res.Images
+				for _, img := range imgs {
+					fmt.Fprintln(cmd.OutOrStdout(), img.Name)
 				}
-				if st.Mode().IsRegular() && s.OpensPaths() {
-					// The job opens the file itself: in the daemon, it
-					// then goes on if this command is killed.
-					req.Path = abs
-					break
-				}
-				// A pipe (<(...), /dev/stdin), or a file the daemon
-				// must not open for us: stream it.
-				f, err := os.Open(abs)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				env.Input = f
-			}
-			res, err := s.Run(ctx, jobs.Request{Import: req}, env)
-			if err != nil {
-				return err
-			}
-			imgs := res.Images
-			for _, img := range imgs {
-				fmt.Fprintln(cmd.OutOrStdout(), img.Name)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -15,16 +16,6 @@ import (
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/snapshots"
 )
-
-func newLayerCommand(a *app) *cobra.Command {
-	sf := &snapshotterFlag{}
-	cmd := groupCommand("layer", []string{"layers"}, "Apply layers to snapshots, and write snapshots as layers",
-		layerApply(a, sf),
-		layerDiff(a, sf),
-	)
-	sf.register(cmd)
-	return cmd
-}
 
 // whiteoutModes says how each snapshotter's trees carry whiteouts: as
 // overlayfs reads them in an upper directory, or carried out on a copy.
@@ -64,43 +55,41 @@ elsewhere while the layer is applied.`,
 				defer f.Close()
 				in = f
 			}
-			ctx, sn, name, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			mode, ok := whiteoutModes[name]
-			if !ok {
-				return fmt.Errorf("layer apply: snapshotter %s: %w", name, errdefs.ErrNotImplemented)
-			}
-			info, err := sn.Stat(ctx, key)
-			if err != nil {
-				return fmt.Errorf("layer apply: %w", err)
-			}
-			if info.Kind != snapshots.KindActive {
-				return fmt.Errorf("layer apply: snapshot %q is %s, not active; apply into an active snapshot on it (strata snapshots prepare KEY %s): %w",
-					key, info.Kind, key, errdefs.ErrFailedPrecondition)
-			}
-			mounts, err := sn.Mounts(ctx, key)
-			if err != nil {
-				return fmt.Errorf("layer apply: %w", err)
-			}
-			res, err := diff.Apply(ctx, mounts, in, mode)
-			if err != nil {
-				return fmt.Errorf("layer apply into snapshot %q: %w", key, err)
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(out, applyRow{res.DiffID, res.Size, res.Compression.String(), res.Entries})
-			}
-			if res.Compression == archive.Uncompressed {
-				fmt.Fprintf(out, "%s (%d bytes, uncompressed)\n", res.DiffID, res.Size)
-			} else {
-				fmt.Fprintf(out, "%s (%d bytes uncompressed, %s)\n", res.DiffID, res.Size, res.Compression)
-			}
-			if res.SkippedDevices > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "strata: %d device nodes not created: creating them needs root\n", res.SkippedDevices)
-			}
-			return nil
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, name string) error {
+				mode, ok := whiteoutModes[name]
+				if !ok {
+					return fmt.Errorf("layer apply: snapshotter %s: %w", name, errdefs.ErrNotImplemented)
+				}
+				info, err := sn.Stat(ctx, key)
+				if err != nil {
+					return fmt.Errorf("layer apply: %w", err)
+				}
+				if info.Kind != snapshots.KindActive {
+					return fmt.Errorf("layer apply: snapshot %q is %s, not active; apply into an active snapshot on it (strata snapshots prepare KEY %s): %w",
+						key, info.Kind, key, errdefs.ErrFailedPrecondition)
+				}
+				mounts, err := sn.Mounts(ctx, key)
+				if err != nil {
+					return fmt.Errorf("layer apply: %w", err)
+				}
+				res, err := diff.Apply(ctx, mounts, in, mode)
+				if err != nil {
+					return fmt.Errorf("layer apply into snapshot %q: %w", key, err)
+				}
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					return printJSON(out, applyRow{res.DiffID, res.Size, res.Compression.String(), res.Entries})
+				}
+				if res.Compression == archive.Uncompressed {
+					fmt.Fprintf(out, "%s (%d bytes, uncompressed)\n", res.DiffID, res.Size)
+				} else {
+					fmt.Fprintf(out, "%s (%d bytes uncompressed, %s)\n", res.DiffID, res.Size, res.Compression)
+				}
+				if res.SkippedDevices > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "strata: %d device nodes not created: creating them needs root\n", res.SkippedDevices)
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -132,35 +121,30 @@ expires in 24 hours (--lease names one of yours).`,
 			default:
 				return usagef("--compression %q: want gzip, zstd or none", compression)
 			}
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			if ctx, err = withLease(ctx, s, leaseID, "layer-diff"); err != nil {
-				return err
-			}
-			desc, err := diff.WriteSnapshotLayer(ctx, sn, args[0], s.Content(), diff.Options{Compression: c})
-			if err != nil {
-				return fmt.Errorf("layer diff of snapshot %q: %w", args[0], err)
-			}
-			info, err := s.Content().Info(ctx, desc.Digest)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(out, struct {
-					ocispec.Descriptor
-					DiffID string `json:"diff_id"`
-				}{desc, info.Labels[labels.Uncompressed]})
-			}
-			t := newTable(out, "DIGEST", "SIZE", "MEDIA TYPE", "DIFF ID")
-			t.row(desc.Digest.String(), humanSize(desc.Size), desc.MediaType, info.Labels[labels.Uncompressed])
-			return t.flush()
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				ctx, err := withLease(ctx, s, leaseID, "layer-diff")
+				if err != nil {
+					return err
+				}
+				desc, err := diff.WriteSnapshotLayer(ctx, sn, args[0], s.Content(), diff.Options{Compression: c})
+				if err != nil {
+					return fmt.Errorf("layer diff of snapshot %q: %w", args[0], err)
+				}
+				info, err := s.Content().Info(ctx, desc.Digest)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					return printJSON(out, struct {
+						ocispec.Descriptor
+						DiffID string `json:"diff_id"`
+					}{desc, info.Labels[labels.Uncompressed]})
+				}
+				t := newTable(out, "DIGEST", "SIZE", "MEDIA TYPE", "DIFF ID")
+				t.row(desc.Digest.String(), humanSize(desc.Size), desc.MediaType, info.Labels[labels.Uncompressed])
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&compression, "compression", "gzip", "gzip, zstd or none")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -9,11 +10,6 @@ import (
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 )
-
-func newLeasesCommand(a *app) *cobra.Command {
-	return groupCommand("leases", []string{"lease"}, "Manage leases, which protect resources from garbage collection",
-		leasesCreate(a), leasesList(a), leasesRemove(a))
-}
 
 func leasesCreate(a *app) *cobra.Command {
 	var (
@@ -40,20 +36,17 @@ func leasesCreate(a *app) *cobra.Command {
 			if expires > 0 {
 				opts = append(opts, leases.WithExpiration(expires))
 			}
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			l, err := s.Leases().Create(ctx, opts...)
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), leaseRow(l))
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), l.ID)
-			return nil
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				l, err := s.Leases().Create(ctx, opts...)
+				if err != nil {
+					return err
+				}
+				if a.output == "json" {
+					return printJSON(cmd.OutOrStdout(), leaseRow(l))
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), l.ID)
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -78,38 +71,35 @@ func leasesList(a *app) *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List leases (filters: id, labels.KEY)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			ls, err := s.Leases().List(ctx, args...)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				rows := []leaseJSON{}
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				ls, err := s.Leases().List(ctx, args...)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					rows := []leaseJSON{}
+					for _, l := range ls {
+						rows = append(rows, leaseRow(l))
+					}
+					return printJSON(out, rows)
+				}
+				if quiet {
+					for _, l := range ls {
+						fmt.Fprintln(out, l.ID)
+					}
+					return nil
+				}
+				t := newTable(out, "ID", "CREATED", "EXPIRES", "LABELS")
 				for _, l := range ls {
-					rows = append(rows, leaseRow(l))
+					exp := "never"
+					if v, ok := l.Labels[labels.GCExpire]; ok {
+						exp = v
+					}
+					t.row(l.ID, age(l.CreatedAt), exp, labelString(l.Labels))
 				}
-				return printJSON(out, rows)
-			}
-			if quiet {
-				for _, l := range ls {
-					fmt.Fprintln(out, l.ID)
-				}
-				return nil
-			}
-			t := newTable(out, "ID", "CREATED", "EXPIRES", "LABELS")
-			for _, l := range ls {
-				exp := "never"
-				if v, ok := l.Labels[labels.GCExpire]; ok {
-					exp = v
-				}
-				t.row(l.ID, age(l.CreatedAt), exp, labelString(l.Labels))
-			}
-			return t.flush()
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
@@ -124,17 +114,14 @@ func leasesRemove(a *app) *cobra.Command {
 		Short:   "Remove leases; what only they protected is garbage collected",
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			var opts []leases.DeleteOpt
-			if sync {
-				opts = append(opts, leases.SynchronousDelete)
-			}
-			return eachArg(cmd, args, "leases not removed", func(id string) error {
-				return s.Leases().Delete(ctx, leases.Lease{ID: id}, opts...)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				var opts []leases.DeleteOpt
+				if sync {
+					opts = append(opts, leases.SynchronousDelete)
+				}
+				return eachArg(cmd, args, "leases not removed", func(id string) error {
+					return s.Leases().Delete(ctx, leases.Lease{ID: id}, opts...)
+				})
 			})
 		},
 	}

@@ -112,22 +112,44 @@ store, image records, leases and garbage collection, in containerd's model.`,
 	f.StringVarP(&a.namespace, "namespace", "n", namespaces.FromEnv(), "namespace (env "+namespaces.EnvVar+")")
 	f.StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	// The whole tree, every noun and verb, is listed here: "where is
+	// strata X Y" is one grep, and no file adds commands of its own
+	// (noinit_test.go).
+	snapshotsFlag, layerFlag := &snapshotterFlag{}, &snapshotterFlag{}
+	snapshots := groupCommand("snapshots", []string{"snapshot", "s"}, "Manage snapshots: the directory trees that layers are unpacked into",
+		snapshotsList(a, snapshotsFlag), snapshotsTree(a, snapshotsFlag), snapshotsInfo(a, snapshotsFlag), snapshotsUsage(a, snapshotsFlag),
+		snapshotsPrepare(a, snapshotsFlag), snapshotsView(a, snapshotsFlag), snapshotsCommit(a, snapshotsFlag), snapshotsMounts(a, snapshotsFlag),
+		snapshotsRemove(a, snapshotsFlag), snapshotsLabel(a, snapshotsFlag))
+	snapshots.Long = snapshotsLong
+	snapshotsFlag.register(snapshots)
+	layer := groupCommand("layer", []string{"layers"}, "Apply layers to snapshots, and write snapshots as layers",
+		layerApply(a, layerFlag), layerDiff(a, layerFlag))
+	layerFlag.register(layer)
 	root.AddCommand(
-		newNamespacesCommand(a),
-		newContentCommand(a),
-		newLeasesCommand(a),
-		newSnapshotsCommand(a),
-		newLayerCommand(a),
+		groupCommand("namespaces", []string{"namespace", "ns"}, "Manage namespaces",
+			namespacesCreate(a), namespacesList(a), namespacesRemove(a), namespacesLabel(a)),
+		groupCommand("content", nil, "Manage blobs in the content store",
+			contentList(a), contentGet(a), contentIngest(a), contentAbort(a), contentRemove(a), contentLabel(a), contentActive(a)),
+		groupCommand("leases", []string{"lease"}, "Manage leases, which protect resources from garbage collection",
+			leasesCreate(a), leasesList(a), leasesRemove(a)),
+		snapshots,
+		layer,
 		newGCCommand(a),
 		newPullCommand(a),
 		newPushCommand(a),
 		newLoginCommand(a),
 		newLogoutCommand(a),
-		newImagesCommand(a),
+		groupCommand("images", []string{"image", "i"}, "List, inspect, tag, remove, mount, import and export images",
+			imagesList(a), imagesCheck(a), imagesInspect(a), imagesHistory(a), // images.go, imagescheck.go, imagesinspect.go
+			imagesTag(a), imagesLabel(a), // imagestag.go
+			imagesRemove(a), imagesPrune(a), imagesDiscardLayers(a), // imagesrm.go
+			imagesMount(a), imagesUnmount(a), // imagesmount.go
+			imagesImport(a), imagesExport(a)), // import.go, export.go
 		newDuCommand(a),
 		newFsckCommand(a),
 		newVersionCommand(a),
-		newPluginsCommand(a),
+		groupCommand("plugins", []string{"plugin"}, "Show the parts of strata, as ctr plugins shows a daemon's",
+			pluginsList(a)),
 	)
 	return root
 }

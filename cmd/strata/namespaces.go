@@ -1,67 +1,65 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 )
 
-func newNamespacesCommand(a *app) *cobra.Command {
-	return groupCommand("namespaces", []string{"namespace", "ns"}, "Manage namespaces",
-		&cobra.Command{
-			Use:   "create NAME [KEY=VALUE...]",
-			Short: "Create a namespace with optional labels",
-			Args:  minArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				labels, err := parseLabels(args[1:])
-				if err != nil {
-					return err
-				}
-				s, err := a.open(cmd.Context())
-				if err != nil {
-					return err
-				}
-				return s.Namespaces().Create(cmd.Context(), args[0], labels)
-			},
+func namespacesCreate(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "create NAME [KEY=VALUE...]",
+		Short: "Create a namespace with optional labels",
+		Args:  minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseLabels(args[1:])
+			if err != nil {
+				return err
+			}
+			return a.withWholeStore(cmd, func(ctx context.Context, s backend) error {
+				return s.Namespaces().Create(ctx, args[0], labels)
+			})
 		},
-		namespacesList(a),
-		&cobra.Command{
-			Use:     "rm NAME...",
-			Aliases: []string{"remove", "delete"},
-			Short:   "Remove empty namespaces",
-			Args:    minArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				s, err := a.open(cmd.Context())
-				if err != nil {
-					return err
-				}
+	}
+}
+
+func namespacesRemove(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove", "delete"},
+		Short:   "Remove empty namespaces",
+		Args:    minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withWholeStore(cmd, func(ctx context.Context, s backend) error {
 				return eachArg(cmd, args, "namespaces not removed", func(name string) error {
-					return s.Namespaces().Delete(cmd.Context(), name)
+					return s.Namespaces().Delete(ctx, name)
 				})
-			},
+			})
 		},
-		&cobra.Command{
-			Use:   "label NAME KEY=VALUE...",
-			Short: "Set labels on a namespace (KEY= removes one)",
-			Args:  minArgs(2),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				labels, err := parseLabels(args[1:])
-				if err != nil {
-					return err
-				}
-				s, err := a.open(cmd.Context())
-				if err != nil {
-					return err
-				}
+	}
+}
+
+func namespacesLabel(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "label NAME KEY=VALUE...",
+		Short: "Set labels on a namespace (KEY= removes one)",
+		Args:  minArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseLabels(args[1:])
+			if err != nil {
+				return err
+			}
+			return a.withWholeStore(cmd, func(ctx context.Context, s backend) error {
 				for k, v := range labels {
-					if err := s.Namespaces().SetLabel(cmd.Context(), args[0], k, v); err != nil {
+					if err := s.Namespaces().SetLabel(ctx, args[0], k, v); err != nil {
 						return err
 					}
 				}
 				return nil
-			},
+			})
 		},
-	)
+	}
 }
 
 func namespacesList(a *app) *cobra.Command {
@@ -72,42 +70,39 @@ func namespacesList(a *app) *cobra.Command {
 		Short:   "List namespaces",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			names, err := s.Namespaces().List(ctx)
-			if err != nil {
-				return err
-			}
-			type row struct {
-				Name   string            `json:"name"`
-				Labels map[string]string `json:"labels,omitempty"`
-			}
-			rows := []row{}
-			for _, n := range names {
-				labels, err := s.Namespaces().Labels(ctx, n)
+			return a.withWholeStore(cmd, func(ctx context.Context, s backend) error {
+				names, err := s.Namespaces().List(ctx)
 				if err != nil {
 					return err
 				}
-				rows = append(rows, row{n, labels})
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				return printJSON(out, rows)
-			}
-			if quiet {
-				for _, r := range rows {
-					fmt.Fprintln(out, r.Name)
+				type row struct {
+					Name   string            `json:"name"`
+					Labels map[string]string `json:"labels,omitempty"`
 				}
-				return nil
-			}
-			t := newTable(out, "NAME", "LABELS")
-			for _, r := range rows {
-				t.row(r.Name, labelString(r.Labels))
-			}
-			return t.flush()
+				rows := []row{}
+				for _, n := range names {
+					labels, err := s.Namespaces().Labels(ctx, n)
+					if err != nil {
+						return err
+					}
+					rows = append(rows, row{n, labels})
+				}
+				out := cmd.OutOrStdout()
+				if a.output == "json" {
+					return printJSON(out, rows)
+				}
+				if quiet {
+					for _, r := range rows {
+						fmt.Fprintln(out, r.Name)
+					}
+					return nil
+				}
+				t := newTable(out, "NAME", "LABELS")
+				for _, r := range rows {
+					t.row(r.Name, labelString(r.Labels))
+				}
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only names")

@@ -113,11 +113,6 @@ func listPlugins(ctx context.Context, a *app, s backend) ([]pluginRow, error) {
 	return rows, nil
 }
 
-func newPluginsCommand(a *app) *cobra.Command {
-	return groupCommand("plugins", []string{"plugin"}, "Show the parts of strata, as ctr plugins shows a daemon's",
-		pluginsList(a))
-}
-
 func pluginsList(a *app) *cobra.Command {
 	var quiet, detailed bool
 	cmd := &cobra.Command{
@@ -135,47 +130,45 @@ any filter matches.`,
 			if err != nil {
 				return err
 			}
-			s, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			all, err := listPlugins(cmd.Context(), a, s)
-			if err != nil {
-				return err
-			}
-			rows := []pluginRow{}
-			for _, r := range all {
-				if filter.Match(r.fields()) {
-					rows = append(rows, r)
+			return a.withWholeStore(cmd, func(ctx context.Context, s backend) error {
+				all, err := listPlugins(cmd.Context(), a, s)
+				if err != nil {
+					return err
 				}
-			}
-			out := cmd.OutOrStdout()
-			switch {
-			case a.output == "json":
-				return printJSON(out, rows)
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(out, r.ID)
-				}
-				return nil
-			case detailed:
-				for i, r := range rows {
-					if i > 0 {
-						fmt.Fprintln(out)
+				rows := []pluginRow{}
+				for _, r := range all {
+					if filter.Match(r.fields()) {
+						rows = append(rows, r)
 					}
-					printPluginDetail(out, r)
 				}
-				return nil
-			}
-			t := newTable(out, "TYPE", "ID", "PLATFORMS", "STATUS")
-			for _, r := range rows {
-				platforms := "-"
-				if len(r.Platforms) > 0 {
-					platforms = strings.Join(r.Platforms, ",")
+				out := cmd.OutOrStdout()
+				switch {
+				case a.output == "json":
+					return printJSON(out, rows)
+				case quiet:
+					for _, r := range rows {
+						fmt.Fprintln(out, r.ID)
+					}
+					return nil
+				case detailed:
+					for i, r := range rows {
+						if i > 0 {
+							fmt.Fprintln(out)
+						}
+						printPluginDetail(out, r)
+					}
+					return nil
 				}
-				t.row(r.Type, r.ID, platforms, r.Status)
-			}
-			return t.flush()
+				t := newTable(out, "TYPE", "ID", "PLATFORMS", "STATUS")
+				for _, r := range rows {
+					platforms := "-"
+					if len(r.Platforms) > 0 {
+						platforms = strings.Join(r.Platforms, ",")
+					}
+					t.row(r.Type, r.ID, platforms, r.Status)
+				}
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only plugin IDs")

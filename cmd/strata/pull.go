@@ -162,6 +162,18 @@ func readPassword(prompt string) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
+// parseReference parses an image reference given on the command line; a
+// bad one is a usage error. Each argument is parsed once, here: what
+// follows takes the parsed reference, and a job its normalised form
+// (ref.String()), the one the pipeline records.
+func parseReference(arg string) (reference.Reference, error) {
+	ref, err := reference.Parse(arg)
+	if err != nil {
+		return reference.Reference{}, usageError{err}
+	}
+	return ref, nil
+}
+
 func parsePlatforms(ss []string) ([]ocispec.Platform, error) {
 	var out []ocispec.Platform
 	for _, s := range ss {
@@ -199,10 +211,9 @@ every config are always fetched; layers only for the platforms asked for.`,
   strata pull --plain-http 127.0.0.1:5000/app:latest`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			ref, err := reference.Parse(args[0])
+			ref, err := parseReference(args[0])
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			ps, err := parsePlatforms(platforms)
 			if err != nil {
@@ -220,36 +231,35 @@ every config are always fetched; layers only for the platforms asked for.`,
 			if cmd.Flags().Changed("max-concurrent-downloads") && maxDownloads < 1 {
 				return usagef("--max-concurrent-downloads %d: want at least 1", maxDownloads)
 			}
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			var creds jobs.Credentials
-			if o.Registry, creds, err = a.registry(&rf, ref, s); err != nil {
-				return err
-			}
-			if snapshotter != "" && s.Snapshotter(snapshotter) == nil {
-				return usagef("--snapshotter %q: not one of %s", snapshotter, strings.Join(s.Info().Snapshotters, ", "))
-			}
-			if quiet {
-				progressMode = progress.Quiet
-			}
-			pr := progress.New(cmd.ErrOrStderr(), progressMode)
-			res, err := s.Run(ctx, jobs.Request{Pull: o}, jobs.Env{Progress: pr, Credentials: creds, Logger: a.logger, UserAgent: userAgent()})
-			pr.Close(err)
-			if err != nil {
-				if ctx.Err() != nil {
-					return fmt.Errorf("pull %s interrupted: %w (nothing was recorded; run it again to resume, downloaded layers are kept)", ref, err)
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				reg, creds, err := a.registry(&rf, ref, s)
+				if err != nil {
+					return err
 				}
-				return err
-			}
-			img := res.Images[0]
-			if quiet {
-				fmt.Fprintln(cmd.OutOrStdout(), img.Digest)
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", img.Name, img.Digest)
-			}
-			return nil
+				o.Registry = reg
+				if snapshotter != "" && s.Snapshotter(snapshotter) == nil {
+					return usagef("--snapshotter %q: not one of %s", snapshotter, strings.Join(s.Info().Snapshotters, ", "))
+				}
+				if quiet {
+					progressMode = progress.Quiet
+				}
+				pr := progress.New(cmd.ErrOrStderr(), progressMode)
+				res, err := s.Run(ctx, jobs.Request{Pull: o}, jobs.Env{Progress: pr, Credentials: creds, Logger: a.logger, UserAgent: userAgent()})
+				pr.Close(err)
+				if err != nil {
+					if ctx.Err() != nil {
+						return fmt.Errorf("pull %s interrupted: %w (nothing was recorded; run it again to resume, downloaded layers are kept)", ref, err)
+					}
+					return err
+				}
+				img := res.Images[0]
+				if quiet {
+					fmt.Fprintln(cmd.OutOrStdout(), img.Digest)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", img.Name, img.Digest)
+				}
+				return nil
+			})
 		},
 	}
 	rf.add(cmd)

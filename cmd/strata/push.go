@@ -1,13 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/progress"
-	"github.com/strata-oci/strata/reference"
 )
 
 func newPushCommand(a *app) *cobra.Command {
@@ -34,47 +34,44 @@ the same registry are mounted, manifests go after their blobs and the tag last.`
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := a.ctx(cmd)
-			ref, err := reference.Parse(args[0])
+			ref, err := parseReference(args[0])
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			local := ref
 			if len(args) == 2 {
-				if local, err = reference.Parse(args[1]); err != nil {
-					return usageError{err}
+				if local, err = parseReference(args[1]); err != nil {
+					return err
 				}
 			}
 			ps, err := parsePlatforms(platforms)
 			if err != nil {
 				return err
 			}
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			reg, creds, err := a.registry(&rf, ref, s)
-			if err != nil {
-				return err
-			}
-			if quiet {
-				progressMode = progress.Quiet
-			}
-			pr := progress.New(cmd.ErrOrStderr(), progressMode)
-			res, err := s.Run(ctx, jobs.Request{Push: &jobs.PushRequest{Ref: ref.String(), Local: local.String(), Registry: reg,
-				Platforms: ps, AllowNonDistributable: nonDistributble, MaxConcurrentUploads: maxUploads}},
-				jobs.Env{Progress: pr, Credentials: creds, Logger: a.logger, UserAgent: userAgent()})
-			pr.Close(err)
-			if err != nil {
-				return err
-			}
-			desc := res.Images[0]
-			if quiet {
-				fmt.Fprintln(cmd.OutOrStdout(), desc.Digest)
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", ref, desc.Digest)
-			}
-			return nil
+			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
+				reg, creds, err := a.registry(&rf, ref, s)
+				if err != nil {
+					return err
+				}
+				if quiet {
+					progressMode = progress.Quiet
+				}
+				pr := progress.New(cmd.ErrOrStderr(), progressMode)
+				res, err := s.Run(ctx, jobs.Request{Push: &jobs.PushRequest{Ref: ref.String(), Local: local.String(), Registry: reg,
+					Platforms: ps, AllowNonDistributable: nonDistributble, MaxConcurrentUploads: maxUploads}},
+					jobs.Env{Progress: pr, Credentials: creds, Logger: a.logger, UserAgent: userAgent()})
+				pr.Close(err)
+				if err != nil {
+					return err
+				}
+				desc := res.Images[0]
+				if quiet {
+					fmt.Fprintln(cmd.OutOrStdout(), desc.Digest)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", ref, desc.Digest)
+				}
+				return nil
+			})
 		},
 	}
 	rf.add(cmd)

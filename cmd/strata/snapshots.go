@@ -30,17 +30,19 @@ func (f *snapshotterFlag) register(cmd *cobra.Command) {
 		"snapshotter: "+strings.Join(snapshotterNames, " or ")+" (default: the store's, overlayfs where it works)")
 }
 
-// open opens the store and returns the namespaced snapshotter the flag
-// names, and its name.
-func (f *snapshotterFlag) open(a *app, cmd *cobra.Command) (context.Context, snapshots.Snapshotter, string, error) {
+// check fails with a usage error when the flag names no snapshotter a
+// store can have.
+func (f *snapshotterFlag) check() error {
 	if f.name != "" && !contains(snapshotterNames, f.name) {
-		return nil, nil, "", usagef("--snapshotter %q: want %s", f.name, strings.Join(snapshotterNames, " or "))
+		return usagef("--snapshotter %q: want %s", f.name, strings.Join(snapshotterNames, " or "))
 	}
-	ctx := a.ctx(cmd)
-	s, err := a.open(ctx)
-	if err != nil {
-		return nil, nil, "", err
-	}
+	return nil
+}
+
+// snapshotter returns the snapshotter of s the flag names (the store's
+// default when it names none), and its name; errdefs.ErrUnavailable when
+// s has none by that name.
+func (f *snapshotterFlag) snapshotter(s backend) (snapshots.Snapshotter, string, error) {
 	name := f.name
 	if name == "" {
 		name = s.Info().DefaultSnapshotter
@@ -48,11 +50,11 @@ func (f *snapshotterFlag) open(a *app, cmd *cobra.Command) (context.Context, sna
 	sn := s.Snapshotter(name)
 	if sn == nil {
 		if why := s.Info().OverlayUnavailable; name == "overlayfs" && why != "" {
-			return nil, nil, "", fmt.Errorf("snapshotter overlayfs: %s: %w", why, errdefs.ErrUnavailable)
+			return nil, "", fmt.Errorf("snapshotter overlayfs: %s: %w", why, errdefs.ErrUnavailable)
 		}
-		return nil, nil, "", fmt.Errorf("snapshotter %s: %w", name, errdefs.ErrUnavailable)
+		return nil, "", fmt.Errorf("snapshotter %s: %w", name, errdefs.ErrUnavailable)
 	}
-	return ctx, sn, name, nil
+	return sn, name, nil
 }
 
 func contains(list []string, s string) bool {
@@ -64,13 +66,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func newSnapshotsCommand(a *app) *cobra.Command {
-	sf := &snapshotterFlag{}
-	cmd := groupCommand("snapshots", []string{"snapshot", "s"}, "Manage snapshots: the directory trees that layers are unpacked into",
-		snapshotsList(a, sf), snapshotsTree(a, sf), snapshotsInfo(a, sf), snapshotsUsage(a, sf),
-		snapshotsPrepare(a, sf), snapshotsView(a, sf), snapshotsCommit(a, sf), snapshotsMounts(a, sf),
-		snapshotsRemove(a, sf), snapshotsLabel(a, sf))
-	cmd.Long = `Snapshots are copy-on-write directory trees, kept per namespace, as in
+// snapshotsLong is the help of strata snapshots.
+const snapshotsLong = `Snapshots are copy-on-write directory trees, kept per namespace, as in
 containerd. An active snapshot (prepare) is writable and is committed under a
 name (commit), which later snapshots use as their parent; a view is a
 read-only look at a committed snapshot. strata prints how to mount them
@@ -78,9 +75,6 @@ read-only look at a committed snapshot. strata prints how to mount them
 
 Snapshots made here get the label containerd.io/gc.root, as with ctr, so
 that garbage collection keeps them until you remove them.`
-	sf.register(cmd)
-	return cmd
-}
 
 // snapshotRow is a snapshot as -o json prints it.
 type snapshotRow struct {
@@ -140,37 +134,35 @@ func snapshotsList(a *app, sf *snapshotterFlag) *cobra.Command {
   strata snapshots ls kind==active
   strata snapshots --snapshotter native ls parent==base`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			infos, err := walkAll(ctx, sn, args...)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			switch {
-			case a.output == "json":
-				rows := []snapshotRow{}
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				infos, err := walkAll(ctx, sn, args...)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				switch {
+				case a.output == "json":
+					rows := []snapshotRow{}
+					for _, info := range infos {
+						rows = append(rows, snapshotJSON(info))
+					}
+					return printJSON(out, rows)
+				case quiet:
+					for _, info := range infos {
+						fmt.Fprintln(out, info.Name)
+					}
+					return nil
+				}
+				t := newTable(out, "KEY", "PARENT", "KIND", "LABELS")
 				for _, info := range infos {
-					rows = append(rows, snapshotJSON(info))
+					parent := info.Parent
+					if parent == "" {
+						parent = "-"
+					}
+					t.row(info.Name, parent, info.Kind.String(), labelString(info.Labels))
 				}
-				return printJSON(out, rows)
-			case quiet:
-				for _, info := range infos {
-					fmt.Fprintln(out, info.Name)
-				}
-				return nil
-			}
-			t := newTable(out, "KEY", "PARENT", "KIND", "LABELS")
-			for _, info := range infos {
-				parent := info.Parent
-				if parent == "" {
-					parent = "-"
-				}
-				t.row(info.Name, parent, info.Kind.String(), labelString(info.Labels))
-			}
-			return t.flush()
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only keys")
@@ -236,20 +228,18 @@ func snapshotsTree(a *app, sf *snapshotterFlag) *cobra.Command {
 		Short: "Show snapshots as the tree their parents make; active ones and views are marked",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			infos, err := walkAll(ctx, sn)
-			if err != nil {
-				return err
-			}
-			roots := snapshotTree(infos)
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), roots)
-			}
-			printTree(cmd.OutOrStdout(), roots, "", true)
-			return nil
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				infos, err := walkAll(ctx, sn)
+				if err != nil {
+					return err
+				}
+				roots := snapshotTree(infos)
+				if a.output == "json" {
+					return printJSON(cmd.OutOrStdout(), roots)
+				}
+				printTree(cmd.OutOrStdout(), roots, "", true)
+				return nil
+			})
 		},
 	}
 }
@@ -260,15 +250,13 @@ func snapshotsInfo(a *app, sf *snapshotterFlag) *cobra.Command {
 		Short: "Print a snapshot's kind, parent, labels and times as JSON",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			info, err := sn.Stat(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), snapshotJSON(info))
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				info, err := sn.Stat(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printJSON(cmd.OutOrStdout(), snapshotJSON(info))
+			})
 		},
 	}
 }
@@ -282,57 +270,56 @@ func snapshotsUsage(a *app, sf *snapshotterFlag) *cobra.Command {
 number of inodes it uses. For an active snapshot it is measured now, which
 takes a while on a large tree.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				keys := args
+				if len(keys) == 0 {
+					infos, err := walkAll(ctx, sn)
+					if err != nil {
+						return err
+					}
+					for _, info := range infos {
+						keys = append(keys, info.Name)
+					}
+				}
+				type row struct {
+					Name   string `json:"name"`
+					Size   int64  `json:"size"`
+					Inodes int64  `json:"inodes"`
+				}
+				rows := []row{}
+				failed := 0
+				for _, key := range keys {
+					u, err := sn.Usage(ctx, key)
+					if err != nil {
+						if !errors.Is(err, errdefs.ErrNotFound) {
+							err = fmt.Errorf("usage of snapshot %q: %w", key, err)
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
+						failed++
+						continue
+					}
+					rows = append(rows, row{key, u.Size, u.Inodes})
+				}
+				out := cmd.OutOrStdout()
+				var err error
+				if a.output == "json" {
+					err = printJSON(out, rows)
+				} else {
+					t := newTable(out, "KEY", "SIZE", "INODES")
+					for _, r := range rows {
+						size := humanSize(r.Size)
+						if bytes {
+							size = fmt.Sprint(r.Size)
+						}
+						t.row(r.Name, size, fmt.Sprint(r.Inodes))
+					}
+					err = t.flush()
+				}
+				if err == nil && failed > 0 {
+					err = fmt.Errorf("%d of %d snapshots not measured", failed, len(keys))
+				}
 				return err
-			}
-			keys := args
-			if len(keys) == 0 {
-				infos, err := walkAll(ctx, sn)
-				if err != nil {
-					return err
-				}
-				for _, info := range infos {
-					keys = append(keys, info.Name)
-				}
-			}
-			type row struct {
-				Name   string `json:"name"`
-				Size   int64  `json:"size"`
-				Inodes int64  `json:"inodes"`
-			}
-			rows := []row{}
-			failed := 0
-			for _, key := range keys {
-				u, err := sn.Usage(ctx, key)
-				if err != nil {
-					if !errors.Is(err, errdefs.ErrNotFound) {
-						err = fmt.Errorf("usage of snapshot %q: %w", key, err)
-					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "strata: %v\n", err)
-					failed++
-					continue
-				}
-				rows = append(rows, row{key, u.Size, u.Inodes})
-			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				err = printJSON(out, rows)
-			} else {
-				t := newTable(out, "KEY", "SIZE", "INODES")
-				for _, r := range rows {
-					size := humanSize(r.Size)
-					if bytes {
-						size = fmt.Sprint(r.Size)
-					}
-					t.row(r.Name, size, fmt.Sprint(r.Inodes))
-				}
-				err = t.flush()
-			}
-			if err == nil && failed > 0 {
-				err = fmt.Errorf("%d of %d snapshots not measured", failed, len(keys))
-			}
-			return err
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&bytes, "bytes", "b", false, "show sizes in bytes")
@@ -372,37 +359,35 @@ func (f *createFlags) create(a *app, sf *snapshotterFlag, cmd *cobra.Command, ke
 	if err != nil {
 		return err
 	}
-	ctx, sn, _, err := sf.open(a, cmd)
-	if err != nil {
-		return err
-	}
-	if parent != "" {
-		// Checked here so that the error names the parent as the user
-		// does; the backends name it by their internal key.
-		info, err := sn.Stat(ctx, parent)
-		if errors.Is(err, errdefs.ErrNotFound) {
-			return fmt.Errorf("parent %q of snapshot %q: %w", parent, key, errdefs.ErrNotFound)
+	return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+		if parent != "" {
+			// Checked here so that the error names the parent as the user
+			// does; the backends name it by their internal key.
+			info, err := sn.Stat(ctx, parent)
+			if errors.Is(err, errdefs.ErrNotFound) {
+				return fmt.Errorf("parent %q of snapshot %q: %w", parent, key, errdefs.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			if info.Kind != snapshots.KindCommitted {
+				return fmt.Errorf("parent %q of snapshot %q is %s, not committed; commit it first: %w", parent, key, info.Kind, errdefs.ErrFailedPrecondition)
+			}
+		}
+		var mounts []mount.Mount
+		if kind == snapshots.KindView {
+			mounts, err = sn.View(ctx, key, parent, opt)
+		} else {
+			mounts, err = sn.Prepare(ctx, key, parent, opt)
 		}
 		if err != nil {
 			return err
 		}
-		if info.Kind != snapshots.KindCommitted {
-			return fmt.Errorf("parent %q of snapshot %q is %s, not committed; commit it first: %w", parent, key, info.Kind, errdefs.ErrFailedPrecondition)
+		if f.target != "" || a.output == "json" {
+			return printMounts(a, cmd.OutOrStdout(), f.target, mounts)
 		}
-	}
-	var mounts []mount.Mount
-	if kind == snapshots.KindView {
-		mounts, err = sn.View(ctx, key, parent, opt)
-	} else {
-		mounts, err = sn.Prepare(ctx, key, parent, opt)
-	}
-	if err != nil {
-		return err
-	}
-	if f.target != "" || a.output == "json" {
-		return printMounts(a, cmd.OutOrStdout(), f.target, mounts)
-	}
-	return nil
+		return nil
+	})
 }
 
 func snapshotsPrepare(a *app, sf *snapshotterFlag) *cobra.Command {
@@ -463,11 +448,9 @@ func snapshotsCommit(a *app, sf *snapshotterFlag) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			return sn.Commit(ctx, args[0], args[1], opt)
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				return sn.Commit(ctx, args[0], args[1], opt)
+			})
 		},
 	}
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "label KEY=VALUE for the committed snapshot (repeatable)")
@@ -483,24 +466,22 @@ func snapshotsMounts(a *app, sf *snapshotterFlag) *cobra.Command {
 		Args:    exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, key := args[0], args[1]
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			// The backends' own refusal names their internal key, not
-			// the user's; check the kind here.
-			info, err := sn.Stat(ctx, key)
-			if err != nil {
-				return err
-			}
-			if info.Kind == snapshots.KindCommitted {
-				return fmt.Errorf("mounts of snapshot %q: it is committed; mount a view of it (strata snapshots view VIEW-KEY %s): %w", key, key, errdefs.ErrFailedPrecondition)
-			}
-			mounts, err := sn.Mounts(ctx, key)
-			if err != nil {
-				return err
-			}
-			return printMounts(a, cmd.OutOrStdout(), target, mounts)
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				// The backends' own refusal names their internal key, not
+				// the user's; check the kind here.
+				info, err := sn.Stat(ctx, key)
+				if err != nil {
+					return err
+				}
+				if info.Kind == snapshots.KindCommitted {
+					return fmt.Errorf("mounts of snapshot %q: it is committed; mount a view of it (strata snapshots view VIEW-KEY %s): %w", key, key, errdefs.ErrFailedPrecondition)
+				}
+				mounts, err := sn.Mounts(ctx, key)
+				if err != nil {
+					return err
+				}
+				return printMounts(a, cmd.OutOrStdout(), target, mounts)
+			})
 		},
 	}
 }
@@ -515,16 +496,14 @@ Unmount them first. Their files are deleted by the garbage collection that
 runs as the command ends, once no namespace refers to them.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			return eachArg(cmd, args, "snapshots not removed", func(key string) error {
-				err := sn.Remove(ctx, key)
-				if errors.Is(err, errdefs.ErrFailedPrecondition) {
-					return fmt.Errorf("%w; remove its children first (strata snapshots tree)", err)
-				}
-				return err
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				return eachArg(cmd, args, "snapshots not removed", func(key string) error {
+					err := sn.Remove(ctx, key)
+					if errors.Is(err, errdefs.ErrFailedPrecondition) {
+						return fmt.Errorf("%w; remove its children first (strata snapshots tree)", err)
+					}
+					return err
+				})
 			})
 		},
 	}
@@ -540,24 +519,22 @@ func snapshotsLabel(a *app, sf *snapshotterFlag) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, sn, _, err := sf.open(a, cmd)
-			if err != nil {
-				return err
-			}
-			info := snapshots.Info{Name: args[0], Labels: labels}
-			var paths []string
-			for k := range labels {
-				paths = append(paths, "labels."+k)
-			}
-			info, err = sn.Update(ctx, info, paths...)
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return printJSON(cmd.OutOrStdout(), snapshotJSON(info))
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), labelString(info.Labels))
-			return nil
+			return a.withSnapshotter(cmd, sf, func(ctx context.Context, s backend, sn snapshots.Snapshotter, _ string) error {
+				info := snapshots.Info{Name: args[0], Labels: labels}
+				var paths []string
+				for k := range labels {
+					paths = append(paths, "labels."+k)
+				}
+				info, err := sn.Update(ctx, info, paths...)
+				if err != nil {
+					return err
+				}
+				if a.output == "json" {
+					return printJSON(cmd.OutOrStdout(), snapshotJSON(info))
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), labelString(info.Labels))
+				return nil
+			})
 		},
 	}
 }
