@@ -73,6 +73,10 @@ type Format struct {
 	// AllPlatforms is true when the format can carry the layers of every
 	// platform of an index.
 	AllPlatforms bool
+	// Legacy is true when the archive has a second layout without
+	// index.json (docker save before Docker 25: manifest.json alone),
+	// from which the import builds each image's manifest.
+	Legacy bool
 }
 
 // Run runs the suite over f. Each test opens its stores under t.TempDir,
@@ -103,6 +107,8 @@ func Run(t *testing.T, f Format) {
 		{name: "AllPlatformsRequired", fn: testAllPlatformsRequired, need: func(f Format) bool { return f.KeepsIndex }},
 		{name: "ConcurrentImports", fn: testConcurrentImports},
 		{name: "OtherNamespace", fn: testOtherNamespace},
+		{name: "ReExport", fn: testReExport},
+		{name: "LegacyLayout", fn: testLegacyLayout, need: func(f Format) bool { return f.Legacy }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -620,4 +626,32 @@ func stripNames(t *testing.T, b []byte) []byte {
 		}
 		return body, true
 	})
+}
+
+// diffArchives fails naming the entries in which a and b differ.
+func diffArchives(t *testing.T, a, b []byte) {
+	t.Helper()
+	if bytes.Equal(a, b) {
+		return
+	}
+	read := func(arc []byte) (names []string, files map[string][]byte) {
+		files = map[string][]byte{}
+		rewrite(t, arc, func(name string, body []byte) ([]byte, bool) {
+			names = append(names, name)
+			files[name] = body
+			return body, true
+		})
+		return names, files
+	}
+	an, af := read(a)
+	bn, bf := read(b)
+	if !slices.Equal(an, bn) {
+		t.Errorf("entries differ:\n%q\n%q", an, bn)
+	}
+	for _, n := range an {
+		if !bytes.Equal(af[n], bf[n]) {
+			t.Errorf("%s differs:\n%s\n%s", n, af[n], bf[n])
+		}
+	}
+	t.Errorf("archives differ (%d and %d bytes)", len(a), len(b))
 }

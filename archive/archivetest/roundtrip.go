@@ -66,9 +66,14 @@ func testSeveralNames(e *env) {
 	b := e.image("example.com/app:latest", target)
 	c := e.image("registry.example.com:5000/team/app:1", target)
 	d := e.image("example.com/other:2", e.multiPlatform("example.com/x:1").Target)
+	imgs, ws := []images.Image{a, b, c, d}, []want{e.expect(a, true), e.expect(b, true), e.expect(c, true), e.expect(d, false)}
+	for _, name := range oddNames {
+		img := e.image(name, target)
+		imgs, ws = append(imgs, img), append(ws, e.expect(img, true))
+	}
 	dst := e.open()
-	got := e.importInto(dst, e.export(ExportOptions{}, a, b, c, d), ImportOptions{})
-	e.check(dst, got, e.expect(a, true), e.expect(b, true), e.expect(c, true), e.expect(d, false))
+	got := e.importInto(dst, e.export(ExportOptions{}, imgs...), ImportOptions{})
+	e.check(dst, got, ws...)
 }
 
 // testSharedLayers: two images on one base layer; the archive holds it
@@ -382,4 +387,24 @@ func testOtherNamespace(e *env) {
 		e.t.Fatal(err)
 	}
 	e.check(dst, nil, w)
+}
+
+// testReExport: what an import recorded exports as the archive it came
+// from, byte for byte: nothing the format keeps was lost on the way.
+func testReExport(e *env) {
+	a := e.image("example.com/app:1", e.manifest(host(), e.newLayer("a")))
+	b := e.image("example.com/app@"+a.Target.Digest.String(), a.Target)
+	m := e.image("example.com/multi:1", e.multiPlatform("example.com/x:1").Target)
+	first := e.export(ExportOptions{}, a, b, m)
+	dst := e.open()
+	got := e.importInto(dst, first, ImportOptions{})
+	byName := map[string]images.Image{}
+	for _, img := range got {
+		byName[img.Name] = img
+	}
+	var again bytes.Buffer
+	if err := e.f.Export(e.ctx, &again, dst.DB.ContentStore(), []images.Image{byName[a.Name], byName[b.Name], byName[m.Name]}, ExportOptions{}); err != nil {
+		e.t.Fatalf("Export of what was imported: %v", err)
+	}
+	diffArchives(e.t, first, again.Bytes())
 }

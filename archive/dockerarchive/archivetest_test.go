@@ -26,5 +26,6 @@ func TestArchiveSuite(t *testing.T) {
 		Import: func(ctx context.Context, r io.Reader, st *wiring.Store, o archivetest.ImportOptions) ([]images.Image, error) {
 			return ocilayout.Import(ctx, r, st, ocilayout.ImportOptions{BaseName: o.BaseName, AllPlatforms: o.AllPlatforms})
 		},
+		Legacy: true,
 	})
 }
