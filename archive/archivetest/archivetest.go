@@ -108,7 +108,11 @@ func Run(t *testing.T, f Format) {
 		{name: "ConcurrentImports", fn: testConcurrentImports},
 		{name: "OtherNamespace", fn: testOtherNamespace},
 		{name: "ReExport", fn: testReExport},
+		{name: "EntryOrder", fn: testEntryOrder},
+		{name: "LargeLayer", fn: testLargeLayer},
+		{name: "CompressedArchive", fn: testCompressedArchive},
 		{name: "LegacyLayout", fn: testLegacyLayout, need: func(f Format) bool { return f.Legacy }},
+		{name: "LegacyPaths", fn: testLegacyPaths, need: func(f Format) bool { return f.Legacy }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -654,4 +658,46 @@ func diffArchives(t *testing.T, a, b []byte) {
 		}
 	}
 	t.Errorf("archives differ (%d and %d bytes)", len(a), len(b))
+}
+
+// reorder returns the archive b with its entries in reverse order and
+// named under "./".
+func reorder(t *testing.T, b []byte) []byte {
+	t.Helper()
+	type entry struct {
+		hdr  *tar.Header
+		body []byte
+	}
+	var entries []entry
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read archive: %v", err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, entry{hdr, body})
+	}
+	slices.Reverse(entries)
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	for _, en := range entries {
+		en.hdr.Name = "./" + en.hdr.Name
+		if err := tw.WriteHeader(en.hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(en.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }

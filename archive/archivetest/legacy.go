@@ -1,8 +1,13 @@
 package archivetest
 
 import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
+	"testing"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -16,7 +21,14 @@ import (
 // each image's manifest from manifest.json, so the target digest is new,
 // but the config and layers are the same blobs, the names the RepoTags,
 // and the image is complete and survives a collection.
-func testLegacyLayout(e *env) {
+func testLegacyLayout(e *env) { legacyRoundTrip(e, withoutOCI) }
+
+// testLegacyPaths: the same in the layout of docker save before Docker
+// 1.10 to 24: each layer at <id>/layer.tar (a layer an image lists again
+// is a symbolic link to the first), the config at <hex>.json.
+func testLegacyPaths(e *env) { legacyRoundTrip(e, oldPaths) }
+
+func legacyRoundTrip(e *env, transform func(*testing.T, []byte) []byte) {
 	var ls []layer
 	for i, c := range []struct {
 		mediaType string
@@ -29,7 +41,8 @@ func testLegacyLayout(e *env) {
 		raw := tartest.Tar(tartest.File(fmt.Sprintf("f%d", i), e.t.Name()))
 		ls = append(ls, layer{desc: e.blob(c.mediaType, c.compress(raw)), diffID: digest.FromBytes(raw)})
 	}
-	a := e.image("example.com/app:1", e.manifest(host(), ls[0], ls[1], ls[2], ls[1]))
+	empty := layer{desc: e.blob(ocispec.MediaTypeImageLayer, nil), diffID: digest.FromBytes(nil)}
+	a := e.image("example.com/app:1", e.manifest(host(), ls[0], ls[1], empty, ls[2], ls[1]))
 	b := e.image("example.com/app:latest", a.Target)
 	m := e.image("example.com/multi:1", e.multiPlatform("example.com/x:1").Target)
 	srcs := []images.Image{a, b, m}
@@ -38,9 +51,7 @@ func testLegacyLayout(e *env) {
 	for _, name := range oddNames {
 		srcs = append(srcs, e.image(name, a.Target))
 	}
-	arc := rewrite(e.t, e.export(ExportOptions{}, srcs...), func(name string, body []byte) ([]byte, bool) {
-		return body, name != "index.json" && name != "oci-layout"
-	})
+	arc := transform(e.t, e.export(ExportOptions{}, srcs...))
 	dst := e.open()
 	got := e.importInto(dst, arc, ImportOptions{BaseName: "example.com/base"})
 	var names []string
@@ -92,6 +103,84 @@ func testLegacyLayout(e *env) {
 		}
 		e.check(dst, nil, w)
 	}
+}
+
+// withoutOCI drops the OCI half of a docker archive.
+func withoutOCI(t *testing.T, b []byte) []byte {
+	return rewrite(t, b, func(name string, body []byte) ([]byte, bool) {
+		return body, name != "index.json" && name != "oci-layout"
+	})
+}
+
+// oldPaths rewrites a docker archive into the layout before Docker 25:
+// no OCI half, no blobs/ directory; a config at <hex>.json and each layer
+// at <n>/layer.tar, a layer listed again a symbolic link to where it is
+// first.
+func oldPaths(t *testing.T, b []byte) []byte {
+	t.Helper()
+	files := map[string][]byte{}
+	rewrite(t, b, func(name string, body []byte) ([]byte, bool) {
+		files[name] = body
+		return body, true
+	})
+	var items []map[string]any
+	if err := json.Unmarshal(files["manifest.json"], &items); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		out   bytes.Buffer
+		tw    = tar.NewWriter(&out)
+		where = map[string]string{} // blob path → its new path
+		n     = 0
+	)
+	write := func(hdr *tar.Header, body []byte) {
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, it := range items {
+		cfg := it["Config"].(string)
+		if _, ok := where[cfg]; !ok {
+			where[cfg] = strings.TrimPrefix(cfg, "blobs/sha256/") + ".json"
+			write(&tar.Header{Name: where[cfg], Mode: 0o644, Size: int64(len(files[cfg])), Typeflag: tar.TypeReg}, files[cfg])
+		}
+		it["Config"] = where[cfg]
+		var layers []any
+		seen := map[string]bool{}
+		for _, l := range it["Layers"].([]any) {
+			p := l.(string)
+			n++
+			dir := fmt.Sprintf("%064x", n)
+			write(&tar.Header{Name: dir + "/", Mode: 0o755, Typeflag: tar.TypeDir}, nil)
+			if first, ok := where[p]; ok {
+				// As docker wrote a layer it had written already.
+				write(&tar.Header{Name: dir + "/layer.tar", Linkname: "../" + first, Mode: 0o644, Typeflag: tar.TypeSymlink}, nil)
+				if seen[p] {
+					layers = append(layers, dir+"/layer.tar")
+					continue
+				}
+			} else {
+				where[p] = dir + "/layer.tar"
+				write(&tar.Header{Name: where[p], Mode: 0o644, Size: int64(len(files[p])), Typeflag: tar.TypeReg}, files[p])
+			}
+			seen[p] = true
+			layers = append(layers, dir+"/layer.tar")
+		}
+		it["Layers"] = layers
+	}
+	mj, err := json.Marshal(items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: int64(len(mj)), Typeflag: tar.TypeReg}, mj)
+	write(&tar.Header{Name: "repositories", Mode: 0o644, Size: int64(len(files["repositories"])), Typeflag: tar.TypeReg}, files["repositories"])
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
 
 // oddNames are names whose familiar forms differ from them, or that look

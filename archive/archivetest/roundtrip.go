@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/containerd/errdefs"
@@ -407,4 +409,65 @@ func testReExport(e *env) {
 		e.t.Fatalf("Export of what was imported: %v", err)
 	}
 	diffArchives(e.t, first, again.Bytes())
+}
+
+// testEntryOrder: the archive as other tools write it — entries in
+// another order (index.json and manifest.json last, blobs reversed), names
+// under "./", as `tar -C dir .` makes them — imports the same.
+func testEntryOrder(e *env) {
+	img := e.multiPlatform("example.com/multi:1")
+	a := e.image("example.com/app:1", e.manifest(host(), e.newLayer("a"), e.newLayer("b")))
+	arc := reorder(e.t, e.export(ExportOptions{}, img, a))
+	dst := e.open()
+	got := e.importInto(dst, arc, ImportOptions{})
+	e.check(dst, got, e.expect(img, false), e.expect(a, true))
+}
+
+// testCompressedArchive: a gzip or zstd compressed archive imports as the
+// plain one (docker load and ctr import take them).
+func testCompressedArchive(e *env) {
+	img := e.multiPlatform("example.com/multi:1")
+	arc := e.export(ExportOptions{}, img)
+	for _, c := range []struct {
+		name     string
+		compress func([]byte) []byte
+	}{{"gzip", tartest.Gzip}, {"zstd", tartest.Zstd}} {
+		dst := e.open()
+		imgs, err := e.f.Import(e.ctx, bytes.NewReader(c.compress(arc)), dst, ImportOptions{})
+		if err != nil {
+			e.t.Errorf("Import of a %s archive: %v", c.name, err)
+			continue
+		}
+		e.noLeaks(dst)
+		e.check(dst, imgs, e.expect(img, false))
+	}
+}
+
+// testLargeLayer: a layer of several MiB that does not compress, which
+// the formats stream in many reads rather than one, beside a zero-byte
+// layer (an uncompressed empty layer) and a tiny one.
+func testLargeLayer(e *env) {
+	rnd := rand.New(rand.NewPCG(1, uint64(len(e.t.Name()))))
+	body := make([]byte, 6<<20+123)
+	for i := range body {
+		body[i] = byte(rnd.Uint32())
+	}
+	raw := tartest.Tar(tartest.File("big", string(body)))
+	big := layer{desc: e.blob(ocispec.MediaTypeImageLayerGzip, tartest.Gzip(raw)), diffID: digest.FromBytes(raw)}
+	empty := layer{desc: e.blob(ocispec.MediaTypeImageLayer, nil), diffID: digest.FromBytes(nil)}
+	img := e.image("example.com/big:1", e.manifest(host(), e.newLayer("small"), empty, big))
+	dst := e.open()
+	e.check(dst, e.importInto(dst, e.export(ExportOptions{}, img), ImportOptions{}), e.expect(img, true))
+	ra, err := dst.DB.ContentStore().ReaderAt(e.ctx, big.desc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer ra.Close()
+	d := digest.Canonical.Digester()
+	if _, err := io.Copy(d.Hash(), content.NewReader(ra)); err != nil {
+		e.t.Fatal(err)
+	}
+	if d.Digest() != big.desc.Digest {
+		e.t.Errorf("large layer imported as %s, want %s", d.Digest(), big.desc.Digest)
+	}
 }
