@@ -374,7 +374,10 @@ func (f *createFlags) create(a *app, sf *snapshotterFlag, cmd *cobra.Command, ke
 				return fmt.Errorf("parent %q of snapshot %q is %s, not committed; commit it first: %w", parent, key, info.Kind, errdefs.ErrFailedPrecondition)
 			}
 		}
-		var mounts []mount.Mount
+		var (
+			mounts []mount.Mount
+			err    error
+		)
 		if kind == snapshots.KindView {
 			mounts, err = sn.View(ctx, key, parent, opt)
 		} else {
