@@ -88,6 +88,7 @@ func Run(t *testing.T, f Format) {
 		{name: "IndexAllPlatforms", fn: testIndexAll, need: func(f Format) bool { return f.AllPlatforms }},
 		{name: "SeveralNames", fn: testSeveralNames},
 		{name: "SharedLayers", fn: testSharedLayers},
+		{name: "DuplicateName", fn: testDuplicateName},
 		{name: "NamedByDigestOnly", fn: testDigestName},
 		{name: "Nameless", fn: testNameless},
 		{name: "ImportTwice", fn: testImportTwice},

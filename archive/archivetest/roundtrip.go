@@ -471,3 +471,18 @@ func testLargeLayer(e *env) {
 		e.t.Errorf("large layer imported as %s, want %s", d.Digest(), big.desc.Digest)
 	}
 }
+
+// testDuplicateName: an archive that gives one name to two images: the
+// later one has it, as with containerd, and the earlier one's blobs go
+// with the next collection.
+func testDuplicateName(e *env) {
+	first := e.image("example.com/app:1", e.manifest(host(), e.newLayer("first")))
+	later := e.image("example.com/app:2", e.manifest(host(), e.newLayer("later")))
+	later.Name = first.Name // as an archive from two stores could name them
+	dst := e.open()
+	got := e.importInto(dst, e.export(ExportOptions{}, first, later), ImportOptions{})
+	e.check(dst, got, e.expect(later, true))
+	if _, err := dst.DB.ContentStore().Info(e.ctx, first.Target.Digest); !errors.Is(err, errdefs.ErrNotFound) {
+		e.t.Errorf("the earlier image's manifest %s after a collection: %v, want not found", first.Target.Digest, err)
+	}
+}
