@@ -124,7 +124,7 @@ func TestEnv(t *testing.T) {
 	}
 
 	spec = generate(t, Options{ID: "abcdef0123456789"})
-	want = []string{"PATH=" + DefaultPath, "HOSTNAME=abcdef012345", "HOME=/"}
+	want = []string{"PATH=" + DefaultPath, "HOSTNAME=abcdef012345", "HOME=/root"}
 	if !slices.Equal(spec.Process.Env, want) {
 		t.Errorf("default Env = %q, want %q", spec.Process.Env, want)
 	}
@@ -155,7 +155,7 @@ func TestUser(t *testing.T) {
 		want     specs.User
 		home     string
 	}{
-		{user: "", want: specs.User{}, home: "/"},
+		{user: "", want: specs.User{}, home: "/root"},
 		{user: "root", want: specs.User{}, home: "/root"},
 		{user: "app", want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{50, 29}}, home: "/home/app"},
 		{user: "1000", want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{50, 29}}, home: "/home/app"},
@@ -361,7 +361,9 @@ func TestSecurityDefaults(t *testing.T) {
 	if d := spec.Linux.Resources.Devices; len(d) != 1 || !d[0].Allow {
 		t.Errorf("privileged device rules %+v, want allow all", d)
 	}
-	if !slices.ContainsFunc(spec.Linux.Devices, func(d specs.LinuxDevice) bool { return d.Path == "/dev/null" && d.Type == "c" && d.Major == 1 && d.Minor == 3 }) {
+	if !slices.ContainsFunc(spec.Linux.Devices, func(d specs.LinuxDevice) bool {
+		return d.Path == "/dev/null" && d.Type == "c" && d.Major == 1 && d.Minor == 3
+	}) {
 		t.Errorf("privileged devices %+v lack the host's /dev/null", spec.Linux.Devices)
 	}
 }

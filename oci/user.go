@@ -52,11 +52,12 @@ func resolveUser(ctx context.Context, rootfs, user string, groupAdd []string) (s
 	u := specs.User{}
 	home := "/"
 	name := ""
+	if userPart == "" {
+		userPart = "0"
+	}
 	switch id, numeric, err := parseID(userPart); {
 	case err != nil:
 		return specs.User{}, "", fmt.Errorf("user %q: %w", user, err)
-	case userPart == "":
-		// root
 	case numeric:
 		u.UID = id
 		entries, err := files.passwd(ctx)
