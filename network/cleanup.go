@@ -187,7 +187,7 @@ type sharedChain struct {
 var sharedChains = []sharedChain{
 	{"nat", "CNI-HOSTPORT-DNAT", nil},
 	{"nat", "CNI-HOSTPORT-SETMARK", []string{`-m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000`}},
-	{"nat", "CNI-HOSTPORT-MASQ", []string{`-m comment --comment "CNI portfwd requiring masquerade" -m mark --mark 0x2000/0x2000 -j MASQUERADE`}},
+	{"nat", "CNI-HOSTPORT-MASQ", []string{`-m mark --mark 0x2000/0x2000 -j MASQUERADE`}},
 	{"filter", "CNI-ADMIN", nil},
 	{"filter", "CNI-FORWARD", []string{`-m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN`}},
 }
