@@ -17,7 +17,7 @@ const probe = `
 echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
 grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t ' ' '
 if touch /probe 2>/dev/null; then echo rootfs=rw; else echo rootfs=ro; fi
-if echo strata > /proc/sys/kernel/hostname 2>/dev/null; then echo procsys=rw; else echo procsys=ro; fi
+if echo strata 2>/dev/null >/proc/sys/kernel/hostname; then echo procsys=rw; else echo procsys=ro; fi
 echo "timer_list=$(wc -c < /proc/timer_list)"
 echo "hostname=$(hostname)"
 echo "home=$HOME"
@@ -25,6 +25,7 @@ if [ -f /sys/fs/cgroup/pids.max ]; then
   echo "pids=$(cat /sys/fs/cgroup/pids.max) memory=$(cat /sys/fs/cgroup/memory.max)"
 else
   echo "pids=$(cat /sys/fs/cgroup/pids/pids.max) memory=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+  test -f /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes && echo "memory+swap=$(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes)"
 fi
 `
 
@@ -49,6 +50,7 @@ func TestRunc(t *testing.T) {
 		name string
 		opts Options
 		want []string
+		swap string // on cgroup v1 with swap accounting
 	}{
 		{
 			name: "restricted",
@@ -58,6 +60,7 @@ func TestRunc(t *testing.T) {
 				"NoNewPrivs: 1", "Seccomp: 2", "rootfs=ro", "procsys=ro", "timer_list=0", "hostname=restricted",
 				"home=/home/app", fmt.Sprintf("pids=20 memory=%d", 64<<20),
 			},
+			swap: fmt.Sprintf("memory+swap=%d", 128<<20),
 		},
 		{
 			name: "defaults",
@@ -84,6 +87,9 @@ func TestRunc(t *testing.T) {
 				t.Fatalf("runc run exited %d; output:\n%s", status, out)
 			}
 			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if tt.swap != "" && swapAccounted() && !cgroup2() {
+				tt.want = append(tt.want, tt.swap)
+			}
 			for _, w := range tt.want {
 				if !slices.ContainsFunc(lines, func(l string) bool { return l == w || strings.HasPrefix(l, w+" ") }) {
 					t.Errorf("inside the container: no line %q in\n%s", w, out)

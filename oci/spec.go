@@ -68,6 +68,10 @@ type Options struct {
 
 	// Memory is --memory in bytes; 0 means no limit.
 	Memory int64
+	// MemorySwap is --memory-swap, memory plus swap in bytes: 0 means twice
+	// Memory (docker's default) where the kernel accounts swap, -1 no
+	// swap limit.
+	MemorySwap int64
 	// CPUs is --cpus; 0 means no limit.
 	CPUs float64
 	// PidsLimit is --pids-limit; 0 or less means no limit.

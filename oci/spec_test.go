@@ -449,6 +449,17 @@ func TestResources(t *testing.T) {
 	if r.Memory == nil || *r.Memory.Limit != 64<<20 {
 		t.Errorf("memory = %+v, want 64 MiB", r.Memory)
 	}
+	if swapAccounted() && (r.Memory.Swap == nil || *r.Memory.Swap != 128<<20) {
+		t.Errorf("memory+swap = %v, want twice the memory (docker's default)", r.Memory.Swap)
+	}
+	swapSpec := generate(t, Options{Memory: 64 << 20, MemorySwap: 96 << 20})
+	if s := swapSpec.Linux.Resources.Memory.Swap; s == nil || *s != 96<<20 {
+		t.Errorf("--memory-swap 96m: swap %v", s)
+	}
+	swapSpec = generate(t, Options{Memory: 64 << 20, MemorySwap: -1})
+	if s := swapSpec.Linux.Resources.Memory.Swap; s != nil {
+		t.Errorf("--memory-swap -1: swap %v, want none", *s)
+	}
 	if r.CPU == nil || *r.CPU.Period != 100000 || *r.CPU.Quota != 50000 {
 		t.Errorf("cpu = %+v, want 50000/100000", r.CPU)
 	}
@@ -465,7 +476,7 @@ func TestResources(t *testing.T) {
 	if r := spec.Linux.Resources; r.Memory != nil || r.CPU != nil || r.Pids != nil || spec.Linux.CgroupsPath != "/strata/web" || spec.Root.Readonly {
 		t.Errorf("defaults: resources %+v, cgroups path %q, read-only %v", r, spec.Linux.CgroupsPath, spec.Root.Readonly)
 	}
-	for _, opts := range []Options{{Memory: 1 << 20}, {Memory: -1}, {CPUs: 1e6}, {CPUs: -1}} {
+	for _, opts := range []Options{{Memory: 1 << 20}, {Memory: -1}, {CPUs: 1e6}, {CPUs: -1}, {MemorySwap: 64 << 20}, {Memory: 64 << 20, MemorySwap: 32 << 20}} {
 		opts.ID, opts.Rootfs, opts.Args = "c1", t.TempDir(), []string{"true"}
 		if _, err := Generate(context.Background(), opts); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("Generate(memory %d, cpus %g) = %v, want InvalidArgument", opts.Memory, opts.CPUs, err)
