@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -219,7 +220,7 @@ func removeSharedChains() error {
 				continue
 			}
 			rest, _ := strings.CutPrefix(r, "-A "+c.chain+" ")
-			if !containsString(c.fixed, rest) {
+			if !slices.Contains(c.fixed, rest) {
 				inUse = true
 				break
 			}
@@ -266,32 +267,20 @@ func deleteJumpsTo(ipt *iptables.IPTables, table, chain string) error {
 }
 
 // unquoteFields joins the words of a quoted comment back into one
-// argument, as `iptables -S` prints them.
+// argument, as `iptables -S` prints them ("CNI portfwd masquerade mark").
 func unquoteFields(f []string) []string {
 	var out []string
 	for i := 0; i < len(f); i++ {
-		if strings.HasPrefix(f[i], `"`) {
-			j := i
-			for j < len(f) && !strings.HasSuffix(f[j], `"`) || j == i && len(f[j]) == 1 {
-				j++
-			}
-			if j >= len(f) {
-				j = len(f) - 1
-			}
-			out = append(out, strings.Trim(strings.Join(f[i:j+1], " "), `"`))
-			i = j
+		if !strings.HasPrefix(f[i], `"`) {
+			out = append(out, f[i])
 			continue
 		}
-		out = append(out, f[i])
+		j := i
+		for j < len(f)-1 && (j == i && f[j] == `"` || !strings.HasSuffix(f[j], `"`)) {
+			j++
+		}
+		out = append(out, strings.Trim(strings.Join(f[i:j+1], " "), `"`))
+		i = j
 	}
 	return out
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

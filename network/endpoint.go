@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	gocni "github.com/containerd/go-cni"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Request is what a container asks of the network at start.
@@ -372,4 +373,19 @@ func (m *Manager) endpoints(ctx context.Context) ([]*Endpoint, error) {
 		out = append(out, ep)
 	}
 	return out, nil
+}
+
+// Mounts are the bind mounts of the endpoint's hosts, resolv.conf and
+// hostname files on /etc in the container, for the runtime spec (read-only
+// with a read-only root, as docker).
+func (ep *Endpoint) Mounts(readOnly bool) []specs.Mount {
+	opts := []string{"rbind", "rprivate"}
+	if readOnly {
+		opts = append(opts, "ro")
+	}
+	return []specs.Mount{
+		{Destination: "/etc/hosts", Type: "bind", Source: ep.HostsPath, Options: opts},
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: ep.ResolvConfPath, Options: opts},
+		{Destination: "/etc/hostname", Type: "bind", Source: ep.HostnamePath, Options: opts},
+	}
 }
