@@ -41,9 +41,17 @@
 // Cleanup finds: it runs the CNI DEL (which releases the address, the
 // masquerade and port rules; after a reboot the veth is gone with its
 // namespace), unmounts and removes the namespace, and drops files left by
-// no record. A bridge is deleted when its last container leaves it, and
-// the CNI plugins' shared iptables chains when they are empty, so nothing
-// is left on the host when no container runs.
+// no record. Cleanup also deletes the bridges of networks without
+// containers and the CNI plugins' shared iptables chains once they are
+// empty (the plugins never delete either), so nothing is left on the host
+// when no container runs; Teardown leaves them for the next container, as
+// docker keeps docker0.
+//
+// Published ports on 127.0.0.1: portmap v1.1.1 DNATs locally generated
+// traffic in the nat OUTPUT chain, sets route_localnet on the bridge (not
+// on all interfaces) and masquerades 127.0.0.0/8 sources, so connecting
+// to 127.0.0.1:HOSTPORT from the host works with no sysctl of ours. The
+// bridge plugin sets net.ipv4.ip_forward=1 (isGateway) and leaves it.
 //
 // The containers on one user-defined network find each other by name
 // through /etc/hosts, rewritten in place (the bind mounts keep the inode)

@@ -253,7 +253,9 @@ func (m *Manager) cni(conf []byte) (gocni.CNI, error) {
 
 // Teardown releases what Setup made for a container: its interface,
 // address and port rules, namespace and files, and its name in the hosts
-// files of its network's other containers. A container without an endpoint
+// files of its network's other containers. The network's bridge and the
+// plugins' shared chains stay for the next container (making them again
+// costs a second); Cleanup removes them when nothing uses them. A container without an endpoint
 // is no error (stop, exit and rm may each call it). If a step fails the
 // record stays, for the next Teardown or Cleanup to finish.
 func (m *Manager) Teardown(ctx context.Context, id string) error {
@@ -305,7 +307,7 @@ func (m *Manager) teardown(ctx context.Context, ep *Endpoint) error {
 	if err := m.updatePeers(ctx, ep.Network); err != nil {
 		return fmt.Errorf("network: tear down container %s: %w", id, err)
 	}
-	return m.releaseShared(ctx)
+	return nil
 }
 
 func (m *Manager) writeEndpoint(ep *Endpoint) error {

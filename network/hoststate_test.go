@@ -28,7 +28,7 @@ type hostState struct {
 
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
-func captureHostState(t *testing.T) hostState {
+func captureHostState(t testing.TB) hostState {
 	t.Helper()
 	var s hostState
 	ifaces, err := net.Interfaces()
@@ -91,7 +91,7 @@ func diffLists(what string, before, after []string) []string {
 // checkHostClean fails the test at its end if it left (or removed) a link,
 // an iptables rule or chain, a namespace mount or a CNI cache entry. It
 // runs after every cleanup registered later.
-func checkHostClean(t *testing.T) {
+func checkHostClean(t testing.TB) {
 	t.Helper()
 	before := captureHostState(t)
 	t.Cleanup(func() {
@@ -113,7 +113,7 @@ var testNets atomic.Int32
 // default bridge and subnets (10.250-253.x, which the host does not use),
 // and tears everything down when the test ends: every endpoint, every
 // network, then checks the IPAM directory is empty and the host unchanged.
-func newTestManager(t *testing.T) *Manager {
+func newTestManager(t testing.TB) *Manager {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces, bridges and iptables need root")
