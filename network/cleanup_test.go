@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 )
 
 const childEnv = "STRATA_NETWORK_TEST_CHILD"
@@ -164,6 +167,19 @@ func TestNoneAndHost(t *testing.T) {
 	}
 	if _, err := m.Setup(ctx, "c-host2", Request{Network: Host, Ports: []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp"}}}); err == nil {
 		t.Error("ports on the host network were accepted")
+	}
+	for _, req := range []Request{
+		{Network: None, Name: "evil\n1.2.3.4 bank"},
+		{Network: None, Hostname: "two words"},
+		{Network: None, Hostname: "-dash"},
+		{Network: None, DNSSearch: []string{"a b"}},
+	} {
+		if _, err := m.Setup(ctx, "c-bad", req); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Setup(%+v) = %v, want InvalidArgument", req, err)
+		}
+	}
+	if _, err := m.Setup(ctx, "../escape", Request{Network: None}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("Setup(../escape) = %v, want InvalidArgument", err)
 	}
 	for _, id := range []string{"c-none", "c-host"} {
 		if err := m.Teardown(ctx, id); err != nil {

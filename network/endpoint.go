@@ -58,7 +58,10 @@ type Endpoint struct {
 	Conf json.RawMessage `json:"conf,omitempty"`
 }
 
-var idRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+var (
+	idRE       = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$`)
+)
 
 func (m *Manager) endpointPath(id string) string {
 	return filepath.Join(m.root, "endpoints", id+".json")
@@ -84,6 +87,12 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 	if req.Network == Host && len(req.Ports) > 0 {
 		return nil, fmt.Errorf("network: container %s: ports cannot be published on the host network (they are the host's already): %w", id, errdefs.ErrInvalidArgument)
 	}
+	if req.Name != "" && !nameRE.MatchString(req.Name) {
+		return nil, fmt.Errorf("network: container %s: name %q: want letters, digits, '_', '.', '-': %w", id, req.Name, errdefs.ErrInvalidArgument)
+	}
+	if !hostnameRE.MatchString(req.Hostname) || len(req.Hostname) > 64 {
+		return nil, fmt.Errorf("network: container %s: hostname %q: want letters, digits, '-' and '.' (64 at most): %w", id, req.Hostname, errdefs.ErrInvalidArgument)
+	}
 	for _, d := range req.DNSSearch {
 		if d == "" || strings.ContainsAny(d, " \t\n") {
 			return nil, fmt.Errorf("network: container %s: DNS search domain %q: %w", id, d, errdefs.ErrInvalidArgument)
@@ -95,13 +104,13 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 	}
 	defer unlock()
 
-	var net *Network
+	var nw *Network
 	if req.Network != Host && req.Network != None {
 		n, err := m.get(req.Network)
 		if err != nil {
 			return nil, fmt.Errorf("network: container %s: %w", id, err)
 		}
-		net = &n
+		nw = &n
 	}
 	if _, err := os.Stat(m.endpointPath(id)); err == nil {
 		return nil, fmt.Errorf("network: container %s has a network endpoint already: %w", id, errdefs.ErrAlreadyExists)
@@ -124,8 +133,8 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 	if req.Network != Host {
 		ep.NetNS = filepath.Join(m.state, "netns", id)
 	}
-	if net != nil {
-		if ep.Conf, err = net.marshal(m.ipamDir()); err != nil {
+	if nw != nil {
+		if ep.Conf, err = nw.marshal(m.ipamDir()); err != nil {
 			return nil, fmt.Errorf("network: container %s: %w", id, err)
 		}
 	}
@@ -135,7 +144,8 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 	}
 	defer func() {
 		if retErr != nil {
-			if err := m.teardown(ctx, ep); err != nil {
+			// Undo even when ctx was cancelled (Ctrl-C during the CNI ADD).
+			if err := m.teardown(context.WithoutCancel(ctx), ep); err != nil {
 				m.opts.logger.Warn("network: undo a failed setup", "container", id, "error", err)
 			}
 		}
@@ -155,7 +165,7 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 		if err != nil {
 			return nil, fmt.Errorf("network: container %s: attach to %s: %w", id, req.Network, err)
 		}
-		if iface, ok := res.Interfaces["eth0"]; ok && net != nil {
+		if iface, ok := res.Interfaces["eth0"]; ok && nw != nil {
 			ep.MAC = iface.Mac
 			for _, c := range iface.IPConfigs {
 				if a, ok := netip.AddrFromSlice(c.IP); ok && a.Unmap().Is4() {
@@ -167,7 +177,7 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 				}
 			}
 		}
-		if net != nil && !ep.IP.IsValid() {
+		if nw != nil && !ep.IP.IsValid() {
 			return nil, fmt.Errorf("network: container %s: CNI gave eth0 no IPv4 address on %s: %w", id, req.Network, errdefs.ErrUnknown)
 		}
 	}
