@@ -45,8 +45,10 @@ var capabilityNames = []string{
 	"CAP_CHECKPOINT_RESTORE",
 }
 
-// AllCapabilities returns the capabilities both this package and the running
-// kernel know (/proc/sys/kernel/cap_last_cap), what ALL and --privileged mean.
+// AllCapabilities returns the capabilities this process can give a
+// container, what ALL and --privileged mean: those the kernel knows
+// (/proc/sys/kernel/cap_last_cap) and that are in this process's bounding
+// set (a sandboxed host may lack some; runc fails to apply one it lacks).
 func AllCapabilities() []string {
 	last := len(capabilityNames) - 1
 	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
@@ -54,7 +56,23 @@ func AllCapabilities() []string {
 			last = n
 		}
 	}
-	return slices.Clone(capabilityNames[:last+1])
+	bounding := ^uint64(0)
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+				if n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil {
+					bounding = n
+				}
+			}
+		}
+	}
+	var out []string
+	for i, c := range capabilityNames[:last+1] {
+		if bounding&(1<<i) != 0 {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // NormalizeCapability returns a capability name in the spec's form
@@ -114,12 +132,7 @@ func capabilities(privileged bool, add, drop []string) ([]string, error) {
 			}
 		}
 	case slices.Contains(drop, "ALL"):
-		caps = []string{}
-		for _, c := range add {
-			if slices.Contains(all, c) {
-				caps = append(caps, c)
-			}
-		}
+		caps = append([]string{}, add...)
 	default:
 		for _, c := range base {
 			if !slices.Contains(drop, c) {
@@ -127,9 +140,14 @@ func capabilities(privileged bool, add, drop []string) ([]string, error) {
 			}
 		}
 		for _, c := range add {
-			if !slices.Contains(caps, c) && slices.Contains(all, c) {
+			if !slices.Contains(caps, c) {
 				caps = append(caps, c)
 			}
+		}
+	}
+	for _, c := range caps {
+		if !slices.Contains(all, c) {
+			return nil, fmt.Errorf("oci: capability %s: this host cannot give it (not in the kernel or in this process's bounding set): %w", c, errdefs.ErrFailedPrecondition)
 		}
 	}
 	return caps, nil

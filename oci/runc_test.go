@@ -71,6 +71,14 @@ func TestRunc(t *testing.T) {
 				"NoNewPrivs: 1", "Seccomp: 2", "rootfs=rw", "procsys=ro", "timer_list=0", "home=/root", "pids=" + unlimitedPids,
 			},
 		},
+		{
+			name: "privileged",
+			opts: Options{Privileged: true},
+			want: []string{
+				"uid=0 gid=0 groups=0", "CapEff: " + capMask(AllCapabilities()), "NoNewPrivs: 0", "Seccomp: 0",
+				"procsys=rw", "pids=" + unlimitedPids,
+			},
+		},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +102,9 @@ func TestRunc(t *testing.T) {
 				if !slices.ContainsFunc(lines, func(l string) bool { return l == w || strings.HasPrefix(l, w+" ") }) {
 					t.Errorf("inside the container: no line %q in\n%s", w, out)
 				}
+			}
+			if tt.opts.Privileged && slices.Contains(lines, "timer_list=0") {
+				t.Errorf("privileged: /proc/timer_list is still masked")
 			}
 		})
 	}

@@ -312,6 +312,24 @@ func TestCapabilities(t *testing.T) {
 	}
 }
 
+// TestUnavailableCapability: a capability the kernel knows but this
+// process cannot give (this machine's sandbox lacks CAP_SYS_RESOURCE) is
+// refused by name rather than left to runc's "operation not permitted".
+func TestUnavailableCapability(t *testing.T) {
+	all := AllCapabilities()
+	for _, c := range capabilityNames {
+		if slices.Contains(all, c) {
+			continue
+		}
+		_, err := Generate(context.Background(), Options{ID: "c1", Rootfs: t.TempDir(), Args: []string{"true"}, CapAdd: []string{c}})
+		if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), c) {
+			t.Errorf("cap-add %s (unavailable here): %v, want FailedPrecondition naming it", c, err)
+		}
+		return
+	}
+	t.Logf("every capability is available to this process: nothing to refuse")
+}
+
 func TestSecurityDefaults(t *testing.T) {
 	spec := generate(t, Options{})
 	if !spec.Process.NoNewPrivileges {
