@@ -250,3 +250,61 @@ func TestPublishedPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConcurrentSetup: two managers on the same directories (the CLI and
+// the daemon) set up containers at once; the file lock keeps addresses
+// distinct and every hosts file names every other container.
+func TestConcurrentSetup(t *testing.T) {
+	m := newTestManager(t)
+	ctx := context.Background()
+	if _, err := m.Create(ctx, CreateRequest{Name: "shared"}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(m.root, m.state, WithDefaultNetwork(m.opts.defaultBridge, m.opts.defaultSubnet), WithResolvConf(m.opts.resolvConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	eps := make([]*Endpoint, n)
+	errs := make(chan error, n)
+	for i := range n {
+		mgr := m
+		if i%2 == 1 {
+			mgr = other
+		}
+		go func() {
+			ep, err := mgr.Setup(ctx, fmt.Sprintf("c-%d", i), Request{Network: "shared", Name: fmt.Sprintf("name-%d", i)})
+			eps[i] = ep
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	seen := map[netip.Addr]bool{}
+	for i, ep := range eps {
+		if seen[ep.IP] {
+			t.Errorf("address %s given twice", ep.IP)
+		}
+		seen[ep.IP] = true
+		hosts, err := os.ReadFile(ep.HostsPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, peer := range eps {
+			if j != i && !strings.Contains(string(hosts), fmt.Sprintf("%s\tname-%d c-%d\n", peer.IP, j, j)) {
+				t.Errorf("c-%d's hosts lacks c-%d (%s):\n%s", i, j, peer.IP, hosts)
+			}
+		}
+	}
+	for i := range n {
+		if err := other.Teardown(ctx, fmt.Sprintf("c-%d", i)); err != nil {
+			t.Error(err)
+		}
+	}
+}
