@@ -14,6 +14,11 @@ have skopeo || need+=(skopeo)                   # an independent reader/writer o
 have ctr || need+=(containerd)                  # its ctr client drives stratad; its daemon stays stopped
 have curl || need+=(curl)                       # make demo pushes its image with curl
 have python3 || need+=(python3)                 # make demo picks a free port
+[ -x /bin/busybox ] || need+=(busybox-static)   # the oci tests' container rootfs (static: no libc to copy)
+have runc || need+=(runc)                       # the oci tests run their bundles with the real runc
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins) # CNI plugins the network tests use
+have iptables || need+=(iptables)               # portmap, firewall and ipMasq rules
+have nsenter || need+=(util-linux)              # tests run commands in a container's network namespace
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

@@ -1,0 +1,192 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+const childEnv = "STRATA_NETWORK_TEST_CHILD"
+
+// TestCrashChild is the process TestCleanupAfterCrash starts: it sets up a
+// container's network and exits without tearing it down, as a daemon that
+// dies does. Run on its own it has nothing to do.
+func TestCrashChild(t *testing.T) {
+	args := os.Getenv(childEnv)
+	if args == "" {
+		t.Skip("helper process of TestCleanupAfterCrash, which runs it with " + childEnv + " set")
+	}
+	f := strings.Split(args, "|") // root|state|bridge|subnet|id|hostPort
+	m, err := New(f[0], f[1], WithDefaultNetwork(f[2], netip.MustParsePrefix(f[3])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := ParsePort(f[5] + ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Setup(context.Background(), f[4], Request{Ports: []PortMapping{port}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCleanupAfterCrash: a new manager on the same directories tears down
+// what a dead process left — a container fully set up (veth, address, port
+// rules, namespace), one whose setup died right after its record, a
+// namespace without a record and an address lease without a container —
+// and leaves the live container alone.
+func TestCleanupAfterCrash(t *testing.T) {
+	m := newTestManager(t)
+	ctx := context.Background()
+	live, err := m.Setup(ctx, "c-live", Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	port, err := freePort("tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join([]string{
+		m.root, m.state, m.opts.defaultBridge, m.opts.defaultSubnet.String(), "c-dead", fmt.Sprint(port)}, "|"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	dead, err := m.Endpoint(ctx, "c-dead")
+	if err != nil {
+		t.Fatalf("the child left no endpoint: %v", err)
+	}
+	if !isNetNS(dead.NetNS) || !dead.Ready {
+		t.Fatalf("the child's endpoint %+v: want a ready one with its namespace", dead)
+	}
+	rules, _ := exec.Command("iptables-save", "-t", "nat").Output()
+	if !strings.Contains(string(rules), fmt.Sprintf("--dport %d", port)) {
+		t.Fatalf("no DNAT rule for the child's port %d:\n%s", port, rules)
+	}
+
+	// A setup that died right after writing its record.
+	half := &Endpoint{ContainerID: "c-half", Network: Default, NetNS: filepath.Join(m.state, "netns", "c-half"), Hostname: "c-half"}
+	if half.Conf, err = m.defaultNet.marshal(m.ipamDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.writeEndpoint(half); err != nil {
+		t.Fatal(err)
+	}
+	// A namespace and files without a record, and a lease of no container.
+	stray := filepath.Join(m.state, "netns", "c-stray")
+	if err := newNetNS(stray); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(m.state, "containers", "c-stray"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ghost := filepath.Join(m.ipamDir(), Default, "10.250.99.99")
+	if err := os.WriteFile(ghost, []byte("c-ghost\r\neth0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	liveLease := filepath.Join(m.ipamDir(), Default, live.IP.String())
+	if _, err := os.Stat(liveLease); err != nil {
+		t.Fatalf("the live container's lease: %v", err)
+	}
+
+	restarted, err := New(m.root, m.state, WithDefaultNetwork(m.opts.defaultBridge, m.opts.defaultSubnet), WithResolvConf(m.opts.resolvConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := restarted.Cleanup(ctx, func(id string) bool { return id == "c-live" })
+	if err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	slices.Sort(removed)
+	if strings.Join(removed, ",") != "c-dead,c-half" {
+		t.Errorf("Cleanup removed %q, want c-dead and c-half", removed)
+	}
+	for _, p := range []string{dead.NetNS, stray, filepath.Join(m.state, "containers", "c-stray"), filepath.Join(m.state, "containers", "c-dead"), ghost} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after Cleanup: %v, want removed", p, err)
+		}
+	}
+	rules, _ = exec.Command("iptables-save", "-t", "nat").Output()
+	if strings.Contains(string(rules), fmt.Sprintf("--dport %d", port)) {
+		t.Errorf("the dead container's DNAT rule for %d is left:\n%s", port, rules)
+	}
+	if _, err := os.Stat(liveLease); err != nil {
+		t.Errorf("the live container's lease after Cleanup: %v", err)
+	}
+	if out, err := inNetNS(live, "busybox", "ping", "-c", "1", live.Gateway.String()); err != nil {
+		t.Errorf("the live container cannot reach its gateway after Cleanup: %v\n%s", err, out)
+	}
+	if err := restarted.Teardown(ctx, "c-live"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoneAndHost: --network none is a namespace with a loopback interface
+// only; --network host has no namespace and the host's hosts and resolver.
+func TestNoneAndHost(t *testing.T) {
+	m := newTestManager(t)
+	ctx := context.Background()
+	none, err := m.Setup(ctx, "c-none", Request{Network: None, Hostname: "quiet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nsenter", "--net="+none.NetNS, "ip", "-o", "link").CombinedOutput()
+	if err != nil || strings.Count(string(out), "\n") != 1 || !strings.Contains(string(out), "lo: <LOOPBACK,UP,LOWER_UP>") {
+		t.Errorf("links in the none namespace: %v\n%s", err, out)
+	}
+	if none.IP.IsValid() {
+		t.Errorf("none has address %s", none.IP)
+	}
+	if h, _ := os.ReadFile(none.HostsPath); !strings.Contains(string(h), "127.0.1.1\tquiet\n") {
+		t.Errorf("none's hosts:\n%s", h)
+	}
+
+	host, err := m.Setup(ctx, "c-host", Request{Network: Host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.NetNS != "" {
+		t.Errorf("host network endpoint has a namespace %s", host.NetNS)
+	}
+	want, _ := os.ReadFile("/etc/hosts")
+	if h, _ := os.ReadFile(host.HostsPath); string(h) != string(want) {
+		t.Errorf("host's hosts file:\n%s\nwant the host's:\n%s", h, want)
+	}
+	if r, _ := os.ReadFile(host.ResolvConfPath); !strings.Contains(string(r), "nameserver 127.0.0.53\n") {
+		t.Errorf("host network resolv.conf drops the loopback nameserver:\n%s", r)
+	}
+	if _, err := m.Setup(ctx, "c-host2", Request{Network: Host, Ports: []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp"}}}); err == nil {
+		t.Error("ports on the host network were accepted")
+	}
+	for _, req := range []Request{
+		{Network: None, Name: "evil\n1.2.3.4 bank"},
+		{Network: None, Hostname: "two words"},
+		{Network: None, Hostname: "-dash"},
+		{Network: None, DNSSearch: []string{"a b"}},
+	} {
+		if _, err := m.Setup(ctx, "c-bad", req); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Setup(%+v) = %v, want InvalidArgument", req, err)
+		}
+	}
+	if _, err := m.Setup(ctx, "../escape", Request{Network: None}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("Setup(../escape) = %v, want InvalidArgument", err)
+	}
+	for _, id := range []string{"c-none", "c-host"} {
+		if err := m.Teardown(ctx, id); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(none.NetNS); !os.IsNotExist(err) {
+		t.Errorf("none's namespace after Teardown: %v", err)
+	}
+}
