@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"time"
 
@@ -24,12 +23,12 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/snapshots"
 )
 
 // Options configure one pull.
@@ -61,18 +60,31 @@ type Options struct {
 	Resolver *docker.Resolver
 }
 
+// Store is what a pull works on: *wiring.Store in this process, or
+// client.Store over the daemon's socket.
+type Store interface {
+	Content() content.Store
+	Images() images.Store
+	// Leases must hold what exists in one step (leases.Holder): a pull
+	// keeps what it finds present until its image is recorded.
+	Leases() leases.Holder
+	// ResolveSnapshotter returns the snapshotter name ("" for the
+	// default) and the name it resolved to.
+	ResolveSnapshotter(name string) (string, snapshots.Snapshotter, error)
+}
+
 // Puller pulls into one store. Share one per process: it makes concurrent
 // pulls of the same blobs and layers wait for one another instead of
 // transferring or unpacking twice.
 type Puller struct {
-	store    *wiring.Store
+	store    Store
 	resolver *docker.Resolver
 	blobs    flights
 	layers   flights
 }
 
 // New returns a Puller for st, fetching through r.
-func New(st *wiring.Store, r *docker.Resolver) *Puller {
+func New(st Store, r *docker.Resolver) *Puller {
 	return &Puller{store: st, resolver: r}
 }
 
@@ -122,7 +134,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 		o.Platforms = []ocispec.Platform{images.DefaultPlatform()}
 	}
 	pl := &pull{Puller: p, o: o, ref: ref, repo: repo, sink: o.Progress, log: o.Logger,
-		cs: p.store.DB.ContentStore(), sourceKey: lbl.DistributionSourcePrefix + ref.Domain, sourceVal: ref.Path}
+		cs: p.store.Content(), sourceKey: lbl.DistributionSourcePrefix + ref.Domain, sourceVal: ref.Path}
 	if pl.sink == nil {
 		pl.sink = nopSink{}
 	}
@@ -137,7 +149,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 	}
 	pl.sink.Update(progress.Update{ID: ref.String(), Kind: "reference", Status: progress.Done})
 
-	lm := p.store.DB.Leases()
+	lm := p.store.Leases()
 	pl.lease, err = lm.Create(ctx, leases.WithExpiration(24*time.Hour), leases.WithLabels(map[string]string{lbl.LeasePull: ref.String()}))
 	if err != nil {
 		return images.Image{}, err
@@ -156,7 +168,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 		return images.Image{}, pl.failed(ctx, err)
 	}
 	img := images.Image{Name: ref.String(), Target: root}
-	is := p.store.DB.Images()
+	is := p.store.Images()
 	created, err := is.Create(ctx, img)
 	if errors.Is(err, errdefs.ErrAlreadyExists) {
 		created, err = is.Update(ctx, img, "target")
@@ -310,14 +322,5 @@ func (pl *pull) put(ctx context.Context, desc ocispec.Descriptor, body []byte, l
 // hold are one step: errdefs.ErrNotFound means it is not there (any more),
 // and must be fetched.
 func (pl *pull) hold(ctx context.Context, d digest.Digest) error {
-	return pl.store.DB.Leases().HoldExisting(ctx, pl.lease, leases.Resource{ID: d.String(), Type: "content"})
-}
-
-// unpackWorkers bounds applies from the content store (layers present
-// already), which use CPU rather than the network.
-func unpackWorkers(o Options) int {
-	if o.UnpackParallelism > 0 {
-		return o.UnpackParallelism
-	}
-	return max(2, runtime.NumCPU())
+	return pl.store.Leases().HoldExisting(ctx, pl.lease, leases.Resource{ID: d.String(), Type: "content"})
 }
