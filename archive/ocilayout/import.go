@@ -24,7 +24,6 @@ import (
 	"github.com/strata-oci/strata/archive/internal/imagetar"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/reference"
@@ -127,7 +126,7 @@ const (
 // (errdefs.ErrDataLoss); a truncated tar; an image whose host platform
 // (with AllPlatforms, any platform) lacks blobs (errdefs.ErrNotFound:
 // "image X: linux/arm64 manifest sha256:… is not in the archive").
-func Import(ctx context.Context, r io.Reader, st *wiring.Store, o ImportOptions) ([]images.Image, error) {
+func Import(ctx context.Context, r io.Reader, st Store, o ImportOptions) ([]images.Image, error) {
 	lim, err := o.Limits.withDefaults()
 	if err != nil {
 		return nil, err
@@ -142,7 +141,7 @@ func Import(ctx context.Context, r io.Reader, st *wiring.Store, o ImportOptions)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	lm := st.DB.Leases()
+	lm := st.Leases()
 	l, err := lm.Create(ctx, leases.WithExpiration(24*time.Hour), leases.WithLabels(map[string]string{lbl.LeaseImport: base}))
 	if err != nil {
 		return nil, err
@@ -153,7 +152,7 @@ func Import(ctx context.Context, r io.Reader, st *wiring.Store, o ImportOptions)
 		}
 	}()
 	ctx = leases.WithLease(ctx, l.ID)
-	im := &importer{cs: st.DB.ContentStore(), lm: lm, lease: l, lim: lim, base: base, o: o,
+	im := &importer{cs: st.Content(), lm: lm, lease: l, lim: lim, base: base, o: o,
 		files: map[string][]byte{}, blobs: map[string]ocispec.Descriptor{}, links: map[string]string{},
 		seen: map[string]bool{}, have: map[digest.Digest]bool{}}
 	if err := im.read(ctx, r); err != nil {
@@ -176,13 +175,13 @@ func Import(ctx context.Context, r io.Reader, st *wiring.Store, o ImportOptions)
 			return nil, err
 		}
 	}
-	return im.record(ctx, st.DB.Images(), targets)
+	return im.record(ctx, st.Images(), targets)
 }
 
 // importer is the state of one Import.
 type importer struct {
 	cs    content.Store
-	lm    holdingLeases
+	lm    leases.Holder
 	lease leases.Lease
 	lim   Limits
 	base  string
@@ -609,11 +608,13 @@ func (im *importer) present(ctx context.Context, d digest.Digest) (bool, error) 
 	return true, nil
 }
 
-// holdingLeases is the lease manager an import needs: one that can hold a
-// blob only if it is there, in one step (metadata.LeaseManager).
-type holdingLeases interface {
-	leases.Manager
-	HoldExisting(ctx context.Context, lease leases.Lease, r leases.Resource) error
+// Store is what an import writes to: *wiring.Store in this process, or
+// client.Store over the daemon's socket.
+type Store interface {
+	Content() content.Store
+	Images() images.Store
+	// Leases must hold a blob only if it is there, in one step.
+	Leases() leases.Holder
 }
 
 // imageName is how errors name the image of t.
