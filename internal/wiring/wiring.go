@@ -117,7 +117,9 @@ func (s *Store) ResolveSnapshotter(name string) (string, snapshots.Snapshotter, 
 
 // Describe returns the store's root and why overlayfs is not among its
 // snapshotters (nil when it is).
-func (s *Store) Describe() (root string, overlayUnavailable error) { return s.Root, s.OverlayUnavailable }
+func (s *Store) Describe() (root string, overlayUnavailable error) {
+	return s.Root, s.OverlayUnavailable
+}
 
 // SnapshotterNames lists the snapshotters the store has.
 func (s *Store) SnapshotterNames() []string { return s.DB.SnapshotterNames() }
