@@ -15,6 +15,7 @@ import (
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/snapshots"
@@ -48,7 +49,11 @@ func TestPullThroughClientStore(t *testing.T) {
 		t.Fatalf("ResolveSnapshotter(btrfs) = %v, want errdefs.ErrInvalidArgument", err)
 	}
 
-	img, err := pull.New(cs, docker.NewResolver(docker.Options{})).Pull(ctx, fx.Ref, pull.Options{Snapshotter: "overlayfs"})
+	ref, err := reference.Parse(fx.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := pull.New(cs, docker.NewResolver(docker.Options{})).Pull(ctx, ref, pull.Options{Snapshotter: "overlayfs"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -111,11 +110,10 @@ type pull struct {
 
 // Pull fetches ref (and unpacks it unless told not to) and returns the
 // image record it wrote.
-func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Image, error) {
-	ref, err := reference.Parse(refStr)
-	if err != nil {
-		return images.Image{}, err
-	}
+//
+// ref is parsed and normalised once, where the name enters (the CLI, the
+// job request): the pipeline takes it as it is (reference.Parse).
+func (p *Puller) Pull(ctx context.Context, ref reference.Reference, o Options) (images.Image, error) {
 	r := p.resolver
 	if o.Resolver != nil {
 		r = o.Resolver
@@ -168,11 +166,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 		return images.Image{}, pl.failed(ctx, err)
 	}
 	img := images.Image{Name: ref.String(), Target: root}
-	is := p.store.Images()
-	created, err := is.Create(ctx, img)
-	if errors.Is(err, errdefs.ErrAlreadyExists) {
-		created, err = is.Update(ctx, img, "target")
-	}
+	created, _, err := images.Record(ctx, p.store.Images(), img)
 	if err != nil {
 		return images.Image{}, err
 	}
@@ -234,35 +228,33 @@ func (pl *pull) fetchTree(ctx context.Context, desc ocispec.Descriptor, depth in
 	}
 }
 
-// manifestLabels returns the GC labels of the index or manifest desc: its
-// children, so that they live as long as it does.
+// manifestLabels returns the GC labels of the index or manifest desc
+// (images.ChildrenLabels), after checking that its body says the media
+// type its descriptor does.
 func (pl *pull) manifestLabels(desc ocispec.Descriptor) func([]byte) (map[string]string, error) {
 	return func(body []byte) (map[string]string, error) {
-		labels := map[string]string{}
+		what := "manifest"
 		switch {
 		case images.IsIndex(desc.MediaType):
-			var idx ocispec.Index
-			if err := json.Unmarshal(body, &idx); err != nil {
-				return nil, fmt.Errorf("index %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
-			}
-			if idx.MediaType != "" && idx.MediaType != desc.MediaType {
-				return nil, fmt.Errorf("index %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, idx.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
-			}
-			for i, m := range idx.Manifests {
-				labels[fmt.Sprintf("%s%d", lbl.GCRefManifestPrefix, i)] = m.Digest.String()
-			}
-		case images.IsManifest(desc.MediaType):
-			var m ocispec.Manifest
-			if err := json.Unmarshal(body, &m); err != nil {
-				return nil, fmt.Errorf("manifest %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
-			}
-			if m.MediaType != "" && m.MediaType != desc.MediaType {
-				return nil, fmt.Errorf("manifest %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, m.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
-			}
-			labels[lbl.GCRefConfig] = m.Config.Digest.String()
-			for i, l := range m.Layers {
-				labels[fmt.Sprintf("%s%d", lbl.GCRefLayerPrefix, i)] = l.Digest.String()
-			}
+			what = "index"
+		case !images.IsManifest(desc.MediaType):
+			return map[string]string{}, nil
+		}
+		var doc struct {
+			MediaType string `json:"mediaType"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil {
+			return nil, fmt.Errorf("%s %s of %s: %v: %w", what, desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+		}
+		if doc.MediaType != "" && doc.MediaType != desc.MediaType {
+			return nil, fmt.Errorf("%s %s of %s: its mediaType %q differs from %q: %w", what, desc.Digest, pl.ref, doc.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
+		}
+		labels, err := images.ChildrenLabels(desc, body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", pl.ref, err)
+		}
+		if labels == nil {
+			labels = map[string]string{}
 		}
 		return labels, nil
 	}

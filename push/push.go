@@ -144,16 +144,15 @@ type plan struct {
 // Errors: errdefs.ErrNotFound when there is no image local or it has no
 // manifest for o.Platforms; errdefs.ErrFailedPrecondition when content the
 // push needs is not in the store (a one-platform pull of an index), before
-// anything is sent; errdefs.ErrInvalidArgument for a bad ref, a ref whose
+// anything is sent; errdefs.ErrInvalidArgument for a ref whose
 // digest is not the root's, or several platforms of an index; the
 // registry client's errors, naming the blob or manifest and the registry,
 // otherwise.
-func (p *Pusher) Push(ctx context.Context, local string, ref string, o Options) (ocispec.Descriptor, error) {
+//
+// ref is parsed and normalised once, where the name enters (the CLI, the
+// job request): the pipeline takes it as it is (reference.Parse).
+func (p *Pusher) Push(ctx context.Context, local string, r reference.Reference, o Options) (ocispec.Descriptor, error) {
 	start := time.Now()
-	r, err := reference.Parse(ref)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
 	if o.MaxConcurrentUploads <= 0 {
 		o.MaxConcurrentUploads = 3
 	}
