@@ -21,7 +21,6 @@ import (
 	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/metadata"
-	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
@@ -369,43 +368,6 @@ func TestPullAttestations(t *testing.T) {
 	}
 	if !e.blobs()[sbom.Digest] {
 		t.Fatal("--all-platforms did not fetch the attestation's blob")
-	}
-}
-
-// TestUnpack: an image pulled with --no-unpack is unpacked from the content
-// store later, into both snapshotters, with the same tree.
-func TestUnpack(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
-	fx := testutil.PushWhiteoutImage(t, reg.Host, "later", "v1")
-	e := newEnv(t, docker.Options{})
-	img, err := e.p.Pull(e.ctx, mustRef(t, fx.Ref), pull.Options{NoUnpack: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := e.snapshotCount(); n != 0 {
-		t.Fatalf("--no-unpack made %d snapshots", n)
-	}
-	for _, sn := range []string{"overlayfs", "native"} {
-		top, err := pull.Unpack(e.ctx, e.store, img.Target, sn, nil)
-		if err != nil {
-			t.Fatalf("Unpack into %s: %v", sn, err)
-		}
-		mounts, err := e.store.Snapshotter(sn).View(e.ctx, "view-"+sn, top.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = mount.WithTempMount(e.ctx, mounts, func(root string) error {
-			wantTree(t, fx.Tree, testutil.ReadTree(t, root))
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.store.Snapshotter(sn).Remove(e.ctx, "view-"+sn)
-	}
-	e.gc()
-	if n := e.snapshotCount(); n != 3 {
-		t.Fatalf("after GC %d overlay snapshots, want the image's 3 (held by the config's label)", n)
 	}
 }
 
