@@ -233,9 +233,6 @@ var errRetry = errors.New("retry")
 // killed pull) is aborted, and the blob fetched once more
 // from the start; a fresh one fails.
 func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[string]string, sem chan struct{}, apply func(io.Reader) error) (applied bool, err error) {
-	if pl.repo == nil { // Unpack: there is no registry to fetch from
-		return false, fmt.Errorf("layer %s is not in the content store: %w", l.Digest, errdefs.ErrNotFound)
-	}
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
