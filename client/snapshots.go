@@ -24,9 +24,18 @@ import (
 type Snapshotter struct {
 	client snapshotsapi.SnapshotsClient
 	name   string
+	rebase bool
 }
 
-var _ snapshots.Snapshotter = (*Snapshotter)(nil)
+var (
+	_ snapshots.Snapshotter = (*Snapshotter)(nil)
+	_ snapshots.Rebaser     = (*Snapshotter)(nil)
+)
+
+// CanRebase says whether the daemon's snapshotter accepts
+// snapshots.WithParent at Commit: as Store.ResolveSnapshotter learnt from
+// the daemon; false for one from NewSnapshotter.
+func (s *Snapshotter) CanRebase() bool { return s.rebase }
 
 // NewSnapshotter returns the daemon's snapshotter name ("overlayfs",
 // "native") reached through conn. The connection stays the caller's.

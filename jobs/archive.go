@@ -18,6 +18,7 @@ import (
 	"github.com/strata-oci/strata/archive/ocilayout"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/unpack"
 )
 
 // ImportRequest imports the images of an archive and unpacks them.
@@ -90,7 +91,7 @@ func (r *Runner) importArchive(ctx context.Context, req ImportRequest, env Env) 
 		return Result{}, fmt.Errorf("import %s: %w", name, err)
 	}
 	if !req.NoUnpack {
-		cs := s.DB.ContentStore()
+		cs := s.Content()
 		host := images.Only(images.DefaultPlatform())
 		unpacked := map[digest.Digest]bool{}
 		for _, img := range imgs {
@@ -107,7 +108,7 @@ func (r *Runner) importArchive(ctx context.Context, req ImportRequest, env Env) 
 				continue
 			}
 			unpacked[desc.Digest] = true
-			if _, err := pull.UnpackWith(ctx, s, desc, pull.Options{Snapshotter: snName, UnpackParallelism: r.defaults.UnpackParallelism}); err != nil {
+			if _, err := unpack.Manifest(ctx, s, desc, unpack.Options{Snapshotter: snName, Parallelism: r.defaults.UnpackParallelism}); err != nil {
 				return Result{}, fmt.Errorf("unpack image %q (%s) into snapshotter %s: %w", img.Name, images.FormatPlatform(*desc.Platform), snName, err)
 			}
 		}
@@ -140,7 +141,7 @@ func (r *Runner) export(ctx context.Context, req ExportRequest, env Env) error {
 	case req.Path == "" && env.Output == nil:
 		return fmt.Errorf("export: no output: give a path or a stream: %w", errdefs.ErrInvalidArgument)
 	}
-	is := r.store.DB.Images()
+	is := r.store.Images()
 	imgs := make([]images.Image, 0, len(req.Images))
 	for _, name := range req.Images {
 		img, err := is.Get(ctx, name)
@@ -154,7 +155,7 @@ func (r *Runner) export(ctx context.Context, req ExportRequest, env Env) error {
 		targets = append(targets, img.Target)
 	}
 	// Layers discarded after unpacking come again from their registries.
-	cs, err := pull.Refetcher(ctx, r.store.DB.ContentStore(), Registry{}.resolver(env, r.defaults), targets)
+	cs, err := pull.Refetcher(ctx, r.store.Content(), Registry{}.resolver(env, r.defaults), targets)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}

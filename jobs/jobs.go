@@ -19,12 +19,16 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/remotes/docker/auth"
+	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/unpack"
 )
 
 // Request is one job: exactly one field is set.
@@ -111,6 +115,9 @@ type Info struct {
 	DefaultSnapshotter string   `json:"default_snapshotter"`
 	// OverlayUnavailable says why there is no overlayfs snapshotter.
 	OverlayUnavailable string `json:"overlay_unavailable,omitempty"`
+	// Rebase lists the snapshotters whose Commit accepts
+	// snapshots.WithParent (snapshots.Rebaser).
+	Rebase []string `json:"rebase,omitempty"`
 }
 
 // Image is an image a job recorded or pushed.
@@ -181,33 +188,49 @@ type Defaults struct {
 	DiscardUnpackedLayers bool
 }
 
+// Store is what jobs run on: *wiring.Store in this process, or
+// client.Store over the daemon's socket (pull, push, import, export and
+// unpack then run here against the daemon's stores).
+type Store interface {
+	Content() content.Store
+	Images() images.Store
+	Leases() leases.Holder
+	// ResolveSnapshotter returns the snapshotter name ("" for the
+	// default) and the name it resolved to; overlayfs where it does not
+	// work is unavailable, saying why; a name the store does not have is
+	// errdefs.ErrInvalidArgument.
+	ResolveSnapshotter(name string) (string, snapshots.Snapshotter, error)
+}
+
+// Admin is the optional part of a Store that the gc, fsck and info jobs
+// need: a store opened in this process has it; on any other such jobs
+// return errdefs.ErrNotImplemented.
+type Admin interface {
+	GarbageCollect(ctx context.Context, o metadata.GCOptions) (gc.Stats, error)
+	Fsck(ctx context.Context, repair bool) (metadata.FsckReport, error)
+	SnapshotterNames() []string
+	// Describe returns the store's root directory and why overlayfs is
+	// not among its snapshotters (nil when it is).
+	Describe() (root string, overlayUnavailable error)
+}
+
 // snapshotter resolves a request's snapshotter name ("" for the store's
-// default): overlayfs where it does not work is unavailable, saying why;
-// a name the store does not have is an invalid argument.
+// default).
 func (r *Runner) snapshotter(name string) (string, error) {
-	s := r.store
-	if name == "" {
-		name = s.DefaultSnapshotter
-	}
-	switch {
-	case s.Snapshotter(name) != nil:
-		return name, nil
-	case name == "overlayfs" && s.OverlayUnavailable != nil:
-		return "", fmt.Errorf("snapshotter overlayfs: %w", s.OverlayUnavailable)
-	}
-	return "", fmt.Errorf("snapshotter %q: not one of %v: %w", name, s.DB.SnapshotterNames(), errdefs.ErrInvalidArgument)
+	name, _, err := r.store.ResolveSnapshotter(name)
+	return name, err
 }
 
 // Runner runs jobs on one store. Share one per process: concurrent pulls
 // through it wait for one another instead of fetching a blob twice.
 type Runner struct {
-	store    *wiring.Store
+	store    Store
 	puller   *pull.Puller
 	defaults Defaults
 }
 
 // NewRunner returns a Runner for s.
-func NewRunner(s *wiring.Store, d Defaults) *Runner {
+func NewRunner(s Store, d Defaults) *Runner {
 	return &Runner{store: s, puller: pull.New(s, nil), defaults: d}
 }
 
@@ -216,7 +239,8 @@ func NewRunner(s *wiring.Store, d Defaults) *Runner {
 func (r *Runner) Run(ctx context.Context, req Request, env Env) (Result, error) {
 	env.defaults()
 	s := r.store
-	switch req.Kind() {
+	admin, _ := s.(Admin)
+	switch kind := req.Kind(); kind {
 	case "pull":
 		return r.pull(ctx, *req.Pull, env)
 	case "push":
@@ -225,18 +249,24 @@ func (r *Runner) Run(ctx context.Context, req Request, env Env) (Result, error) 
 		return r.importArchive(ctx, *req.Import, env)
 	case "export":
 		return Result{}, r.export(ctx, *req.Export, env)
+	case "gc", "fsck", "info":
+		if admin == nil {
+			return Result{}, fmt.Errorf("%s job: this store runs none: %w", kind, errdefs.ErrNotImplemented)
+		}
+	}
+	switch req.Kind() {
 	case "gc":
 		o, err := req.GC.options()
 		if err != nil {
 			return Result{}, err
 		}
-		st, err := s.DB.GarbageCollect(ctx, o)
+		st, err := admin.GarbageCollect(ctx, o)
 		if err != nil {
 			return Result{}, err
 		}
 		return Result{GC: &st}, nil
 	case "fsck":
-		rep, err := s.DB.Fsck(ctx, req.Fsck.Repair)
+		rep, err := admin.Fsck(ctx, req.Fsck.Repair)
 		if err != nil {
 			return Result{}, err
 		}
@@ -246,16 +276,26 @@ func (r *Runner) Run(ctx context.Context, req Request, env Env) (Result, error) 
 		if err != nil {
 			return Result{}, err
 		}
-		top, err := pull.UnpackWith(ctx, s, req.Unpack.Manifest, pull.Options{Snapshotter: name,
-			UnpackParallelism: r.defaults.UnpackParallelism, Progress: env.Progress})
+		top, err := unpack.Manifest(ctx, s, req.Unpack.Manifest, unpack.Options{Snapshotter: name,
+			Parallelism: r.defaults.UnpackParallelism, Progress: env.Progress, Logger: env.Logger})
 		if err != nil {
 			return Result{}, err
 		}
 		return Result{ChainID: top}, nil
 	case "info":
-		info := &Info{Root: s.Root, Snapshotters: s.DB.SnapshotterNames(), DefaultSnapshotter: s.DefaultSnapshotter}
-		if s.OverlayUnavailable != nil {
-			info.OverlayUnavailable = s.OverlayUnavailable.Error()
+		def, _, err := s.ResolveSnapshotter("")
+		if err != nil {
+			return Result{}, err
+		}
+		root, overlay := admin.Describe()
+		info := &Info{Root: root, Snapshotters: admin.SnapshotterNames(), DefaultSnapshotter: def}
+		if overlay != nil {
+			info.OverlayUnavailable = overlay.Error()
+		}
+		for _, name := range info.Snapshotters {
+			if _, sn, err := s.ResolveSnapshotter(name); err == nil && snapshots.CanRebase(sn) {
+				info.Rebase = append(info.Rebase, name)
+			}
 		}
 		return Result{Info: info}, nil
 	}

@@ -74,7 +74,7 @@ func (r *Runner) pull(ctx context.Context, req PullRequest, env Env) (Result, er
 	if req.MaxConcurrentDownloads == 0 {
 		req.MaxConcurrentDownloads = r.defaults.MaxConcurrentDownloads
 	}
-	img, err := r.puller.Pull(ctx, ref.String(), pull.Options{
+	img, err := r.puller.Pull(ctx, ref, pull.Options{
 		Platforms: req.Platforms, AllPlatforms: req.AllPlatforms, NoUnpack: req.NoUnpack,
 		DiscardUnpackedLayers: r.defaults.DiscardUnpackedLayers,
 		UnpackPlatform:        req.UnpackPlatform, Snapshotter: req.Snapshotter,
@@ -101,7 +101,7 @@ func (r *Runner) push(ctx context.Context, req PushRequest, env Env) (Result, er
 	if req.MaxConcurrentUploads < 0 {
 		return Result{}, fmt.Errorf("max concurrent uploads %d: want at least 1: %w", req.MaxConcurrentUploads, errdefs.ErrInvalidArgument)
 	}
-	desc, err := push.New(r.store, req.Registry.resolver(env, r.defaults)).Push(ctx, local.String(), ref.String(), push.Options{
+	desc, err := push.New(r.store, req.Registry.resolver(env, r.defaults)).Push(ctx, local.String(), ref, push.Options{
 		Platforms: req.Platforms, AllowNonDistributable: req.AllowNonDistributable,
 		MaxConcurrentUploads: req.MaxConcurrentUploads, Progress: env.Progress, Logger: env.Logger,
 	})

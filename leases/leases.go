@@ -81,6 +81,19 @@ type Manager interface {
 	ListResources(ctx context.Context, lease Lease) ([]Resource, error)
 }
 
+// Holder is a Manager that can hold a resource only if it exists, in one
+// step: no collection can remove the resource between the check and the
+// hold, as one can between a Stat and AddResource. Pipelines use it to
+// keep what they find present (a blob, a committed layer) until their
+// image is recorded.
+type Holder interface {
+	Manager
+	// HoldExisting makes lease hold r if r exists in the context's
+	// namespace. It returns errdefs.ErrNotFound naming r when r does not
+	// exist, and errdefs.ErrFailedPrecondition when the lease does not.
+	HoldExisting(ctx context.Context, lease Lease, r Resource) error
+}
+
 type key struct{}
 
 // WithLease returns a context under which new content, ingests and snapshots

@@ -62,7 +62,13 @@ type namespacedSnapshotter struct {
 	sn   snapshots.Snapshotter
 }
 
-var _ snapshots.Snapshotter = (*namespacedSnapshotter)(nil)
+var (
+	_ snapshots.Snapshotter = (*namespacedSnapshotter)(nil)
+	_ snapshots.Rebaser     = (*namespacedSnapshotter)(nil)
+)
+
+// CanRebase is the backend's (snapshots.Rebaser).
+func (s *namespacedSnapshotter) CanRebase() bool { return snapshots.CanRebase(s.sn) }
 
 // snapshotRecord is a snapshot record read out of its transaction.
 type snapshotRecord struct {

@@ -163,3 +163,27 @@ func (m *Mode) Set(s string) error {
 
 // Type names the flag value's type in help text.
 func (m *Mode) Type() string { return "mode" }
+
+// Counter passes reads of R through and reports the bytes read as progress
+// of layer ID (Current counts from N), at most every 256 KiB and at the
+// end (Reader reports every read): pull's downloads and the unpacker's
+// applies from the store.
+type Counter struct {
+	R      io.Reader
+	N      int64
+	ID     string
+	Total  int64
+	Sink   Sink
+	Status Status
+	last   int64
+}
+
+func (c *Counter) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
+	c.N += int64(n)
+	if c.N-c.last >= 256<<10 || (err != nil && c.N != c.last) {
+		c.last = c.N
+		c.Sink.Update(Update{ID: c.ID, Kind: "layer", Status: c.Status, Current: c.N, Total: c.Total})
+	}
+	return n, err
+}

@@ -89,11 +89,12 @@ func BenchmarkPipelineStages(b *testing.B) {
 			total += int64(len(d))
 		}
 		b.SetBytes(total)
+		ref := mustRef(b, fx.Ref)
 		for b.Loop() {
 			b.StopTimer()
 			e := newBenchStore(b)
 			b.StartTimer()
-			if _, err := e.Pull(ctx, fx.Ref, pull.Options{}); err != nil {
+			if _, err := e.Pull(ctx, ref, pull.Options{}); err != nil {
 				b.Fatal(err)
 			}
 		}

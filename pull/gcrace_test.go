@@ -66,7 +66,7 @@ func TestPullsDuringGC(t *testing.T) {
 	}
 	for round := range rounds {
 		// What the deleted image leaves is garbage when the pulls start.
-		img, err := e.p.Pull(e.ctx, deletedRef, pull.Options{})
+		img, err := e.p.Pull(e.ctx, mustRef(t, deletedRef), pull.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,10 +97,11 @@ func TestPullsDuringGC(t *testing.T) {
 		errs := make([]error, len(wants))
 		var pulls sync.WaitGroup
 		for i, w := range wants {
+			ref := mustRef(t, w.ref)
 			pulls.Add(1)
 			go func() {
 				defer pulls.Done()
-				pulled[i], errs[i] = e.p.Pull(e.ctx, w.ref, pull.Options{})
+				pulled[i], errs[i] = e.p.Pull(e.ctx, ref, pull.Options{})
 			}()
 		}
 		pulls.Wait()

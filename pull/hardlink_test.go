@@ -40,7 +40,7 @@ func TestPullHardLinkToLowerLayer(t *testing.T) {
 	}
 	testutil.PushImage(t, reg.Host, "hardlinks", "v1", "linux", runtime.GOARCH, ls, diffIDs)
 	e := newEnv(t, docker.Options{})
-	img, err := e.p.Pull(e.ctx, reg.Host+"/hardlinks:v1", pull.Options{})
+	img, err := e.p.Pull(e.ctx, mustRef(t, reg.Host+"/hardlinks:v1"), pull.Options{})
 	if err != nil {
 		t.Fatalf("pull of layers hard-linking lower layers' files = %v", err)
 	}

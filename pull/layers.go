@@ -2,8 +2,6 @@ package pull
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,28 +13,13 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/diff"
 	"github.com/strata-oci/strata/images"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
-	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/progress"
-	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/unpack"
 )
-
-// plan is the unpacking of one manifest into one snapshotter.
-type plan struct {
-	snName    string
-	sn        snapshots.Snapshotter
-	rebase    bool
-	config    ocispec.Descriptor
-	layers    []ocispec.Descriptor
-	diffIDs   []digest.Digest
-	chains    []digest.Digest
-	committed []chan struct{}
-}
 
 // fetchLayers downloads the layers of the platforms asked for and unpacks
 // the one platform to unpack, as the bytes arrive.
@@ -96,7 +79,7 @@ func (pl *pull) fetchLayers(ctx context.Context, root ocispec.Descriptor) error 
 		}
 	}
 
-	var pn *plan
+	var pn *unpack.Plan
 	if !pl.o.NoUnpack {
 		var err error
 		if pn, err = pl.plan(ctx, root, wanted); err != nil {
@@ -108,12 +91,12 @@ func (pl *pull) fetchLayers(ctx context.Context, root ocispec.Descriptor) error 
 	}
 
 	sem := make(chan struct{}, pl.o.MaxConcurrentDownloads)
-	unsem := make(chan struct{}, unpackWorkers(pl.o))
+	unsem := make(chan struct{}, unpack.Workers(pl.o.UnpackParallelism))
 	g, gctx := errgroup.WithContext(ctx)
 	streamed := map[digest.Digest]bool{}
-	if pn != nil && pn.rebase {
-		for i := range pn.layers {
-			streamed[pn.layers[i].Digest] = true
+	if pn != nil && pn.Rebase {
+		for i := range pn.Layers {
+			streamed[pn.Layers[i].Digest] = true
 			g.Go(func() error { return pl.unpackLayer(gctx, pn, i, sem, unsem) })
 		}
 	}
@@ -129,22 +112,16 @@ func (pl *pull) fetchLayers(ctx context.Context, root ocispec.Descriptor) error 
 	if pn == nil {
 		return nil
 	}
-	if !pn.rebase {
+	if !pn.Rebase {
 		// Each snapshot is a copy of its parent: one after the other,
 		// from the blobs now in the store.
-		for i := range pn.layers {
+		for i := range pn.Layers {
 			if err := pl.unpackLayer(ctx, pn, i, sem, unsem); err != nil {
 				return err
 			}
 		}
 	}
-	if len(pn.chains) == 0 {
-		return nil
-	}
-	key := lbl.GCRefSnapshotPrefix + pn.snName
-	top := pn.chains[len(pn.chains)-1].String()
-	_, err := pl.cs.Update(ctx, content.Info{Digest: pn.config.Digest, Labels: map[string]string{key: top}}, "labels."+key)
-	return err
+	return pn.Label(ctx, pl.cs)
 }
 
 // attestationLayers lists the blobs of the attestation manifests of the
@@ -177,7 +154,7 @@ func (pl *pull) blobLabels(l ocispec.Descriptor, diffOf map[digest.Digest]digest
 }
 
 // plan picks the manifest to unpack and reads what unpacking it needs.
-func (pl *pull) plan(ctx context.Context, root ocispec.Descriptor, wanted []ocispec.Descriptor) (*plan, error) {
+func (pl *pull) plan(ctx context.Context, root ocispec.Descriptor, wanted []ocispec.Descriptor) (*unpack.Plan, error) {
 	up := pl.o.Platforms[0]
 	if pl.o.UnpackPlatform != nil {
 		up = *pl.o.UnpackPlatform
@@ -209,30 +186,12 @@ func (pl *pull) plan(ctx context.Context, root ocispec.Descriptor, wanted []ocis
 }
 
 // planManifest reads what unpacking manifest md needs.
-func (pl *pull) planManifest(ctx context.Context, md ocispec.Descriptor) (*plan, error) {
-	man, err := images.ReadManifest(ctx, pl.cs, md)
+func (pl *pull) planManifest(ctx context.Context, md ocispec.Descriptor) (*unpack.Plan, error) {
+	name, sn, err := pl.store.ResolveSnapshotter(pl.o.Snapshotter)
 	if err != nil {
 		return nil, err
 	}
-	diffIDs, err := images.RootFS(ctx, pl.cs, man)
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", md.Digest, err)
-	}
-	name := pl.o.Snapshotter
-	if name == "" {
-		name = pl.Puller.store.DefaultSnapshotter
-	}
-	sn := pl.Puller.store.Snapshotter(name)
-	if sn == nil {
-		return nil, fmt.Errorf("snapshotter %q: %w", name, errdefs.ErrNotFound)
-	}
-	pn := &plan{snName: name, sn: sn, rebase: name == "overlayfs", config: man.Config,
-		layers: man.Layers, diffIDs: diffIDs, chains: images.ChainIDs(diffIDs)}
-	pn.committed = make([]chan struct{}, len(man.Layers))
-	for i := range pn.committed {
-		pn.committed[i] = make(chan struct{})
-	}
-	return pn, nil
+	return unpack.NewPlan(ctx, pl.cs, md, name, sn, pl.log)
 }
 
 // ensureBlob makes sure blob l is in the store: there already, downloaded
@@ -274,9 +233,6 @@ var errRetry = errors.New("retry")
 // killed pull) is aborted, and the blob fetched once more
 // from the start; a fresh one fails.
 func (pl *pull) download(ctx context.Context, l ocispec.Descriptor, labels map[string]string, sem chan struct{}, apply func(io.Reader) error) (applied bool, err error) {
-	if pl.repo == nil { // Unpack: there is no registry to fetch from
-		return false, fmt.Errorf("layer %s is not in the content store: %w", l.Digest, errdefs.ErrNotFound)
-	}
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
@@ -351,7 +307,7 @@ func (pl *pull) fetchBlob(ctx context.Context, l ocispec.Descriptor, labels map[
 		return false, resumed, err
 	}
 	defer rc.Close()
-	src := &counter{r: rc, n: off, id: l.Digest.String(), total: l.Size, sink: pl.sink, status: progress.Downloading}
+	src := &progress.Counter{R: rc, N: off, ID: l.Digest.String(), Total: l.Size, Sink: pl.sink, Status: progress.Downloading}
 	var applyErr error
 	if apply != nil {
 		ahead := newPrefetch(io.TeeReader(src, w), 1<<20, 4)
@@ -400,216 +356,84 @@ func (pl *pull) fetchBlob(ctx context.Context, l ocispec.Descriptor, labels map[
 }
 
 // unpackLayer makes chain snapshot i exist, committed on chain i-1.
-func (pl *pull) unpackLayer(ctx context.Context, pn *plan, i int, sem, unsem chan struct{}) error {
-	l := pn.layers[i]
-	chain := pn.chains[i].String()
+func (pl *pull) unpackLayer(ctx context.Context, pn *unpack.Plan, i int, sem, unsem chan struct{}) error {
+	l := pn.Layers[i]
+	chain := pn.Chains[i].String()
 	for {
 		// Checked and held in one step, as blobs are (see hold).
-		err := pl.Puller.store.DB.Leases().HoldExisting(ctx, pl.lease, leases.Resource{ID: chain, Type: "snapshots/" + pn.snName})
+		err := pl.store.Leases().HoldExisting(ctx, pl.lease, leases.Resource{ID: chain, Type: "snapshots/" + pn.Snapshotter})
 		if err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}
 		if err == nil {
-			close(pn.committed[i])
+			pn.Committed(i)
 			// The image needs its blob too.
 			return pl.ensureBlob(ctx, l, pl.layerLabels(pn, i), sem)
 		}
-		f, owner := pl.layers.start(pn.snName + "/" + chain)
+		f, owner := pl.layers.start(pn.Snapshotter + "/" + chain)
 		if !owner {
 			if err := f.wait(ctx); err != nil {
 				return err
 			}
 			continue
 		}
-		err = pl.unpack(ctx, pn, i, sem, unsem)
-		pl.layers.finish(pn.snName+"/"+chain, f)
+		err = pn.Layer(ctx, i, pl.feed(pn, i, sem, unsem))
+		pl.layers.finish(pn.Snapshotter+"/"+chain, f)
 		if err == nil {
-			close(pn.committed[i])
+			pn.Committed(i)
 			pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Done, Current: l.Size, Total: l.Size})
 		}
 		return err
 	}
 }
 
-func (pl *pull) layerLabels(pn *plan, i int) map[string]string {
-	return map[string]string{pl.sourceKey: pl.sourceVal, lbl.Uncompressed: pn.diffIDs[i].String()}
+func (pl *pull) layerLabels(pn *unpack.Plan, i int) map[string]string {
+	return map[string]string{pl.sourceKey: pl.sourceVal, lbl.Uncompressed: pn.DiffIDs[i].String()}
 }
 
-func randomKey() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// unpack applies layer i into a new active snapshot (on nothing when the
-// snapshotter can rebase, else on chain i-1), from the download stream or
-// from the store, checks its diff ID and commits it as chain i.
-func (pl *pull) unpack(ctx context.Context, pn *plan, i int, sem, unsem chan struct{}) (err error) {
-	l := pn.layers[i]
-	chain := pn.chains[i].String()
-	parent := ""
-	if i > 0 {
-		parent = pn.chains[i-1].String()
-	}
-	key := "extract-" + randomKey() + "-" + chain
-	prepParent := parent
-	mode := archive.WhiteoutNative
-	if pn.rebase {
-		prepParent, mode = "", archive.WhiteoutOverlay
-	}
-	mounts, err := pn.sn.Prepare(ctx, key, prepParent)
-	if err != nil {
-		return fmt.Errorf("layer %s: prepare snapshot: %w", l.Digest, err)
-	}
-	defer func() {
-		if err != nil {
-			if rerr := pn.sn.Remove(context.WithoutCancel(ctx), key); rerr != nil && !errdefs.IsNotFound(rerr) {
-				pl.log.Warn("remove the snapshot of a failed unpack", "key", key, "error", rerr)
-			}
-		}
-	}()
-	var res archive.ApplyResult
-	var aopts []diff.ApplyOpt
-	if pn.rebase && i > 0 {
-		aopts = append(aopts, diff.WithDeferredLowerLinks()) // made by fixUp
-	}
-	apply := func(r io.Reader) error {
-		var err error
-		res, err = diff.Apply(ctx, mounts, r, mode, aopts...)
-		return err
-	}
-	fromStore := func() error {
-		select {
-		case unsem <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		defer func() { <-unsem }()
-		ra, err := pl.cs.ReaderAt(ctx, l)
-		if err != nil {
-			return err
-		}
-		defer ra.Close()
-		pl.sink.Update(progress.Update{ID: l.Digest.String(), Kind: "layer", Status: progress.Unpacking, Total: l.Size})
-		return apply(&counter{r: content.NewReader(ra), id: l.Digest.String(), total: l.Size, sink: pl.sink, status: progress.Unpacking})
-	}
-	for done := false; !done; {
-		// Held before it is read: applied from a blob that a collection
-		// then removes, the layer would be in the snapshot, not the store.
-		if herr := pl.hold(ctx, l.Digest); herr == nil {
-			if err := fromStore(); err != nil {
-				return fmt.Errorf("layer %s: %w", l.Digest, err)
-			}
-			break
-		} else if !errdefs.IsNotFound(herr) {
-			return fmt.Errorf("layer %s: %w", l.Digest, herr)
-		}
-		f, owner := pl.blobs.start(l.Digest.String())
-		if !owner {
-			if err := f.wait(ctx); err != nil {
-				return err
-			}
-			continue
-		}
-		applied, derr := pl.download(ctx, l, pl.layerLabels(pn, i), sem, apply)
-		pl.blobs.finish(l.Digest.String(), f)
-		switch {
-		case errors.Is(derr, errRetry):
-			continue
-		case derr != nil:
-			return derr
-		case applied:
-			done = true
-		default:
-			// Downloaded under the pull's lease, so held already.
-			if err := fromStore(); err != nil {
-				return fmt.Errorf("layer %s: %w", l.Digest, err)
-			}
-			done = true
-		}
-	}
-	if res.DiffID != pn.diffIDs[i] {
-		return fmt.Errorf("layer %s of %s: its uncompressed content has digest %s, the image config says %s: %w",
-			l.Digest, pl.ref, res.DiffID, pn.diffIDs[i], errdefs.ErrFailedPrecondition)
-	}
-	var opts []snapshots.Opt
-	if i > 0 {
-		select {
-		case <-pn.committed[i-1]:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if pn.rebase {
-			if len(res.Whiteouts) > 0 || len(res.ImplicitDirs) > 0 || len(res.LowerLinks) > 0 {
-				if err := pl.fixUp(ctx, pn, mounts, parent, res); err != nil {
+// feed gives the unpacker layer i: from the download stream as it arrives
+// when this pull downloads it, else from the store (downloaded before, or
+// by another pull).
+func (pl *pull) feed(pn *unpack.Plan, i int, sem, unsem chan struct{}) unpack.Feed {
+	l := pn.Layers[i]
+	return func(ctx context.Context, apply func(io.Reader) error) error {
+		fromStore := func() error { return unpack.ApplyBlob(ctx, pl.cs, l, unsem, pl.sink, apply) }
+		for {
+			// Held before it is read: applied from a blob that a collection
+			// then removes, the layer would be in the snapshot, not the store.
+			if herr := pl.hold(ctx, l.Digest); herr == nil {
+				if err := fromStore(); err != nil {
 					return fmt.Errorf("layer %s: %w", l.Digest, err)
 				}
+				return nil
+			} else if !errdefs.IsNotFound(herr) {
+				return fmt.Errorf("layer %s: %w", l.Digest, herr)
 			}
-			opts = append(opts, snapshots.WithParent(parent))
+			f, owner := pl.blobs.start(l.Digest.String())
+			if !owner {
+				if err := f.wait(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			applied, derr := pl.download(ctx, l, pl.layerLabels(pn, i), sem, apply)
+			pl.blobs.finish(l.Digest.String(), f)
+			switch {
+			case errors.Is(derr, errRetry):
+				continue
+			case derr != nil:
+				return derr
+			case applied:
+				return nil
+			default:
+				// Downloaded under the pull's lease, so held already.
+				if err := fromStore(); err != nil {
+					return fmt.Errorf("layer %s: %w", l.Digest, err)
+				}
+				return nil
+			}
 		}
 	}
-	if err := pn.sn.Commit(ctx, chain, key, opts...); err != nil {
-		if errors.Is(err, errdefs.ErrAlreadyExists) {
-			// Another pull got there first; ours goes.
-			return pn.sn.Remove(ctx, key)
-		}
-		return fmt.Errorf("layer %s: commit snapshot %s: %w", l.Digest, chain, err)
-	}
-	return nil
-}
-
-// fixUp finishes a layer unpacked on nothing once its parents exist: it
-// makes the hard links to the parents' files (copied up), removes
-// whiteouts that hide nothing in them (overlayfs would list them in
-// directories it does not merge) and gives directories made for missing
-// parents the attributes the parents have.
-func (pl *pull) fixUp(ctx context.Context, pn *plan, mounts []mount.Mount, parent string, res archive.ApplyResult) error {
-	t, err := diff.WritableTarget(mounts)
-	if err != nil {
-		return err
-	}
-	probe := "prune-" + randomKey()
-	pm, err := pn.sn.Prepare(ctx, probe, parent)
-	if err != nil {
-		return err
-	}
-	defer pn.sn.Remove(context.WithoutCancel(ctx), probe)
-	pt, err := diff.WritableTarget(pm)
-	if err != nil {
-		return err
-	}
-	lowers := pt.Lowers
-	if !pt.Overlay {
-		lowers = []string{pt.Dir}
-	}
-	if err := archive.LinkLowers(t.Dir, res.LowerLinks, lowers, t.XattrPrefix); err != nil {
-		return err
-	}
-	if err := archive.PruneWhiteouts(t.Dir, res.Whiteouts, lowers, t.XattrPrefix); err != nil {
-		return err
-	}
-	return archive.InheritDirs(t.Dir, res.ImplicitDirs, lowers, t.XattrPrefix)
-}
-
-// counter reports bytes read as progress, at most every 256 KiB.
-type counter struct {
-	r      io.Reader
-	n      int64
-	last   int64
-	id     string
-	total  int64
-	sink   progress.Sink
-	status progress.Status
-}
-
-func (c *counter) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.n-c.last >= 256<<10 || (err != nil && c.n != c.last) {
-		c.last = c.n
-		c.sink.Update(progress.Update{ID: c.id, Kind: "layer", Status: c.status, Current: c.n, Total: c.total})
-	}
-	return n, err
 }
 
 // flights lets one goroutine do a piece of work that others wait for.

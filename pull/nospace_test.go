@@ -39,7 +39,7 @@ func TestPullNoSpace(t *testing.T) {
 	e := &env{t: t, ctx: ctx, store: st, p: pull.New(st, docker.NewResolver(docker.Options{RetryBase: 10 * time.Millisecond}))}
 	empty := testutil.FreeBytes(t, contentDir)
 
-	_, err = e.p.Pull(e.ctx, fx.Ref, pull.Options{})
+	_, err = e.p.Pull(e.ctx, mustRef(t, fx.Ref), pull.Options{})
 	t.Logf("pull: %v", err)
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space") {
 		t.Fatalf("pull onto a %d-byte filesystem = %v, want a no-space error", fsSize, err)

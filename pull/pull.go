@@ -10,10 +10,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"time"
 
@@ -24,12 +22,12 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/snapshots"
 )
 
 // Options configure one pull.
@@ -61,18 +59,31 @@ type Options struct {
 	Resolver *docker.Resolver
 }
 
+// Store is what a pull works on: *wiring.Store in this process, or
+// client.Store over the daemon's socket.
+type Store interface {
+	Content() content.Store
+	Images() images.Store
+	// Leases must hold what exists in one step (leases.Holder): a pull
+	// keeps what it finds present until its image is recorded.
+	Leases() leases.Holder
+	// ResolveSnapshotter returns the snapshotter name ("" for the
+	// default) and the name it resolved to.
+	ResolveSnapshotter(name string) (string, snapshots.Snapshotter, error)
+}
+
 // Puller pulls into one store. Share one per process: it makes concurrent
 // pulls of the same blobs and layers wait for one another instead of
 // transferring or unpacking twice.
 type Puller struct {
-	store    *wiring.Store
+	store    Store
 	resolver *docker.Resolver
 	blobs    flights
 	layers   flights
 }
 
 // New returns a Puller for st, fetching through r.
-func New(st *wiring.Store, r *docker.Resolver) *Puller {
+func New(st Store, r *docker.Resolver) *Puller {
 	return &Puller{store: st, resolver: r}
 }
 
@@ -99,11 +110,10 @@ type pull struct {
 
 // Pull fetches ref (and unpacks it unless told not to) and returns the
 // image record it wrote.
-func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Image, error) {
-	ref, err := reference.Parse(refStr)
-	if err != nil {
-		return images.Image{}, err
-	}
+//
+// ref is parsed and normalised once, where the name enters (the CLI, the
+// job request): the pipeline takes it as it is (reference.Parse).
+func (p *Puller) Pull(ctx context.Context, ref reference.Reference, o Options) (images.Image, error) {
 	r := p.resolver
 	if o.Resolver != nil {
 		r = o.Resolver
@@ -122,7 +132,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 		o.Platforms = []ocispec.Platform{images.DefaultPlatform()}
 	}
 	pl := &pull{Puller: p, o: o, ref: ref, repo: repo, sink: o.Progress, log: o.Logger,
-		cs: p.store.DB.ContentStore(), sourceKey: lbl.DistributionSourcePrefix + ref.Domain, sourceVal: ref.Path}
+		cs: p.store.Content(), sourceKey: lbl.DistributionSourcePrefix + ref.Domain, sourceVal: ref.Path}
 	if pl.sink == nil {
 		pl.sink = nopSink{}
 	}
@@ -137,7 +147,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 	}
 	pl.sink.Update(progress.Update{ID: ref.String(), Kind: "reference", Status: progress.Done})
 
-	lm := p.store.DB.Leases()
+	lm := p.store.Leases()
 	pl.lease, err = lm.Create(ctx, leases.WithExpiration(24*time.Hour), leases.WithLabels(map[string]string{lbl.LeasePull: ref.String()}))
 	if err != nil {
 		return images.Image{}, err
@@ -156,11 +166,7 @@ func (p *Puller) Pull(ctx context.Context, refStr string, o Options) (images.Ima
 		return images.Image{}, pl.failed(ctx, err)
 	}
 	img := images.Image{Name: ref.String(), Target: root}
-	is := p.store.DB.Images()
-	created, err := is.Create(ctx, img)
-	if errors.Is(err, errdefs.ErrAlreadyExists) {
-		created, err = is.Update(ctx, img, "target")
-	}
+	created, _, err := images.Record(ctx, p.store.Images(), img)
 	if err != nil {
 		return images.Image{}, err
 	}
@@ -222,35 +228,33 @@ func (pl *pull) fetchTree(ctx context.Context, desc ocispec.Descriptor, depth in
 	}
 }
 
-// manifestLabels returns the GC labels of the index or manifest desc: its
-// children, so that they live as long as it does.
+// manifestLabels returns the GC labels of the index or manifest desc
+// (images.ChildrenLabels), after checking that its body says the media
+// type its descriptor does.
 func (pl *pull) manifestLabels(desc ocispec.Descriptor) func([]byte) (map[string]string, error) {
 	return func(body []byte) (map[string]string, error) {
-		labels := map[string]string{}
+		what := "manifest"
 		switch {
 		case images.IsIndex(desc.MediaType):
-			var idx ocispec.Index
-			if err := json.Unmarshal(body, &idx); err != nil {
-				return nil, fmt.Errorf("index %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
-			}
-			if idx.MediaType != "" && idx.MediaType != desc.MediaType {
-				return nil, fmt.Errorf("index %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, idx.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
-			}
-			for i, m := range idx.Manifests {
-				labels[fmt.Sprintf("%s%d", lbl.GCRefManifestPrefix, i)] = m.Digest.String()
-			}
-		case images.IsManifest(desc.MediaType):
-			var m ocispec.Manifest
-			if err := json.Unmarshal(body, &m); err != nil {
-				return nil, fmt.Errorf("manifest %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
-			}
-			if m.MediaType != "" && m.MediaType != desc.MediaType {
-				return nil, fmt.Errorf("manifest %s of %s: its mediaType %q differs from %q: %w", desc.Digest, pl.ref, m.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
-			}
-			labels[lbl.GCRefConfig] = m.Config.Digest.String()
-			for i, l := range m.Layers {
-				labels[fmt.Sprintf("%s%d", lbl.GCRefLayerPrefix, i)] = l.Digest.String()
-			}
+			what = "index"
+		case !images.IsManifest(desc.MediaType):
+			return map[string]string{}, nil
+		}
+		var doc struct {
+			MediaType string `json:"mediaType"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil {
+			return nil, fmt.Errorf("%s %s of %s: %v: %w", what, desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+		}
+		if doc.MediaType != "" && doc.MediaType != desc.MediaType {
+			return nil, fmt.Errorf("%s %s of %s: its mediaType %q differs from %q: %w", what, desc.Digest, pl.ref, doc.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)
+		}
+		labels, err := images.ChildrenLabels(desc, body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", pl.ref, err)
+		}
+		if labels == nil {
+			labels = map[string]string{}
 		}
 		return labels, nil
 	}
@@ -310,14 +314,5 @@ func (pl *pull) put(ctx context.Context, desc ocispec.Descriptor, body []byte, l
 // hold are one step: errdefs.ErrNotFound means it is not there (any more),
 // and must be fetched.
 func (pl *pull) hold(ctx context.Context, d digest.Digest) error {
-	return pl.store.DB.Leases().HoldExisting(ctx, pl.lease, leases.Resource{ID: d.String(), Type: "content"})
-}
-
-// unpackWorkers bounds applies from the content store (layers present
-// already), which use CPU rather than the network.
-func unpackWorkers(o Options) int {
-	if o.UnpackParallelism > 0 {
-		return o.UnpackParallelism
-	}
-	return max(2, runtime.NumCPU())
+	return pl.store.Leases().HoldExisting(ctx, pl.lease, leases.Resource{ID: d.String(), Type: "content"})
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/metadata"
-	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
@@ -98,7 +97,7 @@ func TestPullFixtures(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fx := push(t, reg.Host, "fx/"+name, "v1")
 			e := newEnv(t, docker.Options{})
-			img, err := e.p.Pull(e.ctx, fx.Ref, pull.Options{})
+			img, err := e.p.Pull(e.ctx, mustRef(t, fx.Ref), pull.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -142,7 +141,7 @@ func TestPullPlatforms(t *testing.T) {
 	arm64 := ocispec.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}
 
 	e := newEnv(t, docker.Options{})
-	if _, err := e.p.Pull(e.ctx, fx.Ref, pull.Options{}); err != nil {
+	if _, err := e.p.Pull(e.ctx, mustRef(t, fx.Ref), pull.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	have := e.blobs()
@@ -158,7 +157,7 @@ func TestPullPlatforms(t *testing.T) {
 	}
 
 	e2 := newEnv(t, docker.Options{})
-	if _, err := e2.p.Pull(e2.ctx, fx.Ref, pull.Options{AllPlatforms: true}); err != nil {
+	if _, err := e2.p.Pull(e2.ctx, mustRef(t, fx.Ref), pull.Options{AllPlatforms: true}); err != nil {
 		t.Fatal(err)
 	}
 	have = e2.blobs()
@@ -170,7 +169,7 @@ func TestPullPlatforms(t *testing.T) {
 	wantTree(t, fx.Tree, e2.tree(mustRef(t, fx.Ref).String()))
 
 	e3 := newEnv(t, docker.Options{})
-	_, err := e3.p.Pull(e3.ctx, fx.Ref, pull.Options{Platforms: []ocispec.Platform{{OS: "linux", Architecture: "s390x"}}})
+	_, err := e3.p.Pull(e3.ctx, mustRef(t, fx.Ref), pull.Options{Platforms: []ocispec.Platform{{OS: "linux", Architecture: "s390x"}}})
 	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "linux/s390x") || !strings.Contains(err.Error(), "linux/arm64") {
 		t.Fatalf("pull of a platform the image lacks = %v; want not found naming it and what there is", err)
 	}
@@ -179,7 +178,7 @@ func TestPullPlatforms(t *testing.T) {
 	}
 }
 
-func mustRef(t *testing.T, s string) reference.Reference {
+func mustRef(t testing.TB, s string) reference.Reference {
 	t.Helper()
 	r, err := reference.Parse(s)
 	if err != nil {
@@ -196,7 +195,7 @@ func TestRepullTransfersNothing(t *testing.T) {
 	fx := testutil.PushWhiteoutImage(t, reg.Host, "again", "v1")
 	ref := proxy.Host + "/again:v1"
 	e := newEnv(t, docker.Options{})
-	if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+	if _, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	first := proxy.Count(http.MethodGet, "/blobs/")
@@ -204,7 +203,7 @@ func TestRepullTransfersNothing(t *testing.T) {
 		t.Fatal("the first pull fetched no blob through the proxy")
 	}
 	proxy.Reset()
-	if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+	if _, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := proxy.Count(http.MethodGet, "/blobs/"); n != 0 {
@@ -225,7 +224,7 @@ func TestPullFaults(t *testing.T) {
 	var layers []ocispec.Descriptor
 	{
 		e := newEnv(t, docker.Options{})
-		if _, err := e.p.Pull(e.ctx, ref, pull.Options{NoUnpack: true}); err != nil {
+		if _, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{NoUnpack: true}); err != nil {
 			t.Fatal(err)
 		}
 		img, _ := e.store.DB.Images().Get(e.ctx, mustRef(t, ref).String())
@@ -241,7 +240,7 @@ func TestPullFaults(t *testing.T) {
 		proxy.Reset()
 		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Times: 1, CutAfter: size / 2})
 		e := newEnv(t, docker.Options{})
-		if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+		if _, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		wantTree(t, fx.Tree, e.tree(mustRef(t, ref).String()))
@@ -266,7 +265,7 @@ func TestPullFaults(t *testing.T) {
 		proxy.Reset()
 		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Times: 2, Status: http.StatusServiceUnavailable})
 		e := newEnv(t, docker.Options{})
-		if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+		if _, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := proxy.Count(http.MethodGet, blobPath); n != 3 {
@@ -278,7 +277,7 @@ func TestPullFaults(t *testing.T) {
 		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Times: 1, Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}})
 		e := newEnv(t, docker.Options{})
 		start := time.Now()
-		if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err != nil {
+		if _, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{}); err != nil {
 			t.Fatal(err)
 		}
 		// Not a timing assertion on speed: the pull must not have retried
@@ -291,7 +290,7 @@ func TestPullFaults(t *testing.T) {
 		proxy.Reset()
 		proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Corrupt: true})
 		e := newEnv(t, docker.Options{})
-		_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+		_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 		if err == nil || !strings.Contains(err.Error(), layers[1].Digest.String()) {
 			t.Fatalf("pull of a corrupt blob = %v; want an error naming %s", err, layers[1].Digest)
 		}
@@ -321,7 +320,7 @@ func TestPullFaults(t *testing.T) {
 			cancel()
 		}()
 		start := time.Now()
-		_, err := e.p.Pull(ctx, ref, pull.Options{})
+		_, err := e.p.Pull(ctx, mustRef(t, ref), pull.Options{})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled pull = %v", err)
 		}
@@ -355,7 +354,7 @@ func TestPullAttestations(t *testing.T) {
 	testutil.PushIndex(t, reg.Host, "att", "v1", img, att)
 
 	e := newEnv(t, docker.Options{})
-	if _, err := e.p.Pull(e.ctx, reg.Host+"/att:v1", pull.Options{}); err != nil {
+	if _, err := e.p.Pull(e.ctx, mustRef(t, reg.Host+"/att:v1"), pull.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if e.blobs()[sbom.Digest] {
@@ -364,48 +363,11 @@ func TestPullAttestations(t *testing.T) {
 	if !e.blobs()[att.Digest] {
 		t.Fatal("the attestation manifest itself was not stored")
 	}
-	if _, err := e.p.Pull(e.ctx, reg.Host+"/att:v1", pull.Options{AllPlatforms: true}); err != nil {
+	if _, err := e.p.Pull(e.ctx, mustRef(t, reg.Host+"/att:v1"), pull.Options{AllPlatforms: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !e.blobs()[sbom.Digest] {
 		t.Fatal("--all-platforms did not fetch the attestation's blob")
-	}
-}
-
-// TestUnpack: an image pulled with --no-unpack is unpacked from the content
-// store later, into both snapshotters, with the same tree.
-func TestUnpack(t *testing.T) {
-	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
-	fx := testutil.PushWhiteoutImage(t, reg.Host, "later", "v1")
-	e := newEnv(t, docker.Options{})
-	img, err := e.p.Pull(e.ctx, fx.Ref, pull.Options{NoUnpack: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := e.snapshotCount(); n != 0 {
-		t.Fatalf("--no-unpack made %d snapshots", n)
-	}
-	for _, sn := range []string{"overlayfs", "native"} {
-		top, err := pull.Unpack(e.ctx, e.store, img.Target, sn, nil)
-		if err != nil {
-			t.Fatalf("Unpack into %s: %v", sn, err)
-		}
-		mounts, err := e.store.Snapshotter(sn).View(e.ctx, "view-"+sn, top.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = mount.WithTempMount(e.ctx, mounts, func(root string) error {
-			wantTree(t, fx.Tree, testutil.ReadTree(t, root))
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.store.Snapshotter(sn).Remove(e.ctx, "view-"+sn)
-	}
-	e.gc()
-	if n := e.snapshotCount(); n != 3 {
-		t.Fatalf("after GC %d overlay snapshots, want the image's 3 (held by the config's label)", n)
 	}
 }
 
@@ -424,7 +386,7 @@ func TestConcurrentPullsShareDownloads(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 			errs <- err
 		}()
 	}

@@ -23,7 +23,7 @@ func TestRefetchVerifies(t *testing.T) {
 	proxy := testutil.StartProxy(t, reg.Host)
 	fx := testutil.PushRandomImage(t, reg.Host, "refetch", "v1", 1, 1<<20)
 	e := newEnv(t, docker.Options{})
-	img, err := e.p.Pull(e.ctx, proxy.Host+"/refetch:v1", pull.Options{})
+	img, err := e.p.Pull(e.ctx, mustRef(t, proxy.Host+"/refetch:v1"), pull.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func TestPullWrongLength(t *testing.T) {
 				proxy.Add(f)
 			}
 			e := newEnv(t, docker.Options{})
-			_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 			if err == nil {
 				t.Fatalf("pull of a blob served longer than its descriptor succeeded; requests: %+v", proxy.Requests())
 			}
@@ -169,7 +169,7 @@ func TestPullRefetchesCorruptIngest(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			img, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			img, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 			if err != nil {
 				t.Fatalf("pull over a corrupt partial download = %v", err)
 			}
@@ -213,7 +213,7 @@ func TestPullCorruptBlobDropsIngest(t *testing.T) {
 			}
 			e := newEnv(t, docker.Options{})
 			if tc.cut {
-				if _, err := e.p.Pull(e.ctx, ref, pull.Options{}); err == nil {
+				if _, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{}); err == nil {
 					t.Fatal("pull through a cut and a 403 succeeded")
 				}
 				if left := e.ingests(l.Digest.String()); len(left) != 2 {
@@ -222,7 +222,7 @@ func TestPullCorruptBlobDropsIngest(t *testing.T) {
 				proxy.Reset()
 			}
 			proxy.Add(testutil.Fault{Method: http.MethodGet, Path: blobPath, Corrupt: true})
-			_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 			if err == nil || !strings.Contains(err.Error(), l.Digest.String()) {
 				t.Fatalf("pull of a corrupt blob = %v; want an error naming %s", err, l.Digest)
 			}

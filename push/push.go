@@ -33,7 +33,6 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/reference"
@@ -65,14 +64,22 @@ type Options struct {
 	Logger               *slog.Logger
 }
 
+// Store is what a push reads: *wiring.Store in this process, or
+// client.Store over the daemon's socket. The content store also takes the
+// distribution source labels of what was pushed.
+type Store interface {
+	Content() content.Store
+	Images() images.Store
+}
+
 // Pusher pushes images of one store. It is safe for concurrent use.
 type Pusher struct {
-	store    *wiring.Store
+	store    Store
 	resolver *docker.Resolver
 }
 
 // New returns a Pusher for the images of st, pushing through r.
-func New(st *wiring.Store, r *docker.Resolver) *Pusher {
+func New(st Store, r *docker.Resolver) *Pusher {
 	return &Pusher{store: st, resolver: r}
 }
 
@@ -137,20 +144,19 @@ type plan struct {
 // Errors: errdefs.ErrNotFound when there is no image local or it has no
 // manifest for o.Platforms; errdefs.ErrFailedPrecondition when content the
 // push needs is not in the store (a one-platform pull of an index), before
-// anything is sent; errdefs.ErrInvalidArgument for a bad ref, a ref whose
+// anything is sent; errdefs.ErrInvalidArgument for a ref whose
 // digest is not the root's, or several platforms of an index; the
 // registry client's errors, naming the blob or manifest and the registry,
 // otherwise.
-func (p *Pusher) Push(ctx context.Context, local string, ref string, o Options) (ocispec.Descriptor, error) {
+//
+// ref is parsed and normalised once, where the name enters (the CLI, the
+// job request): the pipeline takes it as it is (reference.Parse).
+func (p *Pusher) Push(ctx context.Context, local string, r reference.Reference, o Options) (ocispec.Descriptor, error) {
 	start := time.Now()
-	r, err := reference.Parse(ref)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
 	if o.MaxConcurrentUploads <= 0 {
 		o.MaxConcurrentUploads = 3
 	}
-	ps := &push{o: o, local: local, ref: r, cs: p.store.DB.ContentStore(), sink: o.Progress, log: o.Logger,
+	ps := &push{o: o, local: local, ref: r, cs: p.store.Content(), sink: o.Progress, log: o.Logger,
 		sourceKey: labels.DistributionSourcePrefix + r.Domain, resolver: p.resolver}
 	if ps.sink == nil {
 		ps.sink = progress.Discard
@@ -185,7 +191,7 @@ func (p *Pusher) Push(ctx context.Context, local string, ref string, o Options) 
 // image returns the image record local; a name that is not stored as
 // given is tried normalised ("alpine" → "docker.io/library/alpine:latest").
 func (p *Pusher) image(ctx context.Context, local string) (images.Image, error) {
-	is := p.store.DB.Images()
+	is := p.store.Images()
 	img, err := is.Get(ctx, local)
 	if errdefs.IsNotFound(err) {
 		if r, perr := reference.Parse(local); perr == nil && r.String() != local {

@@ -28,6 +28,7 @@ import (
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/push"
+	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
 )
 
@@ -63,7 +64,11 @@ func (e *env) pull(ref string, o pull.Options) string {
 }
 
 func (e *env) push(opts docker.Options, local, ref string, o push.Options) (ocispec.Descriptor, error) {
-	return push.New(e.store, resolver(opts)).Push(e.ctx, local, ref, o)
+	r, err := reference.Parse(ref)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return push.New(e.store, resolver(opts)).Push(e.ctx, local, r, o)
 }
 
 // infos returns the content store's blobs with their labels.

@@ -20,6 +20,7 @@ import (
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
+	"github.com/strata-oci/strata/unpack"
 )
 
 // registerDiff serves containerd.services.diff.v1 and lists the walking
@@ -90,8 +91,10 @@ func (ds *diffService) Apply(ctx context.Context, req *diffapi.ApplyRequest) (*d
 	if err != nil {
 		return nil, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
 	}
-	if want := info.Labels[labels.Uncompressed]; want != "" && want != res.DiffID.String() {
-		return nil, fmt.Errorf("apply layer %s: diff ID %s, labelled %s: %w", desc.Digest, res.DiffID, want, errdefs.ErrFailedPrecondition)
+	if want := info.Labels[labels.Uncompressed]; want != "" {
+		if err := unpack.VerifyDiffID(desc, res.DiffID, digest.Digest(want)); err != nil {
+			return nil, fmt.Errorf("apply: %w", err)
+		}
 	}
 	if req.SyncFs {
 		if err := diffSyncTarget(mounts); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/push"
+	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
 	"github.com/strata-oci/strata/server/servertest"
 )
@@ -42,7 +43,7 @@ func TestCtrPruneReferences(t *testing.T) {
 		}
 	}
 	storetest.WantTree(t, fx.Tree, storetest.Tree(t, ctx, d.Store, img.Name))
-	if _, err := push.New(d.Store, docker.NewResolver(docker.Options{})).Push(ctx, img.Name, reg.Host+"/copy:v1", push.Options{}); err != nil {
+	if _, err := push.New(d.Store, docker.NewResolver(docker.Options{})).Push(ctx, img.Name, reference.Reference{Domain: reg.Host, Path: "copy", Tag: "v1"}, push.Options{}); err != nil {
 		t.Fatalf("push after prune references = %v", err)
 	}
 }

@@ -135,6 +135,25 @@ func WithParent(parent string) Opt {
 	}
 }
 
+// Rebaser is the optional interface of a snapshotter that may accept
+// WithParent at Commit ("rebase"): an unpacker then applies every layer of
+// an image at once, each into a snapshot prepared on nothing, and stacks
+// them in chain order as they commit. A snapshotter that does not
+// implement it, or whose CanRebase is false, gets its layers applied one
+// after the other, each prepared on its parent. Wrappers (the metadata
+// store's namespaced view, the daemon's client) implement it by asking
+// what they wrap.
+type Rebaser interface {
+	// CanRebase reports whether Commit accepts WithParent.
+	CanRebase() bool
+}
+
+// CanRebase reports whether sn implements Rebaser and says it can.
+func CanRebase(sn Snapshotter) bool {
+	r, ok := sn.(Rebaser)
+	return ok && r.CanRebase()
+}
+
 // WalkFunc is called by Walk for each snapshot; an error stops the walk.
 type WalkFunc func(context.Context, Info) error
 

@@ -15,14 +15,16 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/archive"
+	"github.com/strata-oci/strata/archive/internal/imageimport"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/reference"
 )
 
 // This file reads what `docker save` (and containers/image's docker-archive,
-// which podman and skopeo write) put in an archive; the single pass over the
-// tar is archive/ocilayout's Import, which handles both formats:
+// which podman and skopeo write) put in an archive (ImportFormat); the
+// single pass over the tar, which both formats share, is
+// archive/internal/imageimport's, and ocilayout.Import runs it with both:
 //
 //	manifest.json           [{"Config": …, "RepoTags": […], "Layers": […]}]
 //	repositories            legacy tags (ignored: manifest.json has them)
@@ -186,4 +188,55 @@ func detect(ctx context.Context, p content.Provider, desc ocispec.Descriptor) (a
 		return 0, fmt.Errorf("read %s: %w", desc.Digest, err)
 	}
 	return archive.DetectCompression(head[:n]), nil
+}
+
+// ImportFormat is the `docker save` part of an import (ocilayout.Import
+// reads both formats in one pass): manifest.json lists the images, each
+// given a Docker schema 2 manifest built by BuildManifest from its config
+// and layers, found by their paths in the archive.
+var ImportFormat = imageimport.Format{
+	Name:       "docker save",
+	Files:      []string{LoadManifestFile},
+	LegacyBlob: LegacyBlobName,
+	Targets:    importTargets,
+}
+
+// importTargets builds and stores a manifest for each image of
+// manifest.json.
+func importTargets(ctx context.Context, a *imageimport.Archive) ([]imageimport.Target, error) {
+	b, ok := a.File(LoadManifestFile)
+	if !ok {
+		return nil, nil
+	}
+	items, err := ParseLoadManifest(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []imageimport.Target
+	for i, it := range items {
+		where := fmt.Sprintf("%s image %d", LoadManifestFile, i)
+		if len(it.RepoTags) > 0 {
+			where += " (" + strings.Join(it.RepoTags, ", ") + ")"
+		}
+		desc, body, err := BuildManifest(ctx, a.Content(), it, a.Lookup)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if err := a.Put(ctx, desc, body); err != nil {
+			return nil, fmt.Errorf("%s: store its manifest: %w", where, err)
+		}
+		names, err := it.Names()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if len(names) == 0 || a.Digests() {
+			r, err := reference.Parse(a.BaseName() + "@" + desc.Digest.String())
+			if err != nil {
+				return nil, fmt.Errorf("%s: image name: %w", where, err)
+			}
+			names = append(names, r.String())
+		}
+		out = append(out, imageimport.Target{Desc: desc, Names: names, Where: where})
+	}
+	return out, nil
 }

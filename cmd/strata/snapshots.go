@@ -12,14 +12,16 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/spf13/cobra"
 
+	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/snapshots"
 )
 
-// snapshotterNames are the snapshotters a store can have; which of them
-// work depends on the filesystem under the root.
-var snapshotterNames = []string{"overlayfs", "native"}
+// snapshotterNames are the snapshotters a store can have (decided in
+// internal/wiring); which of them work depends on the filesystem under
+// the root.
+var snapshotterNames = wiring.SnapshotterKinds
 
 // snapshotterFlag is the --snapshotter flag of the snapshots and layer
 // commands.

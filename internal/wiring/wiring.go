@@ -15,8 +15,12 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/local"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata"
+	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/snapshots"
 	"github.com/strata-oci/strata/snapshots/native"
 	"github.com/strata-oci/strata/snapshots/overlay"
@@ -48,6 +52,16 @@ type Config struct {
 	SharingPolicy metadata.SharingPolicy
 }
 
+// The snapshotters a store has: which exist is decided here only.
+const (
+	overlayName = "overlayfs"
+	nativeName  = "native"
+)
+
+// SnapshotterKinds are the names of the snapshotters a root can have, the
+// preferred first.
+var SnapshotterKinds = []string{overlayName, nativeName}
+
 // Store is an open root.
 type Store struct {
 	Root  string
@@ -71,13 +85,62 @@ func (s *Store) Snapshotter(name string) snapshots.Snapshotter {
 	return s.DB.Snapshotter(name)
 }
 
+// The methods below are what the pipelines (pull, push, import, jobs) take
+// of a store, through the small interfaces they declare; client.Store has
+// them too, over the daemon's socket.
+
+// Content returns the namespaced content store.
+func (s *Store) Content() content.Store { return s.DB.ContentStore() }
+
+// Images returns the namespaced image store.
+func (s *Store) Images() images.Store { return s.DB.Images() }
+
+// Leases returns the lease manager, which holds what exists in one step.
+func (s *Store) Leases() leases.Holder { return s.DB.Leases() }
+
+// ResolveSnapshotter returns the snapshotter name ("" for the default)
+// and the name it resolved to. overlayfs where it does not work is its
+// reason (errdefs.ErrUnavailable or the like); a name the store does not
+// have is errdefs.ErrInvalidArgument.
+func (s *Store) ResolveSnapshotter(name string) (string, snapshots.Snapshotter, error) {
+	if name == "" {
+		name = s.DefaultSnapshotter
+	}
+	if sn := s.DB.Snapshotter(name); sn != nil {
+		return name, sn, nil
+	}
+	if name == overlayName && s.OverlayUnavailable != nil {
+		return "", nil, fmt.Errorf("snapshotter %s: %w", overlayName, s.OverlayUnavailable)
+	}
+	return "", nil, fmt.Errorf("snapshotter %q: not one of %v: %w", name, s.DB.SnapshotterNames(), errdefs.ErrInvalidArgument)
+}
+
+// Describe returns the store's root and why overlayfs is not among its
+// snapshotters (nil when it is).
+func (s *Store) Describe() (root string, overlayUnavailable error) {
+	return s.Root, s.OverlayUnavailable
+}
+
+// SnapshotterNames lists the snapshotters the store has.
+func (s *Store) SnapshotterNames() []string { return s.DB.SnapshotterNames() }
+
+// GarbageCollect runs a collection now (metadata.DB.GarbageCollect).
+func (s *Store) GarbageCollect(ctx context.Context, o metadata.GCOptions) (gc.Stats, error) {
+	return s.DB.GarbageCollect(ctx, o)
+}
+
+// Fsck checks the store and with repair mends it (metadata.DB.Fsck).
+func (s *Store) Fsck(ctx context.Context, repair bool) (metadata.FsckReport, error) {
+	return s.DB.Fsck(ctx, repair)
+}
+
 // Open opens (creating when needed) the store at cfg.Root.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Root == "" {
 		return nil, fmt.Errorf("store root must not be empty")
 	}
 	switch cfg.Snapshotter {
-	case "", "overlayfs", "native":
+	case "", overlayName, nativeName:
 	default:
 		return nil, fmt.Errorf("default snapshotter %q: want overlayfs or native: %w", cfg.Snapshotter, errdefs.ErrInvalidArgument)
 	}
@@ -115,30 +178,30 @@ func open(ctx context.Context, cfg Config) (*Store, error) {
 			c()
 		}
 	}
-	defaultSnapshotter := "overlayfs"
-	ov, ovErr := overlay.New(filepath.Join(cfg.Root, "snapshots", "overlayfs"))
+	defaultSnapshotter := overlayName
+	ov, ovErr := overlay.New(filepath.Join(cfg.Root, "snapshots", overlayName))
 	if ovErr == nil {
-		opts = append(opts, metadata.WithSnapshotter("overlayfs", ov))
+		opts = append(opts, metadata.WithSnapshotter(overlayName, ov))
 		closers = append(closers, ov.Close)
 	} else {
 		if errors.Is(ovErr, errdefs.ErrUnavailable) {
 			return nil, ovErr
 		}
-		if cfg.Snapshotter == "overlayfs" {
+		if cfg.Snapshotter == overlayName {
 			return nil, fmt.Errorf("default snapshotter overlayfs: %w", ovErr)
 		}
-		defaultSnapshotter = "native"
+		defaultSnapshotter = nativeName
 		if cfg.Logger != nil {
 			cfg.Logger.Warn("overlayfs snapshotter unavailable, using native (full copies)", "error", ovErr)
 		}
 	}
-	nat, err := native.New(filepath.Join(cfg.Root, "snapshots", "native"))
+	nat, err := native.New(filepath.Join(cfg.Root, "snapshots", nativeName))
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
 	closers = append(closers, nat.Close)
-	opts = append(opts, metadata.WithSnapshotter("native", nat))
+	opts = append(opts, metadata.WithSnapshotter(nativeName, nat))
 	if cfg.GCDelay != 0 {
 		opts = append(opts, metadata.WithGCDelay(cfg.GCDelay))
 	}

@@ -63,7 +63,7 @@ func newEnv(t *testing.T, opts docker.Options) *env {
 func (e *env) pullImage(ref string, fx testutil.Fixture) {
 	t := e.t
 	t.Helper()
-	img, err := e.p.Pull(e.ctx, ref, pull.Options{})
+	img, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 	if err != nil {
 		t.Fatalf("Pull(%q) = %v", ref, err)
 	}
@@ -412,7 +412,7 @@ func TestPullBasicAuth(t *testing.T) {
 	t.Run("no credentials", func(t *testing.T) {
 		var log logBuffer
 		e := newEnv(t, docker.Options{Logger: log.logger()})
-		_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+		_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 		if !errors.Is(err, errdefs.ErrUnauthenticated) || !strings.Contains(err.Error(), reg.Host) {
 			t.Fatalf("Pull(%q) without credentials = %v, want ErrUnauthenticated naming %s", ref, err, reg.Host)
 		}
@@ -423,7 +423,7 @@ func TestPullBasicAuth(t *testing.T) {
 		var log logBuffer
 		creds := &staticCredentials{user: user, password: wrong}
 		e := newEnv(t, docker.Options{Credentials: creds.get, Logger: log.logger()})
-		_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+		_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 		if !errors.Is(err, errdefs.ErrUnauthenticated) || !strings.Contains(err.Error(), reg.Host) {
 			t.Fatalf("Pull(%q) with a wrong password = %v, want ErrUnauthenticated naming %s", ref, err, reg.Host)
 		}
@@ -502,7 +502,7 @@ func TestPullTokenAuth(t *testing.T) {
 	t.Run("anonymous private", func(t *testing.T) {
 		e := newEnv(t, docker.Options{})
 		ref := reg.Host + "/private/app:v1"
-		_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+		_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 		if !errors.Is(err, errdefs.ErrUnauthenticated) || !strings.Contains(err.Error(), mustRef(t, ref).String()) {
 			t.Fatalf("anonymous Pull(%q) = %v, want ErrUnauthenticated naming the reference", ref, err)
 		}
@@ -513,7 +513,7 @@ func TestPullTokenAuth(t *testing.T) {
 		var log logBuffer
 		e := newEnv(t, docker.Options{Credentials: (&staticCredentials{user: "alice", password: wrong}).get, Logger: log.logger()})
 		ref := reg.Host + "/private/app:v1"
-		_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+		_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 		if !errors.Is(err, errdefs.ErrUnauthenticated) {
 			t.Fatalf("Pull(%q) with a wrong password = %v, want ErrUnauthenticated", ref, err)
 		}
@@ -623,7 +623,7 @@ func TestPullTLS(t *testing.T) {
 				e.pullImage(ref, tc.fx)
 				return
 			}
-			_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 			t.Logf("Pull(%q) = %v", ref, err)
 			if err == nil || !tc.wantErr(err) || !strings.Contains(err.Error(), tc.reg.Host) {
 				t.Fatalf("Pull(%q) = %v, want a TLS error naming %s", ref, err, tc.reg.Host)
@@ -639,7 +639,7 @@ func TestPullTLS(t *testing.T) {
 		dir := t.TempDir()
 		writeHosts(t, dir, front.Host, server(front.Host))
 		e := newEnv(t, docker.Options{HostsDir: dir, Retries: 3})
-		_, err := e.p.Pull(e.ctx, front.Host+"/tls/app:v1", pull.Options{})
+		_, err := e.p.Pull(e.ctx, mustRef(t, front.Host+"/tls/app:v1"), pull.Options{})
 		if !isUnknownAuthority(err) {
 			t.Fatalf("Pull without the CA = %v, want an x509.UnknownAuthorityError", err)
 		}

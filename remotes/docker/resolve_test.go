@@ -64,7 +64,7 @@ func TestResolve(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, docker.Options{})
-			_, err := e.p.Pull(e.ctx, tc.ref, pull.Options{})
+			_, err := e.p.Pull(e.ctx, mustRef(t, tc.ref), pull.Options{})
 			t.Logf("Pull(%q) = %v", tc.ref, err)
 			if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), mustRef(t, tc.ref).String()) {
 				t.Fatalf("Pull(%q) = %v, want ErrNotFound naming the reference", tc.ref, err)
@@ -112,7 +112,7 @@ func TestSchema1(t *testing.T) {
 		t.Run(tag, func(t *testing.T) {
 			e := newEnv(t, docker.Options{PlainHTTP: true})
 			ref := host + "/old/app:" + tag
-			_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 			t.Logf("Pull(%q) = %v", ref, err)
 			if !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "schema 1") || !strings.Contains(err.Error(), ref) {
 				t.Fatalf("Pull(%q) = %v, want ErrNotImplemented naming the reference and schema 1", ref, err)
@@ -149,7 +149,7 @@ func TestManifestSizeLimit(t *testing.T) {
 		testutil.PushIndex(t, reg.Host, "limits/app", "big", child)
 		e := newEnv(t, docker.Options{PlainHTTP: true})
 		ref := proxy.Host + "/limits/app:big"
-		_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+		_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 		wantLimitError(t, fmt.Sprintf("Pull(%q)", ref), err)
 		if n := proxy.Count(http.MethodGet, "/manifests/"+child.Digest.String()); n != 0 {
 			t.Fatalf("the oversized manifest was asked for %d times", n)
@@ -162,7 +162,7 @@ func TestManifestSizeLimit(t *testing.T) {
 			srv, written := startBigManifestServer(t)
 			e := newEnv(t, docker.Options{PlainHTTP: true})
 			ref := srv.Listener.Addr().String() + "/big/app:" + tag
-			_, err := e.p.Pull(e.ctx, ref, pull.Options{})
+			_, err := e.p.Pull(e.ctx, mustRef(t, ref), pull.Options{})
 			wantLimitError(t, fmt.Sprintf("Pull(%q)", ref), err)
 			e.noImages()
 			// Close waits for the handler, which ends when its writes fail

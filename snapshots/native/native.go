@@ -28,7 +28,10 @@ type Snapshotter struct {
 	storage.Base
 }
 
-var _ snapshots.Snapshotter = (*Snapshotter)(nil)
+var (
+	_ snapshots.Snapshotter = (*Snapshotter)(nil)
+	_ snapshots.Rebaser     = (*Snapshotter)(nil)
+)
 
 // Opt configures a Snapshotter; there are none yet.
 type Opt func(*options) error

@@ -44,7 +44,10 @@ type Snapshotter struct {
 	options []string
 }
 
-var _ snapshots.Snapshotter = (*Snapshotter)(nil)
+var (
+	_ snapshots.Snapshotter = (*Snapshotter)(nil)
+	_ snapshots.Rebaser     = (*Snapshotter)(nil)
+)
 
 // Opt configures a Snapshotter.
 type Opt func(*options) error

@@ -21,6 +21,10 @@ type Base struct {
 	Rebase bool
 }
 
+// CanRebase says whether Commit accepts snapshots.WithParent (the
+// optional snapshots.Rebaser).
+func (b *Base) CanRebase() bool { return b.Rebase }
+
 // FS returns the tree directory of the snapshot id.
 func (b *Base) FS(id string) string { return filepath.Join(b.Dirs.Path(id), "fs") }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
 )
 
@@ -103,7 +104,11 @@ func WantTree(tb testing.TB, want, got map[string]testutil.TreeEntry) {
 // the image record; the test fails if the pull does.
 func Pull(tb testing.TB, ctx context.Context, st *wiring.Store, ref string, o pull.Options) images.Image {
 	tb.Helper()
-	img, err := pull.New(st, docker.NewResolver(docker.Options{})).Pull(ctx, ref, o)
+	r, err := reference.Parse(ref)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	img, err := pull.New(st, docker.NewResolver(docker.Options{})).Pull(ctx, r, o)
 	if err != nil {
 		tb.Fatalf("pull %s: %v", ref, err)
 	}
