@@ -19,12 +19,12 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/remotes/docker/auth"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // Request is one job: exactly one field is set.

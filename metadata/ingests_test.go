@@ -16,10 +16,10 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/local"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/testutil"
 )
 
 func TestParseMinFree(t *testing.T) {

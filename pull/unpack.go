@@ -12,10 +12,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/internal/wiring"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/progress"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // Unpack unpacks the image manifest (whose blobs are in the store) into

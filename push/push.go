@@ -33,11 +33,11 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // maxIndexDepth bounds nested indexes, as the images package does.

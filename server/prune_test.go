@@ -5,14 +5,14 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/push"
 	"github.com/strata-oci/strata/remotes/docker"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // TestCtrPruneReferences (issue 12, item 1): `ctr content prune references`

@@ -24,10 +24,10 @@ import (
 	"github.com/strata-oci/strata/archive/internal/imagetar"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/reference"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // Import reads image archives in one pass over the tar, whatever the order

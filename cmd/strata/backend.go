@@ -16,11 +16,11 @@ import (
 	"github.com/strata-oci/strata/client"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // DefaultAddress is where stratad listens unless configured otherwise.

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // pluginLines returns the rows of a TYPE ID PLATFORMS STATUS table, each

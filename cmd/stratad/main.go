@@ -26,10 +26,10 @@ import (
 	toml "github.com/pelletier/go-toml/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // Config is /etc/strata/config.toml. Flags override it.

@@ -27,12 +27,12 @@ import (
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // env is a store in a temporary root and a puller fetching through a
