@@ -103,6 +103,22 @@ type HardLink struct {
 // way that cannot be neutralised (a hard link to outside, for one).
 var ErrEscape = errors.New("archive: path escapes root")
 
+// streamError is a layer stream that could not be read: the layer is
+// invalid (errdefs.ErrInvalidArgument, first in the chain, so errdefs.Resolve
+// and the gRPC code stay InvalidArgument whatever the cause), and the
+// reader's own error stays in the chain for errors.Is and errors.As (a
+// cancelled context, io.ErrUnexpectedEOF, a registry's error).
+type streamError struct {
+	op  string // what was read: "archive: read tar entry 3"
+	err error
+}
+
+func (e *streamError) Error() string {
+	return e.op + ": " + e.err.Error() + ": " + errdefs.ErrInvalidArgument.Error()
+}
+
+func (e *streamError) Unwrap() []error { return []error{errdefs.ErrInvalidArgument, e.err} }
+
 // Apply unpacks the layer stream r (gzip, zstd or plain tar) into dir and
 // returns its diff ID. Every path is resolved inside dir by the kernel as if
 // dir were "/", so no entry can create, change or remove anything outside
@@ -146,7 +162,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 			break
 		}
 		if err != nil {
-			return res, fmt.Errorf("archive: read tar entry %d: %v: %w", res.Entries+1, err, errdefs.ErrInvalidArgument)
+			return res, &streamError{op: fmt.Sprintf("archive: read tar entry %d", res.Entries+1), err: err}
 		}
 		res.Entries++
 		if res.Entries > opts.Limits.MaxEntries {

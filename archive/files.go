@@ -59,7 +59,7 @@ func (a *applier) regular(hdr *tar.Header, tr io.Reader, pd *dirRef, name, base 
 		data := (*buf)[:hdr.Size]
 		if _, err := io.ReadFull(tr, data); err != nil {
 			a.bufs.put(buf)
-			return fmt.Errorf("archive: read %q: %v: %w", hdr.Name, err, errdefs.ErrInvalidArgument)
+			return &streamError{op: fmt.Sprintf("archive: read %q", hdr.Name), err: err}
 		}
 		a.inflight[name] = struct{}{}
 		a.root.pin(pd)
@@ -87,7 +87,7 @@ func (a *applier) regular(hdr *tar.Header, tr io.Reader, pd *dirRef, name, base 
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("archive: read %q: %v: %w", hdr.Name, rerr, errdefs.ErrInvalidArgument)
+			return &streamError{op: fmt.Sprintf("archive: read %q", hdr.Name), err: rerr}
 		}
 	}
 	if off != hdr.Size {

@@ -40,7 +40,7 @@ func readInfo(dgst digest.Digest, b *bolt.Bucket) content.Info {
 
 func validDigest(dgst digest.Digest) error {
 	if err := dgst.Validate(); err != nil {
-		return fmt.Errorf("digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("digest %q: %w: %w", dgst, err, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

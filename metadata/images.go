@@ -78,7 +78,7 @@ func validateImage(img images.Image) error {
 		return fmt.Errorf("image %q: target media type must not be empty: %w", img.Name, errdefs.ErrInvalidArgument)
 	}
 	if err := img.Target.Digest.Validate(); err != nil {
-		return fmt.Errorf("image %q: target digest %q: %v: %w", img.Name, img.Target.Digest, err, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("image %q: target digest %q: %w: %w", img.Name, img.Target.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	if img.Target.Size < 0 {
 		return fmt.Errorf("image %q: target size %d: %w", img.Name, img.Target.Size, errdefs.ErrInvalidArgument)

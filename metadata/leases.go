@@ -178,7 +178,7 @@ func resourcePath(r leases.Resource) ([][]byte, []byte, error) {
 	switch {
 	case r.Type == "content":
 		if err := digest.Digest(r.ID).Validate(); err != nil {
-			return nil, nil, fmt.Errorf("lease resource content %q: %v: %w", r.ID, err, errdefs.ErrInvalidArgument)
+			return nil, nil, fmt.Errorf("lease resource content %q: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
 		}
 		return [][]byte{bucketContent}, []byte(r.ID), nil
 	case r.Type == "ingests":
