@@ -61,4 +61,8 @@
 // so a Prepare carrying the containerd.io/snapshot.ref label of a layer
 // returns errdefs.ErrAlreadyExists only when the caller's own namespace has
 // it, as containerd's does; otherwise the caller applies the layer itself.
+//
+// Fsck: DB.Fsck runs package metadata/fsck over the blobs and over this
+// database's read and repair API (fsck.Records), under the same write lock
+// as GC, taken only to compare and repair.
 package metadata
