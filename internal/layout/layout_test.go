@@ -201,6 +201,35 @@ func testSupport(p string) bool {
 	return r == "testutil" || strings.HasPrefix(r, "testutil/") || strings.HasSuffix(r, "test")
 }
 
+// wiringViolations lists the packages that import wiring and may not, and
+// the entries of allowed that no longer hold.
+func wiringViolations(pkgs map[string]*pkg, allowed map[string]string) []string {
+	var bad []string
+	for _, p := range pkgs {
+		r := rel(p.ImportPath)
+		if !slices.Contains(p.Imports, wiring) {
+			if why, ok := allowed[r]; ok {
+				bad = append(bad, fmt.Sprintf("%s no longer imports wiring (%s): remove it from wiringAllowed", r, why))
+			}
+			continue
+		}
+		if strings.HasPrefix(r, "cmd/") || testSupport(p.ImportPath) {
+			continue
+		}
+		if _, ok := allowed[r]; ok {
+			continue
+		}
+		bad = append(bad, fmt.Sprintf("%s imports wiring: take the small interfaces it uses instead (only cmd/* and tests may import wiring)", r))
+	}
+	for r := range allowed {
+		if pkgs[module+"/"+r] == nil {
+			bad = append(bad, fmt.Sprintf("wiringAllowed names %s, which is no package: remove it", r))
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
+
 // TestWiringImporters: issue 13. wiring builds the whole object graph; a
 // pipeline or a service that takes it cannot run over the daemon's client or
 // a test double. Only the commands and tests may import it.
@@ -209,26 +238,37 @@ func TestWiringImporters(t *testing.T) {
 	if pkgs[wiring] == nil {
 		t.Fatalf("no package %s", rel(wiring))
 	}
-	for _, p := range pkgs {
-		r := rel(p.ImportPath)
-		if !slices.Contains(p.Imports, wiring) {
-			if why, ok := wiringAllowed[r]; ok {
-				t.Errorf("%s no longer imports wiring (%s): remove it from wiringAllowed", r, why)
-			}
-			continue
-		}
-		if strings.HasPrefix(r, "cmd/") || testSupport(p.ImportPath) {
-			continue
-		}
-		if _, ok := wiringAllowed[r]; ok {
-			continue
-		}
-		t.Errorf("%s imports wiring: take the small interfaces it uses instead (only cmd/* and tests may import wiring)", r)
+	for _, v := range wiringViolations(pkgs, wiringAllowed) {
+		t.Error(v)
 	}
-	for r := range wiringAllowed {
-		if pkgs[module+"/"+r] == nil {
-			t.Errorf("wiringAllowed names %s, which is no package: remove it", r)
+}
+
+// TestWiringImportersCatch runs the check over a made-up graph, so that
+// TestWiringImporters can fail.
+func TestWiringImportersCatch(t *testing.T) {
+	pkgs := map[string]*pkg{}
+	add := func(p string, imports ...string) {
+		q := &pkg{ImportPath: module + "/" + p}
+		for _, i := range imports {
+			q.Imports = append(q.Imports, module+"/"+i)
 		}
+		pkgs[q.ImportPath] = q
+	}
+	add("wiring")
+	add("cmd/strata", "wiring")
+	add("testutil/storetest", "wiring")
+	add("server/servertest", "wiring")
+	add("pull", "wiring")
+	add("push", "content")
+	add("jobs", "wiring")
+	got := wiringViolations(pkgs, map[string]string{"jobs": "r1", "push": "r1", "gone": "r4"})
+	want := []string{
+		"pull imports wiring: take the small interfaces it uses instead (only cmd/* and tests may import wiring)",
+		"push no longer imports wiring (r1): remove it from wiringAllowed",
+		"wiringAllowed names gone, which is no package: remove it",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("wiringViolations = %q, want %q", got, want)
 	}
 }
 
@@ -280,20 +320,19 @@ func readTable(t *testing.T) []tableRow {
 	return rows
 }
 
-// TestArchitectureTable: issue 13. docs/architecture.md describes the
-// layout, every package in one row; this keeps it true.
-func TestArchitectureTable(t *testing.T) {
-	pkgs := listPackages(t)
-	rows := readTable(t)
+// tableViolations lists the rows that name no package (or one named
+// before) and the packages without a row, with the row to add.
+func tableViolations(pkgs map[string]*pkg, rows []tableRow) []string {
+	var bad []string
 	inTable := map[string]int{}
 	for _, r := range rows {
 		switch {
 		case r.pkg == "":
-			t.Errorf("docs/architecture.md:%d: the first cell must be one package path in backquotes: %s", r.line, r.text)
+			bad = append(bad, fmt.Sprintf("docs/architecture.md:%d: the first cell must be one package path in backquotes: %s", r.line, r.text))
 		case pkgs[module+"/"+r.pkg] == nil:
-			t.Errorf("docs/architecture.md:%d: no package %s: remove the row or rename it: %s", r.line, r.pkg, r.text)
+			bad = append(bad, fmt.Sprintf("docs/architecture.md:%d: no package %s: remove the row or rename it: %s", r.line, r.pkg, r.text))
 		case inTable[r.pkg] != 0:
-			t.Errorf("docs/architecture.md:%d: %s has a row already (line %d): %s", r.line, r.pkg, inTable[r.pkg], r.text)
+			bad = append(bad, fmt.Sprintf("docs/architecture.md:%d: %s has a row already (line %d): %s", r.line, r.pkg, inTable[r.pkg], r.text))
 		default:
 			inTable[r.pkg] = r.line
 		}
@@ -301,12 +340,44 @@ func TestArchitectureTable(t *testing.T) {
 	var missing []string
 	for p, info := range pkgs {
 		if inTable[rel(p)] == 0 {
-			missing = append(missing, suggestRow(info))
+			missing = append(missing, "docs/architecture.md: package missing from the table; add:\n"+suggestRow(info))
 		}
 	}
 	sort.Strings(missing)
-	for _, m := range missing {
-		t.Errorf("docs/architecture.md: package missing from the table; add:\n%s", m)
+	return append(bad, missing...)
+}
+
+// TestArchitectureTable: issue 13. docs/architecture.md describes the
+// layout, every package in one row; this keeps it true.
+func TestArchitectureTable(t *testing.T) {
+	for _, v := range tableViolations(listPackages(t), readTable(t)) {
+		t.Error(v)
+	}
+}
+
+// TestArchitectureTableCatch runs the check over a made-up table, so that
+// TestArchitectureTable can fail.
+func TestArchitectureTableCatch(t *testing.T) {
+	pkgs := map[string]*pkg{}
+	for _, p := range []*pkg{
+		{ImportPath: module + "/content", Name: "content", Doc: "Package content defines the blob store."},
+		{ImportPath: module + "/unpack", Name: "unpack", Doc: "Package unpack applies layers: plan, apply, verify."},
+	} {
+		pkgs[p.ImportPath] = p
+	}
+	rows := []tableRow{
+		{line: 5, text: "| `content` | blobs |", pkg: "content"},
+		{line: 6, text: "| `server` | the gRPC API |", pkg: "server"},
+		{line: 7, text: "| `a`, `b` | two |"},
+	}
+	got := tableViolations(pkgs, rows)
+	want := []string{
+		"docs/architecture.md:6: no package server: remove the row or rename it: | `server` | the gRPC API |",
+		"docs/architecture.md:7: the first cell must be one package path in backquotes: | `a`, `b` | two |",
+		"docs/architecture.md: package missing from the table; add:\n| `unpack` | applies layers: plan, apply, verify |",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("tableViolations = %q, want %q", got, want)
 	}
 }
 
