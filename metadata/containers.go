@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strata-oci/strata/containers"
+	"github.com/strata-oci/strata/metadata/internal/schema"
 	"github.com/strata-oci/strata/namespaces"
 
 	boltutil "github.com/strata-oci/strata/internal/boltutil"
@@ -21,13 +22,13 @@ import (
 )
 
 var (
-	bucketContainers = []byte("containers")
+	bucketContainers = schema.Containers
 	bucketRuntime    = []byte("runtime")
 	bucketExtensions = []byte("extensions")
 	keyImage         = []byte("image")
 	keySpec          = []byte("spec")
-	keySnapshotter   = []byte("snapshotter")
-	keySnapshotKey   = []byte("snapshotkey")
+	keySnapshotter   = schema.Snapshotter
+	keySnapshotKey   = schema.SnapshotKey
 	keySandboxID     = []byte("sandboxid")
 	keyOptions       = []byte("options")
 )
@@ -176,7 +177,7 @@ func writeContainer(b *bolt.Bucket, c containers.Container) error {
 		return err
 	}
 	for _, name := range [][]byte{bucketRuntime, bucketExtensions} {
-		if err := b.DeleteBucket(name); err != nil && !isBucketNotFound(err) {
+		if err := b.DeleteBucket(name); err != nil && !schema.IsBucketNotFound(err) {
 			return err
 		}
 	}

@@ -62,7 +62,10 @@
 // removes unmarked records, expired leases, stale ingests, blobs no
 // namespace refers to, and backend snapshots no namespace refers to
 // (children before parents). It holds the database's write lock, so no
-// commit can slip between the mark and the sweep.
+// commit can slip between the mark and the sweep. DB.GarbageCollect runs
+// package metadata/collect (reading the records into metadata/gc's nodes,
+// the sweep, dropping partial downloads under WithMinFree) over the bucket
+// layout in metadata/internal/schema, which both packages share.
 //
 // Snapshots: DB.Snapshotter(name) is the namespaced view of a backend
 // registered with WithSnapshotter. Keys are per namespace; each record

@@ -7,6 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-oci/strata/metadata/fsck"
+	"github.com/strata-oci/strata/metadata/internal/schema"
 
 	boltutil "github.com/strata-oci/strata/internal/boltutil"
 )
@@ -41,7 +42,7 @@ var _ fsck.Records = fsckRecords{}
 func (r fsckRecords) BlobRecords(ctx context.Context) ([]fsck.BlobRecord, error) {
 	var out []fsck.BlobRecord
 	err := r.db.view(func(tx *bolt.Tx) error {
-		return tx1(tx).ForEachBucket(func(nsk []byte) error {
+		return schema.Root(tx).ForEachBucket(func(nsk []byte) error {
 			ns := string(nsk)
 			if bb := nsBucket(tx, ns, bucketContent, bucketBlob); bb != nil {
 				_ = bb.ForEachBucket(func(k []byte) error {
@@ -58,7 +59,7 @@ func (r fsckRecords) BlobRecords(ctx context.Context) ([]fsck.BlobRecord, error)
 func (r fsckRecords) IngestRecords(ctx context.Context) ([]fsck.IngestRecord, error) {
 	var out []fsck.IngestRecord
 	err := r.db.view(func(tx *bolt.Tx) error {
-		return tx1(tx).ForEachBucket(func(nsk []byte) error {
+		return schema.Root(tx).ForEachBucket(func(nsk []byte) error {
 			ns := string(nsk)
 			if ib := nsBucket(tx, ns, bucketContent, bucketIngests); ib != nil {
 				_ = ib.ForEachBucket(func(k []byte) error {
@@ -76,7 +77,7 @@ func (r fsckRecords) IngestRecords(ctx context.Context) ([]fsck.IngestRecord, er
 func (r fsckRecords) Images(ctx context.Context) ([]fsck.ImageRecord, error) {
 	var out []fsck.ImageRecord
 	err := r.db.view(func(tx *bolt.Tx) error {
-		return tx1(tx).ForEachBucket(func(nsk []byte) error {
+		return schema.Root(tx).ForEachBucket(func(nsk []byte) error {
 			ib := nsBucket(tx, string(nsk), bucketImages)
 			if ib == nil {
 				return nil
@@ -119,7 +120,7 @@ func (r fsckRecords) RemoveBlobRecord(ns string, dgst digest.Digest) error {
 }
 
 func (r fsckRecords) RemoveIngestRecord(ns, ref string) error {
-	return r.db.updateHeld(func(tx *bolt.Tx) error { return removeIngestRecord(tx, ns, ref) })
+	return r.db.updateHeld(func(tx *bolt.Tx) error { return schema.RemoveIngestRecord(tx, ns, ref) })
 }
 
 func (r fsckRecords) RemoveImage(ns, name string) error {

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/metadata/internal/schema"
 	"github.com/strata-oci/strata/namespaces"
 
 	boltutil "github.com/strata-oci/strata/internal/boltutil"
@@ -51,7 +52,7 @@ func writeImage(b *bolt.Bucket, img images.Image) error {
 	if err := boltutil.PutTime(b, keyUpdatedAt, img.UpdatedAt); err != nil {
 		return err
 	}
-	if err := b.DeleteBucket(bucketTarget); err != nil && !isBucketNotFound(err) {
+	if err := b.DeleteBucket(bucketTarget); err != nil && !schema.IsBucketNotFound(err) {
 		return err
 	}
 	tb, err := b.CreateBucket(bucketTarget)

@@ -26,6 +26,7 @@ import (
 	"github.com/strata-oci/strata/images"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/metadata/collect"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/namespaces"
 
@@ -287,12 +288,7 @@ func TestGCSnapshots(t *testing.T) {
 	}
 	var marked map[gc.Node]struct{}
 	err = db.view(func(tx *bolt.Tx) error {
-		c := &collector{db: db, tx: tx, now: time.Now(), blobEdges: map[gc.Node][]gc.Node{}}
-		roots, err := c.roots(ctx)
-		if err != nil {
-			return err
-		}
-		marked, err = gc.Tricolor(ctx, roots, func(n gc.Node, visit func(gc.Node)) error { return c.refs(ctx, n, visit) })
+		marked, err = collect.Mark(ctx, tx, collect.Config{Backend: db.backend}, time.Now(), nil)
 		return err
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/strata-oci/strata/metadata/internal/schema"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/snapshots"
@@ -184,7 +185,7 @@ func (s *namespacedSnapshotter) View(ctx context.Context, key, parent string, op
 
 // addSnapshotLease makes the context's lease hold the snapshot key.
 func (s *namespacedSnapshotter) addSnapshotLease(ctx context.Context, tx *bolt.Tx, ns, key string) error {
-	lb, err := leaseBucket(ctx, tx, ns)
+	lb, err := schema.ContextLease(ctx, tx, ns)
 	if err != nil || lb == nil {
 		return err
 	}
@@ -352,7 +353,7 @@ func (s *namespacedSnapshotter) Commit(ctx context.Context, name, key string, op
 			return err
 		}
 		bname := ns + "/" + strconv.FormatUint(seq, 10) + "/" + name
-		if err := removeSnapshotRecord(sb, key); err != nil {
+		if err := schema.RemoveSnapshotRecord(sb, key); err != nil {
 			return err
 		}
 		if err := writeSnapshotRecord(sb, name, bname, parent, base.Labels, r.created); err != nil {
@@ -366,25 +367,6 @@ func (s *namespacedSnapshotter) Commit(ctx context.Context, name, key string, op
 		}
 		return nil
 	})
-}
-
-// removeSnapshotRecord deletes the record key and unlinks it from its
-// parent's children.
-func removeSnapshotRecord(sb *bolt.Bucket, key string) error {
-	b := sb.Bucket([]byte(key))
-	if b == nil {
-		return nil
-	}
-	if p := b.Get(keyParent); len(p) > 0 {
-		if pb := sb.Bucket(p); pb != nil {
-			if cb := pb.Bucket(bucketChildren); cb != nil {
-				if err := cb.Delete([]byte(key)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return sb.DeleteBucket([]byte(key))
 }
 
 // Remove deletes the namespace's record of key; the backend snapshot goes
@@ -409,7 +391,7 @@ func (s *namespacedSnapshotter) Remove(ctx context.Context, key string) error {
 				return fmt.Errorf("remove snapshot %q: it has children (%q): %w", key, k, errdefs.ErrFailedPrecondition)
 			}
 		}
-		return removeSnapshotRecord(sb, key)
+		return schema.RemoveSnapshotRecord(sb, key)
 	})
 	if err == nil {
 		s.db.scheduleGC()
