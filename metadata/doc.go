@@ -65,12 +65,12 @@
 // commit can slip between the mark and the sweep. DB.GarbageCollect runs
 // package metadata/collect (reading the records into metadata/gc's nodes,
 // the sweep, dropping partial downloads under WithMinFree) over the bucket
-// layout in metadata/internal/schema, which both packages share.
+// layout in metadata/internal/schema, which the rooms below metadata share.
 //
-// Snapshots: DB.Snapshotter(name) is the namespaced view of a backend
-// registered with WithSnapshotter. Keys are per namespace; each record
-// names its backend snapshot ("<namespace>/<seq>/<key>"), and no two
-// namespaces ever share one: a snapshot cannot be verified from its name,
+// Snapshots: DB.Snapshotter(name) is the namespaced view (package
+// metadata/snapshotter) of a backend registered with WithSnapshotter. Keys
+// are per namespace; each record names its backend snapshot
+// ("<namespace>/<seq>/<key>"), and no two namespaces ever share one: a snapshot cannot be verified from its name,
 // so a Prepare carrying the containerd.io/snapshot.ref label of a layer
 // returns errdefs.ErrAlreadyExists only when the caller's own namespace has
 // it, as containerd's does; otherwise the caller applies the layer itself.

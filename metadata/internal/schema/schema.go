@@ -1,10 +1,11 @@
 // Package schema is the metadata database's bucket layout, shared by package
-// metadata and the rooms below it (metadata/collect): the bucket and key
-// names drawn in metadata/doc.go, walking to a bucket, bbolt's errors
-// translated to errdefs, and the few record operations more than one room
-// needs (removing an ingest or a snapshot record, a lease's resources and
-// expiry). It imports nothing of strata's above internal/boltutil and
-// labels, so every room can use it.
+// metadata and the rooms below it (metadata/collect, metadata/snapshotter):
+// the bucket and key names drawn in metadata/doc.go, walking to a bucket,
+// bbolt's errors translated to errdefs, and the few record operations more
+// than one room needs (removing an ingest or a snapshot record, the
+// context's lease, a lease's resources and expiry). It imports nothing of
+// strata's but labels and leases (the context key), so every room
+// can use it.
 package schema
 
 import (
