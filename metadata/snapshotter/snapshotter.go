@@ -49,7 +49,12 @@ func New(db DB, name string, sn snapshots.Snapshotter) *Snapshotter {
 	return &Snapshotter{db: db, name: name, sn: sn}
 }
 
-// Snapshotter is a snapshot backend seen per namespace.
+// Snapshotter is a snapshot backend seen per namespace. Its methods are
+// snapshots.Snapshotter's, with containerd's semantics, on the context's
+// namespace (errdefs.ErrFailedPrecondition without one): a key the
+// namespace lacks is errdefs.ErrNotFound, a key it has already
+// errdefs.ErrAlreadyExists, and the backend's errors name the caller's
+// keys, not the backend's.
 type Snapshotter struct {
 	db   DB
 	name string
