@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -435,6 +437,55 @@ func TestGzipDecompressors(t *testing.T) {
 			}
 			if _, err := apply(t, t.TempDir(), gz[:len(gz)*2/3], WhiteoutOverlay); err == nil {
 				t.Fatal("a truncated gzip layer was accepted")
+			}
+		})
+	}
+}
+
+// failingReader fails with err once its data is read.
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestApplyStreamErrors: issue 13 ("replace %v: %w with real wrapping"). A
+// layer stream that cannot be read is an invalid layer, and the reader's
+// error stays in the chain: a registry's 503 is still ErrUnavailable to
+// errors.Is, while errdefs.Resolve (and so the gRPC code) says
+// InvalidArgument as before.
+func TestApplyStreamErrors(t *testing.T) {
+	unavailable := fmt.Errorf("registry: 503 Service Unavailable: %w", errdefs.ErrUnavailable)
+	small := tartest.Tar(tartest.File("a", "aaaa"), tartest.File("b", strings.Repeat("b", 4096)))
+	large := tartest.Tar(tartest.File("big", strings.Repeat("x", 1<<20)))
+	for _, tc := range []struct {
+		name  string
+		in    io.Reader
+		cause error
+		text  string
+	}{
+		{"tar entry", &failingReader{data: small[:1024], err: unavailable}, errdefs.ErrUnavailable, "archive: read tar entry 2: "},
+		{"small file", bytes.NewReader(small[:1536+512]), io.ErrUnexpectedEOF, `archive: read "b": `},
+		{"large file", &failingReader{data: large[:512+300<<10], err: unavailable}, errdefs.ErrUnavailable, `archive: read "big": `},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Apply(context.Background(), t.TempDir(), tc.in, ApplyOptions{Whiteouts: WhiteoutOverlay})
+			if !errors.Is(err, errdefs.ErrInvalidArgument) || !errors.Is(err, tc.cause) {
+				t.Fatalf("Apply = %v, want an error that is both ErrInvalidArgument and %v", err, tc.cause)
+			}
+			if got := errdefs.Resolve(err); got != errdefs.ErrInvalidArgument {
+				t.Errorf("errdefs.Resolve(Apply) = %v, want %v", got, errdefs.ErrInvalidArgument)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, tc.text) || !strings.HasSuffix(msg, ": invalid argument") {
+				t.Errorf("Apply = %q, want %q…: invalid argument", msg, tc.text)
 			}
 		})
 	}

@@ -72,7 +72,7 @@ func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 		}
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, c, fmt.Errorf("archive: gzip: %v: %w", err, errdefs.ErrInvalidArgument)
+			return nil, c, &streamError{op: "archive: gzip", err: err}
 		}
 		return zr, c, nil
 	case Zstd:
@@ -81,7 +81,7 @@ func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 		// (reused buffers), for a few MiB more.
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(false), zstd.WithDecoderMaxWindow(32<<20))
 		if err != nil {
-			return nil, c, fmt.Errorf("archive: zstd: %v: %w", err, errdefs.ErrInvalidArgument)
+			return nil, c, &streamError{op: "archive: zstd", err: err}
 		}
 		return zr.IOReadCloser(), c, nil
 	default:

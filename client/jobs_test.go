@@ -14,13 +14,13 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/strata-oci/strata/client"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // countingSink records the statuses each item went through.

@@ -9,8 +9,6 @@ import (
 
 	"github.com/strata-oci/strata/client"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
@@ -19,6 +17,8 @@ import (
 	"github.com/strata-oci/strata/remotes/docker"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
 	"github.com/strata-oci/strata/unpack"
 )
 

@@ -12,11 +12,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/strata-oci/strata/client"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/snapshots"
 	"github.com/strata-oci/strata/snapshots/snapshottest"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // startNoGC serves a fresh store, as servertest.Start does, but without

@@ -5,7 +5,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
-	"github.com/strata-oci/strata/internal/testutil/storetest"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // TestSnapshotterName: every job resolves a snapshotter the same way.

@@ -75,7 +75,7 @@ func TestNamesListed(t *testing.T) {
 // names.go only, and the code elsewhere uses the constants. It fails on a
 // string literal, in the non-test code of the module, that is one of the
 // names or starts with one of their namespaces. Conformance suites
-// (packages named *test, internal/testutil) spell the names out on
+// (packages named *test, testutil) spell the names out on
 // purpose: they pin what goes over the wire, which the constants cannot.
 func TestNoLabelNameLiterals(t *testing.T) {
 	exact := map[string]string{}

@@ -2,65 +2,40 @@ package metadata
 
 import (
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-oci/strata/metadata/internal/schema"
 )
 
-// Schema version written by this code; see migrations.
-const schemaVersion = 1
+// The bucket layout lives in metadata/internal/schema, shared with the rooms
+// below this package; these are its names as this package spells them.
+const schemaVersion = schema.Version
 
 var (
-	bucketV1        = []byte("v1")
-	keyVersion      = []byte("version")
-	bucketLabels    = []byte("labels")
-	bucketContent   = []byte("content")
-	bucketBlob      = []byte("blob")
-	bucketIngests   = []byte("ingests")
-	bucketImages    = []byte("images")
-	bucketLeases    = []byte("leases")
-	bucketSnapshots = []byte("snapshots")
-	bucketTarget    = []byte("target")
-	bucketAnnots    = []byte("annotations")
-	bucketChildren  = []byte("children")
-	keyCreatedAt    = []byte("createdat")
-	keyUpdatedAt    = []byte("updatedat")
-	keySize         = []byte("size")
-	keyDigest       = []byte("digest")
-	keyMediaType    = []byte("mediatype")
-	keyRef          = []byte("ref")
-	keyExpected     = []byte("expected")
-	keyName         = []byte("name")
-	keyParent       = []byte("parent")
+	bucketV1        = schema.V1
+	keyVersion      = schema.KeyVersion
+	bucketLabels    = schema.Labels
+	bucketContent   = schema.Content
+	bucketBlob      = schema.Blob
+	bucketIngests   = schema.Ingests
+	bucketImages    = schema.Images
+	bucketLeases    = schema.Leases
+	bucketSnapshots = schema.Snapshots
+	bucketTarget    = schema.Target
+	bucketAnnots    = schema.Annotations
+	bucketChildren  = schema.Children
+	keyCreatedAt    = schema.CreatedAt
+	keyUpdatedAt    = schema.UpdatedAt
+	keySize         = schema.Size
+	keyDigest       = schema.Digest
+	keyMediaType    = schema.MediaType
+	keyRef          = schema.Ref
+	keyExpected     = schema.Expected
+	keyName         = schema.Name
+	keyParent       = schema.Parent
 )
 
-// bucket walks down from the root bucket; nil when any level is missing.
-func bucket(tx *bolt.Tx, path ...[]byte) *bolt.Bucket {
-	b := tx.Bucket(path[0])
-	for _, p := range path[1:] {
-		if b == nil {
-			return nil
-		}
-		b = b.Bucket(p)
-	}
-	return b
-}
-
-// createBucket walks down from the root bucket, creating what is missing.
-func createBucket(tx *bolt.Tx, path ...[]byte) (*bolt.Bucket, error) {
-	b, err := tx.CreateBucketIfNotExists(path[0])
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range path[1:] {
-		if b, err = b.CreateBucketIfNotExists(p); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-func nsBucket(tx *bolt.Tx, ns string, path ...[]byte) *bolt.Bucket {
-	return bucket(tx, append([][]byte{bucketV1, []byte(ns)}, path...)...)
-}
+func nsBucket(tx *bolt.Tx, ns string, path ...[]byte) *bolt.Bucket { return schema.NS(tx, ns, path...) }
 
 func createNSBucket(tx *bolt.Tx, ns string, path ...[]byte) (*bolt.Bucket, error) {
-	return createBucket(tx, append([][]byte{bucketV1, []byte(ns)}, path...)...)
+	return schema.CreateNS(tx, ns, path...)
 }

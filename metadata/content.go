@@ -13,6 +13,7 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/metadata/internal/schema"
 	"github.com/strata-oci/strata/namespaces"
 
 	boltutil "github.com/strata-oci/strata/internal/boltutil"
@@ -40,7 +41,7 @@ func readInfo(dgst digest.Digest, b *bolt.Bucket) content.Info {
 
 func validDigest(dgst digest.Digest) error {
 	if err := dgst.Validate(); err != nil {
-		return fmt.Errorf("digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("digest %q: %w: %w", dgst, err, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -281,7 +282,7 @@ func (s *ContentStore) abort(ctx context.Context, ref string, held bool) error {
 		return fmt.Errorf("abort ingest %q: %w", ref, err)
 	}
 	return s.db.updateHeld(func(tx *bolt.Tx) error {
-		return removeIngestRecord(tx, ns, ref)
+		return schema.RemoveIngestRecord(tx, ns, ref)
 	})
 }
 
@@ -289,34 +290,6 @@ func (s *ContentStore) abort(ctx context.Context, ref string, held bool) error {
 // writer holds (content/local has it).
 type heldAborter interface {
 	AbortHeld(ctx context.Context, ref string) error
-}
-
-func removeIngestRecord(tx *bolt.Tx, ns, ref string) error {
-	if ib := nsBucket(tx, ns, bucketContent, bucketIngests); ib != nil && ib.Bucket([]byte(ref)) != nil {
-		if err := ib.DeleteBucket([]byte(ref)); err != nil {
-			return err
-		}
-	}
-	return forEachLease(tx, ns, func(lb *bolt.Bucket) error {
-		if rb := lb.Bucket(bucketIngests); rb != nil {
-			return rb.Delete([]byte(ref))
-		}
-		return nil
-	})
-}
-
-// leaseBucket returns the bucket of the context's lease, if any; it fails with
-// errdefs.ErrNotFound when the lease does not exist.
-func leaseBucket(ctx context.Context, tx *bolt.Tx, ns string) (*bolt.Bucket, error) {
-	id, ok := leases.FromContext(ctx)
-	if !ok {
-		return nil, nil
-	}
-	lb := nsBucket(tx, ns, bucketLeases, []byte(id))
-	if lb == nil {
-		return nil, fmt.Errorf("lease %q in namespace %q: %w", id, ns, errdefs.ErrNotFound)
-	}
-	return lb, nil
 }
 
 func addLeaseResource(lb *bolt.Bucket, kind []byte, key string) error {
@@ -334,7 +307,7 @@ func addLeaseResource(lb *bolt.Bucket, kind []byte, key string) error {
 // lease). It returns errdefs.ErrAlreadyExists when the record exists; the
 // lease still gets the blob then.
 func createBlobRecord(ctx context.Context, tx *bolt.Tx, ns string, dgst digest.Digest, size int64, labels map[string]string) error {
-	lb, err := leaseBucket(ctx, tx, ns)
+	lb, err := schema.ContextLease(ctx, tx, ns)
 	if err != nil {
 		return err
 	}
@@ -387,7 +360,7 @@ func (s *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 	}
 	if _, ok := leases.FromContext(ctx); ok {
 		// Fail before any ingest exists for a lease that does not.
-		if err := s.db.view(func(tx *bolt.Tx) error { _, err := leaseBucket(ctx, tx, ns); return err }); err != nil {
+		if err := s.db.view(func(tx *bolt.Tx) error { _, err := schema.ContextLease(ctx, tx, ns); return err }); err != nil {
 			return nil, err
 		}
 	}
@@ -429,7 +402,7 @@ func (s *ContentStore) openIngest(ctx context.Context, ns, ref string, backendDe
 		return nil, fmt.Errorf("ingest %q: %w", ref, err)
 	}
 	err = s.db.update(func(tx *bolt.Tx) error {
-		lb, err := leaseBucket(ctx, tx, ns)
+		lb, err := schema.ContextLease(ctx, tx, ns)
 		if err != nil {
 			return err
 		}
@@ -539,7 +512,7 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 	}
 	var exists error
 	err = w.db.updateHeld(func(tx *bolt.Tx) error {
-		if err := removeIngestRecord(tx, w.ns, w.ref); err != nil {
+		if err := schema.RemoveIngestRecord(tx, w.ns, w.ref); err != nil {
 			return err
 		}
 		err := createBlobRecord(ctx, tx, w.ns, actual, st.Offset, base.Labels)

@@ -22,10 +22,10 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/wiring"
 )
 
 const crashChildEnv = "STRATA_CRASH_CHILD_ROOT"

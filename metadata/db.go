@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/filters"
+	"github.com/strata-oci/strata/metadata/internal/schema"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/snapshots"
 )
@@ -201,24 +202,7 @@ func (db *DB) Close() error {
 	return err
 }
 
-func isBucketNotFound(err error) bool { return errors.Is(err, berrors.ErrBucketNotFound) }
-
-// translate maps bbolt's errors onto errdefs where they enter.
-func translate(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, berrors.ErrBucketExists):
-		return fmt.Errorf("%w: %w", err, errdefs.ErrAlreadyExists)
-	case errors.Is(err, berrors.ErrBucketNotFound):
-		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
-	case errors.Is(err, berrors.ErrKeyTooLarge), errors.Is(err, berrors.ErrValueTooLarge), errors.Is(err, berrors.ErrKeyRequired):
-		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
-	}
-	return err
-}
-
-func (db *DB) view(fn func(*bolt.Tx) error) error { return translate(db.db.View(fn)) }
+func (db *DB) view(fn func(*bolt.Tx) error) error { return schema.Translate(db.db.View(fn)) }
 
 // update runs a write transaction; GC waits for it, and it for GC.
 func (db *DB) update(fn func(*bolt.Tx) error) error {
@@ -229,7 +213,7 @@ func (db *DB) update(fn func(*bolt.Tx) error) error {
 
 // updateHeld runs a write transaction for a caller that holds wlock already
 // (a second RLock could deadlock behind a waiting GC).
-func (db *DB) updateHeld(fn func(*bolt.Tx) error) error { return translate(db.db.Update(fn)) }
+func (db *DB) updateHeld(fn func(*bolt.Tx) error) error { return schema.Translate(db.db.Update(fn)) }
 
 // listScope returns the context's namespace and the filter that the strings
 // fs make, as every List and Walk needs.

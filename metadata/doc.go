@@ -32,6 +32,15 @@
 //	        size -> varint
 //	        annotations/<key> -> value
 //	      labels/<key> -> value
+//	    containers/<id>
+//	      createdat, updatedat -> time
+//	      image, snapshotter, snapshotkey, sandboxid -> string
+//	      spec -> Any (protobuf)
+//	      runtime
+//	        name    -> string
+//	        options -> Any (protobuf)
+//	      labels/<key> -> value
+//	      extensions/<key> -> Any (protobuf)
 //	    leases/<id>
 //	      createdat -> time
 //	      labels/<key> -> value
@@ -45,20 +54,28 @@
 //	      labels/<key> -> value
 //	      children/<key>
 //
-// Garbage collection marks from the roots (images, unexpired leases, objects
-// labelled containerd.io/gc.root) along the edges (image targets,
+// Garbage collection marks from the roots (images, containers, unexpired
+// leases, objects labelled containerd.io/gc.root) along the edges (image
+// targets, a container's snapshotter/snapshotkey,
 // containerd.io/gc.ref.content.* and containerd.io/gc.ref.snapshot.<snapshotter>*
 // labels, snapshot parents; never what a manifest names, as in containerd), then
 // removes unmarked records, expired leases, stale ingests, blobs no
 // namespace refers to, and backend snapshots no namespace refers to
 // (children before parents). It holds the database's write lock, so no
-// commit can slip between the mark and the sweep.
+// commit can slip between the mark and the sweep. DB.GarbageCollect runs
+// package metadata/collect (reading the records into metadata/gc's nodes,
+// the sweep, dropping partial downloads under WithMinFree) over the bucket
+// layout in metadata/internal/schema, which the rooms below metadata share.
 //
-// Snapshots: DB.Snapshotter(name) is the namespaced view of a backend
-// registered with WithSnapshotter. Keys are per namespace; each record
-// names its backend snapshot ("<namespace>/<seq>/<key>"), and no two
-// namespaces ever share one: a snapshot cannot be verified from its name,
+// Snapshots: DB.Snapshotter(name) is the namespaced view (package
+// metadata/snapshotter) of a backend registered with WithSnapshotter. Keys
+// are per namespace; each record names its backend snapshot
+// ("<namespace>/<seq>/<key>"), and no two namespaces ever share one: a snapshot cannot be verified from its name,
 // so a Prepare carrying the containerd.io/snapshot.ref label of a layer
 // returns errdefs.ErrAlreadyExists only when the caller's own namespace has
 // it, as containerd's does; otherwise the caller applies the layer itself.
+//
+// Fsck: DB.Fsck runs package metadata/fsck over the blobs and over this
+// database's read and repair API (fsck.Records), under the same write lock
+// as GC, taken only to compare and repair.
 package metadata

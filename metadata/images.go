@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/metadata/internal/schema"
 	"github.com/strata-oci/strata/namespaces"
 
 	boltutil "github.com/strata-oci/strata/internal/boltutil"
@@ -51,7 +52,7 @@ func writeImage(b *bolt.Bucket, img images.Image) error {
 	if err := boltutil.PutTime(b, keyUpdatedAt, img.UpdatedAt); err != nil {
 		return err
 	}
-	if err := b.DeleteBucket(bucketTarget); err != nil && !isBucketNotFound(err) {
+	if err := b.DeleteBucket(bucketTarget); err != nil && !schema.IsBucketNotFound(err) {
 		return err
 	}
 	tb, err := b.CreateBucket(bucketTarget)
@@ -78,7 +79,7 @@ func validateImage(img images.Image) error {
 		return fmt.Errorf("image %q: target media type must not be empty: %w", img.Name, errdefs.ErrInvalidArgument)
 	}
 	if err := img.Target.Digest.Validate(); err != nil {
-		return fmt.Errorf("image %q: target digest %q: %v: %w", img.Name, img.Target.Digest, err, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("image %q: target digest %q: %w: %w", img.Name, img.Target.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	if img.Target.Size < 0 {
 		return fmt.Errorf("image %q: target size %d: %w", img.Name, img.Target.Size, errdefs.ErrInvalidArgument)

@@ -5,55 +5,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/containerd/errdefs"
-
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/local"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/testutil"
 )
-
-func TestParseMinFree(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want metadata.MinFree
-		err  bool
-	}{
-		{in: "", want: metadata.MinFree{}},
-		{in: "0", want: metadata.MinFree{}},
-		{in: "10%", want: metadata.MinFree{Percent: 10}},
-		{in: "2.5 %", want: metadata.MinFree{Percent: 2.5}},
-		{in: "1048576", want: metadata.MinFree{Bytes: 1 << 20}},
-		{in: "500MB", want: metadata.MinFree{Bytes: 500e6}},
-		{in: "2GiB", want: metadata.MinFree{Bytes: 2 << 30}},
-		{in: "3 KiB", want: metadata.MinFree{Bytes: 3 << 10}},
-		{in: "100%", err: true},
-		{in: "-1", err: true},
-		{in: "ten", err: true},
-		{in: "5XB", err: true},
-		{in: "9999999999TiB", err: true},
-	} {
-		got, err := metadata.ParseMinFree(tc.in)
-		if tc.err {
-			if !errors.Is(err, errdefs.ErrInvalidArgument) {
-				t.Errorf("ParseMinFree(%q) = %+v, %v; want an invalid argument", tc.in, got, err)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("ParseMinFree(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
-		}
-	}
-}
 
 // smallStore opens a database whose content store is a tmpfs of size
 // bytes.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/metadata/internal/schema"
 	"github.com/strata-oci/strata/namespaces"
 
 	boltutil "github.com/strata-oci/strata/internal/boltutil"
@@ -28,14 +29,6 @@ var _ leases.Manager = (*LeaseManager)(nil)
 
 // Leases returns the lease manager.
 func (db *DB) Leases() *LeaseManager { return &LeaseManager{db: db} }
-
-func forEachLease(tx *bolt.Tx, ns string, fn func(*bolt.Bucket) error) error {
-	lsb := nsBucket(tx, ns, bucketLeases)
-	if lsb == nil {
-		return nil
-	}
-	return lsb.ForEachBucket(func(k []byte) error { return fn(lsb.Bucket(k)) })
-}
 
 func newLeaseID() string {
 	var b [8]byte
@@ -56,17 +49,6 @@ func adaptLease(l leases.Lease) filters.Adaptor {
 		}
 		return "", false
 	})
-}
-
-// expired reports whether the lease's containerd.io/gc.expire label has
-// passed. An unparsable label is reported by Create; here it never expires.
-func expired(labels map[string]string, now time.Time) bool {
-	v, ok := labels[lbl.GCExpire]
-	if !ok {
-		return false
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	return err == nil && now.After(t)
 }
 
 // Create makes a lease.
@@ -178,7 +160,7 @@ func resourcePath(r leases.Resource) ([][]byte, []byte, error) {
 	switch {
 	case r.Type == "content":
 		if err := digest.Digest(r.ID).Validate(); err != nil {
-			return nil, nil, fmt.Errorf("lease resource content %q: %v: %w", r.ID, err, errdefs.ErrInvalidArgument)
+			return nil, nil, fmt.Errorf("lease resource content %q: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
 		}
 		return [][]byte{bucketContent}, []byte(r.ID), nil
 	case r.Type == "ingests":
@@ -309,33 +291,12 @@ func (m *LeaseManager) ListResources(ctx context.Context, lease leases.Lease) ([
 		if err != nil {
 			return err
 		}
-		forEachResource(b, func(typ, id string) {
+		schema.ForEachResource(b, func(typ, id string) {
 			out = append(out, leases.Resource{ID: id, Type: typ})
 		})
 		return nil
 	})
 	return out, err
-}
-
-// forEachResource calls fn for each resource a lease bucket holds.
-func forEachResource(lb *bolt.Bucket, fn func(typ, id string)) {
-	each := func(b *bolt.Bucket, typ string) {
-		if b == nil {
-			return
-		}
-		_ = b.ForEach(func(k, v []byte) error {
-			fn(typ, string(k))
-			return nil
-		})
-	}
-	each(lb.Bucket(bucketContent), "content")
-	each(lb.Bucket(bucketIngests), "ingests")
-	if sb := lb.Bucket(bucketSnapshots); sb != nil {
-		_ = sb.ForEachBucket(func(k []byte) error {
-			each(sb.Bucket(k), "snapshots/"+string(k))
-			return nil
-		})
-	}
 }
 
 // maxLeaseID bounds a lease ID.

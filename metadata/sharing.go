@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/metadata/internal/schema"
 
 	lbl "github.com/strata-oci/strata/labels"
 )
@@ -68,11 +69,11 @@ func (db *DB) mayShare(tx *bolt.Tx, ns string, dgst digest.Digest) bool {
 		return true
 	}
 	found := false
-	_ = tx1(tx).ForEachBucket(func(nsk []byte) error {
+	_ = schema.Root(tx).ForEachBucket(func(nsk []byte) error {
 		if found || string(nsk) == ns {
 			return nil
 		}
-		if lb := tx1(tx).Bucket(nsk).Bucket(bucketLabels); lb == nil || string(lb.Get([]byte(lbl.NamespaceShareable))) != "true" {
+		if lb := schema.Root(tx).Bucket(nsk).Bucket(bucketLabels); lb == nil || string(lb.Get([]byte(lbl.NamespaceShareable))) != "true" {
 			return nil
 		}
 		if nsBucket(tx, string(nsk), bucketContent, bucketBlob, []byte(dgst)) != nil {

@@ -11,12 +11,12 @@ import (
 
 	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/archive/tartest"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // benchTar is a 64 MiB layer of half-compressible files (1 MiB each, like

@@ -9,10 +9,10 @@ import (
 
 	"github.com/strata-oci/strata/archive/tartest"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestPullsDuringGC (issue 11, item 9): collections run back to back while

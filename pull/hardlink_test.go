@@ -7,9 +7,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/strata-oci/strata/archive/tartest"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestPullHardLinkToLowerLayer pulls an image whose upper layers hard-link

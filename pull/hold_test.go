@@ -11,10 +11,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // TestHoldAfterCollection (issue 11, item 9): the pull's hold step is also

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // TestPullNoSpace: a pull that runs the store's filesystem out of space

@@ -9,9 +9,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestRefetchVerifies: a layer discarded after unpack and read again from

@@ -4,12 +4,12 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/push"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // TestDiscardUnpackedLayers (issue 12, item 1): a pull with

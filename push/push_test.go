@@ -22,14 +22,14 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/progress"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/push"
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
+	"github.com/strata-oci/strata/wiring"
 )
 
 const labelSource = "containerd.io/distribution.source."

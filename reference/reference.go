@@ -46,7 +46,7 @@ func Parse(s string) (Reference, error) {
 	}
 	named, err := dref.ParseNormalizedNamed(s)
 	if err != nil {
-		return Reference{}, fmt.Errorf("reference %q: %v: %w", s, err, errdefs.ErrInvalidArgument)
+		return Reference{}, fmt.Errorf("reference %q: %w: %w", s, err, errdefs.ErrInvalidArgument)
 	}
 	r := Reference{Domain: dref.Domain(named), Path: dref.Path(named)}
 	if t, ok := named.(dref.Tagged); ok {
@@ -55,7 +55,7 @@ func Parse(s string) (Reference, error) {
 	if d, ok := named.(dref.Digested); ok {
 		r.Digest = d.Digest()
 		if err := r.Digest.Validate(); err != nil {
-			return Reference{}, fmt.Errorf("reference %q: digest: %v: %w", s, err, errdefs.ErrInvalidArgument)
+			return Reference{}, fmt.Errorf("reference %q: digest: %w: %w", s, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	if r.Tag == "" && r.Digest == "" {

@@ -20,7 +20,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/mount"
@@ -28,6 +27,7 @@ import (
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // ctrBlobs returns the digest → size columns of ctr content ls.

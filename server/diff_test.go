@@ -19,12 +19,12 @@ import (
 
 	"github.com/strata-oci/strata/archive/tartest"
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // diffTestLayers are two layers: the second changes, removes (a whiteout) and

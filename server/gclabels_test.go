@@ -7,12 +7,12 @@ import (
 
 	"github.com/strata-oci/strata/archive/ocilayout"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // TestImageWritersLabelForGC (issue 12, item 1): GC follows labels only,

@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
@@ -14,6 +12,8 @@ import (
 	"github.com/strata-oci/strata/reference"
 	"github.com/strata-oci/strata/remotes/docker"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // TestCtrPruneReferences (issue 12, item 1): `ctr content prune references`

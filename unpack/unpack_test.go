@@ -11,14 +11,14 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
 	"github.com/strata-oci/strata/unpack"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // pulledPacked pulls the whiteout fixture without unpacking it and returns

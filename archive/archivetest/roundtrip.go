@@ -16,8 +16,8 @@ import (
 	"github.com/strata-oci/strata/archive/tartest"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // testManifest: an image whose target is a manifest, two layers.

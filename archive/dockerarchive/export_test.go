@@ -20,10 +20,10 @@ import (
 
 	"github.com/strata-oci/strata/archive/dockerarchive"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // expItem is an entry of manifest.json as docker load reads it.

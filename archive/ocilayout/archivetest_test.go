@@ -9,7 +9,7 @@ import (
 	"github.com/strata-oci/strata/archive/ocilayout"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // TestArchiveSuite runs the round-trip suite over OCI image layouts, which

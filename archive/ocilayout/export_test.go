@@ -23,10 +23,10 @@ import (
 	"github.com/strata-oci/strata/archive/ocilayout"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // expEnv is a store that pulls from a registry of its own.

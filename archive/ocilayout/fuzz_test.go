@@ -12,7 +12,7 @@ import (
 
 	"github.com/strata-oci/strata/archive/ocilayout"
 	"github.com/strata-oci/strata/archive/tartest"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // fuzzTar builds a tar of name → content entries, in order.

@@ -21,11 +21,11 @@ import (
 	"github.com/strata-oci/strata/archive/tartest"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/pull"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/testutil/storetest"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // impEntry is one entry of an archive a test builds; typ defaults to a

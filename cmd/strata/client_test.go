@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/strata-oci/strata/client"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // daemonCLI is a CLI that goes through a daemon of its own, whatever the

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestImagesDiscardLayers (issue 12, item 1): strata images discard-layers

@@ -15,7 +15,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // exportFiles reads an archive's regular files.

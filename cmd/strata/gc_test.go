@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // smallContent puts the store's content directory on a tmpfs of size

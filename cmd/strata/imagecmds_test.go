@@ -16,9 +16,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // pullFixtures returns a CLI whose store has the fixtures pulled, each

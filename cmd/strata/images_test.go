@@ -20,12 +20,12 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/diff"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // withStore opens the CLI's root in the test process (no strata command

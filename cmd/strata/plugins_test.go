@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // pluginLines returns the rows of a TYPE ID PLATFORMS STATUS table, each
@@ -66,6 +66,8 @@ func TestPluginsList(t *testing.T) {
 		"io.containerd.differ.v1 walking " + host + " ok",
 		"io.containerd.grpc.v1 diff - ok",
 		"io.containerd.grpc.v1 images - ok",
+		"io.containerd.grpc.v1 containers - ok",
+		"io.containerd.service.v1 containers-service - ok",
 		"io.containerd.grpc.v1 leases - ok",
 		"io.containerd.grpc.v1 namespaces - ok",
 		"io.containerd.grpc.v1 version - ok",

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/testutil"
 )
 
 func TestPullCommand(t *testing.T) {

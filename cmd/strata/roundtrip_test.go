@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestExportImportRoundTrip: pull → export (both formats) → rm → GC →

@@ -12,10 +12,10 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/spf13/cobra"
 
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // snapshotterNames are the snapshotters a store can have (decided in

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/content"
-	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestWriterNoSpace: an ingest that cannot be created for lack of space

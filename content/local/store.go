@@ -69,7 +69,7 @@ func (s *Store) Root() string { return s.root }
 // BlobPath returns where the blob dgst lives; it does not check it exists.
 func (s *Store) BlobPath(dgst digest.Digest) (string, error) {
 	if err := dgst.Validate(); err != nil {
-		return "", fmt.Errorf("digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
+		return "", fmt.Errorf("digest %q: %w: %w", dgst, err, errdefs.ErrInvalidArgument)
 	}
 	if dgst.Algorithm() != digest.SHA256 {
 		return "", fmt.Errorf("digest %s: only sha256 is supported: %w", dgst, errdefs.ErrNotImplemented)

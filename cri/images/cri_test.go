@@ -24,12 +24,12 @@ import (
 
 	"github.com/strata-oci/strata/archive/tartest"
 	criimages "github.com/strata-oci/strata/cri/images"
-	"github.com/strata-oci/strata/internal/testutil"
-	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
+	"github.com/strata-oci/strata/wiring"
 )
 
 // daemon is strata's gRPC server, CRI included, on a socket of its own.

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/server"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // critestFocus are the image specs of critest v1.37.0 that run offline

@@ -266,7 +266,7 @@ func (repo *Repository) FetchBlob(ctx context.Context, desc ocispec.Descriptor, 
 
 func (repo *Repository) fetchSmall(ctx context.Context, desc ocispec.Descriptor, kind string, limit int64, noun string) ([]byte, error) {
 	if err := desc.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("%s %q: %v: %w", noun, desc.Digest, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%s %q: %w: %w", noun, desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	eps, err := repo.with(config.Pull)
 	if err != nil {
@@ -319,7 +319,7 @@ const maxResumes = 5
 // verifies the digest.
 func (repo *Repository) OpenBlob(ctx context.Context, desc ocispec.Descriptor, offset int64) (io.ReadCloser, error) {
 	if err := desc.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("blob %q: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("blob %q: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	eps, err := repo.with(config.Pull)
 	if err != nil {

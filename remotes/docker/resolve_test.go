@@ -14,9 +14,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/pull"
 	"github.com/strata-oci/strata/remotes/docker"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestResolve resolves and pulls by tag, by digest and by both, against a

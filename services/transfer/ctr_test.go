@@ -19,11 +19,11 @@ import (
 
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // ctr2 is containerd 2.4's ctr, the client of the transfer service, built

@@ -14,7 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/image-spec/identity"
 
-	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestContainerdClient (issue 12): containerd v2.4.2's own Go client, as

@@ -12,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-oci/strata/images"
-	"github.com/strata-oci/strata/internal/testutil/storetest"
+	"github.com/strata-oci/strata/testutil/storetest"
 )
 
 // failingImages is the real image store, except that writing one name

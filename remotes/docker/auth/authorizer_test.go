@@ -20,7 +20,7 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // fakeClock is the Authorizer's clock in tests: expiry is checked by

@@ -146,7 +146,7 @@ func readLimited(p string) ([]byte, error) {
 func Parse(name string, data []byte, host string) ([]Host, error) {
 	var f file
 	if err := toml.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", name, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%s: %w: %w", name, err, errdefs.ErrInvalidArgument)
 	}
 	var out []Host
 	seen := map[string]bool{}
@@ -237,7 +237,7 @@ func toHost(name, raw string, e hostEntry, defaultCaps []Capability) (Host, erro
 	}
 	pairs, err := clientPairs(e.Client)
 	if err != nil {
-		return Host{}, fmt.Errorf("%s: host %q: %v: %w", name, raw, err, errdefs.ErrInvalidArgument)
+		return Host{}, fmt.Errorf("%s: host %q: %w: %w", name, raw, err, errdefs.ErrInvalidArgument)
 	}
 	for _, p := range pairs {
 		h.ClientPairs = append(h.ClientPairs, [2]string{relTo(name, p[0]), relTo(name, p[1])})
