@@ -20,6 +20,7 @@ import (
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
+	"github.com/strata-oci/strata/server/peercred"
 )
 
 // registerDiff serves containerd.services.diff.v1 and lists the walking
@@ -62,7 +63,7 @@ func (ds *diffService) Apply(ctx context.Context, req *diffapi.ApplyRequest) (*d
 	if !images.IsLayer(desc.MediaType) {
 		return nil, fmt.Errorf("apply layer %s: unsupported diff media type %q: %w", desc.Digest, desc.MediaType, errdefs.ErrNotImplemented)
 	}
-	if err := rootOnly(ctx, "apply a layer onto mounts"); err != nil {
+	if err := peercred.RequireRoot(ctx, "apply a layer onto mounts"); err != nil {
 		return nil, err
 	}
 	mounts, err := protoconv.MountsFromProto(req.Mounts)
@@ -152,7 +153,7 @@ func (ds *diffService) Diff(ctx context.Context, req *diffapi.DiffRequest) (*dif
 	if len(req.Right) == 0 {
 		return nil, fmt.Errorf("diff: right mounts are required: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := rootOnly(ctx, "diff mounts"); err != nil {
+	if err := peercred.RequireRoot(ctx, "diff mounts"); err != nil {
 		return nil, err
 	}
 	lower, err := protoconv.MountsFromProto(req.Left)

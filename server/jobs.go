@@ -15,6 +15,7 @@ import (
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/server/peercred"
 )
 
 // registerJobs serves strata's jobs stream (jobs.ServiceName) over the
@@ -208,10 +209,10 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	if kind == "" {
 		return fmt.Errorf("job request: want exactly one of pull, push, import, export, gc, fsck, info: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := checkPaths(req, peerUID(stream.Context())); err != nil {
+	if err := checkPaths(req, peercred.UID(stream.Context())); err != nil {
 		return err
 	}
-	if err := checkRepair(req, peerUID(stream.Context())); err != nil {
+	if err := checkRepair(req, peercred.UID(stream.Context())); err != nil {
 		return err
 	}
 	ctx, cancel, release, err := js.s.startJob(stream.Context(), req.Long())
@@ -405,11 +406,37 @@ func checkRepair(req jobs.Request, uid int64) error {
 			flag = "--min-free"
 		}
 		return fmt.Errorf("gc %s: it drops the partial downloads of every namespace, so the daemon does it for root only (%s); run it as root, or plain strata gc: %w",
-			flag, peerName(uid), errdefs.ErrPermissionDenied)
+			flag, peercred.Name(uid), errdefs.ErrPermissionDenied)
 	}
 	if req.Fsck == nil || !req.Fsck.Repair {
 		return nil
 	}
 	return fmt.Errorf("fsck --repair: it removes blobs, records and images of every namespace, so the daemon does it for root only (%s); run it as root (sudo strata fsck --repair), or run strata fsck to check without repairing: %w",
-		peerName(uid), errdefs.ErrPermissionDenied)
+		peercred.Name(uid), errdefs.ErrPermissionDenied)
+}
+
+// checkPaths refuses a request that names files for the daemon to open
+// (an archive to import or export, a registry hosts directory) unless its
+// peer is root: the daemon opens them as root, and a member of the
+// socket's group must not read or write files through it that it could
+// not itself. Others stream archives through the client instead (-).
+func checkPaths(req jobs.Request, uid int64) error {
+	if uid == 0 {
+		return nil
+	}
+	var path, instead string
+	switch {
+	case req.Import != nil && req.Import.Path != "":
+		path, instead = "archive "+req.Import.Path, "stream the archive through the client instead"
+	case req.Export != nil && req.Export.Path != "":
+		path, instead = "archive "+req.Export.Path, "stream the archive through the client instead"
+	case req.Pull != nil && req.Pull.Registry.HostsDir != "":
+		path, instead = "hosts directory "+req.Pull.Registry.HostsDir, "the daemon's registry.config_path applies"
+	case req.Push != nil && req.Push.Registry.HostsDir != "":
+		path, instead = "hosts directory "+req.Push.Registry.HostsDir, "the daemon's registry.config_path applies"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s: the daemon opens paths as root, for root only (%s); %s: %w",
+		path, peercred.Name(uid), instead, errdefs.ErrPermissionDenied)
 }

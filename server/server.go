@@ -27,6 +27,7 @@ import (
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/server/peercred"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
 )
@@ -106,7 +107,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s.events = NewExchange(log, 0) // events.go
 	s.runner = jobs.NewRunner(st, cfg.Jobs)
 	s.grpc = grpc.NewServer(
-		grpc.Creds(peerCreds{}), // peercred.go
+		grpc.Creds(peercred.Credentials()),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
 		grpc.ChainUnaryInterceptor(s.unary),
@@ -151,7 +152,7 @@ func (s *Server) registerContainerd2() {
 		StartJob: func(call context.Context) (context.Context, context.CancelFunc, func(), error) {
 			return s.startJob(call, true)
 		},
-		PeerUID: peerUID, Recorded: js.publishImages, Logger: s.Log.With("service", "transfer"),
+		PeerUID: peercred.UID, Recorded: js.publishImages, Logger: s.Log.With("service", "transfer"),
 		UserAgent: "strata/" + s.cfg.Version,
 	}))
 	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"},
