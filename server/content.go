@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
+	apievents "github.com/containerd/containerd/api/events"
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
 )
@@ -31,7 +34,7 @@ const contentListBytes = 1 << 20
 // registerContent serves containerd.services.content.v1 over the store's
 // namespaced content and lists its plugins for introspection.
 func (s *Server) registerContent() {
-	contentapi.RegisterContentServer(s.GRPC(), &contentService{store: s.Store.DB.ContentStore(), events: s.Events()})
+	contentapi.RegisterContentServer(s.GRPC(), &contentService{store: s.Store.DB.ContentStore(), events: s.events, log: s.Log})
 	s.AddPlugin(Plugin{Type: "io.containerd.content.v1", ID: "content"})
 	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "content"})
 }
@@ -42,7 +45,8 @@ func (s *Server) registerContent() {
 type contentService struct {
 	contentapi.UnimplementedContentServer
 	store  content.Store
-	events *Exchange // events.go
+	events events.Publisher
+	log    *slog.Logger
 }
 
 // contentDigest parses a digest from a request.
@@ -126,7 +130,7 @@ func (c *contentService) Delete(ctx context.Context, req *contentapi.DeleteConte
 	if err := c.store.Delete(ctx, d); err != nil {
 		return nil, err
 	}
-	c.events.publish(ctx, TopicContentDelete, contentDeleteEvent(d.String())) // events.go
+	events.Tell(ctx, c.events, c.log, events.TopicContentDelete, &apievents.ContentDelete{Digest: d.String()})
 	return &emptypb.Empty{}, nil
 }
 

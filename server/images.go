@@ -3,11 +3,14 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
+	apievents "github.com/containerd/containerd/api/events"
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/protoconv"
 )
@@ -15,7 +18,7 @@ import (
 // registerImages serves containerd.services.images.v1 and lists it for
 // introspection.
 func (s *Server) registerImages() {
-	imagesapi.RegisterImagesServer(s.GRPC(), &imagesService{store: s.Store.DB.Images(), events: s.Events()})
+	imagesapi.RegisterImagesServer(s.GRPC(), &imagesService{store: s.Store.DB.Images(), events: s.events, log: s.Log})
 	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "images", Requires: []string{"io.containerd.metadata.v1"}})
 }
 
@@ -24,7 +27,8 @@ func (s *Server) registerImages() {
 type imagesService struct {
 	imagesapi.UnimplementedImagesServer
 	store  images.Store
-	events *Exchange // events.go
+	events events.Publisher
+	log    *slog.Logger
 }
 
 func (i *imagesService) Get(ctx context.Context, req *imagesapi.GetImageRequest) (*imagesapi.GetImageResponse, error) {
@@ -55,7 +59,7 @@ func (i *imagesService) Create(ctx context.Context, req *imagesapi.CreateImageRe
 	if err != nil {
 		return nil, err
 	}
-	i.events.publish(ctx, TopicImageCreate, imageEvent("ImageCreate", img.Name, img.Labels)) // events.go
+	events.Tell(ctx, i.events, i.log, events.TopicImageCreate, &apievents.ImageCreate{Name: img.Name, Labels: img.Labels})
 	return &imagesapi.CreateImageResponse{Image: protoconv.ImageToProto(img)}, nil
 }
 
@@ -69,7 +73,7 @@ func (i *imagesService) Update(ctx context.Context, req *imagesapi.UpdateImageRe
 	if err != nil {
 		return nil, err
 	}
-	i.events.publish(ctx, TopicImageUpdate, imageEvent("ImageUpdate", img.Name, img.Labels)) // events.go
+	events.Tell(ctx, i.events, i.log, events.TopicImageUpdate, &apievents.ImageUpdate{Name: img.Name, Labels: img.Labels})
 	return &imagesapi.UpdateImageResponse{Image: protoconv.ImageToProto(img)}, nil
 }
 
@@ -95,6 +99,6 @@ func (i *imagesService) Delete(ctx context.Context, req *imagesapi.DeleteImageRe
 	if err := i.store.Delete(ctx, req.Name, opts...); err != nil {
 		return nil, err
 	}
-	i.events.publish(ctx, TopicImageDelete, imageEvent("ImageDelete", req.Name, nil)) // events.go
+	events.Tell(ctx, i.events, i.log, events.TopicImageDelete, &apievents.ImageDelete{Name: req.Name})
 	return &emptypb.Empty{}, nil
 }

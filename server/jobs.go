@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	apievents "github.com/containerd/containerd/api/events"
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc"
 
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
@@ -373,9 +375,9 @@ func (js *jobService) publishImages(ctx context.Context, imgs []jobs.Image) {
 			continue // removed meanwhile: its delete was published
 		}
 		if img.CreatedAt.Equal(img.UpdatedAt) {
-			js.s.events.publish(ctx, TopicImageCreate, imageEvent("ImageCreate", img.Name, img.Labels))
+			events.Tell(ctx, js.s.events, js.s.Log, events.TopicImageCreate, &apievents.ImageCreate{Name: img.Name, Labels: img.Labels})
 		} else {
-			js.s.events.publish(ctx, TopicImageUpdate, imageEvent("ImageUpdate", img.Name, img.Labels))
+			events.Tell(ctx, js.s.events, js.s.Log, events.TopicImageUpdate, &apievents.ImageUpdate{Name: img.Name, Labels: img.Labels})
 		}
 	}
 }
@@ -385,7 +387,7 @@ func (js *jobService) publishImages(ctx context.Context, imgs []jobs.Image) {
 func (js *jobService) publishRepairs(ctx context.Context, problems []metadata.Problem) {
 	for _, p := range problems {
 		if p.Repaired && p.Kind == "bad-manifest" && p.Image != "" {
-			js.s.events.publish(namespaces.WithNamespace(ctx, p.Namespace), TopicImageDelete, imageEvent("ImageDelete", p.Image, nil))
+			events.Tell(namespaces.WithNamespace(ctx, p.Namespace), js.s.events, js.s.Log, events.TopicImageDelete, &apievents.ImageDelete{Name: p.Image})
 		}
 	}
 }

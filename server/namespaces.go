@@ -3,11 +3,14 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
+	apievents "github.com/containerd/containerd/api/events"
 	namespacesapi "github.com/containerd/containerd/api/services/namespaces/v1"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/filters"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/namespaces"
@@ -16,7 +19,7 @@ import (
 // registerNamespaces serves containerd.services.namespaces.v1 and lists the
 // metadata database for introspection.
 func (s *Server) registerNamespaces() {
-	namespacesapi.RegisterNamespacesServer(s.GRPC(), &namespacesService{store: s.Store.DB.Namespaces(), events: s.Events()})
+	namespacesapi.RegisterNamespacesServer(s.GRPC(), &namespacesService{store: s.Store.DB.Namespaces(), events: s.events, log: s.Log})
 	// The metadata database serves the namespace, image and lease
 	// services; introspection lists it as containerd lists its bolt plugin.
 	s.AddPlugin(Plugin{Type: "io.containerd.metadata.v1", ID: "bolt", Requires: []string{"io.containerd.content.v1", "io.containerd.snapshotter.v1"}})
@@ -28,7 +31,8 @@ func (s *Server) registerNamespaces() {
 type namespacesService struct {
 	namespacesapi.UnimplementedNamespacesServer
 	store  namespaces.Store
-	events *Exchange // events.go
+	events events.Publisher
+	log    *slog.Logger
 }
 
 func (n *namespacesService) get(ctx context.Context, name string) (*namespacesapi.Namespace, error) {
@@ -103,7 +107,7 @@ func (n *namespacesService) Create(ctx context.Context, req *namespacesapi.Creat
 	if err != nil {
 		return nil, err
 	}
-	n.events.publish(ctx, TopicNamespaceCreate, namespaceEvent("NamespaceCreate", ns.Name, ns.Labels)) // events.go
+	events.Tell(ctx, n.events, n.log, events.TopicNamespaceCreate, &apievents.NamespaceCreate{Name: ns.Name, Labels: ns.Labels})
 	return &namespacesapi.CreateNamespaceResponse{Namespace: ns}, nil
 }
 
@@ -147,7 +151,7 @@ func (n *namespacesService) Update(ctx context.Context, req *namespacesapi.Updat
 	if err != nil {
 		return nil, err
 	}
-	n.events.publish(ctx, TopicNamespaceUpdate, namespaceEvent("NamespaceUpdate", ns.Name, ns.Labels)) // events.go
+	events.Tell(ctx, n.events, n.log, events.TopicNamespaceUpdate, &apievents.NamespaceUpdate{Name: ns.Name, Labels: ns.Labels})
 	return &namespacesapi.UpdateNamespaceResponse{Namespace: ns}, nil
 }
 
@@ -156,6 +160,6 @@ func (n *namespacesService) Delete(ctx context.Context, req *namespacesapi.Delet
 	if err := n.store.Delete(ctx, req.Name); err != nil {
 		return nil, err
 	}
-	n.events.publish(ctx, TopicNamespaceDelete, namespaceEvent("NamespaceDelete", req.Name, nil)) // events.go
+	events.Tell(ctx, n.events, n.log, events.TopicNamespaceDelete, &apievents.NamespaceDelete{Name: req.Name})
 	return &emptypb.Empty{}, nil
 }

@@ -23,11 +23,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/strata-oci/strata/events/exchange"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/peercred"
+	eventssvc "github.com/strata-oci/strata/services/events"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
 )
@@ -76,7 +78,9 @@ type Server struct {
 	jobsCtx    context.Context
 	cancelJobs context.CancelFunc
 
-	events *Exchange // events.go: what the services publish on
+	// events is what the services publish on after each change, and
+	// what the events service serves.
+	events *exchange.Exchange
 
 	// runner runs every long operation the daemon's front doors start (the
 	// jobs service, containerd's transfer service, the CRI's pulls), so that
@@ -104,7 +108,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	}
 	s := &Server{Store: st, Log: log, cfg: cfg, metrics: newMetrics()}
 	s.jobsCtx, s.cancelJobs = context.WithCancel(context.Background())
-	s.events = NewExchange(log, 0) // events.go
+	s.events = exchange.New(log, 0)
 	s.runner = jobs.NewRunner(st, cfg.Jobs)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(peercred.Credentials()),
@@ -116,9 +120,11 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	// Every service, one line each, in the order introspection lists
 	// their plugins (that of their files, as when they registered from
 	// init): `ctr plugins ls` reads the same as before.
-	s.registerContent()       // content.go
-	s.registerDiff()          // diff.go
-	s.registerEvents()        // events.go
+	s.registerContent() // content.go
+	s.registerDiff()    // diff.go
+	eventssvc.New(s.events).Register(s.grpc)
+	s.AddPlugin(Plugin{Type: "io.containerd.event.v1", ID: "exchange"})
+	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "events", Requires: []string{"io.containerd.event.v1"}})
 	s.registerImages()        // images.go
 	s.registerIntrospection() // introspection.go
 	s.registerJobs()          // jobs.go
@@ -158,6 +164,10 @@ func (s *Server) registerContainerd2() {
 	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"},
 		Capabilities: []string{"pull", "push", "import", "export", "tag"}})
 }
+
+// Events returns the server's exchange: the services publish on it after
+// each change, and the events service serves it.
+func (s *Server) Events() *exchange.Exchange { return s.events }
 
 // GRPC is the underlying server, for services to register on.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }

@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"slices"
 
+	apievents "github.com/containerd/containerd/api/events"
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
 	"github.com/strata-oci/strata/snapshots"
@@ -83,7 +85,7 @@ func (ss *snapshotsService) Prepare(ctx context.Context, req *snapshotsapi.Prepa
 	if err != nil {
 		return nil, err
 	}
-	ss.s.Events().publish(ctx, TopicSnapshotPrepare, snapshotPrepareEvent(req.Key, req.Parent, req.Snapshotter)) // events.go
+	events.Tell(ctx, ss.s.events, ss.s.Log, events.TopicSnapshotPrepare, &apievents.SnapshotPrepare{Key: req.Key, Parent: req.Parent, Snapshotter: req.Snapshotter})
 	return &snapshotsapi.PrepareSnapshotResponse{Mounts: protoconv.MountsToProto(mounts)}, nil
 }
 
@@ -132,7 +134,7 @@ func (ss *snapshotsService) Commit(ctx context.Context, req *snapshotsapi.Commit
 	if err := sn.Commit(ctx, req.Name, req.Key, opts...); err != nil {
 		return nil, err
 	}
-	ss.s.Events().publish(ctx, TopicSnapshotCommit, snapshotCommitEvent(req.Key, req.Name, req.Snapshotter)) // events.go
+	events.Tell(ctx, ss.s.events, ss.s.Log, events.TopicSnapshotCommit, &apievents.SnapshotCommit{Key: req.Key, Name: req.Name, Snapshotter: req.Snapshotter})
 	return &emptypb.Empty{}, nil
 }
 
@@ -144,7 +146,7 @@ func (ss *snapshotsService) Remove(ctx context.Context, req *snapshotsapi.Remove
 	if err := sn.Remove(ctx, req.Key); err != nil {
 		return nil, err
 	}
-	ss.s.Events().publish(ctx, TopicSnapshotRemove, snapshotRemoveEvent(req.Key, req.Snapshotter)) // events.go
+	events.Tell(ctx, ss.s.events, ss.s.Log, events.TopicSnapshotRemove, &apievents.SnapshotRemove{Key: req.Key, Snapshotter: req.Snapshotter})
 	return &emptypb.Empty{}, nil
 }
 
