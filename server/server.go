@@ -29,6 +29,7 @@ import (
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/peercred"
+	contentsvc "github.com/strata-oci/strata/services/content"
 	eventssvc "github.com/strata-oci/strata/services/events"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
@@ -120,11 +121,9 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	// Every service, one line each, in the order introspection lists
 	// their plugins (that of their files, as when they registered from
 	// init): `ctr plugins ls` reads the same as before.
-	s.registerContent() // content.go
-	s.registerDiff()    // diff.go
-	eventssvc.New(s.events).Register(s.grpc)
-	s.AddPlugin(Plugin{Type: "io.containerd.event.v1", ID: "exchange"})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "events", Requires: []string{"io.containerd.event.v1"}})
+	s.serve(contentsvc.New(st.DB.ContentStore(), s.events, log), Plugin{Type: "io.containerd.content.v1", ID: "content"}, grpcPlugin("content"))
+	s.registerDiff() // diff.go
+	s.serve(eventssvc.New(s.events), Plugin{Type: "io.containerd.event.v1", ID: "exchange"}, grpcPlugin("events", "io.containerd.event.v1"))
 	s.registerImages()        // images.go
 	s.registerIntrospection() // introspection.go
 	s.registerJobs()          // jobs.go
@@ -138,6 +137,24 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// registrar is a gRPC service of services/….
+type registrar interface{ Register(*grpc.Server) }
+
+// serve registers svc on the gRPC server and lists plugins for
+// introspection.
+func (s *Server) serve(svc registrar, plugins ...Plugin) {
+	svc.Register(s.grpc)
+	for _, p := range plugins {
+		s.AddPlugin(p)
+	}
+}
+
+// grpcPlugin is the plugin of the gRPC service id, which requires what
+// requires names.
+func grpcPlugin(id string, requires ...string) Plugin {
+	return Plugin{Type: "io.containerd.grpc.v1", ID: id, Requires: requires}
 }
 
 // registerContainerd2 adds what containerd 2.x clients use beyond API v1's

@@ -1,4 +1,4 @@
-package server_test
+package content_test
 
 import (
 	"bytes"
