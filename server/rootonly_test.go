@@ -1,30 +1,18 @@
 package server
 
 import (
-	"context"
 	"strings"
 	"testing"
 
-	diffapi "github.com/containerd/containerd/api/services/diff/v1"
-	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"google.golang.org/grpc/peer"
 
 	"github.com/strata-oci/strata/jobs"
-	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/peercred"
 )
 
-func asPeer(uid uint32) context.Context {
-	ctx := namespaces.WithNamespace(context.Background(), "default")
-	return peer.NewContext(ctx, &peer.Peer{AuthInfo: peercred.AuthInfo{UID: uid, Known: true}})
-}
-
-// TestRootOnly: jobs that name paths or repair every namespace, and the
-// diff service's mounts, are root's alone.
+// TestRootOnly: jobs that name paths or repair every namespace are root's
+// alone.
 func TestRootOnly(t *testing.T) {
-	nobody := asPeer(65534)
 	withPath := []jobs.Request{
 		{Import: &jobs.ImportRequest{Path: "/a.tar"}},
 		{Export: &jobs.ExportRequest{Path: "/a.tar", Images: []string{"x"}}},
@@ -73,17 +61,4 @@ func TestRootOnly(t *testing.T) {
 		}
 	}
 
-	// The diff service mounts what it is given: root's only.
-	ds := &diffService{}
-	_, err := ds.Apply(nobody, &diffapi.ApplyRequest{
-		Diff:   &types.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000", Size: 1},
-		Mounts: []*types.Mount{{Type: "bind", Source: "/", Options: []string{"rbind"}}},
-	})
-	if !errdefs.IsPermissionDenied(err) {
-		t.Fatalf("Apply onto / from nobody: %v", err)
-	}
-	_, err = ds.Diff(nobody, &diffapi.DiffRequest{Right: []*types.Mount{{Type: "bind", Source: "/etc", Options: []string{"rbind"}}}})
-	if !errdefs.IsPermissionDenied(err) {
-		t.Fatalf("Diff of /etc from nobody: %v", err)
-	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/peercred"
 	contentsvc "github.com/strata-oci/strata/services/content"
+	diffsvc "github.com/strata-oci/strata/services/diff"
 	eventssvc "github.com/strata-oci/strata/services/events"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
@@ -122,7 +123,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	// their plugins (that of their files, as when they registered from
 	// init): `ctr plugins ls` reads the same as before.
 	s.serve(contentsvc.New(st.DB.ContentStore(), s.events, log), Plugin{Type: "io.containerd.content.v1", ID: "content"}, grpcPlugin("content"))
-	s.registerDiff() // diff.go
+	s.serve(diffsvc.New(st.DB.ContentStore()), grpcPlugin("diff"), Plugin{Type: "io.containerd.differ.v1", ID: "walking"})
 	s.serve(eventssvc.New(s.events), Plugin{Type: "io.containerd.event.v1", ID: "exchange"}, grpcPlugin("events", "io.containerd.event.v1"))
 	s.registerImages()        // images.go
 	s.registerIntrospection() // introspection.go
