@@ -32,6 +32,7 @@ import (
 	contentsvc "github.com/strata-oci/strata/services/content"
 	diffsvc "github.com/strata-oci/strata/services/diff"
 	eventssvc "github.com/strata-oci/strata/services/events"
+	imagessvc "github.com/strata-oci/strata/services/images"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
 )
@@ -125,7 +126,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s.serve(contentsvc.New(st.DB.ContentStore(), s.events, log), Plugin{Type: "io.containerd.content.v1", ID: "content"}, grpcPlugin("content"))
 	s.serve(diffsvc.New(st.DB.ContentStore()), grpcPlugin("diff"), Plugin{Type: "io.containerd.differ.v1", ID: "walking"})
 	s.serve(eventssvc.New(s.events), Plugin{Type: "io.containerd.event.v1", ID: "exchange"}, grpcPlugin("events", "io.containerd.event.v1"))
-	s.registerImages()        // images.go
+	s.serve(imagessvc.New(st.DB.Images(), s.events, log), grpcPlugin("images", "io.containerd.metadata.v1"))
 	s.registerIntrospection() // introspection.go
 	s.registerJobs()          // jobs.go
 	s.registerLeases()        // leases.go
