@@ -33,6 +33,7 @@ import (
 	diffsvc "github.com/strata-oci/strata/services/diff"
 	eventssvc "github.com/strata-oci/strata/services/events"
 	imagessvc "github.com/strata-oci/strata/services/images"
+	introspectionsvc "github.com/strata-oci/strata/services/introspection"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
 )
@@ -54,13 +55,7 @@ type Config struct {
 
 // Plugin describes one part of strata for introspection, in containerd's
 // terms (type, id, requires, exports, capabilities, init error).
-type Plugin struct {
-	Type, ID     string
-	Requires     []string
-	Exports      map[string]string
-	Capabilities []string
-	InitErr      error
-}
+type Plugin = introspectionsvc.Plugin
 
 // Server is the gRPC server over one store.
 type Server struct {
@@ -127,13 +122,13 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s.serve(diffsvc.New(st.DB.ContentStore()), grpcPlugin("diff"), Plugin{Type: "io.containerd.differ.v1", ID: "walking"})
 	s.serve(eventssvc.New(s.events), Plugin{Type: "io.containerd.event.v1", ID: "exchange"}, grpcPlugin("events", "io.containerd.event.v1"))
 	s.serve(imagessvc.New(st.DB.Images(), s.events, log), grpcPlugin("images", "io.containerd.metadata.v1"))
-	s.registerIntrospection() // introspection.go
-	s.registerJobs()          // jobs.go
-	s.registerLeases()        // leases.go
-	s.registerNamespaces()    // namespaces.go
-	s.registerSnapshots()     // snapshots.go
-	s.registerVersion()       // version.go
-	s.registerContainerd2()   // health, streaming, transfer (services/…)
+	s.serve(introspectionsvc.New(cfg.UUID, s.Plugins), grpcPlugin("introspection"))
+	s.registerJobs()        // jobs.go
+	s.registerLeases()      // leases.go
+	s.registerNamespaces()  // namespaces.go
+	s.registerSnapshots()   // snapshots.go
+	s.registerVersion()     // version.go
+	s.registerContainerd2() // health, streaming, transfer (services/…)
 	// cri.go: the Kubernetes CRI, unless the config disables it.
 	if err := s.registerCRI(); err != nil {
 		return nil, err
