@@ -34,6 +34,7 @@ import (
 	eventssvc "github.com/strata-oci/strata/services/events"
 	imagessvc "github.com/strata-oci/strata/services/images"
 	introspectionsvc "github.com/strata-oci/strata/services/introspection"
+	jobssvc "github.com/strata-oci/strata/services/jobs"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
 )
@@ -115,6 +116,10 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.stream),
 	)
+	// The jobs service runs what strata's CLI asks of the daemon; the
+	// transfer service tells subscribers about images as it does.
+	js := jobssvc.New(jobssvc.Config{Runner: s.runner, Images: st.DB.Images(), Events: s.events,
+		StartJob: s.startJob, Logger: log, UserAgent: "strata/" + cfg.Version})
 	// Every service, one line each, in the order introspection lists
 	// their plugins (that of their files, as when they registered from
 	// init): `ctr plugins ls` reads the same as before.
@@ -123,12 +128,13 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s.serve(eventssvc.New(s.events), Plugin{Type: "io.containerd.event.v1", ID: "exchange"}, grpcPlugin("events", "io.containerd.event.v1"))
 	s.serve(imagessvc.New(st.DB.Images(), s.events, log), grpcPlugin("images", "io.containerd.metadata.v1"))
 	s.serve(introspectionsvc.New(cfg.UUID, s.Plugins), grpcPlugin("introspection"))
-	s.registerJobs()        // jobs.go
-	s.registerLeases()      // leases.go
-	s.registerNamespaces()  // namespaces.go
-	s.registerSnapshots()   // snapshots.go
-	s.registerVersion()     // version.go
-	s.registerContainerd2() // health, streaming, transfer (services/…)
+	s.serve(js, Plugin{Type: "io.strata.grpc.v1", ID: "jobs", Requires: []string{"io.containerd.metadata.v1"},
+		Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
+	s.registerLeases()                      // leases.go
+	s.registerNamespaces()                  // namespaces.go
+	s.registerSnapshots()                   // snapshots.go
+	s.registerVersion()                     // version.go
+	s.registerContainerd2(js.PublishImages) // health, streaming, transfer
 	// cri.go: the Kubernetes CRI, unless the config disables it.
 	if err := s.registerCRI(); err != nil {
 		return nil, err
@@ -156,7 +162,7 @@ func grpcPlugin(id string, requires ...string) Plugin {
 
 // registerContainerd2 adds what containerd 2.x clients use beyond API v1's
 // services: health, streaming and transfer (services/…).
-func (s *Server) registerContainerd2() {
+func (s *Server) registerContainerd2(recorded func(context.Context, []jobs.Image)) {
 	// containerd serves gRPC's health service; its Go client and test
 	// harness wait on it. SERVING until Stop.
 	s.health = health.NewServer()
@@ -166,13 +172,12 @@ func (s *Server) registerContainerd2() {
 	streams := streaming.NewManager()
 	streamingapi.RegisterStreamingServer(s.grpc, streaming.NewService(streams))
 	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "streaming", Requires: []string{"io.containerd.streaming.v1"}})
-	js := &jobService{s: s}
 	transferapi.RegisterTransferServer(s.grpc, transfer.New(transfer.Config{
 		Runner: s.runner, Streams: streams, Images: s.Store.DB.Images(),
 		StartJob: func(call context.Context) (context.Context, context.CancelFunc, func(), error) {
 			return s.startJob(call, true)
 		},
-		PeerUID: peercred.UID, Recorded: js.publishImages, Logger: s.Log.With("service", "transfer"),
+		PeerUID: peercred.UID, Recorded: recorded, Logger: s.Log.With("service", "transfer"),
 		UserAgent: "strata/" + s.cfg.Version,
 	}))
 	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"},
