@@ -35,6 +35,8 @@ import (
 	imagessvc "github.com/strata-oci/strata/services/images"
 	introspectionsvc "github.com/strata-oci/strata/services/introspection"
 	jobssvc "github.com/strata-oci/strata/services/jobs"
+	leasessvc "github.com/strata-oci/strata/services/leases"
+	namespacessvc "github.com/strata-oci/strata/services/namespaces"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
 )
@@ -130,8 +132,8 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s.serve(introspectionsvc.New(cfg.UUID, s.Plugins), grpcPlugin("introspection"))
 	s.serve(js, Plugin{Type: "io.strata.grpc.v1", ID: "jobs", Requires: []string{"io.containerd.metadata.v1"},
 		Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
-	s.registerLeases()                      // leases.go
-	s.registerNamespaces()                  // namespaces.go
+	s.serve(leasessvc.New(st.DB.Leases()), Plugin{Type: "io.containerd.lease.v1", ID: "manager", Requires: []string{"io.containerd.metadata.v1"}}, grpcPlugin("leases", "io.containerd.lease.v1"))
+	s.serve(namespacessvc.New(st.DB.Namespaces(), s.events, log), metadataPlugin, grpcPlugin("namespaces", "io.containerd.metadata.v1"))
 	s.registerSnapshots()                   // snapshots.go
 	s.registerVersion()                     // version.go
 	s.registerContainerd2(js.PublishImages) // health, streaming, transfer
@@ -141,6 +143,11 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
+
+// metadataPlugin is the metadata database, which serves the namespace,
+// image and lease services; introspection lists it as containerd lists
+// its bolt plugin.
+var metadataPlugin = Plugin{Type: "io.containerd.metadata.v1", ID: "bolt", Requires: []string{"io.containerd.content.v1", "io.containerd.snapshotter.v1"}}
 
 // registrar is a gRPC service of services/….
 type registrar interface{ Register(*grpc.Server) }

@@ -1,4 +1,4 @@
-package server_test
+package namespaces_test
 
 import (
 	"bytes"

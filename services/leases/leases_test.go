@@ -1,4 +1,4 @@
-package server_test
+package leases_test
 
 import (
 	"bytes"
