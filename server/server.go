@@ -37,6 +37,7 @@ import (
 	jobssvc "github.com/strata-oci/strata/services/jobs"
 	leasessvc "github.com/strata-oci/strata/services/leases"
 	namespacessvc "github.com/strata-oci/strata/services/namespaces"
+	snapshotssvc "github.com/strata-oci/strata/services/snapshots"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
 )
@@ -55,10 +56,6 @@ type Config struct {
 	// CRI configures the Kubernetes CRI services (cri.go).
 	CRI CRIConfig
 }
-
-// Plugin describes one part of strata for introspection, in containerd's
-// terms (type, id, requires, exports, capabilities, init error).
-type Plugin = introspectionsvc.Plugin
 
 // Server is the gRPC server over one store.
 type Server struct {
@@ -134,7 +131,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
 	s.serve(leasessvc.New(st.DB.Leases()), Plugin{Type: "io.containerd.lease.v1", ID: "manager", Requires: []string{"io.containerd.metadata.v1"}}, grpcPlugin("leases", "io.containerd.lease.v1"))
 	s.serve(namespacessvc.New(st.DB.Namespaces(), s.events, log), metadataPlugin, grpcPlugin("namespaces", "io.containerd.metadata.v1"))
-	s.registerSnapshots()                   // snapshots.go
+	s.serve(snapshotssvc.New(st.DB, s.events, log), append([]Plugin{grpcPlugin("snapshots")}, s.snapshotterPlugins()...)...)
 	s.registerVersion()                     // version.go
 	s.registerContainerd2(js.PublishImages) // health, streaming, transfer
 	// cri.go: the Kubernetes CRI, unless the config disables it.
@@ -142,29 +139,6 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// metadataPlugin is the metadata database, which serves the namespace,
-// image and lease services; introspection lists it as containerd lists
-// its bolt plugin.
-var metadataPlugin = Plugin{Type: "io.containerd.metadata.v1", ID: "bolt", Requires: []string{"io.containerd.content.v1", "io.containerd.snapshotter.v1"}}
-
-// registrar is a gRPC service of services/….
-type registrar interface{ Register(*grpc.Server) }
-
-// serve registers svc on the gRPC server and lists plugins for
-// introspection.
-func (s *Server) serve(svc registrar, plugins ...Plugin) {
-	svc.Register(s.grpc)
-	for _, p := range plugins {
-		s.AddPlugin(p)
-	}
-}
-
-// grpcPlugin is the plugin of the gRPC service id, which requires what
-// requires names.
-func grpcPlugin(id string, requires ...string) Plugin {
-	return Plugin{Type: "io.containerd.grpc.v1", ID: id, Requires: requires}
 }
 
 // registerContainerd2 adds what containerd 2.x clients use beyond API v1's
@@ -200,20 +174,6 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Config returns the server's configuration.
 func (s *Server) Config() Config { return s.cfg }
-
-// AddPlugin records a part of strata for introspection.
-func (s *Server) AddPlugin(p Plugin) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.plugins = append(s.plugins, p)
-}
-
-// Plugins lists what AddPlugin recorded.
-func (s *Server) Plugins() []Plugin {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Plugin(nil), s.plugins...)
-}
 
 // Serve answers on l until Stop.
 func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }

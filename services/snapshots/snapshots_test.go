@@ -1,4 +1,4 @@
-package server_test
+package snapshots_test
 
 import (
 	"archive/tar"
