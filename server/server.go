@@ -40,6 +40,7 @@ import (
 	snapshotssvc "github.com/strata-oci/strata/services/snapshots"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
+	versionsvc "github.com/strata-oci/strata/services/version"
 )
 
 // Config configures a Server.
@@ -132,7 +133,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s.serve(leasessvc.New(st.DB.Leases()), Plugin{Type: "io.containerd.lease.v1", ID: "manager", Requires: []string{"io.containerd.metadata.v1"}}, grpcPlugin("leases", "io.containerd.lease.v1"))
 	s.serve(namespacessvc.New(st.DB.Namespaces(), s.events, log), metadataPlugin, grpcPlugin("namespaces", "io.containerd.metadata.v1"))
 	s.serve(snapshotssvc.New(st.DB, s.events, log), append([]Plugin{grpcPlugin("snapshots")}, s.snapshotterPlugins()...)...)
-	s.registerVersion()                     // version.go
+	s.serve(versionsvc.New(cfg.Version, cfg.Revision), grpcPlugin("version"))
 	s.registerContainerd2(js.PublishImages) // health, streaming, transfer
 	// cri.go: the Kubernetes CRI, unless the config disables it.
 	if err := s.registerCRI(); err != nil {
