@@ -64,3 +64,8 @@ func (s *Server) startJob(call context.Context, long bool) (context.Context, con
 	}
 	return ctx, cancel, release, nil
 }
+
+// startLongJob starts a job that moves data (a transfer, a CRI pull).
+func (s *Server) startLongJob(call context.Context) (context.Context, context.CancelFunc, func(), error) {
+	return s.startJob(call, true)
+}

@@ -54,9 +54,9 @@ func grpcPlugin(id string, requires ...string) Plugin {
 // its bolt plugin.
 var metadataPlugin = Plugin{Type: "io.containerd.metadata.v1", ID: "bolt", Requires: []string{"io.containerd.content.v1", "io.containerd.snapshotter.v1"}}
 
-// snapshotterPlugins lists every snapshotter for introspection, overlayfs
-// too when it could not start.
-func (s *Server) snapshotterPlugins() []Plugin {
+// snapshotsPlugins lists the snapshots service and every snapshotter for
+// introspection, overlayfs too when it could not start.
+func (s *Server) snapshotsPlugins() []Plugin {
 	names := s.Store.DB.SnapshotterNames()
 	if s.Store.OverlayUnavailable != nil && !slices.Contains(names, "overlayfs") {
 		// Listed anyway, as containerd lists a snapshotter whose
@@ -64,7 +64,7 @@ func (s *Server) snapshotterPlugins() []Plugin {
 		names = append(names, "overlayfs")
 	}
 	slices.Sort(names)
-	var ps []Plugin
+	ps := []Plugin{grpcPlugin("snapshots")}
 	for _, name := range names {
 		p := Plugin{
 			Type:    "io.containerd.snapshotter.v1",

@@ -1,10 +1,14 @@
 // Package server serves strata's store over containerd's gRPC API
 // (services v1 of github.com/containerd/containerd/api), so that ctr,
-// nerdctl and BuildKit work against it unchanged. Each service lives in
-// its own file (or package), and New lists them all; this file has what
-// they share: the interceptors (namespace from gRPC metadata, errdefs
-// errors to gRPC codes through containerd's errgrpc, metrics), the
-// plugin list introspection shows, and the drain on Stop.
+// nerdctl and BuildKit work against it unchanged. Each service is a
+// package of services/ (services/content, services/images…), built over
+// the small interfaces it declares, and New lists them all, one line
+// each; this package has what they share: the interceptors (namespace
+// from gRPC metadata, errdefs errors to gRPC codes through containerd's
+// errgrpc, metrics), the event exchange they publish on
+// (events/exchange), the peer credentials of the socket (server/peercred),
+// the plugin list introspection shows (plugins.go), the drain on Stop
+// (drain.go) and the CRI's wiring (cri.go).
 package server
 
 import (
@@ -15,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
-	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -52,7 +54,7 @@ type Config struct {
 	UUID string
 	// Version and Revision are what the version service answers.
 	Version, Revision string
-	// Jobs are the defaults of the jobs clients run (jobs.go).
+	// Jobs are the defaults of the jobs clients run (services/jobs).
 	Jobs jobs.Defaults
 	// CRI configures the Kubernetes CRI services (cri.go).
 	CRI CRIConfig
@@ -68,11 +70,11 @@ type Server struct {
 	mu       sync.Mutex
 	plugins  []Plugin
 	stopping bool
-	running  int // jobs.go: jobs running now
+	running  int // drain.go: jobs running now
 	// idleTimer returns memory to the OS once no job has run for a while.
 	idleTimer *time.Timer
 
-	// jobs.go: the jobs running, and what cancels them when Stop gives up.
+	// drain.go: the jobs running, and what cancels them when Stop gives up.
 	jobs       sync.WaitGroup
 	jobsCtx    context.Context
 	cancelJobs context.CancelFunc
@@ -116,6 +118,10 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.stream),
 	)
+	s.health = health.NewServer()
+	// The streams clients open with the streaming service, which
+	// transfers read.
+	streams := streaming.NewManager()
 	// The jobs service runs what strata's CLI asks of the daemon; the
 	// transfer service tells subscribers about images as it does.
 	js := jobssvc.New(jobssvc.Config{Runner: s.runner, Images: st.DB.Images(), Events: s.events,
@@ -132,9 +138,16 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
 	s.serve(leasessvc.New(st.DB.Leases()), Plugin{Type: "io.containerd.lease.v1", ID: "manager", Requires: []string{"io.containerd.metadata.v1"}}, grpcPlugin("leases", "io.containerd.lease.v1"))
 	s.serve(namespacessvc.New(st.DB.Namespaces(), s.events, log), metadataPlugin, grpcPlugin("namespaces", "io.containerd.metadata.v1"))
-	s.serve(snapshotssvc.New(st.DB, s.events, log), append([]Plugin{grpcPlugin("snapshots")}, s.snapshotterPlugins()...)...)
+	s.serve(snapshotssvc.New(st.DB, s.events, log), s.snapshotsPlugins()...)
 	s.serve(versionsvc.New(cfg.Version, cfg.Revision), grpcPlugin("version"))
-	s.registerContainerd2(js.PublishImages) // health, streaming, transfer
+	// What containerd 2.x clients use beyond API v1's services. gRPC's
+	// health service: containerd's Go client and test harness wait on it;
+	// SERVING until Stop.
+	s.serve(healthService{s.health}, grpcPlugin("healthcheck"))
+	s.serve(streaming.NewService(streams), grpcPlugin("streaming", "io.containerd.streaming.v1"))
+	s.serve(transfer.New(transfer.Config{Runner: s.runner, Streams: streams, Images: st.DB.Images(), StartJob: s.startLongJob,
+		PeerUID: peercred.UID, Recorded: js.PublishImages, Logger: log.With("service", "transfer"), UserAgent: "strata/" + cfg.Version}),
+		Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"}, Capabilities: []string{"pull", "push", "import", "export", "tag"}})
 	// cri.go: the Kubernetes CRI, unless the config disables it.
 	if err := s.registerCRI(); err != nil {
 		return nil, err
@@ -142,29 +155,10 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// registerContainerd2 adds what containerd 2.x clients use beyond API v1's
-// services: health, streaming and transfer (services/…).
-func (s *Server) registerContainerd2(recorded func(context.Context, []jobs.Image)) {
-	// containerd serves gRPC's health service; its Go client and test
-	// harness wait on it. SERVING until Stop.
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "healthcheck"})
+// healthService serves gRPC's health service.
+type healthService struct{ *health.Server }
 
-	streams := streaming.NewManager()
-	streamingapi.RegisterStreamingServer(s.grpc, streaming.NewService(streams))
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "streaming", Requires: []string{"io.containerd.streaming.v1"}})
-	transferapi.RegisterTransferServer(s.grpc, transfer.New(transfer.Config{
-		Runner: s.runner, Streams: streams, Images: s.Store.DB.Images(),
-		StartJob: func(call context.Context) (context.Context, context.CancelFunc, func(), error) {
-			return s.startJob(call, true)
-		},
-		PeerUID: peercred.UID, Recorded: recorded, Logger: s.Log.With("service", "transfer"),
-		UserAgent: "strata/" + s.cfg.Version,
-	}))
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"},
-		Capabilities: []string{"pull", "push", "import", "export", "tag"}})
-}
+func (h healthService) Register(g *grpc.Server) { healthpb.RegisterHealthServer(g, h.Server) }
 
 // Events returns the server's exchange: the services publish on it after
 // each change, and the events service serves it.
