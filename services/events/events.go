@@ -39,7 +39,6 @@ func New(x Exchange) *Service { return &Service{x: x} }
 func (e *Service) Register(g *grpc.Server) { eventsapi.RegisterEventsServer(g, e) }
 
 // Publish publishes the request's event in the call's namespace.
-
 func (e *Service) Publish(ctx context.Context, req *eventsapi.PublishRequest) (*emptypb.Empty, error) {
 	if req.Event == nil {
 		return nil, fmt.Errorf("publish event %q: event is required: %w", req.Topic, errdefs.ErrInvalidArgument)
