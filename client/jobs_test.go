@@ -10,15 +10,15 @@ import (
 	"time"
 
 	eventsapi "github.com/containerd/containerd/api/services/events/v1"
-
 	"github.com/containerd/errdefs"
 
 	"github.com/strata-oci/strata/client"
+	"github.com/strata-oci/strata/events"
+
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/progress"
-	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/testutil"
 )
@@ -87,7 +87,7 @@ func TestRunJobPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := server.DecodeEvent(env.Event); err != nil || env.Topic != server.TopicImageCreate || env.Namespace != "default" || ev.Fields["name"] != ref || !strings.HasSuffix(env.Event.TypeUrl, "ImageCreate") {
+	if ev, err := events.Decode(env.Event); err != nil || env.Topic != events.TopicImageCreate || env.Namespace != "default" || ev.Fields["name"] != ref || !strings.HasSuffix(env.Event.TypeUrl, "ImageCreate") {
 		t.Fatalf("event after the pull = %v (%v, %v)", env, ev, err)
 	}
 	layers := 0

@@ -1,7 +1,7 @@
 // Package jobs is strata's long operations (pull, push, import, export,
 // garbage collection, fsck) as requests over an open store. The CLI runs
 // them itself in embedded mode; stratad runs the very same code for its
-// clients (server/jobs.go), so a command behaves the same either way, and
+// clients (services/jobs), so a command behaves the same either way, and
 // a job started through the daemon outlives the client that started it.
 //
 // Requests and results are plain data (JSON on the wire); what a job needs

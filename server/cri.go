@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -42,9 +41,7 @@ func (s *Server) registerCRI() error {
 		SnapshotterRoot: filepath.Join(st.Root, "snapshots", st.DefaultSnapshotter),
 		ContentRoot:     filepath.Join(st.Root, "content"),
 		Logger:          s.Log.With("component", "cri"),
-		StartJob: func(call context.Context) (context.Context, context.CancelFunc, func(), error) {
-			return s.startJob(call, true)
-		},
+		StartJob:        s.startLongJob,
 	})
 	if err != nil {
 		return fmt.Errorf("cri: %w", err)

@@ -34,7 +34,7 @@ import (
 func ctrBlobs(t *testing.T, d *servertest.Daemon, ns string) map[string]string {
 	t.Helper()
 	blobs := map[string]string{}
-	for _, r := range ctrContentRows(t, d.Ctr(t, ns, "content", "ls")) {
+	for _, r := range servertest.CtrContentRows(t, d.Ctr(t, ns, "content", "ls")) {
 		blobs[r[0]] = r[1]
 	}
 	return blobs
@@ -77,7 +77,7 @@ func sameMap(a, b map[string]string) bool {
 // with want blobs and unpacked.
 func ctrCheckComplete(t *testing.T, d *servertest.Daemon, ns, ref, root string, want int) {
 	t.Helper()
-	rows := snapTable(t, d.Ctr(t, ns, "images", "check"))
+	rows := servertest.CtrTable(t, d.Ctr(t, ns, "images", "check"))
 	status := "complete (" + strconv.Itoa(want) + "/" + strconv.Itoa(want) + ")"
 	if len(rows) != 1 || rows[0]["REF"] != ref || rows[0]["DIGEST"] != root || rows[0]["STATUS"] != status || rows[0]["UNPACKED"] != "true" {
 		t.Fatalf("ctr images check = %v, want %s at %s %s and unpacked", rows, ref, root, status)
@@ -112,7 +112,7 @@ func TestCtrImagesExportImport(t *testing.T) {
 	chain := fixtureChain(t, fix)
 	committed := func() []string {
 		var keys []string
-		for _, r := range snapTable(t, d.Ctr(t, ns, "snapshots", "ls")) {
+		for _, r := range servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "ls")) {
 			if r["KIND"] != "Committed" {
 				t.Fatalf("snapshot %q is %s, want only committed layers", r["KEY"], r["KIND"])
 			}
@@ -152,7 +152,7 @@ func TestCtrImagesExportImport(t *testing.T) {
 	if got := strings.TrimSpace(d.Ctr(t, ns, "images", "rm", "--sync", fix.Ref)); got != fix.Ref {
 		t.Fatalf("ctr images rm --sync printed %q, want %s", got, fix.Ref)
 	}
-	if rows := snapTable(t, d.Ctr(t, ns, "images", "ls")); len(rows) != 0 {
+	if rows := servertest.CtrTable(t, d.Ctr(t, ns, "images", "ls")); len(rows) != 0 {
 		t.Fatalf("ctr images ls after rm = %v", rows)
 	}
 	if got := ctrBlobs(t, d, ns); len(got) != 0 {
@@ -166,7 +166,7 @@ func TestCtrImagesExportImport(t *testing.T) {
 	if !strings.Contains(imp, "unpacking "+fix.Ref+" ("+root+")...done") {
 		t.Fatalf("ctr images import printed:\n%s", imp)
 	}
-	rows := snapTable(t, d.Ctr(t, ns, "images", "ls"))
+	rows := servertest.CtrTable(t, d.Ctr(t, ns, "images", "ls"))
 	if len(rows) != 1 || rows[0]["REF"] != fix.Ref || rows[0]["DIGEST"] != root || rows[0]["TYPE"] != fix.Root.MediaType {
 		t.Fatalf("ctr images ls after import = %v, want %s at %s (%s)", rows, fix.Ref, root, fix.Root.MediaType)
 	}
@@ -185,7 +185,7 @@ func TestCtrImagesExportImport(t *testing.T) {
 		t.Fatalf("ctr content ls after import and GC = %v, want the fixture's %v", got, want)
 	}
 	for dg, b := range fix.Blobs {
-		if got := ctrIn(t, d, ns, nil, "content", "get", dg.String()); got != string(b) {
+		if got := d.CtrIn(t, ns, nil, "content", "get", dg.String()); got != string(b) {
 			t.Errorf("ctr content get %s after import: %d bytes differ from the fixture's %d", dg, len(got), len(b))
 		}
 	}
@@ -278,7 +278,7 @@ func TestCtrConcurrentPulls(t *testing.T) {
 		}
 	}
 
-	rows := snapTable(t, d.Ctr(t, ns, "images", "ls"))
+	rows := servertest.CtrTable(t, d.Ctr(t, ns, "images", "ls"))
 	if len(rows) != 1 || rows[0]["REF"] != ref || rows[0]["DIGEST"] != root {
 		t.Fatalf("ctr images ls after %d pulls = %v, want %s at %s", pulls, rows, ref, root)
 	}
@@ -286,10 +286,10 @@ func TestCtrConcurrentPulls(t *testing.T) {
 	if got, want := ctrBlobs(t, d, ns), fixtureBlobs(fix); !sameMap(got, want) {
 		t.Fatalf("ctr content ls after %d pulls = %v, want the fixture's %v", pulls, got, want)
 	}
-	if active := ctrContentRows(t, d.Ctr(t, ns, "content", "active")); len(active) != 0 {
+	if active := servertest.CtrContentRows(t, d.Ctr(t, ns, "content", "active")); len(active) != 0 {
 		t.Fatalf("ingests left after %d pulls: %v", pulls, active)
 	}
-	if rows := snapTable(t, d.Ctr(t, ns, "snapshots", "ls")); len(rows) != 3 {
+	if rows := servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "ls")); len(rows) != 3 {
 		t.Fatalf("ctr snapshots ls after %d pulls = %v, want the 3 layers", pulls, rows)
 	}
 }
@@ -388,7 +388,7 @@ func TestCtrContentGetAndSnapshotUsage(t *testing.T) {
 
 	// ctr content get streams the first digest it is given only.
 	for dg, b := range fix.Blobs {
-		if got := ctrIn(t, d, ns, nil, "content", "get", dg.String()); got != string(b) {
+		if got := d.CtrIn(t, ns, nil, "content", "get", dg.String()); got != string(b) {
 			t.Errorf("ctr content get %s: %d bytes, differ from the registry's %d", dg, len(got), len(b))
 		}
 	}
@@ -396,7 +396,7 @@ func TestCtrContentGetAndSnapshotUsage(t *testing.T) {
 	// An active snapshot on top of the image, with a file of its own.
 	chain := fixtureChain(t, fix)
 	d.Ctr(t, ns, "snapshots", "prepare", "work", chain[len(chain)-1].String())
-	snapWriteInto(t, d, ns, "work", "extra", strings.Repeat("x", 5000))
+	d.WriteInto(t, ns, "work", "extra", strings.Repeat("x", 5000))
 
 	ctx := namespaces.WithNamespace(context.Background(), ns)
 	sn := d.Store.Snapshotter("overlayfs")
@@ -414,7 +414,7 @@ func TestCtrContentGetAndSnapshotUsage(t *testing.T) {
 	if len(want2) != 4 {
 		t.Fatalf("%d snapshots in the store, want 3 layers and work: %v", len(want2), want2)
 	}
-	rows := snapTable(t, d.Ctr(t, ns, "snapshots", "usage", "-b"))
+	rows := servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "usage", "-b"))
 	if len(rows) != len(want2) {
 		t.Fatalf("ctr snapshots usage -b = %v, want %d rows", rows, len(want2))
 	}
@@ -438,7 +438,7 @@ func TestCtrContentGetAndSnapshotUsage(t *testing.T) {
 		t.Errorf("usage of the active snapshot = %+v, want its 5000 byte file", u)
 	}
 	// One key at a time too.
-	rows = snapTable(t, d.Ctr(t, ns, "snapshots", "usage", "-b", "work"))
+	rows = servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "usage", "-b", "work"))
 	if len(rows) != 1 || rows[0]["KEY"] != "work" || rows[0]["SIZE"] != strconv.FormatInt(want2["work"].Size, 10) {
 		t.Errorf("ctr snapshots usage -b work = %v, want the store's %+v", rows, want2["work"])
 	}

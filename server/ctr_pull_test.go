@@ -34,18 +34,18 @@ func TestCtrImagesPull(t *testing.T) {
 		t.Fatalf("ctr images pull %s:\n%s", fix.Ref, out)
 	}
 
-	rows := snapTable(t, d.Ctr(t, ns, "images", "ls"))
+	rows := servertest.CtrTable(t, d.Ctr(t, ns, "images", "ls"))
 	if len(rows) != 1 || rows[0]["REF"] != fix.Ref || rows[0]["DIGEST"] != fix.Root.Digest.String() || rows[0]["TYPE"] != fix.Root.MediaType {
 		t.Fatalf("ctr images ls = %v, want %s at %s (%s)", rows, fix.Ref, fix.Root.Digest, fix.Root.MediaType)
 	}
-	rows = snapTable(t, d.Ctr(t, ns, "images", "check"))
+	rows = servertest.CtrTable(t, d.Ctr(t, ns, "images", "check"))
 	// STATUS is "complete (have/want)": config and the three layers.
 	if len(rows) != 1 || rows[0]["REF"] != fix.Ref || rows[0]["STATUS"] != "complete (4/4)" || rows[0]["UNPACKED"] != "true" {
 		t.Fatalf("ctr images check = %v, want %s complete and unpacked", rows, fix.Ref)
 	}
 
 	// The committed chain: three layers in overlayfs.
-	rows = snapTable(t, d.Ctr(t, ns, "snapshots", "ls"))
+	rows = servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "ls"))
 	committed := 0
 	for _, r := range rows {
 		if r["KIND"] == "Committed" {

@@ -37,8 +37,41 @@ func TestNoInitRegistration(t *testing.T) {
 			t.Fatalf("scan %s: %v", root, err)
 		}
 	}
-	// server/ alone has a dozen files: a scan that found none proves nothing.
+	// server/ and services/ hold some thirty files: a scan that found none
+	// proves nothing.
 	if parsed < 10 {
 		t.Fatalf("scanned %d Go files in server/ and services/, want the packages' sources", parsed)
+	}
+}
+
+// TestServicesImportNoServer (issue 13): each service is built over the
+// small interfaces it declares, so none imports the daemon's wiring or
+// the server that lists it (server/peercred, the socket's credentials, is
+// theirs to use).
+func TestServicesImportNoServer(t *testing.T) {
+	fset := token.NewFileSet()
+	parsed := 0
+	err := filepath.WalkDir("../services", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		parsed++
+		for _, imp := range f.Imports {
+			switch p := strings.Trim(imp.Path.Value, `"`); p {
+			case "github.com/strata-oci/strata/server", "github.com/strata-oci/strata/wiring":
+				t.Errorf("%s imports %s: declare what the service needs and let server.New pass it", path, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("scan ../services: %v", err)
+	}
+	if parsed < 10 {
+		t.Fatalf("scanned %d Go files in services/, want the packages' sources", parsed)
 	}
 }

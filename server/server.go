@@ -1,10 +1,14 @@
 // Package server serves strata's store over containerd's gRPC API
 // (services v1 of github.com/containerd/containerd/api), so that ctr,
-// nerdctl and BuildKit work against it unchanged. Each service lives in
-// its own file (or package), and New lists them all; this file has what
-// they share: the interceptors (namespace from gRPC metadata, errdefs
-// errors to gRPC codes through containerd's errgrpc, metrics), the
-// plugin list introspection shows, and the drain on Stop.
+// nerdctl and BuildKit work against it unchanged. Each service is a
+// package of services/ (services/content, services/images…), built over
+// the small interfaces it declares, and New lists them all, one line
+// each; this package has what they share: the interceptors (namespace
+// from gRPC metadata, errdefs errors to gRPC codes through containerd's
+// errgrpc, metrics), the event exchange they publish on
+// (events/exchange), the peer credentials of the socket (server/peercred),
+// the plugin list introspection shows (plugins.go), the drain on Stop
+// (drain.go) and the CRI's wiring (cri.go).
 package server
 
 import (
@@ -15,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
-	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -24,11 +26,24 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/strata-oci/strata/access"
+	"github.com/strata-oci/strata/events/exchange"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/server/peercred"
+	containerssvc "github.com/strata-oci/strata/services/containers"
+	contentsvc "github.com/strata-oci/strata/services/content"
+	diffsvc "github.com/strata-oci/strata/services/diff"
+	eventssvc "github.com/strata-oci/strata/services/events"
+	imagessvc "github.com/strata-oci/strata/services/images"
+	introspectionsvc "github.com/strata-oci/strata/services/introspection"
+	jobssvc "github.com/strata-oci/strata/services/jobs"
+	leasessvc "github.com/strata-oci/strata/services/leases"
+	namespacessvc "github.com/strata-oci/strata/services/namespaces"
+	snapshotssvc "github.com/strata-oci/strata/services/snapshots"
 	"github.com/strata-oci/strata/services/streaming"
 	"github.com/strata-oci/strata/services/transfer"
+	versionsvc "github.com/strata-oci/strata/services/version"
 	"github.com/strata-oci/strata/wiring"
 )
 
@@ -41,23 +56,13 @@ type Config struct {
 	UUID string
 	// Version and Revision are what the version service answers.
 	Version, Revision string
-	// Jobs are the defaults of the jobs clients run (jobs.go).
+	// Jobs are the defaults of the jobs clients run (services/jobs).
 	Jobs jobs.Defaults
 	// CRI configures the Kubernetes CRI services (cri.go).
 	CRI CRIConfig
 	// Access says who may create, change and delete containers and
 	// tasks; every service that does calls Access.MayRun.
 	Access access.Policy
-}
-
-// Plugin describes one part of strata for introspection, in containerd's
-// terms (type, id, requires, exports, capabilities, init error).
-type Plugin struct {
-	Type, ID     string
-	Requires     []string
-	Exports      map[string]string
-	Capabilities []string
-	InitErr      error
 }
 
 // Server is the gRPC server over one store.
@@ -70,16 +75,18 @@ type Server struct {
 	mu       sync.Mutex
 	plugins  []Plugin
 	stopping bool
-	running  int // jobs.go: jobs running now
+	running  int // drain.go: jobs running now
 	// idleTimer returns memory to the OS once no job has run for a while.
 	idleTimer *time.Timer
 
-	// jobs.go: the jobs running, and what cancels them when Stop gives up.
+	// drain.go: the jobs running, and what cancels them when Stop gives up.
 	jobs       sync.WaitGroup
 	jobsCtx    context.Context
 	cancelJobs context.CancelFunc
 
-	events *Exchange // events.go: what the services publish on
+	// events is what the services publish on after each change, and
+	// what the events service serves.
+	events *exchange.Exchange
 
 	// runner runs every long operation the daemon's front doors start (the
 	// jobs service, containerd's transfer service, the CRI's pulls), so that
@@ -107,30 +114,49 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	}
 	s := &Server{Store: st, Log: log, cfg: cfg, metrics: newMetrics()}
 	s.jobsCtx, s.cancelJobs = context.WithCancel(context.Background())
-	s.events = NewExchange(log, 0) // events.go
+	s.events = exchange.New(log, 0)
 	s.runner = jobs.NewRunner(st, cfg.Jobs)
 	s.grpc = grpc.NewServer(
-		grpc.Creds(peerCreds{}), // peercred.go
+		grpc.Creds(peercred.Credentials()),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
 		grpc.ChainUnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.stream),
 	)
+	s.health = health.NewServer()
+	// The streams clients open with the streaming service, which
+	// transfers read.
+	streams := streaming.NewManager()
+	// The jobs service runs what strata's CLI asks of the daemon; the
+	// transfer service tells subscribers about images as it does.
+	js := jobssvc.New(jobssvc.Config{Runner: s.runner, Images: st.DB.Images(), Events: s.events,
+		StartJob: s.startJob, Logger: log, UserAgent: "strata/" + cfg.Version})
 	// Every service, one line each, in the order introspection lists
 	// their plugins (that of their files, as when they registered from
 	// init): `ctr plugins ls` reads the same as before.
-	s.registerContainers()    // containers.go
-	s.registerContent()       // content.go
-	s.registerDiff()          // diff.go
-	s.registerEvents()        // events.go
-	s.registerImages()        // images.go
-	s.registerIntrospection() // introspection.go
-	s.registerJobs()          // jobs.go
-	s.registerLeases()        // leases.go
-	s.registerNamespaces()    // namespaces.go
-	s.registerSnapshots()     // snapshots.go
-	s.registerVersion()       // version.go
-	s.registerContainerd2()   // health, streaming, transfer (services/…)
+	s.serve(containerssvc.New(containerssvc.Config{Store: st.DB.Containers(), Publisher: s.events, MayRun: cfg.Access.MayRun,
+		Logger: log.With("service", "containers")}),
+		Plugin{Type: "io.containerd.service.v1", ID: "containers-service", Requires: []string{"io.containerd.metadata.v1"}},
+		grpcPlugin("containers", "io.containerd.service.v1"))
+	s.serve(contentsvc.New(st.DB.ContentStore(), s.events, log), Plugin{Type: "io.containerd.content.v1", ID: "content"}, grpcPlugin("content"))
+	s.serve(diffsvc.New(st.DB.ContentStore()), grpcPlugin("diff"), Plugin{Type: "io.containerd.differ.v1", ID: "walking"})
+	s.serve(eventssvc.New(s.events), Plugin{Type: "io.containerd.event.v1", ID: "exchange"}, grpcPlugin("events", "io.containerd.event.v1"))
+	s.serve(imagessvc.New(st.DB.Images(), s.events, log), grpcPlugin("images", "io.containerd.metadata.v1"))
+	s.serve(introspectionsvc.New(cfg.UUID, s.Plugins), grpcPlugin("introspection"))
+	s.serve(js, Plugin{Type: "io.strata.grpc.v1", ID: "jobs", Requires: []string{"io.containerd.metadata.v1"},
+		Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
+	s.serve(leasessvc.New(st.DB.Leases()), Plugin{Type: "io.containerd.lease.v1", ID: "manager", Requires: []string{"io.containerd.metadata.v1"}}, grpcPlugin("leases", "io.containerd.lease.v1"))
+	s.serve(namespacessvc.New(st.DB.Namespaces(), s.events, log), metadataPlugin, grpcPlugin("namespaces", "io.containerd.metadata.v1"))
+	s.serve(snapshotssvc.New(st.DB, s.events, log), s.snapshotsPlugins()...)
+	s.serve(versionsvc.New(cfg.Version, cfg.Revision), grpcPlugin("version"))
+	// What containerd 2.x clients use beyond API v1's services. gRPC's
+	// health service: containerd's Go client and test harness wait on it;
+	// SERVING until Stop.
+	s.serve(healthService{s.health}, grpcPlugin("healthcheck"))
+	s.serve(streaming.NewService(streams), grpcPlugin("streaming", "io.containerd.streaming.v1"))
+	s.serve(transfer.New(transfer.Config{Runner: s.runner, Streams: streams, Images: st.DB.Images(), StartJob: s.startLongJob,
+		PeerUID: peercred.UID, Recorded: js.PublishImages, Logger: log.With("service", "transfer"), UserAgent: "strata/" + cfg.Version}),
+		Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"}, Capabilities: []string{"pull", "push", "import", "export", "tag"}})
 	// cri.go: the Kubernetes CRI, unless the config disables it.
 	if err := s.registerCRI(); err != nil {
 		return nil, err
@@ -138,50 +164,20 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// registerContainerd2 adds what containerd 2.x clients use beyond API v1's
-// services: health, streaming and transfer (services/…).
-func (s *Server) registerContainerd2() {
-	// containerd serves gRPC's health service; its Go client and test
-	// harness wait on it. SERVING until Stop.
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "healthcheck"})
+// healthService serves gRPC's health service.
+type healthService struct{ *health.Server }
 
-	streams := streaming.NewManager()
-	streamingapi.RegisterStreamingServer(s.grpc, streaming.NewService(streams))
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "streaming", Requires: []string{"io.containerd.streaming.v1"}})
-	js := &jobService{s: s}
-	transferapi.RegisterTransferServer(s.grpc, transfer.New(transfer.Config{
-		Runner: s.runner, Streams: streams, Images: s.Store.DB.Images(),
-		StartJob: func(call context.Context) (context.Context, context.CancelFunc, func(), error) {
-			return s.startJob(call, true)
-		},
-		PeerUID: peerUID, Recorded: js.publishImages, Logger: s.Log.With("service", "transfer"),
-		UserAgent: "strata/" + s.cfg.Version,
-	}))
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"},
-		Capabilities: []string{"pull", "push", "import", "export", "tag"}})
-}
+func (h healthService) Register(g *grpc.Server) { healthpb.RegisterHealthServer(g, h.Server) }
+
+// Events returns the server's exchange: the services publish on it after
+// each change, and the events service serves it.
+func (s *Server) Events() *exchange.Exchange { return s.events }
 
 // GRPC is the underlying server, for services to register on.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Config returns the server's configuration.
 func (s *Server) Config() Config { return s.cfg }
-
-// AddPlugin records a part of strata for introspection.
-func (s *Server) AddPlugin(p Plugin) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.plugins = append(s.plugins, p)
-}
-
-// Plugins lists what AddPlugin recorded.
-func (s *Server) Plugins() []Plugin {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Plugin(nil), s.plugins...)
-}
 
 // Serve answers on l until Stop.
 func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }

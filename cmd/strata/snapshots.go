@@ -19,7 +19,7 @@ import (
 )
 
 // snapshotterNames are the snapshotters a store can have (decided in
-// internal/wiring); which of them work depends on the filesystem under
+// wiring); which of them work depends on the filesystem under
 // the root.
 var snapshotterNames = wiring.SnapshotterKinds
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/strata-oci/strata/client"
-	"github.com/strata-oci/strata/server"
+	versionsvc "github.com/strata-oci/strata/services/version"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -61,7 +61,7 @@ func newVersionCommand(a *app) *cobra.Command {
 				v, err := daemonVersionOf(cmd.Context(), address)
 				switch {
 				case err == nil:
-					daemon.Version, daemon.Revision = server.StrataVersion(v.Version), v.Revision
+					daemon.Version, daemon.Revision = versionsvc.StrataVersion(v.Version), v.Revision
 				case required:
 					daemon.Error = err.Error()
 				default:

@@ -26,6 +26,7 @@ import (
 
 	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
 	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -163,6 +164,9 @@ type Service struct {
 
 // NewService returns the service that opens streams into m.
 func NewService(m *Manager) *Service { return &Service{m: m} }
+
+// Register serves the service on g.
+func (svc *Service) Register(g *grpc.Server) { streamingapi.RegisterStreamingServer(g, svc) }
 
 // Stream opens one named stream and holds it until its user closes it or
 // the client goes away.

@@ -39,6 +39,7 @@ import (
 	transfertypes "github.com/containerd/containerd/api/types/transfer"
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -92,6 +93,9 @@ func New(c Config) *Service {
 	}
 	return &Service{c: c}
 }
+
+// Register serves the service on g.
+func (s *Service) Register(g *grpc.Server) { transferapi.RegisterTransferServer(g, s) }
 
 var empty = &emptypb.Empty{}
 

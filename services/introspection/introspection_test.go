@@ -1,4 +1,4 @@
-package server_test
+package introspection_test
 
 import (
 	"context"

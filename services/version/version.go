@@ -1,19 +1,15 @@
-package server
+// Package version serves containerd.services.version.v1, and says how
+// strata's version rides on the containerd release it reports.
+package version
 
 import (
 	"context"
 	"strings"
 
 	versionapi "github.com/containerd/containerd/api/services/version/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
-
-// registerVersion serves containerd.services.version.v1 and lists it for
-// introspection.
-func (s *Server) registerVersion() {
-	versionapi.RegisterVersionServer(s.GRPC(), &versionService{s: s})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "version"})
-}
 
 // ContainerdVersion is the containerd release whose client-facing API
 // stratad serves (transfer, streaming and health included), and what the
@@ -54,11 +50,20 @@ func StrataVersion(reported string) string {
 	return reported
 }
 
-type versionService struct {
+// Service serves containerd.services.version.v1: the containerd release
+// served, with strata's version as build metadata (ReportedVersion).
+type Service struct {
 	versionapi.UnimplementedVersionServer
-	s *Server
+	version, revision string
 }
 
-func (v *versionService) Version(context.Context, *emptypb.Empty) (*versionapi.VersionResponse, error) {
-	return &versionapi.VersionResponse{Version: ReportedVersion(v.s.cfg.Version), Revision: v.s.cfg.Revision}, nil
+// New returns the service of strata version and revision.
+func New(version, revision string) *Service { return &Service{version: version, revision: revision} }
+
+// Register serves the service on g.
+func (v *Service) Register(g *grpc.Server) { versionapi.RegisterVersionServer(g, v) }
+
+// Version answers with ReportedVersion of strata's version.
+func (v *Service) Version(context.Context, *emptypb.Empty) (*versionapi.VersionResponse, error) {
+	return &versionapi.VersionResponse{Version: ReportedVersion(v.version), Revision: v.revision}, nil
 }

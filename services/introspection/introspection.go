@@ -1,4 +1,7 @@
-package server
+// Package introspection serves containerd.services.introspection.v1:
+// which plugins the daemon has (what `ctr plugins ls` prints), and the
+// daemon's identity.
+package introspection
 
 import (
 	"context"
@@ -10,22 +13,40 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpc "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/images"
 )
 
-// registerIntrospection serves containerd.services.introspection.v1, which
-// answers with what the other register functions listed.
-func (s *Server) registerIntrospection() {
-	introspectionapi.RegisterIntrospectionServer(s.GRPC(), &introspectionService{s: s})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "introspection"})
+// Plugin describes one part of strata for introspection, in containerd's
+// terms (type, id, requires, exports, capabilities, init error).
+type Plugin struct {
+	Type, ID     string
+	Requires     []string
+	Exports      map[string]string
+	Capabilities []string
+	InitErr      error
 }
 
-type introspectionService struct {
+// Service serves containerd.services.introspection.v1: the daemon's
+// identity, and the plugins it lists.
+type Service struct {
 	introspectionapi.UnimplementedIntrospectionServer
-	s *Server
+	uuid    string
+	plugins func() []Plugin
+}
+
+// New returns the service of the daemon whose store is uuid, answering
+// with what plugins returns at each call.
+func New(uuid string, plugins func() []Plugin) *Service {
+	return &Service{uuid: uuid, plugins: plugins}
+}
+
+// Register serves the service on g.
+func (i *Service) Register(g *grpc.Server) {
+	introspectionapi.RegisterIntrospectionServer(g, i)
 }
 
 // pluginFields lets introspection filters (type, id, capabilities) match.
@@ -50,13 +71,13 @@ func pluginFields(p *introspectionapi.Plugin) filters.Adaptor {
 	})
 }
 
-func (i *introspectionService) Plugins(ctx context.Context, req *introspectionapi.PluginsRequest) (*introspectionapi.PluginsResponse, error) {
+func (i *Service) Plugins(ctx context.Context, req *introspectionapi.PluginsRequest) (*introspectionapi.PluginsResponse, error) {
 	filter, err := filters.ParseAll(req.Filters...)
 	if err != nil {
 		return nil, err
 	}
 	var out []*introspectionapi.Plugin
-	for _, p := range i.s.Plugins() {
+	for _, p := range i.plugins() {
 		if pp := pluginToProto(p); filter.Match(pluginFields(pp)) {
 			out = append(out, pp)
 		}
@@ -81,8 +102,8 @@ func pluginToProto(p Plugin) *introspectionapi.Plugin {
 // (req.Options) is a plugin's own; none of strata's offers any, which is
 // errdefs.ErrNotImplemented, as containerd answers for such plugins. An
 // unknown plugin is errdefs.ErrNotFound.
-func (i *introspectionService) PluginInfo(ctx context.Context, req *introspectionapi.PluginInfoRequest) (*introspectionapi.PluginInfoResponse, error) {
-	for _, p := range i.s.Plugins() {
+func (i *Service) PluginInfo(ctx context.Context, req *introspectionapi.PluginInfoRequest) (*introspectionapi.PluginInfoResponse, error) {
+	for _, p := range i.plugins() {
 		if p.Type != req.Type || p.ID != req.ID {
 			continue
 		}
@@ -98,6 +119,6 @@ func (i *introspectionService) PluginInfo(ctx context.Context, req *introspectio
 	return nil, fmt.Errorf("plugin %s.%s: %w", req.Type, req.ID, errdefs.ErrNotFound)
 }
 
-func (i *introspectionService) Server(context.Context, *emptypb.Empty) (*introspectionapi.ServerResponse, error) {
-	return &introspectionapi.ServerResponse{UUID: i.s.cfg.UUID, Pid: uint64(os.Getpid())}, nil
+func (i *Service) Server(context.Context, *emptypb.Empty) (*introspectionapi.ServerResponse, error) {
+	return &introspectionapi.ServerResponse{UUID: i.uuid, Pid: uint64(os.Getpid())}, nil
 }

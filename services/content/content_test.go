@@ -1,10 +1,9 @@
-package server_test
+package content_test
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -19,39 +18,6 @@ import (
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
 )
-
-// ctrIn runs the real ctr against d in namespace ns with stdin and returns
-// its stdout.
-func ctrIn(t *testing.T, d *servertest.Daemon, ns string, stdin []byte, args ...string) string {
-	t.Helper()
-	bin, err := exec.LookPath("ctr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, append([]string{"-a", d.Address, "-n", ns}, args...)...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String()
-}
-
-// ctrContentRows returns the rows of ctr content ls (or active) under the
-// header, split into columns.
-func ctrContentRows(t *testing.T, out string) [][]string {
-	t.Helper()
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) == 0 || !strings.HasPrefix(lines[0], "DIGEST") && !strings.HasPrefix(lines[0], "REF") {
-		t.Fatalf("no header in ctr output:\n%s", out)
-	}
-	var rows [][]string
-	for _, l := range lines[1:] {
-		rows = append(rows, strings.Fields(l))
-	}
-	return rows
-}
 
 func TestContentWithCtr(t *testing.T) {
 	d := servertest.Start(t)
@@ -68,23 +34,23 @@ func TestContentWithCtr(t *testing.T) {
 	}
 
 	data, desc := contenttest.Blob(1, 3<<20+5) // several Read chunks
-	ctrIn(t, d, "default", data, "content", "ingest", "--expected-size", "3145733", "--expected-digest", desc.Digest.String(), "ingest-1")
+	d.CtrIn(t, "default", data, "content", "ingest", "--expected-size", "3145733", "--expected-digest", desc.Digest.String(), "ingest-1")
 
-	rows := ctrContentRows(t, d.Ctr(t, "default", "content", "ls"))
+	rows := servertest.CtrContentRows(t, d.Ctr(t, "default", "content", "ls"))
 	if len(rows) != 1 || rows[0][0] != desc.Digest.String() || rows[0][1] != "3.146MB" {
 		t.Fatalf("content ls rows = %q, want %s 3.146MB", rows, desc.Digest)
 	}
 	// Other namespaces do not see it.
-	if rows := ctrContentRows(t, d.Ctr(t, "other", "content", "ls")); len(rows) != 0 {
+	if rows := servertest.CtrContentRows(t, d.Ctr(t, "other", "content", "ls")); len(rows) != 0 {
 		t.Fatalf("content ls in namespace other = %q, want none", rows)
 	}
 
-	if got := ctrIn(t, d, "default", nil, "content", "get", desc.Digest.String()); got != string(data) {
+	if got := d.CtrIn(t, "default", nil, "content", "get", desc.Digest.String()); got != string(data) {
 		t.Fatalf("content get returned %d bytes that differ from the %d ingested", len(got), len(data))
 	}
 
 	// Ingesting it again is not an error and adds nothing.
-	ctrIn(t, d, "default", data, "content", "ingest", "--expected-digest", desc.Digest.String(), "ingest-2")
+	d.CtrIn(t, "default", data, "content", "ingest", "--expected-digest", desc.Digest.String(), "ingest-2")
 
 	d.Ctr(t, "default", "content", "label", desc.Digest.String(), "strata.test/a=1", "b=two")
 	ctx := namespaces.WithNamespace(context.Background(), "default")
@@ -95,7 +61,7 @@ func TestContentWithCtr(t *testing.T) {
 	if info.Labels["strata.test/a"] != "1" || info.Labels["b"] != "two" || len(info.Labels) != 2 {
 		t.Fatalf("labels after ctr content label = %v", info.Labels)
 	}
-	rows = ctrContentRows(t, d.Ctr(t, "default", "content", "ls"))
+	rows = servertest.CtrContentRows(t, d.Ctr(t, "default", "content", "ls"))
 	// ctr prints the labels in map order.
 	if len(rows) != 1 || !slices.Equal(sortedLabels(rows[0][len(rows[0])-1]), []string{"b=two", "strata.test/a=1"}) {
 		t.Fatalf("content ls rows after label = %q", rows)
@@ -107,7 +73,7 @@ func TestContentWithCtr(t *testing.T) {
 	}
 
 	d.Ctr(t, "default", "content", "rm", desc.Digest.String())
-	if rows := ctrContentRows(t, d.Ctr(t, "default", "content", "ls")); len(rows) != 0 {
+	if rows := servertest.CtrContentRows(t, d.Ctr(t, "default", "content", "ls")); len(rows) != 0 {
 		t.Fatalf("content ls after rm = %q, want none", rows)
 	}
 	if out, err := d.CtrResult("default", "content", "get", desc.Digest.String()); err == nil || !strings.Contains(out, "not found") {
@@ -128,15 +94,15 @@ func TestContentActiveWithCtr(t *testing.T) {
 	if _, err := w.Write(data[:4000]); err != nil {
 		t.Fatal(err)
 	}
-	rows := ctrContentRows(t, d.Ctr(t, "default", "content", "active"))
+	rows := servertest.CtrContentRows(t, d.Ctr(t, "default", "content", "active"))
 	if len(rows) != 1 || rows[0][0] != "held-ingest" || rows[0][1] != "4kB" {
 		t.Fatalf("content active rows = %q, want held-ingest 4kB", rows)
 	}
 	// ctr passes its argument on as a filter.
-	if rows := ctrContentRows(t, d.Ctr(t, "default", "content", "active", "ref~=^held-")); len(rows) != 1 {
+	if rows := servertest.CtrContentRows(t, d.Ctr(t, "default", "content", "active", "ref~=^held-")); len(rows) != 1 {
 		t.Fatalf("content active ref~=^held- rows = %q, want 1", rows)
 	}
-	if rows := ctrContentRows(t, d.Ctr(t, "default", "content", "active", "ref~=^pull-")); len(rows) != 0 {
+	if rows := servertest.CtrContentRows(t, d.Ctr(t, "default", "content", "active", "ref~=^pull-")); len(rows) != 0 {
 		t.Fatalf("content active ref~=^pull- rows = %q, want none", rows)
 	}
 	// The stream holds the ref. (ctr's ingest would wait for it forever:
@@ -150,10 +116,10 @@ func TestContentActiveWithCtr(t *testing.T) {
 	if err := w.Commit(ctx, desc.Size, desc.Digest, content.WithLabels(map[string]string{"k": "v"})); err != nil {
 		t.Fatal(err)
 	}
-	if rows := ctrContentRows(t, d.Ctr(t, "default", "content", "active")); len(rows) != 0 {
+	if rows := servertest.CtrContentRows(t, d.Ctr(t, "default", "content", "active")); len(rows) != 0 {
 		t.Fatalf("content active after commit = %q, want none", rows)
 	}
-	rows = ctrContentRows(t, d.Ctr(t, "default", "content", "ls"))
+	rows = servertest.CtrContentRows(t, d.Ctr(t, "default", "content", "ls"))
 	if len(rows) != 1 || rows[0][0] != desc.Digest.String() || rows[0][len(rows[0])-1] != "k=v" {
 		t.Fatalf("content ls after commit = %q, want %s with k=v", rows, desc.Digest)
 	}

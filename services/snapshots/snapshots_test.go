@@ -1,4 +1,4 @@
-package server_test
+package snapshots_test
 
 import (
 	"archive/tar"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -18,59 +17,11 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
-	"github.com/strata-oci/strata/diff"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
 	"github.com/strata-oci/strata/snapshots"
 )
-
-// snapTable parses a table ctr printed (a header line, then columns
-// separated by runs of spaces) into rows keyed by column name.
-func snapTable(t *testing.T, out string) []map[string]string {
-	t.Helper()
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) == 0 {
-		t.Fatalf("ctr printed no table:\n%s", out)
-	}
-	head := strings.Fields(lines[0])
-	var rows []map[string]string
-	for _, l := range lines[1:] {
-		// Columns may be empty (a base snapshot's PARENT): split on the
-		// header's column offsets rather than on spaces.
-		row := map[string]string{}
-		for i, h := range head {
-			start := strings.Index(lines[0], h)
-			end := len(l)
-			if i+1 < len(head) {
-				end = min(strings.Index(lines[0], head[i+1]), len(l))
-			}
-			if start < len(l) {
-				row[h] = strings.TrimSpace(l[start:end])
-			}
-		}
-		rows = append(rows, row)
-	}
-	return rows
-}
-
-// snapWriteInto writes a file into the active snapshot key of the daemon's
-// overlayfs snapshotter, through its upper directory.
-func snapWriteInto(t *testing.T, d *servertest.Daemon, ns, key, name, data string) {
-	t.Helper()
-	ctx := namespaces.WithNamespace(context.Background(), ns)
-	mounts, err := d.Store.Snapshotter("overlayfs").Mounts(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, err := diff.WritableTarget(mounts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(target.Dir, name), []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestSnapshotsWithCtr(t *testing.T) {
 	d := servertest.Start(t)
@@ -82,7 +33,7 @@ func TestSnapshotsWithCtr(t *testing.T) {
 	sn := d.Store.Snapshotter("overlayfs")
 
 	d.Ctr(t, ns, "snapshots", "prepare", "extract")
-	snapWriteInto(t, d, ns, "extract", "base.txt", "base layer")
+	d.WriteInto(t, ns, "extract", "base.txt", "base layer")
 	d.Ctr(t, ns, "snapshots", "commit", "layer1", "extract")
 	out := d.Ctr(t, ns, "snapshots", "prepare", "--mounts", "work", "layer1")
 	var printed []mount.Mount
@@ -95,7 +46,7 @@ func TestSnapshotsWithCtr(t *testing.T) {
 	if printed[0].Type != "overlay" {
 		t.Fatalf("mounts of an active snapshot on a parent = %+v, want overlay", printed)
 	}
-	snapWriteInto(t, d, ns, "work", "work.txt", strings.Repeat("w", 10000))
+	d.WriteInto(t, ns, "work", "work.txt", strings.Repeat("w", 10000))
 	d.Ctr(t, ns, "snapshots", "view", "look", "layer1")
 	// Nothing refers to these snapshots: as in containerd, the collection
 	// that a deletion (ctr snapshots diff drops its blob) schedules would
@@ -104,7 +55,7 @@ func TestSnapshotsWithCtr(t *testing.T) {
 		d.Ctr(t, ns, "snapshots", "label", key, "containerd.io/gc.root=test")
 	}
 
-	rows := snapTable(t, d.Ctr(t, ns, "snapshots", "ls"))
+	rows := servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "ls"))
 	got := map[string]string{}
 	for _, r := range rows {
 		got[r["KEY"]] = r["PARENT"] + "/" + r["KIND"]
@@ -145,11 +96,11 @@ func TestSnapshotsWithCtr(t *testing.T) {
 	if u.Size < 10000 {
 		t.Fatalf("Usage(work) = %+v, want at least the 10000 bytes written", u)
 	}
-	rows = snapTable(t, d.Ctr(t, ns, "snapshots", "usage", "work"))
+	rows = servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "usage", "work"))
 	if len(rows) != 1 || rows[0]["KEY"] != "work" || rows[0]["INODES"] != strconv.FormatInt(u.Inodes, 10) || !strings.HasSuffix(rows[0]["SIZE"], "KiB") {
 		t.Fatalf("ctr snapshots usage work = %v, want inodes %d, size %d bytes", rows, u.Inodes, u.Size)
 	}
-	if rows = snapTable(t, d.Ctr(t, ns, "snapshots", "usage")); len(rows) != 3 {
+	if rows = servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "usage")); len(rows) != 3 {
 		t.Fatalf("ctr snapshots usage = %v, want 3 snapshots", rows)
 	}
 
@@ -187,21 +138,21 @@ func TestSnapshotsWithCtr(t *testing.T) {
 	}
 	d.Ctr(t, ns, "snapshots", "rm", "work", "look")
 	d.Ctr(t, ns, "snapshots", "rm", "layer1")
-	if rows := snapTable(t, d.Ctr(t, ns, "snapshots", "ls")); len(rows) != 0 {
+	if rows := servertest.CtrTable(t, d.Ctr(t, ns, "snapshots", "ls")); len(rows) != 0 {
 		t.Fatalf("ctr snapshots ls after rm = %v", rows)
 	}
 	if _, err := sn.Stat(ctx, "layer1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Stat(layer1) after ctr snapshots rm = %v, want not found", err)
 	}
 	// Another namespace sees none of it.
-	if rows := snapTable(t, d.Ctr(t, "other", "snapshots", "ls")); len(rows) != 0 {
+	if rows := servertest.CtrTable(t, d.Ctr(t, "other", "snapshots", "ls")); len(rows) != 0 {
 		t.Fatalf("ctr -n other snapshots ls = %v", rows)
 	}
 }
 
 func TestSnapshotPluginsWithCtr(t *testing.T) {
 	d := servertest.Start(t)
-	rows := snapTable(t, d.Ctr(t, "default", "plugins", "ls"))
+	rows := servertest.CtrTable(t, d.Ctr(t, "default", "plugins", "ls"))
 	status := map[string]string{}
 	for _, r := range rows {
 		status[r["TYPE"]+" "+r["ID"]] = r["STATUS"]

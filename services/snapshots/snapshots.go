@@ -1,15 +1,19 @@
-package server
+// Package snapshots serves containerd.services.snapshots.v1 over strata's
+// snapshotters (snapshots.Snapshotter), each named by the request.
+package snapshots
 
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"slices"
+	"log/slog"
 
+	apievents "github.com/containerd/containerd/api/events"
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
 	"github.com/strata-oci/strata/snapshots"
@@ -19,48 +23,41 @@ import (
 // sends 100 too).
 const snapListBatch = 100
 
-// registerSnapshots serves containerd.services.snapshots.v1 and lists every
-// snapshotter for introspection, overlayfs too when it could not start.
-func (s *Server) registerSnapshots() {
-	snapshotsapi.RegisterSnapshotsServer(s.GRPC(), &snapshotsService{s: s})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "snapshots"})
-	names := s.Store.DB.SnapshotterNames()
-	if s.Store.OverlayUnavailable != nil && !slices.Contains(names, "overlayfs") {
-		// Listed anyway, as containerd lists a snapshotter whose
-		// init failed, so that `ctr plugins ls` says why.
-		names = append(names, "overlayfs")
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		p := Plugin{
-			Type:    "io.containerd.snapshotter.v1",
-			ID:      name,
-			Exports: map[string]string{"root": filepath.Join(s.Store.Root, "snapshots", name)},
-		}
-		if name == "overlayfs" && s.Store.OverlayUnavailable != nil {
-			p.Exports, p.InitErr = nil, s.Store.OverlayUnavailable
-		}
-		s.AddPlugin(p)
-	}
+// Snapshotters finds a snapshotter by name: the metadata database's
+// namespaced snapshotters. It returns nil for a name it does not know.
+type Snapshotters interface {
+	Snapshotter(name string) snapshots.Snapshotter
 }
 
-// snapshotsService serves containerd.services.snapshots.v1 over the
-// namespaced snapshotters of the store. Every request names its
-// snapshotter; as in containerd there is no default.
-type snapshotsService struct {
+// Service serves containerd.services.snapshots.v1 over the namespaced
+// snapshotters of the store, and tells subscribers about prepares,
+// commits and removes. Every request names its snapshotter; as in
+// containerd there is no default.
+type Service struct {
 	snapshotsapi.UnimplementedSnapshotsServer
-	s *Server
+	snapshotters Snapshotters
+	events       events.Publisher
+	log          *slog.Logger
 }
+
+// New returns the service over sns, telling ev about changes (nil: no
+// events) and log about events it could not publish (nil: discarded).
+func New(sns Snapshotters, ev events.Publisher, log *slog.Logger) *Service {
+	return &Service{snapshotters: sns, events: ev, log: log}
+}
+
+// Register serves the service on g.
+func (ss *Service) Register(g *grpc.Server) { snapshotsapi.RegisterSnapshotsServer(g, ss) }
 
 // snapshotter returns the snapshotter name for a call in ctx's namespace:
 // errdefs.ErrInvalidArgument for an empty or unknown name (containerd's
 // "snapshotter not loaded"), errdefs.ErrFailedPrecondition without a
 // namespace.
-func (ss *snapshotsService) snapshotter(ctx context.Context, name string) (snapshots.Snapshotter, error) {
+func (ss *Service) snapshotter(ctx context.Context, name string) (snapshots.Snapshotter, error) {
 	if name == "" {
 		return nil, fmt.Errorf("snapshotter argument missing: %w", errdefs.ErrInvalidArgument)
 	}
-	sn := ss.s.Store.DB.Snapshotter(name)
+	sn := ss.snapshotters.Snapshotter(name)
 	if sn == nil {
 		return nil, fmt.Errorf("snapshotter not loaded: %s: %w", name, errdefs.ErrInvalidArgument)
 	}
@@ -70,7 +67,7 @@ func (ss *snapshotsService) snapshotter(ctx context.Context, name string) (snaps
 	return sn, nil
 }
 
-func (ss *snapshotsService) Prepare(ctx context.Context, req *snapshotsapi.PrepareSnapshotRequest) (*snapshotsapi.PrepareSnapshotResponse, error) {
+func (ss *Service) Prepare(ctx context.Context, req *snapshotsapi.PrepareSnapshotRequest) (*snapshotsapi.PrepareSnapshotResponse, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -83,11 +80,11 @@ func (ss *snapshotsService) Prepare(ctx context.Context, req *snapshotsapi.Prepa
 	if err != nil {
 		return nil, err
 	}
-	ss.s.Events().publish(ctx, TopicSnapshotPrepare, snapshotPrepareEvent(req.Key, req.Parent, req.Snapshotter)) // events.go
+	events.Tell(ctx, ss.events, ss.log, events.TopicSnapshotPrepare, &apievents.SnapshotPrepare{Key: req.Key, Parent: req.Parent, Snapshotter: req.Snapshotter})
 	return &snapshotsapi.PrepareSnapshotResponse{Mounts: protoconv.MountsToProto(mounts)}, nil
 }
 
-func (ss *snapshotsService) View(ctx context.Context, req *snapshotsapi.ViewSnapshotRequest) (*snapshotsapi.ViewSnapshotResponse, error) {
+func (ss *Service) View(ctx context.Context, req *snapshotsapi.ViewSnapshotRequest) (*snapshotsapi.ViewSnapshotResponse, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -103,7 +100,7 @@ func (ss *snapshotsService) View(ctx context.Context, req *snapshotsapi.ViewSnap
 	return &snapshotsapi.ViewSnapshotResponse{Mounts: protoconv.MountsToProto(mounts)}, nil
 }
 
-func (ss *snapshotsService) Mounts(ctx context.Context, req *snapshotsapi.MountsRequest) (*snapshotsapi.MountsResponse, error) {
+func (ss *Service) Mounts(ctx context.Context, req *snapshotsapi.MountsRequest) (*snapshotsapi.MountsResponse, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -115,7 +112,7 @@ func (ss *snapshotsService) Mounts(ctx context.Context, req *snapshotsapi.Mounts
 	return &snapshotsapi.MountsResponse{Mounts: protoconv.MountsToProto(mounts)}, nil
 }
 
-func (ss *snapshotsService) Commit(ctx context.Context, req *snapshotsapi.CommitSnapshotRequest) (*emptypb.Empty, error) {
+func (ss *Service) Commit(ctx context.Context, req *snapshotsapi.CommitSnapshotRequest) (*emptypb.Empty, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -132,11 +129,11 @@ func (ss *snapshotsService) Commit(ctx context.Context, req *snapshotsapi.Commit
 	if err := sn.Commit(ctx, req.Name, req.Key, opts...); err != nil {
 		return nil, err
 	}
-	ss.s.Events().publish(ctx, TopicSnapshotCommit, snapshotCommitEvent(req.Key, req.Name, req.Snapshotter)) // events.go
+	events.Tell(ctx, ss.events, ss.log, events.TopicSnapshotCommit, &apievents.SnapshotCommit{Key: req.Key, Name: req.Name, Snapshotter: req.Snapshotter})
 	return &emptypb.Empty{}, nil
 }
 
-func (ss *snapshotsService) Remove(ctx context.Context, req *snapshotsapi.RemoveSnapshotRequest) (*emptypb.Empty, error) {
+func (ss *Service) Remove(ctx context.Context, req *snapshotsapi.RemoveSnapshotRequest) (*emptypb.Empty, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -144,11 +141,11 @@ func (ss *snapshotsService) Remove(ctx context.Context, req *snapshotsapi.Remove
 	if err := sn.Remove(ctx, req.Key); err != nil {
 		return nil, err
 	}
-	ss.s.Events().publish(ctx, TopicSnapshotRemove, snapshotRemoveEvent(req.Key, req.Snapshotter)) // events.go
+	events.Tell(ctx, ss.events, ss.log, events.TopicSnapshotRemove, &apievents.SnapshotRemove{Key: req.Key, Snapshotter: req.Snapshotter})
 	return &emptypb.Empty{}, nil
 }
 
-func (ss *snapshotsService) Stat(ctx context.Context, req *snapshotsapi.StatSnapshotRequest) (*snapshotsapi.StatSnapshotResponse, error) {
+func (ss *Service) Stat(ctx context.Context, req *snapshotsapi.StatSnapshotRequest) (*snapshotsapi.StatSnapshotResponse, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -162,7 +159,7 @@ func (ss *snapshotsService) Stat(ctx context.Context, req *snapshotsapi.StatSnap
 
 // Update changes labels: the mask's paths are "labels" or "labels.<key>";
 // without a mask all labels are replaced, as in containerd.
-func (ss *snapshotsService) Update(ctx context.Context, req *snapshotsapi.UpdateSnapshotRequest) (*snapshotsapi.UpdateSnapshotResponse, error) {
+func (ss *Service) Update(ctx context.Context, req *snapshotsapi.UpdateSnapshotRequest) (*snapshotsapi.UpdateSnapshotResponse, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -181,7 +178,7 @@ func (ss *snapshotsService) Update(ctx context.Context, req *snapshotsapi.Update
 	return &snapshotsapi.UpdateSnapshotResponse{Info: protoconv.SnapshotInfoToProto(info)}, nil
 }
 
-func (ss *snapshotsService) List(req *snapshotsapi.ListSnapshotsRequest, stream snapshotsapi.Snapshots_ListServer) error {
+func (ss *Service) List(req *snapshotsapi.ListSnapshotsRequest, stream snapshotsapi.Snapshots_ListServer) error {
 	ctx := stream.Context()
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
@@ -206,7 +203,7 @@ func (ss *snapshotsService) List(req *snapshotsapi.ListSnapshotsRequest, stream 
 	return nil
 }
 
-func (ss *snapshotsService) Usage(ctx context.Context, req *snapshotsapi.UsageRequest) (*snapshotsapi.UsageResponse, error) {
+func (ss *Service) Usage(ctx context.Context, req *snapshotsapi.UsageRequest) (*snapshotsapi.UsageResponse, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err
@@ -218,7 +215,7 @@ func (ss *snapshotsService) Usage(ctx context.Context, req *snapshotsapi.UsageRe
 	return &snapshotsapi.UsageResponse{Size: u.Size, Inodes: u.Inodes}, nil
 }
 
-func (ss *snapshotsService) Cleanup(ctx context.Context, req *snapshotsapi.CleanupRequest) (*emptypb.Empty, error) {
+func (ss *Service) Cleanup(ctx context.Context, req *snapshotsapi.CleanupRequest) (*emptypb.Empty, error) {
 	sn, err := ss.snapshotter(ctx, req.Snapshotter)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,6 @@
-package server
+// Package leases serves containerd.services.leases.v1 over strata's lease
+// manager (leases.Manager).
+package leases
 
 import (
 	"context"
@@ -6,30 +8,30 @@ import (
 
 	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
 	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/protoconv"
 )
 
-// registerLeases serves containerd.services.leases.v1 and lists the lease
-// manager for introspection.
-func (s *Server) registerLeases() {
-	leasesapi.RegisterLeasesServer(s.GRPC(), &leasesService{manager: s.Store.DB.Leases()})
-	s.AddPlugin(Plugin{Type: "io.containerd.lease.v1", ID: "manager", Requires: []string{"io.containerd.metadata.v1"}})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "leases", Requires: []string{"io.containerd.lease.v1"}})
-}
-
-// leasesService serves containerd's leases API over the metadata
-// database, within the namespace of each call. Expiry is the lease label
-// containerd.io/gc.expire (RFC 3339), which clients such as ctr set.
-type leasesService struct {
+// Service serves containerd's leases API over a lease manager (the
+// metadata database's), within the namespace of each call. Expiry is the
+// lease label containerd.io/gc.expire (RFC 3339), which clients such as
+// ctr set.
+type Service struct {
 	leasesapi.UnimplementedLeasesServer
 	manager leases.Manager
 }
 
+// New returns the service over m.
+func New(m leases.Manager) *Service { return &Service{manager: m} }
+
+// Register serves the service on g.
+func (l *Service) Register(g *grpc.Server) { leasesapi.RegisterLeasesServer(g, l) }
+
 // Create makes a lease; without an ID the manager generates one.
-func (l *leasesService) Create(ctx context.Context, req *leasesapi.CreateRequest) (*leasesapi.CreateResponse, error) {
+func (l *Service) Create(ctx context.Context, req *leasesapi.CreateRequest) (*leasesapi.CreateResponse, error) {
 	opts := []leases.Opt{leases.WithLabels(req.Labels)}
 	if req.ID != "" {
 		opts = append(opts, leases.WithID(req.ID))
@@ -43,7 +45,7 @@ func (l *leasesService) Create(ctx context.Context, req *leasesapi.CreateRequest
 
 // Delete removes a lease; with sync, garbage collection has run when it
 // returns.
-func (l *leasesService) Delete(ctx context.Context, req *leasesapi.DeleteRequest) (*emptypb.Empty, error) {
+func (l *Service) Delete(ctx context.Context, req *leasesapi.DeleteRequest) (*emptypb.Empty, error) {
 	var opts []leases.DeleteOpt
 	if req.Sync {
 		opts = append(opts, leases.SynchronousDelete)
@@ -54,7 +56,7 @@ func (l *leasesService) Delete(ctx context.Context, req *leasesapi.DeleteRequest
 	return &emptypb.Empty{}, nil
 }
 
-func (l *leasesService) List(ctx context.Context, req *leasesapi.ListRequest) (*leasesapi.ListResponse, error) {
+func (l *Service) List(ctx context.Context, req *leasesapi.ListRequest) (*leasesapi.ListResponse, error) {
 	ls, err := l.manager.List(ctx, req.Filters...)
 	if err != nil {
 		return nil, err
@@ -73,7 +75,7 @@ func leaseResource(id string, r *leasesapi.Resource) (leases.Resource, error) {
 	return leases.Resource{ID: r.ID, Type: r.Type}, nil
 }
 
-func (l *leasesService) AddResource(ctx context.Context, req *leasesapi.AddResourceRequest) (*emptypb.Empty, error) {
+func (l *Service) AddResource(ctx context.Context, req *leasesapi.AddResourceRequest) (*emptypb.Empty, error) {
 	r, err := leaseResource(req.ID, req.Resource)
 	if err != nil {
 		return nil, err
@@ -84,7 +86,7 @@ func (l *leasesService) AddResource(ctx context.Context, req *leasesapi.AddResou
 	return &emptypb.Empty{}, nil
 }
 
-func (l *leasesService) DeleteResource(ctx context.Context, req *leasesapi.DeleteResourceRequest) (*emptypb.Empty, error) {
+func (l *Service) DeleteResource(ctx context.Context, req *leasesapi.DeleteResourceRequest) (*emptypb.Empty, error) {
 	r, err := leaseResource(req.ID, req.Resource)
 	if err != nil {
 		return nil, err
@@ -95,7 +97,7 @@ func (l *leasesService) DeleteResource(ctx context.Context, req *leasesapi.Delet
 	return &emptypb.Empty{}, nil
 }
 
-func (l *leasesService) ListResources(ctx context.Context, req *leasesapi.ListResourcesRequest) (*leasesapi.ListResourcesResponse, error) {
+func (l *Service) ListResources(ctx context.Context, req *leasesapi.ListResourcesRequest) (*leasesapi.ListResourcesResponse, error) {
 	rs, err := l.manager.ListResources(ctx, leases.Lease{ID: req.ID})
 	if err != nil {
 		return nil, err

@@ -1,59 +1,33 @@
-package server
+// Package exchange fans events out to the subscribers of this process, as
+// containerd's event exchange does: the services publish on it after each
+// change (through events.Publisher), clients forward envelopes made
+// elsewhere, and the events service (services/events) streams it to its
+// subscribers.
+package exchange
 
 import (
 	"context"
 	"fmt"
-	apievents "github.com/containerd/containerd/api/events"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 
-	eventsapi "github.com/containerd/containerd/api/services/events/v1"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/filters"
 	"github.com/strata-oci/strata/namespaces"
 )
 
-// DefaultEventBuffer is how many envelopes a subscriber may lag behind
+// DefaultBuffer is how many envelopes a subscriber may lag behind
 // publishers before the exchange ends its subscription.
-const DefaultEventBuffer = 1024
-
-// Topics the services publish on, as containerd names them.
-const (
-	TopicImageCreate     = "/images/create"
-	TopicImageUpdate     = "/images/update"
-	TopicImageDelete     = "/images/delete"
-	TopicNamespaceCreate = "/namespaces/create"
-	TopicNamespaceUpdate = "/namespaces/update"
-	TopicNamespaceDelete = "/namespaces/delete"
-	TopicSnapshotPrepare = "/snapshot/prepare"
-	TopicSnapshotCommit  = "/snapshot/commit"
-	TopicSnapshotRemove  = "/snapshot/remove"
-	TopicContentDelete   = "/content/delete"
-)
-
-// registerEvents serves containerd.services.events.v1 over the server's
-// exchange and lists it for introspection.
-func (s *Server) registerEvents() {
-	eventsapi.RegisterEventsServer(s.GRPC(), &eventsService{x: s.Events()})
-	s.AddPlugin(Plugin{Type: "io.containerd.event.v1", ID: "exchange"})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "events", Requires: []string{"io.containerd.event.v1"}})
-}
-
-// Events returns the server's exchange: the services publish on it after
-// each change, and the events service serves it.
-func (s *Server) Events() *Exchange { return s.events }
+const DefaultBuffer = 1024
 
 // Exchange fans events out to the subscribers of this process, as
 // containerd's event exchange does. Each envelope carries a timestamp, the
@@ -68,6 +42,7 @@ func (s *Server) Events() *Exchange { return s.events }
 //
 // Typical use:
 //
+//	x := exchange.New(log, 0)
 //	sub, err := x.Subscribe(ctx, `topic~="^/images/"`, `namespace==default`)
 //	if err != nil { … }
 //	for env := range sub.C { … }
@@ -80,15 +55,14 @@ type Exchange struct {
 	subs map[*Subscription]struct{}
 }
 
-// NewExchange returns an exchange whose subscribers may lag buffer
-// envelopes behind (DefaultEventBuffer when buffer <= 0). A nil log
-// discards.
-func NewExchange(log *slog.Logger, buffer int) *Exchange {
+// New returns an exchange whose subscribers may lag buffer envelopes
+// behind (DefaultBuffer when buffer <= 0). A nil log discards.
+func New(log *slog.Logger, buffer int) *Exchange {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if buffer <= 0 {
-		buffer = DefaultEventBuffer
+		buffer = DefaultBuffer
 	}
 	return &Exchange{log: log, buffer: buffer, subs: make(map[*Subscription]struct{})}
 }
@@ -197,15 +171,6 @@ func (x *Exchange) Forward(ctx context.Context, env *types.Envelope) error {
 	return nil
 }
 
-// publish is what the services call after a change succeeded: the change
-// stands whatever happens to its event, so a failure is logged, not
-// returned.
-func (x *Exchange) publish(ctx context.Context, topic string, event proto.Message) {
-	if err := x.Publish(ctx, topic, event); err != nil {
-		x.log.Warn("event not published", "topic", topic, "error", err)
-	}
-}
-
 func (x *Exchange) dispatch(env *types.Envelope) {
 	fields := envelopeFields(env)
 	x.mu.Lock()
@@ -290,56 +255,6 @@ func envelopeFields(env *types.Envelope) filters.Adaptor {
 	})
 }
 
-// eventsService serves containerd.services.events.v1 over the exchange.
-type eventsService struct {
-	eventsapi.UnimplementedEventsServer
-	x *Exchange
-}
-
-func (e *eventsService) Publish(ctx context.Context, req *eventsapi.PublishRequest) (*emptypb.Empty, error) {
-	if req.Event == nil {
-		return nil, fmt.Errorf("publish event %q: event is required: %w", req.Topic, errdefs.ErrInvalidArgument)
-	}
-	if err := e.x.Publish(ctx, req.Topic, req.Event); err != nil {
-		return nil, err
-	}
-	return &emptypb.Empty{}, nil
-}
-
-func (e *eventsService) Forward(ctx context.Context, req *eventsapi.ForwardRequest) (*emptypb.Empty, error) {
-	if err := e.x.Forward(ctx, req.Envelope); err != nil {
-		return nil, err
-	}
-	return &emptypb.Empty{}, nil
-}
-
-// Subscribe streams events from every namespace unless a filter says
-// otherwise ("namespace==x"), as containerd's does; it ends when the
-// client goes away, or with ResourceExhausted when the client reads too
-// slowly.
-func (e *eventsService) Subscribe(req *eventsapi.SubscribeRequest, stream eventsapi.Events_SubscribeServer) error {
-	ctx, cancel := context.WithCancel(stream.Context())
-	defer cancel()
-	sub, err := e.x.Subscribe(ctx, req.Filters...)
-	if err != nil {
-		return err
-	}
-	// Headers now, not with the first event: a client that waits for
-	// them knows it misses nothing published after.
-	if err := stream.SendHeader(metadata.MD{}); err != nil {
-		return err
-	}
-	for env := range sub.C {
-		if err := stream.Send(env); err != nil {
-			return err
-		}
-	}
-	if err := sub.Err(); err != nil {
-		return err
-	}
-	return ctx.Err()
-}
-
 // fieldser is what filters need of a decoded event: containerd's generated
 // event types have this method, and so do strata's wire-level payloads.
 type fieldser interface {
@@ -349,7 +264,7 @@ type fieldser interface {
 // decodeEvent returns the fields of a, or nil when its type is unknown or
 // its bytes do not decode.
 func decodeEvent(a *anypb.Any) fieldser {
-	m, err := unpackEvent(a)
+	m, err := events.Unpack(a)
 	if err != nil {
 		return nil
 	}
@@ -357,112 +272,4 @@ func decodeEvent(a *anypb.Any) fieldser {
 	return f
 }
 
-// unpackEvent decodes an envelope's payload with the protobuf registry,
-// where containerd's event types (api/events) are registered under the
-// names they travel by ("containerd.events.NamespaceCreate").
-func unpackEvent(a *anypb.Any) (proto.Message, error) {
-	if a == nil {
-		return nil, fmt.Errorf("decode event: no event: %w", errdefs.ErrInvalidArgument)
-	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByURL(a.TypeUrl)
-	if err != nil {
-		return nil, fmt.Errorf("decode event: type %q: %w", a.TypeUrl, errdefs.ErrNotFound)
-	}
-	m := mt.New().Interface()
-	if err := proto.Unmarshal(a.Value, m); err != nil {
-		return nil, fmt.Errorf("decode event %s: %v: %w", a.TypeUrl, err, errdefs.ErrInvalidArgument)
-	}
-	return m, nil
-}
-
-// Payload is a decoded event of one of the types strata publishes: its
-// string fields by name ("name", "key", "digest"…) and its labels.
-type Payload struct {
-	Fields map[string]string
-	Labels map[string]string
-}
-
-// Field lets filters match "name", "key"… and "labels.<key>".
-func (p Payload) Field(fieldpath []string) (string, bool) {
-	if len(fieldpath) == 0 {
-		return "", false
-	}
-	if fieldpath[0] == "labels" {
-		return filters.LabelField(p.Labels, fieldpath)
-	}
-	v, ok := p.Fields[fieldpath[0]]
-	return v, ok && v != ""
-}
-
-// DecodeEvent decodes the payload of an envelope: its string fields by
-// name and its labels. It fails with errdefs.ErrNotFound for a type it does
-// not know and errdefs.ErrInvalidArgument for bytes that do not decode.
-func DecodeEvent(a *anypb.Any) (Payload, error) {
-	m, err := unpackEvent(a)
-	if err != nil {
-		return Payload{}, err
-	}
-	p := Payload{Fields: map[string]string{}}
-	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsMap() && fd.Name() == "labels":
-			p.Labels = map[string]string{}
-			v.Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
-				p.Labels[k.String()] = v.String()
-				return true
-			})
-		case fd.Kind() == protoreflect.StringKind && !fd.IsList():
-			p.Fields[string(fd.Name())] = v.String()
-		}
-		return true
-	})
-	return p, nil
-}
-
-// pack wraps an event for an envelope under its protobuf name, as
-// containerd's typeurl does for these types.
-func pack(m proto.Message) *anypb.Any {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		panic(fmt.Sprintf("marshal %T: %v", m, err)) // generated types always marshal
-	}
-	return &anypb.Any{TypeUrl: string(proto.MessageName(m)), Value: b}
-}
-
-// The events the services publish after a change.
-
-func imageEvent(typ, name string, labels map[string]string) *anypb.Any {
-	switch typ {
-	case "ImageCreate":
-		return pack(&apievents.ImageCreate{Name: name, Labels: labels})
-	case "ImageUpdate":
-		return pack(&apievents.ImageUpdate{Name: name, Labels: labels})
-	}
-	return pack(&apievents.ImageDelete{Name: name})
-}
-
-func namespaceEvent(typ, name string, labels map[string]string) *anypb.Any {
-	switch typ {
-	case "NamespaceCreate":
-		return pack(&apievents.NamespaceCreate{Name: name, Labels: labels})
-	case "NamespaceUpdate":
-		return pack(&apievents.NamespaceUpdate{Name: name, Labels: labels})
-	}
-	return pack(&apievents.NamespaceDelete{Name: name})
-}
-
-func snapshotPrepareEvent(key, parent, snapshotter string) *anypb.Any {
-	return pack(&apievents.SnapshotPrepare{Key: key, Parent: parent, Snapshotter: snapshotter})
-}
-
-func snapshotCommitEvent(key, name, snapshotter string) *anypb.Any {
-	return pack(&apievents.SnapshotCommit{Key: key, Name: name, Snapshotter: snapshotter})
-}
-
-func snapshotRemoveEvent(key, snapshotter string) *anypb.Any {
-	return pack(&apievents.SnapshotRemove{Key: key, Snapshotter: snapshotter})
-}
-
-func contentDeleteEvent(d string) *anypb.Any {
-	return pack(&apievents.ContentDelete{Digest: d})
-}
+var _ events.Publisher = (*Exchange)(nil)

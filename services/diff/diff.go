@@ -1,4 +1,7 @@
-package server
+// Package diff serves containerd.services.diff.v1 over strata's layer
+// apply and diff (package diff): layers from the content store onto
+// snapshot mounts, and the changes between two mounts back as a layer.
+package diff
 
 import (
 	"context"
@@ -11,6 +14,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 
 	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/content"
@@ -20,27 +24,35 @@ import (
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
+	"github.com/strata-oci/strata/server/peercred"
 	"github.com/strata-oci/strata/unpack"
 )
 
-// registerDiff serves containerd.services.diff.v1 and lists the walking
-// differ for introspection.
-func (s *Server) registerDiff() {
-	diffapi.RegisterDiffServer(s.GRPC(), &diffService{s: s})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "diff"})
-	s.AddPlugin(Plugin{Type: "io.containerd.differ.v1", ID: "walking"})
+// Store is what the service needs of the content store: a layer's info
+// and bytes for Apply, an ingest for the layer Diff writes.
+type Store interface {
+	content.Provider
+	content.Ingester
+	Info(ctx context.Context, dgst digest.Digest) (content.Info, error)
 }
 
-// diffService serves containerd.services.diff.v1: it applies layers from
+// Service serves containerd.services.diff.v1: it applies layers from
 // the content store onto snapshot mounts and writes the difference of two
 // mounts back as a layer, in the caller's namespace.
 //
 // Like containerd's, it trusts its callers with the mounts they send: the
-// socket is root's.
-type diffService struct {
+// socket is root's, and a peer that is not root is refused
+// (errdefs.ErrPermissionDenied; server/peercred).
+type Service struct {
 	diffapi.UnimplementedDiffServer
-	s *Server
+	store Store
 }
+
+// New returns the service over the namespaced content store cs.
+func New(cs Store) *Service { return &Service{store: cs} }
+
+// Register serves the service on g.
+func (ds *Service) Register(g *grpc.Server) { diffapi.RegisterDiffServer(g, ds) }
 
 // Apply unpacks the layer req.Diff, read from the content store, onto the
 // mounts of an active snapshot (an overlay upper directory or a bind
@@ -49,7 +61,7 @@ type diffService struct {
 // match it: errdefs.ErrFailedPrecondition otherwise, and the snapshot is
 // the caller's to remove. Unknown media types return
 // errdefs.ErrNotImplemented, a missing blob errdefs.ErrNotFound.
-func (ds *diffService) Apply(ctx context.Context, req *diffapi.ApplyRequest) (*diffapi.ApplyResponse, error) {
+func (ds *Service) Apply(ctx context.Context, req *diffapi.ApplyRequest) (*diffapi.ApplyResponse, error) {
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err
 	}
@@ -63,14 +75,14 @@ func (ds *diffService) Apply(ctx context.Context, req *diffapi.ApplyRequest) (*d
 	if !images.IsLayer(desc.MediaType) {
 		return nil, fmt.Errorf("apply layer %s: unsupported diff media type %q: %w", desc.Digest, desc.MediaType, errdefs.ErrNotImplemented)
 	}
-	if err := rootOnly(ctx, "apply a layer onto mounts"); err != nil {
+	if err := peercred.RequireRoot(ctx, "apply a layer onto mounts"); err != nil {
 		return nil, err
 	}
 	mounts, err := protoconv.MountsFromProto(req.Mounts)
 	if err != nil {
 		return nil, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
 	}
-	cs := ds.s.Store.DB.ContentStore()
+	cs := ds.store
 	info, err := cs.Info(ctx, desc.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
@@ -130,7 +142,7 @@ func diffSyncTarget(mounts []mount.Mount) error {
 // as a layer of req.MediaType (OCI tar, tar+gzip (the default) or
 // tar+zstd; others return errdefs.ErrNotImplemented), labelled with
 // req.Labels and its diff ID, and returns its descriptor.
-func (ds *diffService) Diff(ctx context.Context, req *diffapi.DiffRequest) (*diffapi.DiffResponse, error) {
+func (ds *Service) Diff(ctx context.Context, req *diffapi.DiffRequest) (*diffapi.DiffResponse, error) {
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err
 	}
@@ -155,7 +167,7 @@ func (ds *diffService) Diff(ctx context.Context, req *diffapi.DiffRequest) (*dif
 	if len(req.Right) == 0 {
 		return nil, fmt.Errorf("diff: right mounts are required: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := rootOnly(ctx, "diff mounts"); err != nil {
+	if err := peercred.RequireRoot(ctx, "diff mounts"); err != nil {
 		return nil, err
 	}
 	lower, err := protoconv.MountsFromProto(req.Left)
@@ -166,7 +178,7 @@ func (ds *diffService) Diff(ctx context.Context, req *diffapi.DiffRequest) (*dif
 	if err != nil {
 		return nil, fmt.Errorf("diff: %w", err)
 	}
-	desc, err := diff.WriteLayer(ctx, ds.s.Store.DB.ContentStore(), lower, upper, diff.Options{Compression: comp, Ref: req.Ref, Labels: req.Labels})
+	desc, err := diff.WriteLayer(ctx, ds.store, lower, upper, diff.Options{Compression: comp, Ref: req.Ref, Labels: req.Labels})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package server_test
+package diff_test
 
 import (
 	"archive/tar"

@@ -1,10 +1,9 @@
-package server_test
+package events_test
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 	namespacesapi "github.com/containerd/containerd/api/services/namespaces/v1"
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
 	grpcmetadata "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -28,11 +26,11 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
-	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
 )
 
@@ -59,7 +57,7 @@ func seen(t *testing.T, env *types.Envelope) eventSeen {
 	if env.Topic == endTopic {
 		return e
 	}
-	p, err := server.DecodeEvent(env.Event)
+	p, err := events.Decode(env.Event)
 	if err != nil {
 		t.Fatalf("event on %s: %v", env.Topic, err)
 	}
@@ -167,7 +165,7 @@ func eventsWorkload(t *testing.T, d *servertest.Daemon) []eventSeen {
 	imc := imagesapi.NewImagesClient(d.Conn)
 	snc := snapshotsapi.NewSnapshotsClient(d.Conn)
 	cc := contentapi.NewContentClient(d.Conn)
-	manifest, blobs := imagesFixture(t, d, "a", "fixture")
+	manifest, blobs := d.ImageFixture(t, "a", "fixture")
 
 	// Without a namespace header the change happens but has no namespace
 	// to be published in (containerd would fail the call after the change).
@@ -436,7 +434,7 @@ func parseCtrEvent(line string) (ctrEvent, error) {
 
 func TestEventsWithCtr(t *testing.T) {
 	d := servertest.Start(t)
-	manifest, _ := imagesFixture(t, d, "default", "fixture")
+	manifest, _ := d.ImageFixture(t, "default", "fixture")
 	ctx := namespaces.WithNamespace(context.Background(), "default")
 	if _, err := d.Store.DB.Images().Create(ctx, images.Image{Name: "registry.test/src:1", Target: manifest}); err != nil {
 		t.Fatal(err)
@@ -528,82 +526,6 @@ func TestEventsPluginsWithCtr(t *testing.T) {
 		if !found {
 			t.Errorf("ctr plugins ls lacks %q:\n%s", want, out)
 		}
-	}
-}
-
-// A subscriber that does not read loses its subscription once its buffer
-// is full; publishers and the other subscribers go on.
-func TestExchangeSlowSubscriber(t *testing.T) {
-	const buffer = 8
-	x := server.NewExchange(nil, buffer)
-	ctx, cancel := context.WithCancel(namespaces.WithNamespace(context.Background(), "slow"))
-	defer cancel()
-	slow, err := x.Subscribe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fast, err := x.Subscribe(ctx, `topic~="^/n/"`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publish := func(i int) {
-		t.Helper()
-		ev, err := anypb.New(&types.Platform{OS: fmt.Sprint(i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := x.Publish(ctx, fmt.Sprintf("/n/%d", i), ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	next := 0
-	readFast := func(n int) {
-		t.Helper()
-		for range n {
-			env, ok := <-fast.C
-			if !ok {
-				t.Fatalf("fast subscriber ended: %v", fast.Err())
-			}
-			if want := fmt.Sprintf("/n/%d", next); env.Topic != want {
-				t.Fatalf("fast subscriber got %s, want %s", env.Topic, want)
-			}
-			next++
-		}
-	}
-	for i := range buffer {
-		publish(i)
-	}
-	readFast(buffer)
-	// The slow subscriber's buffer is full: this publish ends it rather
-	// than waiting for it.
-	for i := buffer; i < 10*buffer; i++ {
-		publish(i)
-		readFast(1)
-	}
-	for i := range buffer {
-		env, ok := <-slow.C
-		if !ok || env.Topic != fmt.Sprintf("/n/%d", i) {
-			t.Fatalf("slow subscriber's event %d = %v, %v; want /n/%d", i, env, ok, i)
-		}
-	}
-	if env, ok := <-slow.C; ok {
-		t.Fatalf("slow subscriber got %s past its buffer", env.Topic)
-	}
-	if err := slow.Err(); !errors.Is(err, errdefs.ErrResourceExhausted) {
-		t.Fatalf("slow subscriber's Err() = %v, want ErrResourceExhausted", err)
-	}
-	if n := x.Subscribers(); n != 1 {
-		t.Fatalf("Subscribers() = %d after the slow one ended, want 1", n)
-	}
-	cancel()
-	if _, ok := <-fast.C; ok {
-		t.Fatal("fast subscriber still open after its context ended")
-	}
-	if err := fast.Err(); err != nil {
-		t.Fatalf("Err() after the context ended = %v, want nil", err)
-	}
-	if n := x.Subscribers(); n != 0 {
-		t.Fatalf("Subscribers() = %d after every context ended, want 0", n)
 	}
 }
 

@@ -1,4 +1,4 @@
-package server_test
+package namespaces_test
 
 import (
 	"bytes"
@@ -19,34 +19,12 @@ import (
 	"github.com/strata-oci/strata/server/servertest"
 )
 
-// ctrRowsByFirst parses a table ctr printed into its rows keyed by the first
-// column, leaving out the header (which starts with header) and log lines.
-func ctrRowsByFirst(t *testing.T, out, header string) map[string][]string {
-	t.Helper()
-	rows := map[string][]string{}
-	sawHeader := false
-	for _, line := range strings.Split(out, "\n") {
-		fields := strings.Fields(line)
-		switch {
-		case len(fields) == 0, strings.HasPrefix(line, "time="), strings.HasPrefix(line, "ctr: "):
-		case fields[0] == header:
-			sawHeader = true
-		default:
-			rows[fields[0]] = fields[1:]
-		}
-	}
-	if !sawHeader {
-		t.Fatalf("no %s header in ctr output:\n%s", header, out)
-	}
-	return rows
-}
-
 func TestNamespacesWithCtr(t *testing.T) {
 	d := servertest.Start(t)
 	d.Ctr(t, "default", "namespaces", "create", "team-a", "owner=a")
 	d.Ctr(t, "default", "namespaces", "label", "team-a", "tier=gold")
 	out := d.Ctr(t, "default", "namespaces", "ls")
-	rows := ctrRowsByFirst(t, out, "NAME")
+	rows := servertest.CtrRowsByFirst(t, out, "NAME")
 	if got := strings.Join(rows["team-a"], " "); got != "owner=a,tier=gold" {
 		t.Fatalf("ctr namespaces ls: team-a labels %q, want owner=a,tier=gold\n%s", got, out)
 	}

@@ -1,27 +1,79 @@
-package server
+// Package jobs serves strata's jobs service (jobs.ServiceName): the long
+// operations of package jobs (pull, push, import, export, unpack, gc,
+// fsck) run by the daemon for its clients, one bidirectional stream per
+// job carrying progress, credential questions, archive data and the
+// result.
+package jobs
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
+	"log/slog"
 	"sync"
 	"time"
 
+	apievents "github.com/containerd/containerd/api/events"
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc"
 
+	"github.com/strata-oci/strata/events"
+	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/server/peercred"
 )
 
-// registerJobs serves strata's jobs stream (jobs.ServiceName) over the
-// server's runner and lists it for introspection.
-func (s *Server) registerJobs() {
-	js := &jobService{s: s, runner: s.runner}
-	s.GRPC().RegisterService(&grpc.ServiceDesc{
+// Runner runs a job to its end: jobs.Runner, shared by every front door
+// of the daemon so that they share downloads.
+type Runner interface {
+	Run(ctx context.Context, req jobs.Request, env jobs.Env) (jobs.Result, error)
+}
+
+// imageGetter reads the image records a job made, for their events.
+type imageGetter interface {
+	Get(ctx context.Context, name string) (images.Image, error)
+}
+
+// Config is what a Service uses of the daemon.
+type Config struct {
+	Runner Runner
+	Images imageGetter
+	// Events is told about the images jobs record and repair (nil: no
+	// events).
+	Events events.Publisher
+	// StartJob returns the context a job runs on (the call's values,
+	// cancelled when the daemon stops), its cancel, and release, which
+	// ends the job's hold on the daemon's shutdown. long says the job
+	// moves data (pull, push, import, export), not a quick query.
+	StartJob  func(call context.Context, long bool) (context.Context, context.CancelFunc, func(), error)
+	Logger    *slog.Logger
+	UserAgent string
+}
+
+// Service runs jobs.Requests for clients: strata's CLI in client mode,
+// over one bidirectional stream per job (jobs.ServiceName, JSON
+// messages). A job runs on a context of its own: a client that goes away
+// (killed, its terminal closed) leaves it running to the end, one that
+// sends Cancel stops it. The daemon drains jobs like calls when it stops,
+// and cancels those still running when the grace period ends.
+type Service struct {
+	c Config
+}
+
+// New returns the service over c.
+func New(c Config) *Service {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{c: c}
+}
+
+// Register serves the service on g.
+func (js *Service) Register(g *grpc.Server) {
+	g.RegisterService(&grpc.ServiceDesc{
 		ServiceName: jobs.ServiceName,
 		HandlerType: (*any)(nil),
 		Streams: []grpc.StreamDesc{{
@@ -31,18 +83,6 @@ func (s *Server) registerJobs() {
 			ClientStreams: true,
 		}},
 	}, js)
-	s.AddPlugin(Plugin{Type: "io.strata.grpc.v1", ID: "jobs", Requires: []string{"io.containerd.metadata.v1"},
-		Capabilities: []string{"pull", "push", "import", "export", "gc", "fsck"}})
-}
-
-// jobService runs jobs.Requests for clients: strata's CLI in client mode.
-// A job runs on a context of its own: a client that goes away (killed,
-// its terminal closed) leaves it running to the end, one that sends Cancel
-// stops it. Server.Stop drains jobs like calls, and cancels those still
-// running when the grace period ends.
-type jobService struct {
-	s      *Server
-	runner *jobs.Runner
 }
 
 // jobConn is one client's stream, as a job sees it: what it sends goes
@@ -195,7 +235,7 @@ func (w jobWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (js *jobService) run(stream grpc.ServerStream) error {
+func (js *Service) run(stream grpc.ServerStream) error {
 	var first jobs.ClientFrame
 	if err := stream.RecvMsg(&first); err != nil {
 		return err
@@ -208,13 +248,13 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	if kind == "" {
 		return fmt.Errorf("job request: want exactly one of pull, push, import, export, gc, fsck, info: %w", errdefs.ErrInvalidArgument)
 	}
-	if err := checkPaths(req, peerUID(stream.Context())); err != nil {
+	if err := checkPaths(req, peercred.UID(stream.Context())); err != nil {
 		return err
 	}
-	if err := checkRepair(req, peerUID(stream.Context())); err != nil {
+	if err := checkRepair(req, peercred.UID(stream.Context())); err != nil {
 		return err
 	}
-	ctx, cancel, release, err := js.s.startJob(stream.Context(), req.Long())
+	ctx, cancel, release, err := js.c.StartJob(stream.Context(), req.Long())
 	if err != nil {
 		return err
 	}
@@ -225,8 +265,8 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 		done: make(chan struct{}), gone: make(chan struct{}), questions: map[string]*question{}}
 	sent := make(chan struct{})
 	go c.sender(sent)
-	log := js.s.Log.With("job", kind)
-	env := jobs.Env{Progress: c.progress, Credentials: c.credentials, Logger: log, UserAgent: "strata/" + js.s.cfg.Version,
+	log := js.c.Logger.With("job", kind)
+	env := jobs.Env{Progress: c.progress, Credentials: c.credentials, Logger: log, UserAgent: js.c.UserAgent,
 		Warn: func(msg string) { c.send(ctx, jobs.ServerFrame{Warn: msg}) }}
 	var pr *io.PipeReader
 	var pw *io.PipeWriter
@@ -280,7 +320,7 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	}()
 
 	start := time.Now()
-	res, err := js.runner.Run(ctx, req, env)
+	res, err := js.c.Runner.Run(ctx, req, env)
 	if pr != nil {
 		pr.Close() // the receiver drops what data still comes
 	}
@@ -296,7 +336,7 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 		// ending now, must not lose the result or its events.
 		after := context.WithoutCancel(ctx)
 		if req.Pull != nil || req.Import != nil {
-			js.publishImages(after, res.Images)
+			js.PublishImages(after, res.Images)
 		}
 		if res.Fsck != nil {
 			js.publishRepairs(after, res.Fsck.Problems)
@@ -308,83 +348,31 @@ func (js *jobService) run(stream grpc.ServerStream) error {
 	return err
 }
 
-// idleFree is how long the daemon stays without jobs before it returns
-// their memory to the OS.
-const idleFree = 5 * time.Second
-
-// startJob returns the context a job runs on: the call's values (its
-// namespace, its lease) without its cancellation, cancelled by the cancel
-// returned and when Stop gives up waiting. release ends the job's hold on
-// Stop.
-func (s *Server) startJob(call context.Context, long bool) (context.Context, context.CancelFunc, func(), error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopping {
-		return nil, nil, nil, fmt.Errorf("daemon is shutting down: %w", errdefs.ErrUnavailable)
-	}
-	s.jobs.Add(1)
-	s.running++
-	ctx, cancel := context.WithCancel(context.WithoutCancel(call))
-	stop := context.AfterFunc(s.jobsCtx, cancel)
-	release := func() {
-		stop()
-		s.mu.Lock()
-		s.running--
-		idle := s.running == 0
-		s.mu.Unlock()
-		if idle && long {
-			// A pull's buffers (decompression windows, read-ahead,
-			// batches of small files) are garbage now; once the
-			// daemon has stayed idle a while, give their memory back
-			// rather than sit on it until the next job (after a few
-			// pulls an idle daemon otherwise keeps ~100 MiB resident).
-			// Not at once: a full collection in the middle of the
-			// next job of a script would slow it down.
-			// The timer finds out whether the daemon is still idle;
-			// a later long job restarts it.
-			s.mu.Lock()
-			if s.idleTimer != nil {
-				s.idleTimer.Stop()
-			}
-			s.idleTimer = time.AfterFunc(idleFree, func() {
-				s.mu.Lock()
-				idle := s.running == 0
-				s.mu.Unlock()
-				if idle {
-					debug.FreeOSMemory()
-				}
-			})
-			s.mu.Unlock()
-		}
-		s.jobs.Done()
-	}
-	return ctx, cancel, release, nil
-}
-
-// publishImages tells event subscribers about the images a pull or an
+// PublishImages tells event subscribers about the images a pull or an
 // import recorded, as the images service does for its clients: a record
-// made by the job is an ImageCreate, one it replaced an ImageUpdate.
-func (js *jobService) publishImages(ctx context.Context, imgs []jobs.Image) {
-	is := js.s.Store.DB.Images()
+// made by the job is an ImageCreate, one it replaced an ImageUpdate. The
+// transfer service's jobs are told here too.
+func (js *Service) PublishImages(ctx context.Context, imgs []jobs.Image) {
+	is := js.c.Images
 	for _, ji := range imgs {
 		img, err := is.Get(ctx, ji.Name)
 		if err != nil {
 			continue // removed meanwhile: its delete was published
 		}
 		if img.CreatedAt.Equal(img.UpdatedAt) {
-			js.s.events.publish(ctx, TopicImageCreate, imageEvent("ImageCreate", img.Name, img.Labels))
+			events.Tell(ctx, js.c.Events, js.c.Logger, events.TopicImageCreate, &apievents.ImageCreate{Name: img.Name, Labels: img.Labels})
 		} else {
-			js.s.events.publish(ctx, TopicImageUpdate, imageEvent("ImageUpdate", img.Name, img.Labels))
+			events.Tell(ctx, js.c.Events, js.c.Logger, events.TopicImageUpdate, &apievents.ImageUpdate{Name: img.Name, Labels: img.Labels})
 		}
 	}
 }
 
 // publishRepairs tells event subscribers about the images fsck --repair
 // removed, as the images service does for its clients' deletes.
-func (js *jobService) publishRepairs(ctx context.Context, problems []metadata.Problem) {
+func (js *Service) publishRepairs(ctx context.Context, problems []metadata.Problem) {
 	for _, p := range problems {
 		if p.Repaired && p.Kind == "bad-manifest" && p.Image != "" {
-			js.s.events.publish(namespaces.WithNamespace(ctx, p.Namespace), TopicImageDelete, imageEvent("ImageDelete", p.Image, nil))
+			events.Tell(namespaces.WithNamespace(ctx, p.Namespace), js.c.Events, js.c.Logger, events.TopicImageDelete, &apievents.ImageDelete{Name: p.Image})
 		}
 	}
 }
@@ -405,11 +393,37 @@ func checkRepair(req jobs.Request, uid int64) error {
 			flag = "--min-free"
 		}
 		return fmt.Errorf("gc %s: it drops the partial downloads of every namespace, so the daemon does it for root only (%s); run it as root, or plain strata gc: %w",
-			flag, peerName(uid), errdefs.ErrPermissionDenied)
+			flag, peercred.Name(uid), errdefs.ErrPermissionDenied)
 	}
 	if req.Fsck == nil || !req.Fsck.Repair {
 		return nil
 	}
 	return fmt.Errorf("fsck --repair: it removes blobs, records and images of every namespace, so the daemon does it for root only (%s); run it as root (sudo strata fsck --repair), or run strata fsck to check without repairing: %w",
-		peerName(uid), errdefs.ErrPermissionDenied)
+		peercred.Name(uid), errdefs.ErrPermissionDenied)
+}
+
+// checkPaths refuses a request that names files for the daemon to open
+// (an archive to import or export, a registry hosts directory) unless its
+// peer is root: the daemon opens them as root, and a member of the
+// socket's group must not read or write files through it that it could
+// not itself. Others stream archives through the client instead (-).
+func checkPaths(req jobs.Request, uid int64) error {
+	if uid == 0 {
+		return nil
+	}
+	var path, instead string
+	switch {
+	case req.Import != nil && req.Import.Path != "":
+		path, instead = "archive "+req.Import.Path, "stream the archive through the client instead"
+	case req.Export != nil && req.Export.Path != "":
+		path, instead = "archive "+req.Export.Path, "stream the archive through the client instead"
+	case req.Pull != nil && req.Pull.Registry.HostsDir != "":
+		path, instead = "hosts directory "+req.Pull.Registry.HostsDir, "the daemon's registry.config_path applies"
+	case req.Push != nil && req.Push.Registry.HostsDir != "":
+		path, instead = "hosts directory "+req.Push.Registry.HostsDir, "the daemon's registry.config_path applies"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s: the daemon opens paths as root, for root only (%s); %s: %w",
+		path, peercred.Name(uid), instead, errdefs.ErrPermissionDenied)
 }

@@ -1,4 +1,4 @@
-package server_test
+package leases_test
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ func TestLeasesWithCtr(t *testing.T) {
 		t.Fatalf("ctr leases create without --id printed %q", generated)
 	}
 	out := d.Ctr(t, "default", "leases", "ls")
-	rows := ctrRowsByFirst(t, out, "ID")
+	rows := servertest.CtrRowsByFirst(t, out, "ID")
 	pull := rows["pull-1"]
 	if len(pull) != 2 {
 		t.Fatalf("ctr leases ls: row pull-1 = %q, want created-at and labels\n%s", pull, out)

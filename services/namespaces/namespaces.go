@@ -1,37 +1,45 @@
-package server
+// Package namespaces serves containerd.services.namespaces.v1 over
+// strata's namespaces (namespaces.Store): names and labels, created,
+// updated and deleted.
+package namespaces
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
+	apievents "github.com/containerd/containerd/api/events"
 	namespacesapi "github.com/containerd/containerd/api/services/namespaces/v1"
 	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/filters"
 	lbl "github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/namespaces"
 )
 
-// registerNamespaces serves containerd.services.namespaces.v1 and lists the
-// metadata database for introspection.
-func (s *Server) registerNamespaces() {
-	namespacesapi.RegisterNamespacesServer(s.GRPC(), &namespacesService{store: s.Store.DB.Namespaces(), events: s.Events()})
-	// The metadata database serves the namespace, image and lease
-	// services; introspection lists it as containerd lists its bolt plugin.
-	s.AddPlugin(Plugin{Type: "io.containerd.metadata.v1", ID: "bolt", Requires: []string{"io.containerd.content.v1", "io.containerd.snapshotter.v1"}})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "namespaces", Requires: []string{"io.containerd.metadata.v1"}})
-}
-
-// namespacesService serves containerd's namespaces API over the metadata
+// Service serves containerd's namespaces API over the metadata
 // database. Namespaces are global: its calls need no namespace header.
-type namespacesService struct {
+type Service struct {
 	namespacesapi.UnimplementedNamespacesServer
 	store  namespaces.Store
-	events *Exchange // events.go
+	events events.Publisher
+	log    *slog.Logger
 }
 
-func (n *namespacesService) get(ctx context.Context, name string) (*namespacesapi.Namespace, error) {
+// New returns the service over store, telling ev about creates, updates
+// and deletes (nil: no events) and log about events it could not publish
+// (nil: discarded).
+func New(store namespaces.Store, ev events.Publisher, log *slog.Logger) *Service {
+	return &Service{store: store, events: ev, log: log}
+}
+
+// Register serves the service on g.
+func (n *Service) Register(g *grpc.Server) { namespacesapi.RegisterNamespacesServer(g, n) }
+
+func (n *Service) get(ctx context.Context, name string) (*namespacesapi.Namespace, error) {
 	labels, err := n.store.Labels(ctx, name)
 	if err != nil {
 		return nil, err
@@ -39,7 +47,7 @@ func (n *namespacesService) get(ctx context.Context, name string) (*namespacesap
 	return &namespacesapi.Namespace{Name: name, Labels: labels}, nil
 }
 
-func (n *namespacesService) Get(ctx context.Context, req *namespacesapi.GetNamespaceRequest) (*namespacesapi.GetNamespaceResponse, error) {
+func (n *Service) Get(ctx context.Context, req *namespacesapi.GetNamespaceRequest) (*namespacesapi.GetNamespaceResponse, error) {
 	ns, err := n.get(ctx, req.Name)
 	if err != nil {
 		return nil, err
@@ -63,7 +71,7 @@ func namespaceFields(ns *namespacesapi.Namespace) filters.Adaptor {
 	})
 }
 
-func (n *namespacesService) List(ctx context.Context, req *namespacesapi.ListNamespacesRequest) (*namespacesapi.ListNamespacesResponse, error) {
+func (n *Service) List(ctx context.Context, req *namespacesapi.ListNamespacesRequest) (*namespacesapi.ListNamespacesResponse, error) {
 	var fs []string
 	if req.Filter != "" {
 		fs = []string{req.Filter}
@@ -92,7 +100,7 @@ func (n *namespacesService) List(ctx context.Context, req *namespacesapi.ListNam
 	return resp, nil
 }
 
-func (n *namespacesService) Create(ctx context.Context, req *namespacesapi.CreateNamespaceRequest) (*namespacesapi.CreateNamespaceResponse, error) {
+func (n *Service) Create(ctx context.Context, req *namespacesapi.CreateNamespaceRequest) (*namespacesapi.CreateNamespaceResponse, error) {
 	if req.Namespace == nil {
 		return nil, fmt.Errorf("create namespace: namespace is required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -103,14 +111,14 @@ func (n *namespacesService) Create(ctx context.Context, req *namespacesapi.Creat
 	if err != nil {
 		return nil, err
 	}
-	n.events.publish(ctx, TopicNamespaceCreate, namespaceEvent("NamespaceCreate", ns.Name, ns.Labels)) // events.go
+	events.Tell(ctx, n.events, n.log, events.TopicNamespaceCreate, &apievents.NamespaceCreate{Name: ns.Name, Labels: ns.Labels})
 	return &namespacesapi.CreateNamespaceResponse{Namespace: ns}, nil
 }
 
 // Update changes labels only, as containerd's does: "labels.<key>" sets or
 // (with no value) removes one, "labels" replaces them all, and no field
 // mask replaces them all too. The name cannot change.
-func (n *namespacesService) Update(ctx context.Context, req *namespacesapi.UpdateNamespaceRequest) (*namespacesapi.UpdateNamespaceResponse, error) {
+func (n *Service) Update(ctx context.Context, req *namespacesapi.UpdateNamespaceRequest) (*namespacesapi.UpdateNamespaceResponse, error) {
 	if req.Namespace == nil {
 		return nil, fmt.Errorf("update namespace: namespace is required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -147,15 +155,15 @@ func (n *namespacesService) Update(ctx context.Context, req *namespacesapi.Updat
 	if err != nil {
 		return nil, err
 	}
-	n.events.publish(ctx, TopicNamespaceUpdate, namespaceEvent("NamespaceUpdate", ns.Name, ns.Labels)) // events.go
+	events.Tell(ctx, n.events, n.log, events.TopicNamespaceUpdate, &apievents.NamespaceUpdate{Name: ns.Name, Labels: ns.Labels})
 	return &namespacesapi.UpdateNamespaceResponse{Namespace: ns}, nil
 }
 
 // Delete fails with FailedPrecondition while the namespace holds anything.
-func (n *namespacesService) Delete(ctx context.Context, req *namespacesapi.DeleteNamespaceRequest) (*emptypb.Empty, error) {
+func (n *Service) Delete(ctx context.Context, req *namespacesapi.DeleteNamespaceRequest) (*emptypb.Empty, error) {
 	if err := n.store.Delete(ctx, req.Name); err != nil {
 		return nil, err
 	}
-	n.events.publish(ctx, TopicNamespaceDelete, namespaceEvent("NamespaceDelete", req.Name, nil)) // events.go
+	events.Tell(ctx, n.events, n.log, events.TopicNamespaceDelete, &apievents.NamespaceDelete{Name: req.Name})
 	return &emptypb.Empty{}, nil
 }

@@ -1,10 +1,7 @@
-package server_test
+package images_test
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,79 +11,22 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
-	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/strata-oci/strata/client"
-	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
 )
 
-// imagesFixture writes a one-layer image for the host platform into d's
-// content store (under a lease, so GC cannot take it before an image
-// names it) and returns its manifest and all its blobs.
-func imagesFixture(t *testing.T, d *servertest.Daemon, ns, lease string) (ocispec.Descriptor, []ocispec.Descriptor) {
-	t.Helper()
-	ctx := namespaces.WithNamespace(context.Background(), ns)
-	if _, err := d.Store.DB.Leases().Create(ctx, leases.WithID(lease)); err != nil {
-		t.Fatal(err)
-	}
-	ctx = leases.WithLease(ctx, lease)
-	cs := d.Store.DB.ContentStore()
-	put := func(data []byte, mediaType string, labels map[string]string) ocispec.Descriptor {
-		desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
-		if err := content.WriteBlob(ctx, cs, "fixture-"+desc.Digest.String(), bytes.NewReader(data), desc, content.WithLabels(labels)); err != nil {
-			t.Fatal(err)
-		}
-		return desc
-	}
-	marshal := func(v any) []byte {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	data := []byte("hello from strata\n")
-	if err := tw.WriteHeader(&tar.Header{Name: "hello.txt", Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l := put(layer.Bytes(), ocispec.MediaTypeImageLayer, nil)
-	cfg := put(marshal(ocispec.Image{
-		Platform: images.DefaultPlatform(),
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{l.Digest}},
-	}), ocispec.MediaTypeImageConfig, nil)
-	m := put(marshal(ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    cfg,
-		Layers:    []ocispec.Descriptor{l},
-	}), ocispec.MediaTypeImageManifest, map[string]string{
-		"containerd.io/gc.ref.content.config": cfg.Digest.String(),
-		"containerd.io/gc.ref.content.l.0":    l.Digest.String(),
-	})
-	return m, []ocispec.Descriptor{m, cfg, l}
-}
-
 func TestImagesWithCtr(t *testing.T) {
 	d := servertest.Start(t)
 	ctx := namespaces.WithNamespace(context.Background(), "default")
-	manifest, blobs := imagesFixture(t, d, "default", "fixture")
+	manifest, blobs := d.ImageFixture(t, "default", "fixture")
 	store := client.NewImageStore(d.Conn)
 	const name = "registry.test/strata/hello:1"
 	if _, err := store.Create(ctx, images.Image{Name: name, Target: manifest}); err != nil {
@@ -98,14 +38,14 @@ func TestImagesWithCtr(t *testing.T) {
 	}
 
 	out := d.Ctr(t, "default", "images", "ls")
-	row := ctrRowsByFirst(t, out, "REF")[name]
+	row := servertest.CtrRowsByFirst(t, out, "REF")[name]
 	platform := images.FormatPlatform(images.DefaultPlatform())
 	// REF TYPE DIGEST SIZE (two words) PLATFORMS LABELS
 	if len(row) != 6 || row[0] != manifest.MediaType || row[1] != manifest.Digest.String() || row[4] != platform || row[5] != "-" {
 		t.Fatalf("ctr images ls: %s = %q, want %s %s <size> %s -\n%s", name, row, manifest.MediaType, manifest.Digest, platform, out)
 	}
 	out = d.Ctr(t, "default", "images", "check")
-	row = ctrRowsByFirst(t, out, "REF")[name]
+	row = servertest.CtrRowsByFirst(t, out, "REF")[name]
 	// ctr counts the manifest's config and layers, and finds no snapshot.
 	want := fmt.Sprintf("(%d/%d)", len(blobs)-1, len(blobs)-1)
 	if len(row) != 8 || row[2] != "complete" || row[3] != want || row[7] != "false" {
@@ -125,7 +65,7 @@ func TestImagesWithCtr(t *testing.T) {
 	if tagged.Target.Digest != manifest.Digest || fmt.Sprint(tagged.Labels) != "map[team:infra]" {
 		t.Fatalf("after ctr images tag and label: %s = %s %v, want %s map[team:infra]", tag, tagged.Target.Digest, tagged.Labels, manifest.Digest)
 	}
-	rows := ctrRowsByFirst(t, d.Ctr(t, "default", "images", "ls"), "REF")
+	rows := servertest.CtrRowsByFirst(t, d.Ctr(t, "default", "images", "ls"), "REF")
 	if r := rows[tag]; len(r) != 6 || r[1] != manifest.Digest.String() || r[5] != "team=infra" {
 		t.Fatalf("ctr images ls: %s = %q, want digest %s and label team=infra", tag, r, manifest.Digest)
 	}

@@ -1,19 +1,26 @@
-package server
+// Package content serves containerd.services.content.v1 over strata's
+// content store: blobs read in chunks, ingests written over one stream
+// each, infos listed in batches.
+package content
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
+	apievents "github.com/containerd/containerd/api/events"
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/events"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/protoconv"
 )
@@ -28,22 +35,24 @@ const contentListBatch = 100
 // below the message limit, so that many labels cannot make one too big.
 const contentListBytes = 1 << 20
 
-// registerContent serves containerd.services.content.v1 over the store's
-// namespaced content and lists its plugins for introspection.
-func (s *Server) registerContent() {
-	contentapi.RegisterContentServer(s.GRPC(), &contentService{store: s.Store.DB.ContentStore(), events: s.Events()})
-	s.AddPlugin(Plugin{Type: "io.containerd.content.v1", ID: "content"})
-	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "content"})
-}
-
-// contentService serves containerd.services.content.v1 over the namespaced
-// content store. Errors go back as they are: the interceptor maps them to
-// codes.
-type contentService struct {
+// Service serves containerd.services.content.v1 over a namespaced
+// content store (the metadata database's). Errors go back as they are:
+// the server's interceptor maps them to codes.
+type Service struct {
 	contentapi.UnimplementedContentServer
 	store  content.Store
-	events *Exchange // events.go
+	events events.Publisher
+	log    *slog.Logger
 }
+
+// New returns the service over store, telling ev about deletes (nil: no
+// events) and log about events it could not publish (nil: discarded).
+func New(store content.Store, ev events.Publisher, log *slog.Logger) *Service {
+	return &Service{store: store, events: ev, log: log}
+}
+
+// Register serves the service on g.
+func (c *Service) Register(g *grpc.Server) { contentapi.RegisterContentServer(g, c) }
 
 // contentDigest parses a digest from a request.
 func contentDigest(s string) (digest.Digest, error) {
@@ -54,7 +63,7 @@ func contentDigest(s string) (digest.Digest, error) {
 	return d, nil
 }
 
-func (c *contentService) Info(ctx context.Context, req *contentapi.InfoRequest) (*contentapi.InfoResponse, error) {
+func (c *Service) Info(ctx context.Context, req *contentapi.InfoRequest) (*contentapi.InfoResponse, error) {
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err
 	}
@@ -69,7 +78,7 @@ func (c *contentService) Info(ctx context.Context, req *contentapi.InfoRequest) 
 	return &contentapi.InfoResponse{Info: protoconv.ContentInfoToProto(info)}, nil
 }
 
-func (c *contentService) Update(ctx context.Context, req *contentapi.UpdateRequest) (*contentapi.UpdateResponse, error) {
+func (c *Service) Update(ctx context.Context, req *contentapi.UpdateRequest) (*contentapi.UpdateResponse, error) {
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err
 	}
@@ -86,7 +95,7 @@ func (c *contentService) Update(ctx context.Context, req *contentapi.UpdateReque
 	return &contentapi.UpdateResponse{Info: protoconv.ContentInfoToProto(info)}, nil
 }
 
-func (c *contentService) List(req *contentapi.ListContentRequest, stream contentapi.Content_ListServer) error {
+func (c *Service) List(req *contentapi.ListContentRequest, stream contentapi.Content_ListServer) error {
 	ctx := stream.Context()
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return err
@@ -115,7 +124,7 @@ func (c *contentService) List(req *contentapi.ListContentRequest, stream content
 	return nil
 }
 
-func (c *contentService) Delete(ctx context.Context, req *contentapi.DeleteContentRequest) (*emptypb.Empty, error) {
+func (c *Service) Delete(ctx context.Context, req *contentapi.DeleteContentRequest) (*emptypb.Empty, error) {
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err
 	}
@@ -126,14 +135,14 @@ func (c *contentService) Delete(ctx context.Context, req *contentapi.DeleteConte
 	if err := c.store.Delete(ctx, d); err != nil {
 		return nil, err
 	}
-	c.events.publish(ctx, TopicContentDelete, contentDeleteEvent(d.String())) // events.go
+	events.Tell(ctx, c.events, c.log, events.TopicContentDelete, &apievents.ContentDelete{Digest: d.String()})
 	return &emptypb.Empty{}, nil
 }
 
 // Read streams req.Size bytes (all when 0 or past the end) from req.Offset
 // in chunks of at most 1 MiB. Each response's offset is where its data sits
 // in the blob.
-func (c *contentService) Read(req *contentapi.ReadContentRequest, stream contentapi.Content_ReadServer) error {
+func (c *Service) Read(req *contentapi.ReadContentRequest, stream contentapi.Content_ReadServer) error {
 	ctx := stream.Context()
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return err
@@ -181,7 +190,7 @@ func (c *contentService) Read(req *contentapi.ReadContentRequest, stream content
 	return nil
 }
 
-func (c *contentService) Status(ctx context.Context, req *contentapi.StatusRequest) (*contentapi.StatusResponse, error) {
+func (c *Service) Status(ctx context.Context, req *contentapi.StatusRequest) (*contentapi.StatusResponse, error) {
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err
 	}
@@ -192,7 +201,7 @@ func (c *contentService) Status(ctx context.Context, req *contentapi.StatusReque
 	return &contentapi.StatusResponse{Status: protoconv.ContentStatusToProto(st)}, nil
 }
 
-func (c *contentService) ListStatuses(ctx context.Context, req *contentapi.ListStatusesRequest) (*contentapi.ListStatusesResponse, error) {
+func (c *Service) ListStatuses(ctx context.Context, req *contentapi.ListStatusesRequest) (*contentapi.ListStatusesResponse, error) {
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err
 	}
@@ -207,7 +216,7 @@ func (c *contentService) ListStatuses(ctx context.Context, req *contentapi.ListS
 	return resp, nil
 }
 
-func (c *contentService) Abort(ctx context.Context, req *contentapi.AbortRequest) (*emptypb.Empty, error) {
+func (c *Service) Abort(ctx context.Context, req *contentapi.AbortRequest) (*emptypb.Empty, error) {
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err
 	}
@@ -230,7 +239,7 @@ func (c *contentService) Abort(ctx context.Context, req *contentapi.AbortRequest
 //	        stream ends after the answer
 //
 // Total and expected may be restated on any message; the last ones count.
-func (c *contentService) Write(stream contentapi.Content_WriteServer) error {
+func (c *Service) Write(stream contentapi.Content_WriteServer) error {
 	ctx := stream.Context()
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return err
