@@ -288,7 +288,8 @@ func serve(cfg Config) error {
 		Jobs: jobs.Defaults{HostsDir: cfg.Registry.ConfigPath, MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
 			UnpackParallelism: cfg.UnpackParallelism, DiscardUnpackedLayers: cfg.DiscardUnpackedLayers},
 		CRI: server.CRIConfig{Disabled: cfg.CRI.Disabled, SandboxImage: cfg.CRI.SandboxImage, PinnedImages: cfg.CRI.PinnedImages,
-			PullProgressTimeout: pullTimeout, PullMinRate: minRate}})
+			PullProgressTimeout: pullTimeout, PullMinRate: minRate},
+		Runtime: server.RuntimeConfig{State: filepath.Join(cfg.State, "runtime"), Address: sock, Debug: level <= slog.LevelDebug}})
 	if err != nil {
 		return err
 	}

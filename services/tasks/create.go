@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -66,6 +68,13 @@ func (s *Service) Delete(ctx context.Context, req *tasksapi.DeleteTaskRequest) (
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err
+	}
+	// runc's shim answers a bare error for a running task: say what it is.
+	if st, err := t.API().State(ctx, &taskapi.StateRequest{ID: t.ID}); err == nil {
+		switch st.GetStatus() {
+		case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
+			return nil, fmt.Errorf("delete task %s: it is %s; kill it first: %w", t.ID, strings.ToLower(st.GetStatus().String()), errdefs.ErrFailedPrecondition)
+		}
 	}
 	resp, err := s.c.Runtime.Delete(ctx, t.ID)
 	if err != nil {
