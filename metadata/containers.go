@@ -317,7 +317,16 @@ func (s *ContainerStore) Update(ctx context.Context, c containers.Container, fie
 		}
 		paths := fieldpaths
 		if len(paths) == 0 {
-			paths = []string{"labels", "spec", "image", "runtime", "extensions"}
+			// containerd's full replace: what a client may change, and
+			// an error for what it may not, so that it is not lost
+			// unseen.
+			paths = []string{"labels", "spec", "image", "snapshotkey", "extensions"}
+			if c.Snapshotter != cur.Snapshotter {
+				return fmt.Errorf("update container %q: snapshotter %q cannot change to %q without a field path naming it: %w", c.ID, cur.Snapshotter, c.Snapshotter, errdefs.ErrInvalidArgument)
+			}
+			if c.Runtime.Name != cur.Runtime.Name {
+				return fmt.Errorf("update container %q: runtime %q cannot change to %q without a field path naming it: %w", c.ID, cur.Runtime.Name, c.Runtime.Name, errdefs.ErrInvalidArgument)
+			}
 		}
 		var labelPaths []string
 		for _, fp := range paths {

@@ -200,21 +200,33 @@ func testContainerUpdate(ctx context.Context, t *testing.T, s Setup) {
 	if _, ok := got.Labels["new"]; ok || got.Labels["k"] != "v" {
 		t.Fatalf("Update(labels.new, no value) labels = %v, want k=v only", got.Labels)
 	}
-	// No field paths: labels, spec, image, runtime and extensions; the
-	// snapshot stays.
+	// No field paths, as containerd's Go client updates: labels, spec,
+	// image, snapshot key and extensions; the snapshotter and runtime
+	// must not change.
+	if _, err := s.Containers.Update(ctx, next); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("Update() changing the snapshotter = %v, want invalid argument", err)
+	}
+	next.Snapshotter = orig.Snapshotter
+	next.Runtime.Name = "io.containerd.runsc.v1"
+	if _, err := s.Containers.Update(ctx, next); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("Update() changing the runtime = %v, want invalid argument", err)
+	}
+	next.Runtime = orig.Runtime
 	if got, err = s.Containers.Update(ctx, next); err != nil {
 		t.Fatal(err)
 	}
 	want = next
-	want.Snapshotter, want.SnapshotKey, want.SandboxID = orig.Snapshotter, orig.SnapshotKey, orig.SandboxID
+	want.SandboxID = orig.SandboxID
 	if !sameContainer(got, want) {
 		t.Fatalf("Update() = %+v, want %+v", got, want)
 	}
-	// Named, the snapshot changes too.
-	if got, err = s.Containers.Update(ctx, next, "snapshotter", "snapshotkey"); err != nil {
+	// Named, the snapshotter and runtime change too.
+	next.Snapshotter = "native"
+	next.Runtime = containers.RuntimeInfo{Name: "io.containerd.runsc.v1"}
+	if got, err = s.Containers.Update(ctx, next, "snapshotter", "runtime"); err != nil {
 		t.Fatal(err)
 	}
-	want.Snapshotter, want.SnapshotKey = "native", "other"
+	want.Snapshotter, want.Runtime = "native", next.Runtime
 	if !sameContainer(got, want) {
 		t.Fatalf("Update(snapshotter, snapshotkey) = %+v, want %+v", got, want)
 	}
