@@ -250,6 +250,17 @@ func TestCtrRun(t *testing.T) {
 			}
 			img := testutil.BusyboxImageName
 			ok("images", "import", layout)
+			plugins := ok("plugins", "ls")
+			for _, want := range []string{"io.containerd.runtime.v2 task", "io.containerd.grpc.v1 tasks"} {
+				found := false
+				for _, l := range strings.Split(plugins, "\n") {
+					f := strings.Fields(l)
+					found = found || len(f) == 4 && f[0]+" "+f[1] == want && f[3] == "ok"
+				}
+				if !found {
+					t.Errorf("plugins ls lacks %s (ok):\n%s", want, plugins)
+				}
+			}
 
 			if out := ok("run", "--rm", img, "hi", "echo", "hi"); out != "hi\n" {
 				t.Errorf("run --rm echo hi printed %q", out)
