@@ -275,3 +275,44 @@ func TestParseBootstrap(t *testing.T) {
 		})
 	}
 }
+
+// TestShimDies kills a task's shim while the manager is connected: the
+// task is cleaned up at once (runc's container, the bundle, the mount),
+// with an exit and a delete event, and is no longer listed.
+func TestShimDies(t *testing.T) {
+	e := newEnv(t)
+	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
+	task, err := e.m.Create(ctx, CreateOpts{ID: "victim", Runtime: "io.containerd.runc.v2", Spec: testSpec(t, "sleep", "1000"),
+		Rootfs: busyboxMounts(t), Stdout: "file:///dev/null", Stderr: "file:///dev/null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := shimPid(t, task)
+	if _, err := task.API().Start(ctx, &taskapi.StartRequest{ID: "victim"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	exit := e.waitEvent(t, TopicTaskExit)
+	var ev apievents.TaskExit
+	if err := exit.Event.UnmarshalTo(&ev); err != nil || ev.ContainerID != "victim" {
+		t.Errorf("exit event %v, %v", &ev, err)
+	}
+	e.waitEvent(t, TopicTaskDelete)
+	// The delete event comes before the bundle goes: wait for the cleanup.
+	for i := 0; ; i++ {
+		if _, err := e.m.Get(ctx, "victim"); errors.Is(err, errdefs.ErrNotFound) {
+			break
+		}
+		if i > 600 {
+			t.Fatal("the task whose shim died is still listed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.m.background.Wait()
+	if s := runcStatus("strata-test", "victim"); s != "gone" {
+		t.Errorf("runc still has the container (%s)", s)
+	}
+	e.checkClean(t)
+}
