@@ -265,6 +265,10 @@ func TestCtrRun(t *testing.T) {
 			if out := ok("run", "--rm", img, "hi", "echo", "hi"); out != "hi\n" {
 				t.Errorf("run --rm echo hi printed %q", out)
 			}
+			// Runtime options (runc's, from ctr) reach the shim.
+			if out := ok("run", "--rm", "--runc-binary", "/usr/sbin/runc", img, "opts", "echo", "opts"); out != "opts\n" {
+				t.Errorf("run --runc-binary printed %q", out)
+			}
 			out, err := ctr("run", "--rm", img, "exit3", "sh", "-c", "exit 3")
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
@@ -435,6 +439,15 @@ func TestCtrRestart(t *testing.T) {
 		t.Errorf("exits after the restart: %v, %v; want STOPPED with status 4", g, err)
 	}
 	wait := make(chan *tasksapi.WaitResponse, 1)
+	// A clean stop leaves the shims running too.
+	d.stop()
+	if got := len(d.shims()); got != 2 {
+		t.Errorf("%d shims after stratad stopped, want 2", got)
+	}
+	d.start()
+	if s := taskStatus(t, ctr("tasks", "ls"), "runs"); s != "RUNNING" {
+		t.Errorf("after a stop and start runs is %q, want RUNNING", s)
+	}
 	go func() {
 		w, err := d.tasks.Wait(d.ctx(ns), &tasksapi.WaitRequest{ContainerID: "runs"})
 		if err != nil {

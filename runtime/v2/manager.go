@@ -167,8 +167,9 @@ type CreateOpts struct {
 	// Runtime is the container's runtime name; RuntimePath, when set, the
 	// shim binary to run instead of the one the name resolves to.
 	Runtime, RuntimePath string
-	// RuntimeOptions are the container's runtime options (given to the
-	// shim's start command), TaskOptions the request's (given to Create).
+	// TaskOptions are the request's runtime options, RuntimeOptions the
+	// container's: the first of them set goes to the shim's start command
+	// (on stdin) and to its Create, as containerd does.
 	RuntimeOptions, TaskOptions *anypb.Any
 	// Spec is the container's OCI spec (a JSON Any).
 	Spec *anypb.Any
@@ -214,6 +215,12 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (_ *Task, retErr err
 		m.mu.Unlock()
 	}()
 
+	// As containerd: the request's options, else the container's, go
+	// both to the shim's start and to Create.
+	opts := o.TaskOptions
+	if len(opts.GetValue()) == 0 {
+		opts = o.RuntimeOptions
+	}
 	binary, err := resolveBinary(o.Runtime, o.RuntimePath)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", o.ID, err)
@@ -257,7 +264,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (_ *Task, retErr err
 		return nil, fmt.Errorf("task %s: %w", o.ID, err)
 	}
 	started = true
-	boot, err := m.startShim(ctx, binary, ns, o.ID, dir, o.RuntimeOptions)
+	boot, err := m.startShim(ctx, binary, ns, o.ID, dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", o.ID, err)
 	}
@@ -270,7 +277,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (_ *Task, retErr err
 	}
 	resp, err := t.api.Create(ctx, &taskapi.CreateTaskRequest{
 		ID: o.ID, Bundle: dir, Rootfs: o.Rootfs, Terminal: o.Terminal,
-		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Options: o.TaskOptions,
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Options: opts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s (runtime %s): %w", o.ID, o.Runtime, Err(err))
