@@ -66,7 +66,7 @@ func TestContainerGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := testContainer("c1", "overlayfs", "c1-root", map[string]string{
-		"containerd.io/gc.ref.content.checkpoint":  desc.Digest.String(),
+		"containerd.io/gc.ref.content.checkpoint": desc.Digest.String(),
 		"containerd.io/gc.ref.snapshot.overlayfs": "c1-extra",
 	})
 	if _, err := db.Containers().Create(ctx, c); err != nil {
