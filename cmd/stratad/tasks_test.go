@@ -337,6 +337,37 @@ func TestCtrRun(t *testing.T) {
 			if out := ok("run", "--rm", "--mount", "type=bind,src="+src+",dst=/mnt,options=rbind:ro", img, "mnt", "cat", "/mnt/f"); out != "from the host\n" {
 				t.Errorf("run --mount: %q", out)
 			}
+			// A client that goes away while attached: the task runs on
+			// (as under containerd) and is stopped and removed as any.
+			att := exec.Command(bin, "-a", d.sock, "-n", ns, "run", img, "att", "sleep", "1000")
+			if err := att.Start(); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; taskStatus(t, ok("tasks", "ls"), "att") != "RUNNING"; i++ {
+				if i > 300 {
+					att.Process.Kill()
+					t.Fatalf("attached task never ran:\n%s", ok("tasks", "ls"))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			att.Process.Kill()
+			att.Wait()
+			if s := taskStatus(t, ok("tasks", "ls"), "att"); s != "RUNNING" {
+				t.Errorf("after its client died the task is %q, want RUNNING", s)
+			}
+			go func() {
+				w, err := d.tasks.Wait(d.ctx(ns), &tasksapi.WaitRequest{ContainerID: "att"})
+				if err != nil {
+					t.Errorf("Wait: %v", err)
+				}
+				wait <- w
+			}()
+			ok("tasks", "kill", "-s", "SIGKILL", "att")
+			if w := <-wait; w == nil || w.ExitStatus != 137 {
+				t.Errorf("Wait after tasks kill: %v, want exit status 137", w)
+			}
+			ok("tasks", "delete", "att")
+			ok("containers", "rm", "att")
 			if out := ok("containers", "ls", "-q"); out != "" {
 				t.Errorf("containers left: %q", out)
 			}
