@@ -35,7 +35,7 @@ func (s *Server) registerTasks() error {
 	if rc.State == "" {
 		return nil
 	}
-	m, err := v2.New(v2.Config{State: rc.State, Address: rc.Address, Debug: rc.Debug, Logger: s.Log.With("component", "runtime"),
+	m, err := v2.New(v2.Config{State: rc.State, Address: rc.Address, Debug: rc.Debug, Version: s.cfg.Version, Logger: s.Log.With("component", "runtime"),
 		Events: func(ctx context.Context, env *types.Envelope) error { return s.events.Forward(ctx, env) }})
 	if err != nil {
 		return err

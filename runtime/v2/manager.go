@@ -49,6 +49,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Debug starts shims with -debug.
 	Debug bool
+	// Version is the daemon's version, told to shims of containerd 2.3+.
+	Version string
 }
 
 // Manager starts, finds and removes the tasks of every namespace.
@@ -63,6 +65,9 @@ type Manager struct {
 	tasks    map[taskKey]*Task
 	creating map[taskKey]bool
 	closing  bool
+	// bootstrapShims are the shim binaries that want bootstrap
+	// parameters on stdin (binary.go).
+	bootstrapShims map[string]bool
 	// background: cleanups of tasks whose shim died.
 	background sync.WaitGroup
 }
@@ -133,7 +138,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("runtime: state directory: %w", err)
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, publishBinary: self,
-		tasks: make(map[taskKey]*Task), creating: make(map[taskKey]bool), eventsDone: make(chan struct{})}
+		tasks: make(map[taskKey]*Task), creating: make(map[taskKey]bool), eventsDone: make(chan struct{}),
+		bootstrapShims: make(map[string]bool)}
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		return nil, fmt.Errorf("runtime: events server: %w", err)

@@ -160,18 +160,34 @@ func (e *env) checkClean(t *testing.T) {
 	})
 }
 
+// TestRunTask runs a task to its end under Debian's runc shim (containerd
+// 1.6, task API v2) and containerd 2.4's (task API v3): events, exit
+// status, stdout, and nothing left after Delete.
 func TestRunTask(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		path    func(t *testing.T) string
+		version int
+	}{
+		{"containerd1.6", func(*testing.T) string { return "" }, 2},
+		{"containerd2.4", func(t *testing.T) string { return testutil.Tool(t, "containerd-shim-runc-v2", "v2.4.2") }, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) { runTask(t, tc.path(t), tc.version) })
+	}
+}
+
+func runTask(t *testing.T, shim string, version int) {
 	e := newEnv(t)
 	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
 	out := filepath.Join(t.TempDir(), "out")
-	task, err := e.m.Create(ctx, CreateOpts{ID: "echo", Runtime: "io.containerd.runc.v2",
+	task, err := e.m.Create(ctx, CreateOpts{ID: "echo", Runtime: "io.containerd.runc.v2", RuntimePath: shim,
 		Spec: testSpec(t, "sh", "-c", "echo hi; exit 3"), Rootfs: busyboxMounts(t), Stdout: "file://" + out, Stderr: "file://" + out + ".err"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pid := shimPid(t, task)
-	if task.Version != 2 {
-		t.Errorf("task API v%d, want v2 from containerd 1.6's shim", task.Version)
+	if task.Version != version {
+		t.Errorf("task API v%d, want v%d", task.Version, version)
 	}
 	e.waitEvent(t, "/tasks/create")
 	if _, err := task.API().Start(ctx, &taskapi.StartRequest{ID: "echo"}); err != nil {
