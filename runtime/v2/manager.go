@@ -115,7 +115,7 @@ func Err(err error) error {
 		return nil
 	}
 	if errors.Is(err, ttrpc.ErrClosed) {
-		return fmt.Errorf("shim connection closed (the shim died?): %w", errdefs.ErrUnavailable)
+		return fmt.Errorf("connection to the shim closed (the shim exited, or the daemon is stopping): %w", errdefs.ErrUnavailable)
 	}
 	return errgrpc.ToNative(err)
 }
