@@ -60,6 +60,8 @@ type Config struct {
 	Jobs jobs.Defaults
 	// CRI configures the Kubernetes CRI services (cri.go).
 	CRI CRIConfig
+	// Runtime configures the tasks service (tasks.go).
+	Runtime RuntimeConfig
 	// Access says who may create, change and delete containers and
 	// tasks; every service that does calls Access.MayRun.
 	Access access.Policy
@@ -98,6 +100,7 @@ type Server struct {
 	extraMetrics []func(io.Writer)
 
 	health *health.Server
+	tasks  *taskRuntime // tasks.go
 }
 
 // New returns a Server for st with every service strata serves.
@@ -135,7 +138,8 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	// their plugins (that of their files, as when they registered from
 	// init): `ctr plugins ls` reads the same as before.
 	s.serve(containerssvc.New(containerssvc.Config{Store: st.DB.Containers(), Publisher: s.events, MayRun: cfg.Access.MayRun,
-		Logger: log.With("service", "containers")}),
+		Deletable: s.CheckContainerDeletable, // tasks.go
+		Logger:    log.With("service", "containers")}),
 		Plugin{Type: "io.containerd.service.v1", ID: "containers-service", Requires: []string{"io.containerd.metadata.v1"}},
 		grpcPlugin("containers", "io.containerd.service.v1"))
 	s.serve(contentsvc.New(st.DB.ContentStore(), s.events, log), Plugin{Type: "io.containerd.content.v1", ID: "content"}, grpcPlugin("content"))
@@ -159,6 +163,9 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 		Plugin{Type: "io.containerd.grpc.v1", ID: "transfer", Requires: []string{"io.containerd.transfer.v1"}, Capabilities: []string{"pull", "push", "import", "export", "tag"}})
 	// cri.go: the Kubernetes CRI, unless the config disables it.
 	if err := s.registerCRI(); err != nil {
+		return nil, err
+	}
+	if err := s.registerTasks(); err != nil { // tasks.go
 		return nil, err
 	}
 	return s, nil
@@ -190,6 +197,9 @@ func (s *Server) Stop(grace time.Duration) {
 	s.stopping = true
 	s.mu.Unlock()
 	s.health.Shutdown() // NOT_SERVING from now on
+	// tasks.go: calls waiting on a shim (ctr run's Wait) end now rather
+	// than hold the drain; the shims keep running.
+	s.closeTasks()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

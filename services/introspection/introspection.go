@@ -87,7 +87,7 @@ func (i *Service) Plugins(ctx context.Context, req *introspectionapi.PluginsRequ
 
 func pluginToProto(p Plugin) *introspectionapi.Plugin {
 	pp := &introspectionapi.Plugin{Type: p.Type, ID: p.ID, Requires: p.Requires, Exports: p.Exports, Capabilities: p.Capabilities}
-	if p.Type == "io.containerd.snapshotter.v1" || p.Type == "io.containerd.differ.v1" {
+	if p.Type == "io.containerd.snapshotter.v1" || p.Type == "io.containerd.differ.v1" || p.Type == "io.containerd.runtime.v2" {
 		host := images.DefaultPlatform()
 		pp.Platforms = []*types.Platform{{OS: host.OS, Architecture: host.Architecture, Variant: host.Variant}}
 	}
