@@ -24,6 +24,8 @@ build:
 install: build
 	install -D -m 0755 bin/strata $(DESTDIR)$(PREFIX)/bin/strata
 	install -D -m 0755 bin/stratad $(DESTDIR)$(PREFIX)/bin/stratad
+	sed 's|/usr/local/bin/stratad|$(PREFIX)/bin/stratad|' packaging/stratad.service > bin/stratad.service
+	install -D -m 0644 bin/stratad.service $(DESTDIR)$(PREFIX)/lib/systemd/system/stratad.service
 
 # What the tests need (docker-registry, ctr, skopeo, igzip…), installed when
 # missing, and the client tools built from source once into
