@@ -9,7 +9,7 @@ import (
 )
 
 // openMetadata starts a daemon for one case and returns the gRPC clients of
-// its namespace, image and lease services.
+// its namespace, image, lease and container services.
 func openMetadata(t *testing.T) metadatatest.Setup {
 	d := servertest.Start(t)
 	return metadatatest.Setup{
@@ -17,6 +17,7 @@ func openMetadata(t *testing.T) metadatatest.Setup {
 		Leases:     client.NewLeaseManager(d.Conn),
 		Namespaces: client.NewNamespaceStore(d.Conn),
 		Content:    client.NewContentStore(d.Conn),
+		Containers: client.NewContainerStore(d.Conn),
 	}
 }
 

@@ -56,8 +56,9 @@ type Store interface {
 	// Update replaces the fields named by fieldpaths ("labels",
 	// "labels.<key>", "spec", "image", "snapshotkey", "snapshotter",
 	// "runtime", "extensions", "extensions.<key>"); with none it replaces
-	// labels, spec, image, runtime and extensions. The snapshotter and
-	// snapshot key of a container only change when named.
+	// labels, spec, image, snapshot key and extensions, as containerd's
+	// does, and returns errdefs.ErrInvalidArgument when c's snapshotter or
+	// runtime name differ from the record's (they only change when named).
 	Update(ctx context.Context, c Container, fieldpaths ...string) (Container, error)
 	// Delete returns errdefs.ErrNotFound when there is no such container.
 	Delete(ctx context.Context, id string) error

@@ -32,6 +32,15 @@
 //	        size -> varint
 //	        annotations/<key> -> value
 //	      labels/<key> -> value
+//	    containers/<id>
+//	      createdat, updatedat -> time
+//	      image, snapshotter, snapshotkey, sandboxid -> string
+//	      spec -> Any (protobuf)
+//	      runtime
+//	        name    -> string
+//	        options -> Any (protobuf)
+//	      labels/<key> -> value
+//	      extensions/<key> -> Any (protobuf)
 //	    leases/<id>
 //	      createdat -> time
 //	      labels/<key> -> value
@@ -45,8 +54,9 @@
 //	      labels/<key> -> value
 //	      children/<key>
 //
-// Garbage collection marks from the roots (images, unexpired leases, objects
-// labelled containerd.io/gc.root) along the edges (image targets,
+// Garbage collection marks from the roots (images, containers, unexpired
+// leases, objects labelled containerd.io/gc.root) along the edges (image
+// targets, a container's snapshotter/snapshotkey,
 // containerd.io/gc.ref.content.* and containerd.io/gc.ref.snapshot.<snapshotter>*
 // labels, snapshot parents; never what a manifest names, as in containerd), then
 // removes unmarked records, expired leases, stale ingests, blobs no

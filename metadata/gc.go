@@ -145,6 +145,12 @@ func (c *collector) roots(ctx context.Context) ([]gc.Node, error) {
 				return nil
 			})
 		}
+		if cb := nsb.Bucket(bucketContainers); cb != nil {
+			_ = cb.ForEachBucket(func(k []byte) error {
+				roots = append(roots, gc.Node{Type: gc.ResourceContainer, Namespace: ns, Key: string(k)})
+				return nil
+			})
+		}
 		if lb := nsb.Bucket(bucketLeases); lb != nil {
 			_ = lb.ForEachBucket(func(k []byte) error {
 				if !expired(boltutil.ReadMap(lb.Bucket(k), bucketLabels), c.now) {
@@ -216,6 +222,16 @@ func (c *collector) refs(ctx context.Context, n gc.Node, visit func(gc.Node)) er
 		labelRefs(n.Namespace, img.Labels, visit)
 		if img.Target.Digest != "" {
 			visit(gc.Node{Type: gc.ResourceContent, Namespace: n.Namespace, Key: img.Target.Digest.String()})
+		}
+	case gc.ResourceContainer:
+		// Its root filesystem snapshot and what its labels name.
+		b := nsBucket(c.tx, n.Namespace, bucketContainers, []byte(n.Key))
+		if b == nil {
+			return nil
+		}
+		labelRefs(n.Namespace, boltutil.ReadMap(b, bucketLabels), visit)
+		if sn, key := b.Get(keySnapshotter), b.Get(keySnapshotKey); len(sn) > 0 && len(key) > 0 {
+			visit(gc.Node{Type: gc.ResourceSnapshot, Namespace: n.Namespace, Key: string(sn) + "/" + string(key)})
 		}
 	case gc.ResourceLease:
 		b := nsBucket(c.tx, n.Namespace, bucketLeases, []byte(n.Key))

@@ -18,7 +18,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/strata-oci/strata/containers"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/local"
 	"github.com/strata-oci/strata/images"
@@ -80,7 +82,7 @@ func normalize(parent []string, key string) string {
 	switch {
 	case len(parent) == 1 && key != "version":
 		return "<namespace>"
-	case end("labels"), end("annotations"), end("children"):
+	case end("labels"), end("annotations"), end("children"), end("extensions"):
 		return "<key>"
 	case end("content", "blob"), end("<id>", "content"):
 		return "<digest>"
@@ -88,7 +90,7 @@ func normalize(parent []string, key string) string {
 		return "<ref>"
 	case end("<namespace>", "images"):
 		return "<name>"
-	case end("<namespace>", "leases"):
+	case end("<namespace>", "leases"), end("<namespace>", "containers"):
 		return "<id>"
 	case end("<namespace>", "snapshots"), end("<id>", "snapshots"):
 		return "<snapshotter>"
@@ -178,6 +180,15 @@ func TestBucketLayout(t *testing.T) {
 	db.Leases().AddResource(ctx, l, leases.Resource{ID: "s1", Type: "snapshots/overlayfs"})
 	desc.Annotations = map[string]string{"a": "b"}
 	if _, err := db.Images().Create(ctx, images.Image{Name: "img", Target: desc, Labels: map[string]string{"k": "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	spec := &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec", Value: []byte("{}")}
+	if _, err := db.Containers().Create(ctx, containers.Container{
+		ID: "c", Labels: map[string]string{"k": "v"}, Image: "img", Spec: spec,
+		Runtime:     containers.RuntimeInfo{Name: "io.containerd.runc.v2", Options: spec},
+		Snapshotter: "overlayfs", SnapshotKey: "s1", SandboxID: "pod",
+		Extensions: map[string]*anypb.Any{"e": spec},
+	}); err != nil {
 		t.Fatal(err)
 	}
 	putSnapshotRecord(t, db, "layout", "overlayfs", "base", "", nil)

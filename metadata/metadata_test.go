@@ -16,6 +16,7 @@ func openSetup(t *testing.T) metadatatest.Setup {
 		Images:     db.Images(),
 		Leases:     db.Leases(),
 		Namespaces: db.Namespaces(),
+		Containers: db.Containers(),
 		GC: func(ctx context.Context, dryRun bool) (gc.Stats, error) {
 			return db.GarbageCollect(ctx, metadata.GCOptions{DryRun: dryRun})
 		},
@@ -26,3 +27,4 @@ func TestImages(t *testing.T)     { metadatatest.RunImages(t, openSetup) }
 func TestLeases(t *testing.T)     { metadatatest.RunLeases(t, openSetup) }
 func TestNamespaces(t *testing.T) { metadatatest.RunNamespaces(t, openSetup) }
 func TestGC(t *testing.T)         { metadatatest.RunGC(t, openSetup) }
+func TestContainers(t *testing.T) { metadatatest.RunContainers(t, openSetup) }

@@ -102,7 +102,7 @@ func (s *NamespaceStore) List(ctx context.Context) ([]string, error) {
 
 // Delete removes the namespace name. It returns errdefs.ErrNotFound when it
 // does not exist and errdefs.ErrFailedPrecondition, naming what is left, when
-// it still holds images, blobs or snapshots, as containerd's does, or an
+// it still holds containers, images, blobs or snapshots, as containerd's does, or an
 // ingest a writer is using. Partial downloads that no writer uses (a failed
 // pull leaves one; clients never clean them up) and leases go with it, and
 // the ingests' data is freed.
@@ -120,6 +120,7 @@ func (s *NamespaceStore) Delete(ctx context.Context, name string) error {
 			what string
 			path [][]byte
 		}{
+			{"containers", [][]byte{bucketContainers}},
 			{"images", [][]byte{bucketImages}},
 			{"blobs", [][]byte{bucketContent, bucketBlob}},
 			{"snapshots", [][]byte{bucketSnapshots}},

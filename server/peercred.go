@@ -28,6 +28,9 @@ type peerAuth struct {
 
 func (peerAuth) AuthType() string { return "peercred" }
 
+// PeerUID implements access.Peer, for the services outside this package.
+func (a peerAuth) PeerUID() (uint32, bool) { return a.uid, a.known }
+
 func (peerCreds) ClientHandshake(_ context.Context, _ string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	return conn, peerAuth{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
 }

@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/strata-oci/strata/access"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
@@ -44,6 +45,9 @@ type Config struct {
 	Jobs jobs.Defaults
 	// CRI configures the Kubernetes CRI services (cri.go).
 	CRI CRIConfig
+	// Access says who may create, change and delete containers and
+	// tasks; every service that does calls Access.MayRun.
+	Access access.Policy
 }
 
 // Plugin describes one part of strata for introspection, in containerd's
@@ -115,6 +119,7 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	// Every service, one line each, in the order introspection lists
 	// their plugins (that of their files, as when they registered from
 	// init): `ctr plugins ls` reads the same as before.
+	s.registerContainers()    // containers.go
 	s.registerContent()       // content.go
 	s.registerDiff()          // diff.go
 	s.registerEvents()        // events.go

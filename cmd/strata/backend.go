@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/strata-oci/strata/client"
+	"github.com/strata-oci/strata/containers"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/wiring"
@@ -34,6 +35,7 @@ const addressEnv = "STRATA_ADDRESS"
 // give the same stores and run the same jobs, so every command behaves the
 // same either way.
 type backend interface {
+	Containers() containers.Store
 	Content() content.Store
 	Images() images.Store
 	Leases() leases.Manager
@@ -85,6 +87,7 @@ func openEmbedded(ctx context.Context, root string, a *app) (*embedded, error) {
 	return e, nil
 }
 
+func (e *embedded) Containers() containers.Store { return e.s.DB.Containers() }
 func (e *embedded) Content() content.Store       { return e.s.DB.ContentStore() }
 func (e *embedded) Images() images.Store         { return e.s.DB.Images() }
 func (e *embedded) Leases() leases.Manager       { return e.s.DB.Leases() }
@@ -129,6 +132,7 @@ func dialDaemon(ctx context.Context, address string) (*remote, error) {
 	return &remote{address: address, conn: conn, info: *res.Info}, nil
 }
 
+func (r *remote) Containers() containers.Store { return client.NewContainerStore(r.conn) }
 func (r *remote) Content() content.Store       { return client.NewContentStore(r.conn) }
 func (r *remote) Images() images.Store         { return client.NewImageStore(r.conn) }
 func (r *remote) Leases() leases.Manager       { return client.NewLeaseManager(r.conn) }

@@ -115,6 +115,7 @@ store, image records, leases and garbage collection, in containerd's model.`,
 	root.AddCommand(
 		newNamespacesCommand(a),
 		newContentCommand(a),
+		newContainersCommand(a),
 		newLeasesCommand(a),
 		newSnapshotsCommand(a),
 		newLayerCommand(a),

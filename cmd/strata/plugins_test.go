@@ -66,6 +66,8 @@ func TestPluginsList(t *testing.T) {
 		"io.containerd.differ.v1 walking " + host + " ok",
 		"io.containerd.grpc.v1 diff - ok",
 		"io.containerd.grpc.v1 images - ok",
+		"io.containerd.grpc.v1 containers - ok",
+		"io.containerd.service.v1 containers-service - ok",
 		"io.containerd.grpc.v1 leases - ok",
 		"io.containerd.grpc.v1 namespaces - ok",
 		"io.containerd.grpc.v1 version - ok",

@@ -26,6 +26,7 @@ import (
 	toml "github.com/pelletier/go-toml/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/strata-oci/strata/access"
 	"github.com/strata-oci/strata/internal/wiring"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/metadata"
@@ -55,6 +56,15 @@ type Config struct {
 		Address string `toml:"address" comment:"host:port serving Prometheus metrics at /metrics (empty: off)"`
 	} `toml:"metrics"`
 	CRI CRIConfig `toml:"cri"`
+	// Runtime is what runs containers (the containers and tasks services).
+	Runtime RuntimeConfig `toml:"runtime"`
+}
+
+// RuntimeConfig configures running containers.
+type RuntimeConfig struct {
+	// AllowGroup lets the socket's group create, change and delete
+	// containers and tasks (access.Policy): root-equivalent.
+	AllowGroup bool `toml:"allow_group" comment:"let the socket's group (grpc.gid), not only root, create, update and delete containers and tasks: ROOT-EQUIVALENT, a container's spec is root on the host"`
 }
 
 // CRIConfig is the Kubernetes CRI image service, served on the socket.
@@ -288,7 +298,8 @@ func serve(cfg Config) error {
 		Jobs: jobs.Defaults{HostsDir: cfg.Registry.ConfigPath, MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
 			UnpackParallelism: cfg.UnpackParallelism, DiscardUnpackedLayers: cfg.DiscardUnpackedLayers},
 		CRI: server.CRIConfig{Disabled: cfg.CRI.Disabled, SandboxImage: cfg.CRI.SandboxImage, PinnedImages: cfg.CRI.PinnedImages,
-			PullProgressTimeout: pullTimeout, PullMinRate: minRate}})
+			PullProgressTimeout: pullTimeout, PullMinRate: minRate},
+		Access: access.Policy{AllowGroup: cfg.Runtime.AllowGroup}})
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func TestConfigDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"root = '/var/lib/strata'", "[grpc]", "address = ''", "state = '/run/strata'", "snapshotter = ''", "max_concurrent_downloads = 3", "[gc]", "config_path"} {
+	for _, key := range []string{"root = '/var/lib/strata'", "[grpc]", "address = ''", "state = '/run/strata'", "snapshotter = ''", "max_concurrent_downloads = 3", "[gc]", "config_path", "[runtime]", "allow_group = false"} {
 		if !strings.Contains(string(out), key) {
 			t.Fatalf("config default lacks %q:\n%s", key, out)
 		}

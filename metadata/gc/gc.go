@@ -19,6 +19,7 @@ const (
 	ResourceSnapshot
 	ResourceImage
 	ResourceLease
+	ResourceContainer
 )
 
 // String names the type as the CLI and logs show it.
@@ -34,6 +35,8 @@ func (t ResourceType) String() string {
 		return "image"
 	case ResourceLease:
 		return "lease"
+	case ResourceContainer:
+		return "container"
 	}
 	return "unknown"
 }

@@ -1,5 +1,5 @@
 // Package metadatatest holds the conformance suites of the metadata stores
-// (images, leases, namespaces) and of garbage collection. The embedded
+// (containers, images, leases, namespaces) and of garbage collection. The embedded
 // database runs them now; the gRPC client against a daemon runs the same
 // suites later with another Open.
 package metadatatest
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-oci/strata/containers"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/leases"
@@ -23,6 +24,7 @@ type Setup struct {
 	Images     images.Store
 	Leases     leases.Manager
 	Namespaces namespaces.Store
+	Containers containers.Store
 	GC         func(ctx context.Context, dryRun bool) (gc.Stats, error)
 }
 
