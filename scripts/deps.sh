@@ -12,6 +12,10 @@ have tar || need+=(tar)
 have docker-registry || need+=(docker-registry) # the real registry tests run
 have skopeo || need+=(skopeo)                   # an independent reader/writer of image archives
 have ctr || need+=(containerd)                  # its ctr client drives stratad; its daemon stays stopped
+have containerd-shim-runc-v2 || need+=(containerd) # the runtime v2 shim tasks run under (with runc)
+have runc || need+=(runc)
+# Tests build their busybox image from the static binary (nothing downloaded).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 have curl || need+=(curl)                       # make demo pushes its image with curl
 have python3 || need+=(python3)                 # make demo picks a free port
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -48,6 +48,8 @@ type Config struct {
 	// Access says who may create, change and delete containers and
 	// tasks; every service that does calls Access.MayRun.
 	Access access.Policy
+	// Runtime configures the tasks service (tasks.go).
+	Runtime RuntimeConfig
 }
 
 // Plugin describes one part of strata for introspection, in containerd's
@@ -91,6 +93,7 @@ type Server struct {
 	extraMetrics []func(io.Writer)
 
 	health *health.Server
+	tasks  *taskRuntime // tasks.go
 }
 
 // New returns a Server for st with every service strata serves.
@@ -133,6 +136,9 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	s.registerContainerd2()   // health, streaming, transfer (services/…)
 	// cri.go: the Kubernetes CRI, unless the config disables it.
 	if err := s.registerCRI(); err != nil {
+		return nil, err
+	}
+	if err := s.registerTasks(); err != nil { // tasks.go
 		return nil, err
 	}
 	return s, nil
@@ -208,6 +214,7 @@ func (s *Server) Stop(grace time.Duration) {
 		<-done
 	}
 	s.cancelJobs()
+	s.closeTasks() // tasks.go: the shims keep running
 }
 
 // withNamespace puts the namespace and the lease of the call's metadata on

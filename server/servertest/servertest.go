@@ -39,22 +39,32 @@ func Start(t testing.TB) *Daemon {
 	return StartWith(t, server.Config{})
 }
 
+// StartTasks is Start with the tasks service: task bundles under the
+// socket's temporary directory. The test must delete its tasks.
+func StartTasks(t testing.TB) *Daemon {
+	t.Helper()
+	return StartWith(t, server.Config{Runtime: server.RuntimeConfig{State: "runtime"}})
+}
+
 // StartWith is Start with a server configuration (its UUID and Version
 // are the tests' own).
 func StartWith(t testing.TB, cfg server.Config) *Daemon {
 	t.Helper()
 	st, _ := storetest.Open(t)
 	cfg.UUID, cfg.Version = "00000000-0000-4000-8000-000000000000", "test"
-	srv, err := server.New(st, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir, err := os.MkdirTemp("", "strata-sock")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	sock := filepath.Join(dir, "strata.sock")
+	if cfg.Runtime.State == "runtime" {
+		cfg.Runtime = server.RuntimeConfig{State: filepath.Join(dir, "runtime"), Address: sock}
+	}
+	srv, err := server.New(st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)

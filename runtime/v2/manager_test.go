@@ -1,0 +1,277 @@
+package v2
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	apievents "github.com/containerd/containerd/api/events"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/namespaces"
+)
+
+// testSpec is a minimal OCI spec running args in the bundle's rootfs.
+func testSpec(t testing.TB, args ...string) *anypb.Any {
+	t.Helper()
+	s := specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}},
+		Root:    &specs.Root{Path: "rootfs"},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}}},
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec", Value: b}
+}
+
+type env struct {
+	m      *Manager
+	events chan *types.Envelope
+	state  string
+	addr   string
+}
+
+func requireShim(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("running tasks needs root")
+	}
+	if _, err := resolveBinary("io.containerd.runc.v2", ""); err != nil {
+		t.Fatalf("%v (install Debian's containerd: scripts/deps.sh)", err)
+	}
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	requireShim(t)
+	dir, err := os.MkdirTemp("", "strata-rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e := &env{events: make(chan *types.Envelope, 100), state: filepath.Join(dir, "state"), addr: filepath.Join(dir, "s.sock")}
+	e.m = e.open(t)
+	return e
+}
+
+func (e *env) open(t *testing.T) *Manager {
+	m, err := New(Config{State: e.state, Address: e.addr, Logger: testutil.Logger(t),
+		Events: func(ctx context.Context, env *types.Envelope) error { e.events <- env; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// waitEvent returns the next event on topic, failing after a minute.
+func (e *env) waitEvent(t *testing.T, topic string) *types.Envelope {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case env := <-e.events:
+			if env.Topic == topic {
+				return env
+			}
+		case <-deadline:
+			t.Fatalf("no %s event", topic)
+		}
+	}
+}
+
+// busyboxMounts is a bind mount of a busybox tree, the rootfs of a task.
+func busyboxMounts(t *testing.T) []*types.Mount {
+	dir := t.TempDir()
+	testutil.BusyboxRootfs(t, dir)
+	return []*types.Mount{{Type: "bind", Source: dir, Options: []string{"rbind", "rw"}}}
+}
+
+// shimPid asks a task's shim for its pid, and makes sure the shim ends
+// with the test (it was started by the test).
+func shimPid(t *testing.T, task *Task) int {
+	t.Helper()
+	c, err := task.API().Connect(context.Background(), &taskapi.ConnectRequest{ID: task.ID})
+	if err != nil {
+		t.Fatalf("shim pid: %v", err)
+	}
+	pid := int(c.ShimPid)
+	t.Cleanup(func() {
+		if unix.Kill(pid, 0) == nil {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	})
+	return pid
+}
+
+// waitGone waits for a process to end (the shim's exit after Shutdown).
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	for i := 0; i < 600; i++ {
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			return
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
+			return // ended; its parent (init) reaps it
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("process %d still runs", pid)
+}
+
+// checkClean fails when a bundle or a mount of e's state is left.
+func (e *env) checkClean(t *testing.T) {
+	t.Helper()
+	left, err := mount.Under(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("mounts left: %v", left)
+		mount.UnmountUnder(e.state)
+	}
+	filepath.WalkDir(e.state, func(p string, d os.DirEntry, err error) error {
+		if p != e.state && err == nil {
+			t.Errorf("left in the state directory: %s", p)
+		}
+		return nil
+	})
+}
+
+func TestRunTask(t *testing.T) {
+	e := newEnv(t)
+	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
+	out := filepath.Join(t.TempDir(), "out")
+	task, err := e.m.Create(ctx, CreateOpts{ID: "echo", Runtime: "io.containerd.runc.v2",
+		Spec: testSpec(t, "sh", "-c", "echo hi; exit 3"), Rootfs: busyboxMounts(t), Stdout: "file://" + out, Stderr: "file://" + out + ".err"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := shimPid(t, task)
+	if task.Version != 2 {
+		t.Errorf("task API v%d, want v2 from containerd 1.6's shim", task.Version)
+	}
+	e.waitEvent(t, "/tasks/create")
+	if _, err := task.API().Start(ctx, &taskapi.StartRequest{ID: "echo"}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvent(t, "/tasks/start")
+	w, err := task.API().Wait(ctx, &taskapi.WaitRequest{ID: "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.ExitStatus != 3 {
+		t.Errorf("exit status %d, want 3", w.ExitStatus)
+	}
+	exit := e.waitEvent(t, "/tasks/exit")
+	var ev apievents.TaskExit
+	if err := exit.Event.UnmarshalTo(&ev); err != nil || ev.ExitStatus != 3 || exit.Namespace != "strata-test" {
+		t.Errorf("exit event %v (%v) in %q, want status 3 in strata-test", &ev, err, exit.Namespace)
+	}
+	st, err := task.API().State(ctx, &taskapi.StateRequest{ID: "echo"})
+	if err != nil || st.Status != tasktypes.Status_STOPPED {
+		t.Errorf("State = %v, %v; want STOPPED", st, err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "hi\n" {
+		t.Errorf("stdout %q, want hi", b)
+	}
+	d, err := e.m.Delete(ctx, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.ExitStatus != 3 {
+		t.Errorf("Delete: exit status %d, want 3", d.ExitStatus)
+	}
+	e.waitEvent(t, "/tasks/delete")
+	waitGone(t, pid)
+	if _, err := e.m.Get(ctx, "echo"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Get after Delete: %v, want not found", err)
+	}
+	e.checkClean(t)
+}
+
+func TestCreateFails(t *testing.T) {
+	e := newEnv(t)
+	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
+	bad := testSpec(t, "sh")
+	var s specs.Spec
+	json.Unmarshal(bad.Value, &s)
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
+	bad.Value, _ = json.Marshal(s)
+	for _, tc := range []struct {
+		name string
+		o    CreateOpts
+		want error
+		msg  string
+	}{
+		{"shim not installed", CreateOpts{ID: "a", Runtime: "io.containerd.nosuch.v1", Spec: testSpec(t, "true")}, errdefs.ErrNotFound, "containerd-shim-nosuch-v1"},
+		{"bad runtime name", CreateOpts{ID: "a", Runtime: "runc", Spec: testSpec(t, "true")}, errdefs.ErrInvalidArgument, "runc"},
+		{"no spec", CreateOpts{ID: "a", Runtime: "io.containerd.runc.v2"}, errdefs.ErrInvalidArgument, "spec"},
+		{"bad id", CreateOpts{ID: "../a", Runtime: "io.containerd.runc.v2", Spec: testSpec(t, "true")}, errdefs.ErrInvalidArgument, "../a"},
+		{"spec runc rejects", CreateOpts{ID: "bogus", Runtime: "io.containerd.runc.v2", Spec: bad, Rootfs: busyboxMounts(t)}, nil, "bogus"},
+		{"rootfs gone", CreateOpts{ID: "gone", Runtime: "io.containerd.runc.v2", Spec: testSpec(t, "true"),
+			Rootfs: []*types.Mount{{Type: "bind", Source: "/nonexistent/strata", Options: []string{"rbind"}}}}, nil, "gone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.m.Create(ctx, tc.o)
+			if err == nil {
+				e.m.Delete(ctx, tc.o.ID)
+				t.Fatal("Create succeeded")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("Create: %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("Create: %v, want it to name %q", err, tc.msg)
+			}
+			t.Logf("Create: %v", err)
+			e.checkClean(t)
+		})
+	}
+}
+
+func TestParseBootstrap(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     Bootstrap
+		err      bool
+	}{
+		{"plain", "unix:///run/containerd/s/abc\n", Bootstrap{2, "unix:///run/containerd/s/abc", "ttrpc"}, false},
+		{"json v3", `{"version":3,"address":"unix:///x","protocol":"ttrpc"}`, Bootstrap{3, "unix:///x", "ttrpc"}, false},
+		{"json v2", `{"version":2,"address":"unix:///x","protocol":"ttrpc"}`, Bootstrap{2, "unix:///x", "ttrpc"}, false},
+		{"protobuf", "\x08\x03\x12\x09unix:///x\x1a\x05ttrpc", Bootstrap{3, "unix:///x", "ttrpc"}, false},
+		{"too new", `{"version":4,"address":"unix:///x","protocol":"ttrpc"}`, Bootstrap{}, true},
+		{"grpc", `{"version":3,"address":"unix:///x","protocol":"grpc"}`, Bootstrap{}, true},
+		{"empty", "", Bootstrap{}, true},
+		{"garbage", "\xff\xfe", Bootstrap{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseBootstrap([]byte(tc.in))
+			if (err != nil) != tc.err || (!tc.err && got != tc.want) {
+				t.Errorf("parseBootstrap(%q) = %v, %v; want %v (error %v)", tc.in, got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
