@@ -1,0 +1,540 @@
+// Package buildkit builds Dockerfiles with BuildKit's containerd worker
+// (buildkitd and buildctl v0.35.0, which scripts/testtools.sh builds from
+// the Go module proxy) against a real stratad, and checks the result in
+// strata's store: the image complete, unpacked, and the files the build
+// steps wrote in its layers. BuildKit is the client here: it pulls the base
+// image through stratad's content, images and leases services, unpacks it
+// through the snapshots and diff services, runs RUN steps through the
+// containers and tasks services, and stores what it built through all of
+// them. Nothing is downloaded: the base image is Debian's static busybox,
+// pushed by the test to a registry on 127.0.0.1.
+package buildkit
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	containersapi "github.com/containerd/containerd/api/services/containers/v1"
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
+	grpcmd "google.golang.org/grpc/metadata"
+
+	"github.com/strata-oci/strata/archive"
+	"github.com/strata-oci/strata/client"
+	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/internal/testutil"
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/snapshots"
+)
+
+const (
+	buildkitVersion = "v0.35.0"
+	// namespace is the containerd worker's default, where BuildKit keeps
+	// what it pulls and builds.
+	namespace   = "buildkit"
+	snapshotter = "overlayfs"
+)
+
+// stratadBin is the stratad built once for the whole run.
+var stratadBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	// STRATA_TEST_STRATAD runs the tests against another build.
+	if bin := os.Getenv("STRATA_TEST_STRATAD"); bin != "" {
+		stratadBin = bin
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "stratad-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	stratadBin = filepath.Join(dir, "stratad")
+	build := exec.Command("go", "build", "-o", stratadBin, "./cmd/stratad")
+	build.Dir = filepath.Join("..", "..")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build stratad:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// env is a stratad, a registry holding the busybox base image and a
+// buildkitd whose only worker is containerd's, on stratad's socket.
+type env struct {
+	dir      string
+	registry *testutil.Registry
+	base     string // the busybox image's reference
+	conn     *grpc.ClientConn
+	buildctl string
+	bkAddr   string
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("stratad's overlayfs snapshots and BuildKit's mounts need root: run as root")
+	}
+	e := &env{dir: t.TempDir()}
+	e.registry = testutil.StartRegistry(t, testutil.RegistryConfig{})
+	e.base = pushBusybox(t, e.registry.Host, "busybox", "1")
+	sock := startStratad(t, e.dir)
+	conn, err := client.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.conn = conn
+	e.buildctl = testutil.Tool(t, "buildctl", buildkitVersion)
+	e.bkAddr = startBuildkitd(t, e.dir, sock, e.registry.Host, e.buildctl)
+	return e
+}
+
+// startStratad runs stratad on a fresh store under dir and returns its
+// socket. Cleanup stops it (SIGTERM, by PID) and waits for it.
+func startStratad(t *testing.T, dir string) string {
+	t.Helper()
+	root := filepath.Join(dir, "stratad")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(root, "s.sock")
+	cfg := filepath.Join(root, "stratad.toml")
+	body := fmt.Sprintf("root = %q\nstate = %q\nsnapshotter = %q\n[grpc]\naddress = %q\n[log]\nlevel = \"info\"\n",
+		filepath.Join(root, "store"), filepath.Join(root, "state"), snapshotter, sock)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(root, "stratad.log")
+	cmd := exec.Command(stratadBin, "--config", cfg)
+	stop := startProcess(t, cmd, logPath)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("stop stratad: %v", err)
+		}
+		if t.Failed() {
+			logTail(t, "stratad", logPath)
+		}
+		// Shims outlive stratad on purpose (a restart reconnects to them),
+		// but a build leaves no task: no shim of this stratad's and no
+		// mount of its may be left.
+		for _, pid := range shimsOf(t, sock) {
+			t.Errorf("shim pid %d of stratad's %s is left after the test: killed", pid, sock)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		left, err := mount.Under(root)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if len(left) > 0 {
+			t.Errorf("stratad left mounts behind: %v", left)
+			for _, p := range left {
+				if err := mount.Unmount(p, syscall.MNT_DETACH); err != nil {
+					t.Errorf("unmount %s: %v", p, err)
+				}
+			}
+		}
+	})
+	waitFor(t, "stratad", logPath, cmd, func() error {
+		c, err := client.Dial(sock)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = client.NewImageStore(c).List(namespaces.WithNamespace(context.Background(), "default"))
+		return err
+	})
+	return sock
+}
+
+// shimsOf returns the PIDs of the processes started with -address sock:
+// the runtime v2 shims of the stratad serving sock.
+func shimsOf(t *testing.T, sock string) []int {
+	t.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		args := strings.Split(string(b), "\x00")
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-address" && args[i+1] == sock {
+				pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+				if err == nil {
+					pids = append(pids, pid)
+				}
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// startBuildkitd runs buildkitd with only the containerd worker, on
+// stratad's socket, its state under dir, and returns its address. Cleanup
+// stops it by PID and fails the test if it left a mount behind.
+func startBuildkitd(t *testing.T, dir, stratadSock, registryHost, buildctl string) string {
+	t.Helper()
+	bin := testutil.Tool(t, "buildkitd", buildkitVersion)
+	bkDir := filepath.Join(dir, "buildkit")
+	// BuildKit mounts snapshots in temporary directories (COPY, the
+	// exporter): TMPDIR keeps them where the cleanup looks.
+	tmp := filepath.Join(bkDir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(bkDir, "buildkitd.toml")
+	body := fmt.Sprintf(`[worker.oci]
+  enabled = false
+[worker.containerd]
+  enabled = true
+  address = %q
+  namespace = %q
+  snapshotter = %q
+  gc = false
+[registry.%q]
+  http = true
+  insecure = true
+`, stratadSock, namespace, snapshotter, registryHost)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := "unix://" + filepath.Join(bkDir, "bk.sock")
+	logPath := filepath.Join(bkDir, "buildkitd.log")
+	cmd := exec.Command(bin, "--config", cfg, "--root", filepath.Join(bkDir, "root"), "--addr", addr,
+		"--oci-worker=false", "--containerd-worker=true", "--containerd-worker-addr", stratadSock,
+		"--containerd-worker-net=host", "--debug")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	stop := startProcess(t, cmd, logPath)
+	t.Cleanup(func() {
+		// buildkitd ends with status 1 on SIGTERM ("got SIGTERM/SIGINT,
+		// forcing shutdown" is the cause of its cancelled context).
+		var ee *exec.ExitError
+		if err := stop(); err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
+			t.Errorf("stop buildkitd: %v", err)
+		}
+		if t.Failed() {
+			logTail(t, "buildkitd", logPath)
+		}
+		left, err := mount.Under(bkDir)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if len(left) > 0 {
+			t.Errorf("buildkitd left mounts behind: %v", left)
+			for _, p := range left {
+				if err := mount.Unmount(p, syscall.MNT_DETACH); err != nil {
+					t.Errorf("unmount %s: %v", p, err)
+				}
+			}
+		}
+	})
+	waitFor(t, "buildkitd", logPath, cmd, func() error {
+		out, err := exec.Command(buildctl, "--addr", addr, "debug", "workers").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("buildctl debug workers: %w: %s", err, out)
+		}
+		// A header line, then one per worker.
+		if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) < 2 {
+			return fmt.Errorf("buildctl debug workers lists no worker yet: %s", out)
+		}
+		return nil
+	})
+	return addr
+}
+
+// startProcess starts cmd with its output in logPath and returns a stop
+// function: SIGTERM by PID, then SIGKILL if it has not exited after a
+// minute (a hang guard, not a timed assertion), and wait.
+func startProcess(t *testing.T, cmd *exec.Cmd, logPath string) func() error {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logf.Close() }()
+	var stopped bool
+	var stopErr error
+	return func() error {
+		if stopped {
+			return stopErr
+		}
+		stopped = true
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			stopErr = err
+			return err
+		}
+		select {
+		case err := <-exited:
+			stopErr = err
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			<-exited
+			stopErr = fmt.Errorf("%s did not exit within a minute of SIGTERM: killed", filepath.Base(cmd.Path))
+		}
+		return stopErr
+	}
+}
+
+// waitFor polls ready until it succeeds, failing the test if the process
+// exits first or nothing answers within two minutes (a hang guard).
+func waitFor(t *testing.T, name, logPath string, cmd *exec.Cmd, ready func() error) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := ready()
+		if err == nil {
+			return
+		}
+		if cmd.ProcessState != nil || (cmd.Process != nil && cmd.Process.Signal(syscall.Signal(0)) != nil) {
+			logTail(t, name, logPath)
+			t.Fatalf("%s exited before serving: %v", name, err)
+		}
+		if time.Now().After(deadline) {
+			logTail(t, name, logPath)
+			t.Fatalf("%s did not serve within two minutes: %v", name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func logTail(t *testing.T, name, path string) {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	if len(b) > 16000 {
+		b = b[len(b)-16000:]
+	}
+	t.Logf("%s log (%s):\n%s", name, path, b)
+}
+
+// build runs buildctl build of a Dockerfile with a context holding files,
+// storing the result in stratad's store as name (unpacked), and returns
+// buildctl's output.
+func (e *env) build(t *testing.T, name, dockerfile string, files map[string]string) {
+	t.Helper()
+	ctxDir := filepath.Join(t.TempDir(), "context")
+	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range files {
+		if err := os.WriteFile(filepath.Join(ctxDir, p), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(e.buildctl, "--addr", e.bkAddr, "build", "--progress", "plain",
+		"--frontend", "dockerfile.v0", "--local", "context="+ctxDir, "--local", "dockerfile="+ctxDir,
+		"--output", "type=image,name="+name+",unpack=true")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("buildctl build %s: %v\n%s", name, err, out)
+	}
+	t.Logf("buildctl build %s:\n%s", name, out)
+}
+
+// built is what the store holds of an image BuildKit built.
+type built struct {
+	target ocispec.Descriptor
+	config ocispec.Image
+	// layers are the manifest's layers, each read as name → content
+	// (directories as "dir/", symlinks as "-> target").
+	layers []map[string]string
+}
+
+// check asserts that name is in stratad's store, complete (images.Check),
+// unpacked (the committed snapshot of its chain ID exists), and returns it
+// with its layers read.
+func (e *env) check(t *testing.T, name string) built {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), namespace)
+	img, err := client.NewImageStore(e.conn).Get(ctx, name)
+	if err != nil {
+		t.Fatalf("image %s after the build: %v", name, err)
+	}
+	cs := client.NewContentStore(e.conn)
+	statuses, err := images.Check(ctx, cs, nil, img.Target)
+	if err != nil {
+		t.Fatalf("Check(%s) = %v", name, err)
+	}
+	if len(statuses) != 1 {
+		t.Fatalf("Check(%s) found %d platforms, want 1: %+v", name, len(statuses), statuses)
+	}
+	if st := statuses[0]; !st.Complete() || len(st.Missing) > 0 {
+		t.Fatalf("Check(%s) = %d of %d blobs, missing %v: want complete", name, st.Present, st.Needed, st.Missing)
+	}
+	manifest, err := images.ReadManifest(ctx, cs, statuses[0].Manifest)
+	if err != nil {
+		t.Fatalf("manifest of %s: %v", name, err)
+	}
+	var b built
+	b.target = img.Target
+	cb, err := content.ReadBlob(ctx, cs, manifest.Config, 1<<20)
+	if err != nil {
+		t.Fatalf("config of %s: %v", name, err)
+	}
+	if err := json.Unmarshal(cb, &b.config); err != nil {
+		t.Fatalf("config of %s: %v", name, err)
+	}
+	if len(b.config.RootFS.DiffIDs) != len(manifest.Layers) {
+		t.Fatalf("%s: config lists %d diff IDs for %d layers", name, len(b.config.RootFS.DiffIDs), len(manifest.Layers))
+	}
+	chainID := identity.ChainID(b.config.RootFS.DiffIDs)
+	info, err := client.NewSnapshotter(e.conn, snapshotter).Stat(ctx, chainID.String())
+	if err != nil {
+		t.Fatalf("%s is not unpacked: snapshot %s: %v", name, chainID, err)
+	}
+	if info.Kind != snapshots.KindCommitted {
+		t.Fatalf("snapshot %s of %s is %v, want committed", chainID, name, info.Kind)
+	}
+	for _, l := range manifest.Layers {
+		b.layers = append(b.layers, readLayer(ctx, t, cs, l))
+	}
+	return b
+}
+
+func readLayer(ctx context.Context, t *testing.T, p content.Provider, desc ocispec.Descriptor) map[string]string {
+	t.Helper()
+	ra, err := p.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatalf("layer %s: %v", desc.Digest, err)
+	}
+	defer ra.Close()
+	rc, _, err := archive.DecompressStream(io.NewSectionReader(ra, 0, ra.Size()))
+	if err != nil {
+		t.Fatalf("layer %s: %v", desc.Digest, err)
+	}
+	defer rc.Close()
+	out := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("layer %s: %v", desc.Digest, err)
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		switch h.Typeflag {
+		case tar.TypeDir:
+			out[strings.TrimSuffix(name, "/")+"/"] = ""
+		case tar.TypeSymlink:
+			out[name] = "-> " + h.Linkname
+		default:
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatalf("layer %s: %s: %v", desc.Digest, name, err)
+			}
+			out[name] = string(data)
+		}
+	}
+}
+
+// TestCopy builds FROM the registry's busybox and COPY: no container runs,
+// so it exercises the content, images, leases, snapshots, diff and
+// introspection services with BuildKit as the client.
+func TestCopy(t *testing.T) {
+	e := setup(t)
+	name := e.registry.Host + "/built:copy"
+	e.build(t, name, "FROM "+e.base+"\nCOPY hello.txt /hello.txt\n", map[string]string{"hello.txt": "hello from the context\n"})
+	b := e.check(t, name)
+	if len(b.layers) != 2 {
+		t.Fatalf("%s has %d layers, want busybox's and COPY's", name, len(b.layers))
+	}
+	if got := b.layers[0]["bin/sh"]; got != "-> busybox" {
+		t.Errorf("base layer bin/sh = %q, want -> busybox", got)
+	}
+	if got := b.layers[1]["hello.txt"]; got != "hello from the context\n" {
+		t.Errorf("top layer hello.txt = %q (layer: %v)", got, keys(b.layers[1]))
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestRun builds FROM, COPY and RUN: BuildKit runs the RUN step as a
+// container and a task of stratad's (runc under containerd's shim), on a
+// snapshot of stratad's, and commits what it wrote as a layer.
+func TestRun(t *testing.T) {
+	e := setup(t)
+	name := e.registry.Host + "/built:run"
+	dockerfile := "FROM " + e.base + "\n" +
+		"COPY hello.txt /hello.txt\n" +
+		"RUN cat /hello.txt > /ran.txt && echo \"ran as $(id -u) in $(pwd)\" >> /ran.txt\n"
+	e.build(t, name, dockerfile, map[string]string{"hello.txt": "hello from the context\n"})
+	b := e.check(t, name)
+	if len(b.layers) != 3 {
+		t.Fatalf("%s has %d layers, want busybox's, COPY's and RUN's", name, len(b.layers))
+	}
+	if got := b.layers[1]["hello.txt"]; got != "hello from the context\n" {
+		t.Errorf("COPY's layer hello.txt = %q (layer: %v)", got, keys(b.layers[1]))
+	}
+	if got, want := b.layers[2]["ran.txt"], "hello from the context\nran as 0 in /\n"; got != want {
+		t.Errorf("RUN's layer ran.txt = %q, want %q (layer: %v)", got, want, keys(b.layers[2]))
+	}
+	// BuildKit removes the containers it ran; stratad must have let it.
+	e.noContainers(t)
+}
+
+// noContainers fails the test if BuildKit's namespace still has a
+// container (and so a task, a shim, a bundle) after a build.
+func (e *env) noContainers(t *testing.T) {
+	t.Helper()
+	ctx := grpcmd.AppendToOutgoingContext(context.Background(), "containerd-namespace", namespace)
+	resp, err := containersapi.NewContainersClient(e.conn).List(ctx, &containersapi.ListContainersRequest{})
+	if err != nil {
+		t.Fatalf("list containers: %v", err)
+	}
+	for _, c := range resp.Containers {
+		t.Errorf("container %s is left after the build (runtime %s, snapshot %s)", c.ID, c.Runtime.GetName(), c.SnapshotKey)
+	}
+	tasks, err := tasksapi.NewTasksClient(e.conn).List(ctx, &tasksapi.ListTasksRequest{})
+	if err != nil {
+		t.Fatalf("list tasks: %v", err)
+	}
+	for _, p := range tasks.Tasks {
+		t.Errorf("task %s (pid %d, %v) is left after the build", p.ID, p.Pid, p.Status)
+	}
+}
