@@ -99,7 +99,7 @@ func setup(t *testing.T) *env {
 	}
 	e := &env{dir: t.TempDir()}
 	e.registry = testutil.StartRegistry(t, testutil.RegistryConfig{})
-	e.base = pushBusybox(t, e.registry.Host, "busybox", "1")
+	e.base = testutil.PushBusybox(t, e.registry.Host, "busybox", "1")
 	sock := startStratad(t, e.dir)
 	conn, err := client.Dial(sock)
 	if err != nil {
@@ -478,8 +478,8 @@ func TestCopy(t *testing.T) {
 	if len(b.layers) != 2 {
 		t.Fatalf("%s has %d layers, want busybox's and COPY's", name, len(b.layers))
 	}
-	if got := b.layers[0]["bin/sh"]; got != "-> busybox" {
-		t.Errorf("base layer bin/sh = %q, want -> busybox", got)
+	if got := b.layers[0]["bin/sh"]; got != "-> /bin/busybox" {
+		t.Errorf("base layer bin/sh = %q, want -> /bin/busybox", got)
 	}
 	if got := b.layers[1]["hello.txt"]; got != "hello from the context\n" {
 		t.Errorf("top layer hello.txt = %q (layer: %v)", got, keys(b.layers[1]))
