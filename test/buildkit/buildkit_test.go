@@ -28,6 +28,7 @@ import (
 
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
@@ -36,6 +37,7 @@ import (
 	"github.com/strata-oci/strata/archive"
 	"github.com/strata-oci/strata/client"
 	"github.com/strata-oci/strata/content"
+	"github.com/strata-oci/strata/content/local"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/internal/testutil"
 	"github.com/strata-oci/strata/mount"
@@ -343,9 +345,15 @@ func logTail(t *testing.T, name, path string) {
 }
 
 // build runs buildctl build of a Dockerfile with a context holding files,
-// storing the result in stratad's store as name (unpacked), and returns
-// buildctl's output.
+// storing the result in stratad's store as name (unpacked).
 func (e *env) build(t *testing.T, name, dockerfile string, files map[string]string) {
+	t.Helper()
+	e.buildctlBuild(t, dockerfile, files, "--output", "type=image,name="+name+",unpack=true")
+}
+
+// buildctlBuild runs buildctl build of a Dockerfile with a context holding
+// files and the extra arguments (outputs, caches), and returns its output.
+func (e *env) buildctlBuild(t *testing.T, dockerfile string, files map[string]string, args ...string) string {
 	t.Helper()
 	ctxDir := filepath.Join(t.TempDir(), "context")
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
@@ -359,14 +367,14 @@ func (e *env) build(t *testing.T, name, dockerfile string, files map[string]stri
 	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(e.buildctl, "--addr", e.bkAddr, "build", "--progress", "plain",
-		"--frontend", "dockerfile.v0", "--local", "context="+ctxDir, "--local", "dockerfile="+ctxDir,
-		"--output", "type=image,name="+name+",unpack=true")
+	cmd := exec.Command(e.buildctl, append([]string{"--addr", e.bkAddr, "build", "--progress", "plain",
+		"--frontend", "dockerfile.v0", "--local", "context=" + ctxDir, "--local", "dockerfile=" + ctxDir}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("buildctl build %s: %v\n%s", name, err, out)
+		t.Fatalf("buildctl build %v: %v\n%s", args, err, out)
 	}
-	t.Logf("buildctl build %s:\n%s", name, out)
+	t.Logf("buildctl build %v:\n%s", args, out)
+	return string(out)
 }
 
 // built is what the store holds of an image BuildKit built.
@@ -518,6 +526,26 @@ func TestRun(t *testing.T) {
 	e.noContainers(t)
 }
 
+// empty fails the test if BuildKit's namespace holds a snapshot or a blob.
+func (e *env) empty(t *testing.T) {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), namespace)
+	err := client.NewSnapshotter(e.conn, snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		t.Errorf("snapshot %s (%v, parent %q) is left after a prune of everything", info.Name, info.Kind, info.Parent)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = client.NewContentStore(e.conn).Walk(ctx, func(info content.Info) error {
+		t.Errorf("blob %s (%d bytes, labels %v) is left after a prune of everything", info.Digest, info.Size, info.Labels)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // noContainers fails the test if BuildKit's namespace still has a
 // container (and so a task, a shim, a bundle) after a build.
 func (e *env) noContainers(t *testing.T) {
@@ -537,4 +565,111 @@ func (e *env) noContainers(t *testing.T) {
 	for _, p := range tasks.Tasks {
 		t.Errorf("task %s (pid %d, %v) is left after the build", p.ID, p.Pid, p.Status)
 	}
+}
+
+// TestOCIOutputAndCache exports a build as an OCI layout tar and its cache
+// to a directory, both read from stratad's content store; prunes
+// BuildKit's cache (its leases and snapshots in stratad go); then builds
+// again from the imported cache, whose blobs BuildKit writes into
+// stratad's content store and unpacks there: the RUN step is not run
+// again, and the layer it wrote the first time comes back.
+func TestOCIOutputAndCache(t *testing.T) {
+	e := setup(t)
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	dockerfile := "FROM " + e.base + "\n" +
+		"COPY hello.txt /hello.txt\n" +
+		"RUN cat /proc/sys/kernel/random/uuid > /stamp\n"
+	files := map[string]string{"hello.txt": "hello from the context\n"}
+
+	first := filepath.Join(dir, "first.tar")
+	e.buildctlBuild(t, dockerfile, files, "--output", "type=oci,dest="+first, "--export-cache", "type=local,mode=max,dest="+cache)
+	layers := readOCILayout(t, first)
+	stamp := layers[len(layers)-1]["stamp"]
+	if len(stamp) != 37 {
+		t.Fatalf("RUN's layer stamp = %q, want a UUID (layer: %v)", stamp, keys(layers[len(layers)-1]))
+	}
+
+	out, err := exec.Command(e.buildctl, "--addr", e.bkAddr, "prune", "--all").CombinedOutput()
+	if err != nil {
+		t.Fatalf("buildctl prune --all: %v\n%s", err, out)
+	}
+	t.Logf("buildctl prune --all:\n%s", out)
+	// BuildKit ends a prune with a lease deleted synchronously: stratad's
+	// collection has run, and with no image and no cache record left,
+	// nothing of BuildKit's namespace may remain.
+	e.empty(t)
+
+	second := filepath.Join(dir, "second.tar")
+	log := e.buildctlBuild(t, dockerfile, files, "--output", "type=oci,dest="+second, "--import-cache", "type=local,src="+cache)
+	layers = readOCILayout(t, second)
+	if got := layers[len(layers)-1]["stamp"]; got != stamp {
+		t.Errorf("RUN's layer from the imported cache: stamp = %q, want the first build's %q", got, stamp)
+	}
+	if !strings.Contains(log, "CACHED") {
+		t.Errorf("the second build ran every step again: the imported cache was not used")
+	}
+	e.noContainers(t)
+}
+
+// readOCILayout extracts an OCI image layout tar, verifies every blob
+// against its name, checks that the one image it lists is complete, and
+// returns its layers read.
+func readOCILayout(t *testing.T, tarPath string) []map[string]string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "layout")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-xf", tarPath, "-C", dir).CombinedOutput(); err != nil {
+		t.Fatalf("tar -xf %s: %v\n%s", tarPath, err, out)
+	}
+	blobs, err := filepath.Glob(filepath.Join(dir, "blobs", "sha256", "*"))
+	if err != nil || len(blobs) == 0 {
+		t.Fatalf("%s holds no blobs (%v)", tarPath, err)
+	}
+	for _, b := range blobs {
+		f, err := os.Open(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := digest.SHA256.FromReader(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Encoded() != filepath.Base(b) {
+			t.Fatalf("%s: blob %s has digest %s", tarPath, filepath.Base(b), d)
+		}
+	}
+	var idx ocispec.Index
+	ib, err := os.ReadFile(filepath.Join(dir, ocispec.ImageIndexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(ib, &idx); err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("%s: index.json = %s (%v), want one image", tarPath, ib, err)
+	}
+	// The layout's blobs/sha256/<hex> is a content store's layout.
+	cs, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	statuses, err := images.Check(ctx, cs, nil, idx.Manifests[0])
+	if err != nil {
+		t.Fatalf("Check(%s) = %v", tarPath, err)
+	}
+	if len(statuses) != 1 || !statuses[0].Complete() {
+		t.Fatalf("Check(%s) = %+v, want one complete platform", tarPath, statuses)
+	}
+	m, err := images.ReadManifest(ctx, cs, statuses[0].Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layers []map[string]string
+	for _, l := range m.Layers {
+		layers = append(layers, readLayer(ctx, t, cs, l))
+	}
+	return layers
 }
