@@ -355,6 +355,17 @@ func (e *env) build(t *testing.T, name, dockerfile string, files map[string]stri
 // files and the extra arguments (outputs, caches), and returns its output.
 func (e *env) buildctlBuild(t *testing.T, dockerfile string, files map[string]string, args ...string) string {
 	t.Helper()
+	out, err := e.tryBuild(t, dockerfile, files, args...)
+	if err != nil {
+		t.Fatalf("buildctl build %v: %v\n%s", args, err, out)
+	}
+	t.Logf("buildctl build %v:\n%s", args, out)
+	return out
+}
+
+// tryBuild is buildctlBuild that returns buildctl's failure.
+func (e *env) tryBuild(t *testing.T, dockerfile string, files map[string]string, args ...string) (string, error) {
+	t.Helper()
 	ctxDir := filepath.Join(t.TempDir(), "context")
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -370,11 +381,7 @@ func (e *env) buildctlBuild(t *testing.T, dockerfile string, files map[string]st
 	cmd := exec.Command(e.buildctl, append([]string{"--addr", e.bkAddr, "build", "--progress", "plain",
 		"--frontend", "dockerfile.v0", "--local", "context=" + ctxDir, "--local", "dockerfile=" + ctxDir}, args...)...)
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("buildctl build %v: %v\n%s", args, err, out)
-	}
-	t.Logf("buildctl build %v:\n%s", args, out)
-	return string(out)
+	return string(out), err
 }
 
 // built is what the store holds of an image BuildKit built.
@@ -565,6 +572,27 @@ func (e *env) noContainers(t *testing.T) {
 	for _, p := range tasks.Tasks {
 		t.Errorf("task %s (pid %d, %v) is left after the build", p.ID, p.Pid, p.Status)
 	}
+}
+
+// TestRunFails builds a RUN step whose command fails: buildctl reports the
+// command's exit status, which came from the shim through stratad's tasks
+// service, and BuildKit's container, task, shim and mounts are gone.
+func TestRunFails(t *testing.T) {
+	e := setup(t)
+	out, err := e.tryBuild(t, "FROM "+e.base+"\nRUN echo before the failure && exit 3\n", nil,
+		"--output", "type=image,name="+e.registry.Host+"/built:fails")
+	if err == nil {
+		t.Fatalf("buildctl build of RUN exit 3 succeeded:\n%s", out)
+	}
+	t.Logf("buildctl build:\n%s", out)
+	if !strings.Contains(out, "exit code: 3") || !strings.Contains(out, "before the failure") {
+		t.Errorf("buildctl build of RUN exit 3 = %v, want the step's output and exit code: 3:\n%s", err, out)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), namespace)
+	if _, err := client.NewImageStore(e.conn).Get(ctx, e.registry.Host+"/built:fails"); err == nil {
+		t.Errorf("a failed build stored an image")
+	}
+	e.noContainers(t)
 }
 
 // TestOCIOutputAndCache exports a build as an OCI layout tar and its cache
