@@ -28,6 +28,7 @@ import (
 
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -700,4 +701,78 @@ func readOCILayout(t *testing.T, tarPath string) []map[string]string {
 		layers = append(layers, readLayer(ctx, t, cs, l))
 	}
 	return layers
+}
+
+// TestCancelledRun kills buildctl while a RUN step runs: BuildKit cancels
+// the build, kills the task through stratad and deletes its container;
+// stratad must end with no container, task, shim or mount of the build.
+func TestCancelledRun(t *testing.T) {
+	e := setup(t)
+	ctxDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+e.base+"\nRUN sleep 3600\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(e.buildctl, "--addr", e.bkAddr, "build", "--progress", "plain", "--frontend", "dockerfile.v0",
+		"--local", "context="+ctxDir, "--local", "dockerfile="+ctxDir)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		exited <- nil
+	})
+
+	ctx := grpcmd.AppendToOutgoingContext(context.Background(), "containerd-namespace", namespace)
+	tasks := tasksapi.NewTasksClient(e.conn)
+	until(t, "the RUN step's task runs", func() (bool, error) {
+		select {
+		case err := <-exited:
+			exited <- err
+			return false, fmt.Errorf("buildctl exited before its RUN step ran: %v\n%s", err, out.String())
+		default:
+		}
+		resp, err := tasks.List(ctx, &tasksapi.ListTasksRequest{})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range resp.Tasks {
+			if p.Status == tasktypes.Status_RUNNING {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "BuildKit removes the cancelled step's container", func() (bool, error) {
+		resp, err := containersapi.NewContainersClient(e.conn).List(ctx, &containersapi.ListContainersRequest{})
+		return err == nil && len(resp.Containers) == 0, err
+	})
+	e.noContainers(t)
+}
+
+// until polls cond until it holds, failing the test on its error or when
+// it has not held for two minutes (a hang guard, not a timed assertion).
+func until(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("waiting until %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited two minutes in vain until %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
