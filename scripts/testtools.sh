@@ -75,7 +75,10 @@ for tool in "$@"; do
     cp -r "$src" "$tmp/buildkit"
     chmod -R u+w "$tmp/buildkit"
     for cmd in buildkitd buildctl; do
-      (cd "$tmp/buildkit" && GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -trimpath -o "$dir/$cmd.tmp" "./cmd/$cmd")
+      # The version BuildKit's release build stamps, which --version and
+      # buildctl debug info report.
+      (cd "$tmp/buildkit" && GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -trimpath \
+        -ldflags "-X github.com/moby/buildkit/version.Version=$buildkit_version" -o "$dir/$cmd.tmp" "./cmd/$cmd")
       mv "$dir/$cmd.tmp" "$dir/$cmd"
     done
     chmod -R u+w "$tmp"; rm -rf "$tmp"; trap - EXIT
