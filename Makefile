@@ -29,7 +29,8 @@ install: build
 
 # What the tests need (docker-registry, ctr, skopeo, igzip…), installed when
 # missing, and the client tools built from source once into
-# /var/cache/strata-test (crictl and critest v1.37.0, ctr 2.4.2); a no-op
+# /var/cache/strata-test (crictl and critest v1.37.0, ctr 2.4.2, buildkitd
+# and buildctl v0.35.0); a no-op
 # when all is there.
 deps:
 	scripts/deps.sh
