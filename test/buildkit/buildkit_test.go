@@ -50,8 +50,7 @@ const (
 	buildkitVersion = "v0.35.0"
 	// namespace is the containerd worker's default, where BuildKit keeps
 	// what it pulls and builds.
-	namespace   = "buildkit"
-	snapshotter = "overlayfs"
+	namespace = "buildkit"
 )
 
 // stratadBin is the stratad built once for the whole run.
@@ -87,23 +86,31 @@ func run(m *testing.M) int {
 // env is a stratad, a registry holding the busybox base image and a
 // buildkitd whose only worker is containerd's, on stratad's socket.
 type env struct {
-	dir      string
-	registry *testutil.Registry
-	base     string // the busybox image's reference
-	conn     *grpc.ClientConn
-	buildctl string
-	bkAddr   string
+	// snapshotter is stratad's default and BuildKit's: overlayfs or native.
+	snapshotter string
+	dir         string
+	registry    *testutil.Registry
+	base        string // the busybox image's reference
+	conn        *grpc.ClientConn
+	buildctl    string
+	bkAddr      string
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupWith(t, "overlayfs")
+}
+
+// setupWith is setup with stratad's and BuildKit's snapshotter.
+func setupWith(t *testing.T, snapshotter string) *env {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("stratad's overlayfs snapshots and BuildKit's mounts need root: run as root")
 	}
-	e := &env{dir: t.TempDir()}
+	e := &env{dir: t.TempDir(), snapshotter: snapshotter}
 	e.registry = testutil.StartRegistry(t, testutil.RegistryConfig{})
 	e.base = testutil.PushBusybox(t, e.registry.Host, "busybox", "1")
-	sock := startStratad(t, e.dir)
+	sock := startStratad(t, e.dir, snapshotter)
 	conn, err := client.Dial(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -111,13 +118,13 @@ func setup(t *testing.T) *env {
 	t.Cleanup(func() { conn.Close() })
 	e.conn = conn
 	e.buildctl = testutil.Tool(t, "buildctl", buildkitVersion)
-	e.bkAddr = startBuildkitd(t, e.dir, sock, e.registry.Host, e.buildctl)
+	e.bkAddr = startBuildkitd(t, e.dir, sock, snapshotter, e.registry.Host, e.buildctl)
 	return e
 }
 
 // startStratad runs stratad on a fresh store under dir and returns its
 // socket. Cleanup stops it (SIGTERM, by PID) and waits for it.
-func startStratad(t *testing.T, dir string) string {
+func startStratad(t *testing.T, dir, snapshotter string) string {
 	t.Helper()
 	root := filepath.Join(dir, "stratad")
 	if err := os.MkdirAll(root, 0o700); err != nil {
@@ -204,7 +211,7 @@ func shimsOf(t *testing.T, sock string) []int {
 // startBuildkitd runs buildkitd with only the containerd worker, on
 // stratad's socket, its state under dir, and returns its address. Cleanup
 // stops it by PID and fails the test if it left a mount behind.
-func startBuildkitd(t *testing.T, dir, stratadSock, registryHost, buildctl string) string {
+func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, buildctl string) string {
 	t.Helper()
 	bin := testutil.Tool(t, "buildkitd", buildkitVersion)
 	bkDir := filepath.Join(dir, "buildkit")
@@ -432,7 +439,7 @@ func (e *env) check(t *testing.T, name string) built {
 		t.Fatalf("%s: config lists %d diff IDs for %d layers", name, len(b.config.RootFS.DiffIDs), len(manifest.Layers))
 	}
 	chainID := identity.ChainID(b.config.RootFS.DiffIDs)
-	info, err := client.NewSnapshotter(e.conn, snapshotter).Stat(ctx, chainID.String())
+	info, err := client.NewSnapshotter(e.conn, e.snapshotter).Stat(ctx, chainID.String())
 	if err != nil {
 		t.Fatalf("%s is not unpacked: snapshot %s: %v", name, chainID, err)
 	}
@@ -514,7 +521,13 @@ func keys(m map[string]string) []string {
 // container and a task of stratad's (runc under containerd's shim), on a
 // snapshot of stratad's, and commits what it wrote as a layer.
 func TestRun(t *testing.T) {
-	e := setup(t)
+	for _, sn := range []string{"overlayfs", "native"} {
+		t.Run(sn, func(t *testing.T) { testRun(t, sn) })
+	}
+}
+
+func testRun(t *testing.T, snapshotter string) {
+	e := setupWith(t, snapshotter)
 	name := e.registry.Host + "/built:run"
 	dockerfile := "FROM " + e.base + "\n" +
 		"COPY hello.txt /hello.txt\n" +
@@ -538,7 +551,7 @@ func TestRun(t *testing.T) {
 func (e *env) empty(t *testing.T) {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), namespace)
-	err := client.NewSnapshotter(e.conn, snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+	err := client.NewSnapshotter(e.conn, e.snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
 		t.Errorf("snapshot %s (%v, parent %q) is left after a prune of everything", info.Name, info.Kind, info.Parent)
 		return nil
 	})
