@@ -490,16 +490,22 @@ func readLayer(ctx context.Context, t *testing.T, p content.Provider, desc ocisp
 	}
 }
 
-// TestCopy builds FROM the registry's busybox and COPY: no container runs,
-// so it exercises the content, images, leases, snapshots, diff and
-// introspection services with BuildKit as the client.
+// TestCopy builds FROM the registry's busybox and COPY, and pushes the
+// result: no container runs, so it exercises the content, images, leases,
+// snapshots, diff and introspection services with BuildKit as the client.
 func TestCopy(t *testing.T) {
 	e := setup(t)
 	name := e.registry.Host + "/built:copy"
-	e.build(t, name, "FROM "+e.base+"\nCOPY hello.txt /hello.txt\n", map[string]string{"hello.txt": "hello from the context\n"})
+	// push=true: BuildKit also pushes what it stored, reading the blobs
+	// back from stratad's content store.
+	e.buildctlBuild(t, "FROM "+e.base+"\nCOPY hello.txt /hello.txt\n", map[string]string{"hello.txt": "hello from the context\n"},
+		"--output", "type=image,name="+name+",unpack=true,push=true")
 	b := e.check(t, name)
 	if len(b.layers) != 2 {
 		t.Fatalf("%s has %d layers, want busybox's and COPY's", name, len(b.layers))
+	}
+	if _, pushed := testutil.FetchManifest(t, e.registry.Host, "built", "copy"); pushed != b.target.Digest.String() {
+		t.Errorf("the registry has %s as built:copy, stratad's store %s", pushed, b.target.Digest)
 	}
 	if got := b.layers[0]["bin/sh"]; got != "-> /bin/busybox" {
 		t.Errorf("base layer bin/sh = %q, want -> /bin/busybox", got)
