@@ -795,3 +795,95 @@ func until(t *testing.T, what string, cond func() (bool, error)) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRunChanges builds a two-stage Dockerfile whose RUN step removes a
+// file and a directory of lower layers, recreates the directory, and makes
+// a hard link, a symlink and a private file: stratad's diff service turns
+// the step's snapshot into a layer (whiteouts, an opaque directory or its
+// entries' whiteouts, one inode for both links) and the unpacked image is
+// the tree the step left, on both snapshotters.
+func TestRunChanges(t *testing.T) {
+	for _, sn := range []string{"overlayfs", "native"} {
+		t.Run(sn, func(t *testing.T) { testRunChanges(t, sn) })
+	}
+}
+
+func testRunChanges(t *testing.T, snapshotter string) {
+	e := setupWith(t, snapshotter)
+	name := e.registry.Host + "/built:changes"
+	dockerfile := "FROM " + e.base + " AS tool\n" +
+		"RUN mkdir /out && echo from the first stage > /out/made.txt\n" +
+		"FROM " + e.base + "\n" +
+		"COPY hello.txt /hello.txt\n" +
+		"COPY --from=tool /out/made.txt /made.txt\n" +
+		"RUN rm /hello.txt && rm -rf /usr/bin && mkdir /usr/bin && echo new > /usr/bin/x && " +
+		"mkdir /d && echo x > /d/f && ln /d/f /d/hl && ln -s f /d/sl && chmod 0600 /d/f\n"
+	e.build(t, name, dockerfile, map[string]string{"hello.txt": "hello from the context\n"})
+	b := e.check(t, name)
+	if len(b.layers) != 4 {
+		t.Fatalf("%s has %d layers, want busybox's, two COPYs' and RUN's", name, len(b.layers))
+	}
+	if _, ok := b.layers[3][".wh.hello.txt"]; !ok {
+		t.Errorf("RUN's layer has no whiteout of hello.txt: %v", keys(b.layers[3]))
+	}
+
+	ctx := namespaces.WithNamespace(context.Background(), namespace)
+	sn := client.NewSnapshotter(e.conn, e.snapshotter)
+	chainID := identity.ChainID(b.config.RootFS.DiffIDs).String()
+	mounts, err := sn.View(ctx, "test-view", chainID)
+	if err != nil {
+		t.Fatalf("View(%s) = %v", chainID, err)
+	}
+	defer func() {
+		if err := sn.Remove(ctx, "test-view"); err != nil {
+			t.Errorf("remove the view: %v", err)
+		}
+	}()
+	err = mount.WithTempMount(ctx, mounts, func(root string) error {
+		for _, c := range []struct{ path, want string }{
+			{"made.txt", "from the first stage\n"},
+			{"usr/bin/x", "new\n"},
+			{"d/f", "x\n"},
+			{"d/hl", "x\n"},
+		} {
+			got, err := os.ReadFile(filepath.Join(root, c.path))
+			if err != nil || string(got) != c.want {
+				t.Errorf("unpacked %s: /%s = %q, %v; want %q", name, c.path, got, err, c.want)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(root, "hello.txt")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("unpacked %s: /hello.txt, removed by RUN, is there (%v)", name, err)
+		}
+		if ents, err := os.ReadDir(filepath.Join(root, "usr/bin")); err != nil || len(ents) != 1 {
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			t.Errorf("unpacked %s: /usr/bin holds %v (%v), want only x: RUN removed and recreated it", name, names, err)
+		}
+		var f, hl syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(root, "d/f"), &f); err != nil {
+			return err
+		}
+		if err := syscall.Lstat(filepath.Join(root, "d/hl"), &hl); err != nil {
+			return err
+		}
+		if f.Ino != hl.Ino || f.Nlink != 2 {
+			t.Errorf("unpacked %s: /d/f (inode %d, %d links) and /d/hl (inode %d) are not one file with two links", name, f.Ino, f.Nlink, hl.Ino)
+		}
+		if f.Mode&0o7777 != 0o600 {
+			t.Errorf("unpacked %s: /d/f mode %o, want 600", name, f.Mode&0o7777)
+		}
+		if target, err := os.Readlink(filepath.Join(root, "d/sl")); err != nil || target != "f" {
+			t.Errorf("unpacked %s: /d/sl -> %q, %v; want -> f", name, target, err)
+		}
+		if target, err := os.Readlink(filepath.Join(root, "bin/sh")); err != nil || target != "/bin/busybox" {
+			t.Errorf("unpacked %s: /bin/sh -> %q, %v; want the base layer's -> /bin/busybox", name, target, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.noContainers(t)
+}
