@@ -5,6 +5,9 @@
 #
 #   ctr-v2.4.2/ctr          go install github.com/containerd/containerd/v2/cmd/ctr@v2.4.2
 #                           (the client of the transfer and streaming services)
+#   containerd-shim-runc-v2-v2.4.2/containerd-shim-runc-v2
+#                           go install github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v2.4.2
+#                           (a shim speaking task API v3)
 #   crictl-v1.37.0/crictl   go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 #   critest-v1.37.0/critest go test -c ./cmd/critest in a writable copy of
 #                           the sigs.k8s.io/cri-tools@v1.37.0 module
@@ -15,13 +18,14 @@
 #                           released and tested with) is the main module
 #
 # Needs only Go and its module proxy; prints nothing for what is there.
-# `make deps` runs it. Usage: scripts/testtools.sh [ctr|crictl|critest|buildkit]...
+# `make deps` runs it. Usage:
+# scripts/testtools.sh [ctr|containerd-shim-runc-v2|crictl|critest|buildkit]...
 # (default: all)
 set -euo pipefail
 
 cache=${STRATA_TEST_TOOLS:-/var/cache/strata-test}
 go=${GO:-go}
-[ $# -eq 0 ] && set -- ctr crictl critest buildkit
+[ $# -eq 0 ] && set -- ctr containerd-shim-runc-v2 crictl critest buildkit
 
 cri_version=v1.37.0
 ctr_version=v2.4.2
@@ -35,6 +39,15 @@ for tool in "$@"; do
     echo "testtools: building ctr $ctr_version into $dir" >&2
     mkdir -p "$dir"
     GOBIN="$dir" GOFLAGS=-mod=mod "$go" install "github.com/containerd/containerd/v2/cmd/ctr@$ctr_version"
+    ;;
+  containerd-shim-runc-v2)
+    # containerd 2.4's runc shim: task API v3, to test that strata speaks it
+    # (the shim strata installs is Debian's, API v2).
+    dir="$cache/containerd-shim-runc-v2-$ctr_version"
+    [ -x "$dir/containerd-shim-runc-v2" ] && continue
+    echo "testtools: building containerd-shim-runc-v2 $ctr_version into $dir" >&2
+    mkdir -p "$dir"
+    GOBIN="$dir" GOFLAGS=-mod=mod "$go" install "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$ctr_version"
     ;;
   crictl)
     dir="$cache/crictl-$cri_version"
@@ -84,7 +97,7 @@ for tool in "$@"; do
     chmod -R u+w "$tmp"; rm -rf "$tmp"; trap - EXIT
     ;;
   *)
-    echo "testtools: unknown tool $tool (want ctr, crictl, critest or buildkit)" >&2
+    echo "testtools: unknown tool $tool (want ctr, containerd-shim-runc-v2, crictl, critest or buildkit)" >&2
     exit 2
     ;;
   esac

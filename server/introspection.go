@@ -66,7 +66,7 @@ func (i *introspectionService) Plugins(ctx context.Context, req *introspectionap
 
 func pluginToProto(p Plugin) *introspectionapi.Plugin {
 	pp := &introspectionapi.Plugin{Type: p.Type, ID: p.ID, Requires: p.Requires, Exports: p.Exports, Capabilities: p.Capabilities}
-	if p.Type == "io.containerd.snapshotter.v1" || p.Type == "io.containerd.differ.v1" {
+	if p.Type == "io.containerd.snapshotter.v1" || p.Type == "io.containerd.differ.v1" || p.Type == "io.containerd.runtime.v2" {
 		host := images.DefaultPlatform()
 		pp.Platforms = []*types.Platform{{OS: host.OS, Architecture: host.Architecture, Variant: host.Variant}}
 	}

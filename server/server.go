@@ -45,11 +45,11 @@ type Config struct {
 	Jobs jobs.Defaults
 	// CRI configures the Kubernetes CRI services (cri.go).
 	CRI CRIConfig
+	// Runtime configures the tasks service (tasks.go).
+	Runtime RuntimeConfig
 	// Access says who may create, change and delete containers and
 	// tasks; every service that does calls Access.MayRun.
 	Access access.Policy
-	// Runtime configures the tasks service (tasks.go).
-	Runtime RuntimeConfig
 }
 
 // Plugin describes one part of strata for introspection, in containerd's

@@ -2,11 +2,9 @@ package server
 
 import (
 	"context"
-	"fmt"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/errdefs"
 
 	v2 "github.com/strata-oci/strata/runtime/v2"
 	"github.com/strata-oci/strata/services/tasks"
@@ -37,7 +35,7 @@ func (s *Server) registerTasks() error {
 	if rc.State == "" {
 		return nil
 	}
-	m, err := v2.New(v2.Config{State: rc.State, Address: rc.Address, Debug: rc.Debug, Logger: s.Log.With("component", "runtime"),
+	m, err := v2.New(v2.Config{State: rc.State, Address: rc.Address, Debug: rc.Debug, Version: s.cfg.Version, Logger: s.Log.With("component", "runtime"),
 		Events: func(ctx context.Context, env *types.Envelope) error { return s.events.Forward(ctx, env) }})
 	if err != nil {
 		return err
@@ -46,21 +44,12 @@ func (s *Server) registerTasks() error {
 		m.Close()
 		return err
 	}
-	svc := tasks.New(tasks.Config{Containers: s.Store.DB.Containers(), Runtime: m, Authorize: authorizeTasks,
+	svc := tasks.New(tasks.Config{Containers: s.Store.DB.Containers(), Runtime: m, Authorize: s.cfg.Access.MayRun,
 		Logger: s.Log.With("service", "tasks")})
 	s.tasks = &taskRuntime{manager: m, service: svc}
 	tasksapi.RegisterTasksServer(s.grpc, svc)
 	s.AddPlugin(Plugin{Type: "io.containerd.runtime.v2", ID: "task", Requires: []string{"io.containerd.event.v1"}})
 	s.AddPlugin(Plugin{Type: "io.containerd.grpc.v1", ID: "tasks", Requires: []string{"io.containerd.runtime.v2", "io.containerd.metadata.v1"}})
-	return nil
-}
-
-// authorizeTasks lets only root create tasks and exec processes: a task
-// runs what its spec says as root on the host.
-func authorizeTasks(ctx context.Context, what string) error {
-	if uid := peerUID(ctx); uid != 0 {
-		return fmt.Errorf("%s: a task runs as root on the host, so only root may (%s): %w", what, peerName(uid), errdefs.ErrPermissionDenied)
-	}
 	return nil
 }
 

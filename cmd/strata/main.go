@@ -116,6 +116,7 @@ store, image records, leases and garbage collection, in containerd's model.`,
 		newNamespacesCommand(a),
 		newContentCommand(a),
 		newContainersCommand(a),
+		newTasksCommand(a), // tasks.go
 		newLeasesCommand(a),
 		newSnapshotsCommand(a),
 		newLayerCommand(a),

@@ -299,8 +299,8 @@ func serve(cfg Config) error {
 			UnpackParallelism: cfg.UnpackParallelism, DiscardUnpackedLayers: cfg.DiscardUnpackedLayers},
 		CRI: server.CRIConfig{Disabled: cfg.CRI.Disabled, SandboxImage: cfg.CRI.SandboxImage, PinnedImages: cfg.CRI.PinnedImages,
 			PullProgressTimeout: pullTimeout, PullMinRate: minRate},
-		Access:  access.Policy{AllowGroup: cfg.Runtime.AllowGroup},
-		Runtime: server.RuntimeConfig{State: filepath.Join(cfg.State, "runtime"), Address: sock, Debug: level <= slog.LevelDebug}})
+		Runtime: server.RuntimeConfig{State: filepath.Join(cfg.State, "runtime"), Address: sock, Debug: level <= slog.LevelDebug},
+		Access:  access.Policy{AllowGroup: cfg.Runtime.AllowGroup}})
 	if err != nil {
 		return err
 	}

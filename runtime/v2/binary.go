@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
@@ -82,22 +83,64 @@ func (m *Manager) shimCommand(ctx context.Context, binary, ns, id, bundle, actio
 }
 
 // startShim runs the shim's start command in bundle and parses its
-// answer. Runtime options go on its stdin as an Any, which shims of
-// containerd 1.x–2.2 read (runc's ShimCgroup, for one).
+// answer. Shims of containerd 1.x–2.2 read the runtime options on stdin
+// as an Any (runc's ShimCgroup, for one); shims of 2.3 and later read
+// bootstrap parameters there instead, and refuse anything else saying
+// they were "started through the deprecated API". So the options go
+// first, and a shim that refuses them is started again with bootstrap
+// parameters; which form a binary wants is remembered.
 func (m *Manager) startShim(ctx context.Context, binary, ns, id, bundle string, opts *anypb.Any) (Bootstrap, error) {
-	cmd := m.shimCommand(ctx, binary, ns, id, bundle, "start")
-	if opts != nil {
-		b, err := proto.Marshal(opts)
+	m.mu.Lock()
+	bootstrap := m.bootstrapShims[binary]
+	m.mu.Unlock()
+	for {
+		var stdin []byte
+		var err error
+		if bootstrap {
+			stdin, err = m.bootstrapParams(ns, id, opts)
+		} else if opts != nil {
+			stdin, err = proto.Marshal(opts)
+		}
 		if err != nil {
 			return Bootstrap{}, fmt.Errorf("runtime options: %w: %w", err, errdefs.ErrInvalidArgument)
 		}
-		cmd.Stdin = bytes.NewReader(b)
+		cmd := m.shimCommand(ctx, binary, ns, id, bundle, "start")
+		cmd.Stdin = bytes.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil && !bootstrap && bytes.Contains(out, []byte("started through the deprecated API")) {
+			bootstrap = true
+			m.mu.Lock()
+			m.bootstrapShims[binary] = true
+			m.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			return Bootstrap{}, fmt.Errorf("start shim %s: %w: %s", filepath.Base(binary), err, bytes.TrimSpace(out))
+		}
+		return parseBootstrap(out)
 	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return Bootstrap{}, fmt.Errorf("start shim %s: %w: %s", filepath.Base(binary), err, bytes.TrimSpace(out))
+}
+
+// bootstrapParams are what shims of containerd 2.3 and later read on
+// stdin at start: who they are, where the daemon is, the runtime options.
+func (m *Manager) bootstrapParams(ns, id string, opts *anypb.Any) ([]byte, error) {
+	level := bootapi.LogLevel_LOG_LEVEL_INFO
+	if m.cfg.Debug {
+		level = bootapi.LogLevel_LOG_LEVEL_DEBUG
 	}
-	return parseBootstrap(out)
+	p := &bootapi.BootstrapParams{
+		InstanceID: id, Namespace: ns, LogLevel: level,
+		ContainerdVersion:      m.cfg.Version,
+		ContainerdTtrpcAddress: m.ttrpcAddress(),
+		ContainerdGrpcAddress:  m.cfg.Address,
+		ContainerdBinary:       m.publishBinary,
+	}
+	if opts != nil {
+		if err := p.AddExtension(opts); err != nil {
+			return nil, err
+		}
+	}
+	return proto.Marshal(p)
 }
 
 // deleteShim runs the shim's delete command, which cleans up after a task

@@ -49,6 +49,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Debug starts shims with -debug.
 	Debug bool
+	// Version is the daemon's version, told to shims of containerd 2.3+.
+	Version string
 }
 
 // Manager starts, finds and removes the tasks of every namespace.
@@ -63,6 +65,9 @@ type Manager struct {
 	tasks    map[taskKey]*Task
 	creating map[taskKey]bool
 	closing  bool
+	// bootstrapShims are the shim binaries that want bootstrap
+	// parameters on stdin (binary.go).
+	bootstrapShims map[string]bool
 	// background: cleanups of tasks whose shim died.
 	background sync.WaitGroup
 }
@@ -133,7 +138,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("runtime: state directory: %w", err)
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, publishBinary: self,
-		tasks: make(map[taskKey]*Task), creating: make(map[taskKey]bool), eventsDone: make(chan struct{})}
+		tasks: make(map[taskKey]*Task), creating: make(map[taskKey]bool), eventsDone: make(chan struct{}),
+		bootstrapShims: make(map[string]bool)}
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		return nil, fmt.Errorf("runtime: events server: %w", err)
@@ -167,8 +173,9 @@ type CreateOpts struct {
 	// Runtime is the container's runtime name; RuntimePath, when set, the
 	// shim binary to run instead of the one the name resolves to.
 	Runtime, RuntimePath string
-	// RuntimeOptions are the container's runtime options (given to the
-	// shim's start command), TaskOptions the request's (given to Create).
+	// TaskOptions are the request's runtime options, RuntimeOptions the
+	// container's: the first of them set goes to the shim's start command
+	// (on stdin) and to its Create, as containerd does.
 	RuntimeOptions, TaskOptions *anypb.Any
 	// Spec is the container's OCI spec (a JSON Any).
 	Spec *anypb.Any
@@ -214,6 +221,12 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (_ *Task, retErr err
 		m.mu.Unlock()
 	}()
 
+	// As containerd: the request's options, else the container's, go
+	// both to the shim's start and to Create.
+	opts := o.TaskOptions
+	if len(opts.GetValue()) == 0 {
+		opts = o.RuntimeOptions
+	}
 	binary, err := resolveBinary(o.Runtime, o.RuntimePath)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", o.ID, err)
@@ -257,7 +270,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (_ *Task, retErr err
 		return nil, fmt.Errorf("task %s: %w", o.ID, err)
 	}
 	started = true
-	boot, err := m.startShim(ctx, binary, ns, o.ID, dir, o.RuntimeOptions)
+	boot, err := m.startShim(ctx, binary, ns, o.ID, dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", o.ID, err)
 	}
@@ -270,7 +283,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (_ *Task, retErr err
 	}
 	resp, err := t.api.Create(ctx, &taskapi.CreateTaskRequest{
 		ID: o.ID, Bundle: dir, Rootfs: o.Rootfs, Terminal: o.Terminal,
-		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Options: o.TaskOptions,
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Options: opts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s (runtime %s): %w", o.ID, o.Runtime, Err(err))

@@ -160,18 +160,34 @@ func (e *env) checkClean(t *testing.T) {
 	})
 }
 
+// TestRunTask runs a task to its end under Debian's runc shim (containerd
+// 1.6, task API v2) and containerd 2.4's (task API v3): events, exit
+// status, stdout, and nothing left after Delete.
 func TestRunTask(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		path    func(t *testing.T) string
+		version int
+	}{
+		{"containerd1.6", func(*testing.T) string { return "" }, 2},
+		{"containerd2.4", func(t *testing.T) string { return testutil.Tool(t, "containerd-shim-runc-v2", "v2.4.2") }, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) { runTask(t, tc.path(t), tc.version) })
+	}
+}
+
+func runTask(t *testing.T, shim string, version int) {
 	e := newEnv(t)
 	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
 	out := filepath.Join(t.TempDir(), "out")
-	task, err := e.m.Create(ctx, CreateOpts{ID: "echo", Runtime: "io.containerd.runc.v2",
+	task, err := e.m.Create(ctx, CreateOpts{ID: "echo", Runtime: "io.containerd.runc.v2", RuntimePath: shim,
 		Spec: testSpec(t, "sh", "-c", "echo hi; exit 3"), Rootfs: busyboxMounts(t), Stdout: "file://" + out, Stderr: "file://" + out + ".err"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pid := shimPid(t, task)
-	if task.Version != 2 {
-		t.Errorf("task API v%d, want v2 from containerd 1.6's shim", task.Version)
+	if task.Version != version {
+		t.Errorf("task API v%d, want v%d", task.Version, version)
 	}
 	e.waitEvent(t, "/tasks/create")
 	if _, err := task.API().Start(ctx, &taskapi.StartRequest{ID: "echo"}); err != nil {
@@ -274,4 +290,45 @@ func TestParseBootstrap(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShimDies kills a task's shim while the manager is connected: the
+// task is cleaned up at once (runc's container, the bundle, the mount),
+// with an exit and a delete event, and is no longer listed.
+func TestShimDies(t *testing.T) {
+	e := newEnv(t)
+	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
+	task, err := e.m.Create(ctx, CreateOpts{ID: "victim", Runtime: "io.containerd.runc.v2", Spec: testSpec(t, "sleep", "1000"),
+		Rootfs: busyboxMounts(t), Stdout: "file:///dev/null", Stderr: "file:///dev/null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := shimPid(t, task)
+	if _, err := task.API().Start(ctx, &taskapi.StartRequest{ID: "victim"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	exit := e.waitEvent(t, TopicTaskExit)
+	var ev apievents.TaskExit
+	if err := exit.Event.UnmarshalTo(&ev); err != nil || ev.ContainerID != "victim" {
+		t.Errorf("exit event %v, %v", &ev, err)
+	}
+	e.waitEvent(t, TopicTaskDelete)
+	// The delete event comes before the bundle goes: wait for the cleanup.
+	for i := 0; ; i++ {
+		if _, err := e.m.Get(ctx, "victim"); errors.Is(err, errdefs.ErrNotFound) {
+			break
+		}
+		if i > 600 {
+			t.Fatal("the task whose shim died is still listed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.m.background.Wait()
+	if s := runcStatus("strata-test", "victim"); s != "gone" {
+		t.Errorf("runc still has the container (%s)", s)
+	}
+	e.checkClean(t)
 }

@@ -42,7 +42,10 @@ type Config struct {
 	// MayRun returns an error (errdefs.ErrPermissionDenied) when the call's
 	// peer may not do what; access.Policy.MayRun.
 	MayRun func(ctx context.Context, what string) error
-	Logger *slog.Logger
+	// Deletable, when set, refuses to delete a container that has a task
+	// (errdefs.ErrFailedPrecondition); the tasks service's CheckDeletable.
+	Deletable func(ctx context.Context, id string) error
+	Logger    *slog.Logger
 }
 
 // Service serves the containers API.
@@ -160,6 +163,11 @@ func (s *Service) Delete(ctx context.Context, req *containersapi.DeleteContainer
 	}
 	if err := s.c.MayRun(ctx, fmt.Sprintf("delete container %q", req.ID)); err != nil {
 		return nil, err
+	}
+	if s.c.Deletable != nil {
+		if err := s.c.Deletable(ctx, req.ID); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.c.Store.Delete(ctx, req.ID); err != nil {
 		return nil, err

@@ -51,6 +51,9 @@ func (s *Service) Create(ctx context.Context, req *tasksapi.CreateTaskRequest) (
 
 // Start starts a task's init process, or one of its exec processes.
 func (s *Service) Start(ctx context.Context, req *tasksapi.StartRequest) (*tasksapi.StartResponse, error) {
+	if err := s.c.Authorize(ctx, "start task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err
@@ -65,6 +68,9 @@ func (s *Service) Start(ctx context.Context, req *tasksapi.StartRequest) (*tasks
 // Delete deletes a stopped task: its shim ends, its rootfs is unmounted
 // and its bundle removed. A running task is errdefs.ErrFailedPrecondition.
 func (s *Service) Delete(ctx context.Context, req *tasksapi.DeleteTaskRequest) (*tasksapi.DeleteResponse, error) {
+	if err := s.c.Authorize(ctx, "delete task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err
@@ -85,6 +91,9 @@ func (s *Service) Delete(ctx context.Context, req *tasksapi.DeleteTaskRequest) (
 
 // DeleteProcess deletes a stopped exec process of a task.
 func (s *Service) DeleteProcess(ctx context.Context, req *tasksapi.DeleteProcessRequest) (*tasksapi.DeleteResponse, error) {
+	if err := s.c.Authorize(ctx, "delete process of task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err

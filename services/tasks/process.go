@@ -91,6 +91,9 @@ func taskFields(t *v2.Task, p *tasktypes.Process) filters.Adaptor {
 
 // Kill signals a task's init process, all its processes, or one exec.
 func (s *Service) Kill(ctx context.Context, req *tasksapi.KillRequest) (*emptypb.Empty, error) {
+	if err := s.c.Authorize(ctx, "kill task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err
@@ -103,6 +106,9 @@ func (s *Service) Kill(ctx context.Context, req *tasksapi.KillRequest) (*emptypb
 
 // ResizePty resizes the terminal of a process.
 func (s *Service) ResizePty(ctx context.Context, req *tasksapi.ResizePtyRequest) (*emptypb.Empty, error) {
+	if err := s.c.Authorize(ctx, "resize terminal of task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err
@@ -115,6 +121,9 @@ func (s *Service) ResizePty(ctx context.Context, req *tasksapi.ResizePtyRequest)
 
 // CloseIO closes a process's stdin.
 func (s *Service) CloseIO(ctx context.Context, req *tasksapi.CloseIORequest) (*emptypb.Empty, error) {
+	if err := s.c.Authorize(ctx, "close stdin of task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err
@@ -127,6 +136,9 @@ func (s *Service) CloseIO(ctx context.Context, req *tasksapi.CloseIORequest) (*e
 
 // Pause freezes a task's processes.
 func (s *Service) Pause(ctx context.Context, req *tasksapi.PauseTaskRequest) (*emptypb.Empty, error) {
+	if err := s.c.Authorize(ctx, "pause task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err
@@ -139,6 +151,9 @@ func (s *Service) Pause(ctx context.Context, req *tasksapi.PauseTaskRequest) (*e
 
 // Resume thaws a paused task.
 func (s *Service) Resume(ctx context.Context, req *tasksapi.ResumeTaskRequest) (*emptypb.Empty, error) {
+	if err := s.c.Authorize(ctx, "resume task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err
@@ -165,6 +180,9 @@ func (s *Service) ListPids(ctx context.Context, req *tasksapi.ListPidsRequest) (
 // Update changes a task's resources (an Any of the runtime's resources
 // type, runtime-spec LinuxResources for runc) and annotations.
 func (s *Service) Update(ctx context.Context, req *tasksapi.UpdateTaskRequest) (*emptypb.Empty, error) {
+	if err := s.c.Authorize(ctx, "update task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	t, err := s.task(ctx, req.GetContainerID())
 	if err != nil {
 		return nil, err

@@ -8,7 +8,9 @@
 // is cached here, so what `ctr tasks ls` shows is what the shim knows.
 //
 // Creating a task or an exec process runs what the client says as root
-// on the host: Config.Authorize decides who may.
+// on the host: Config.Authorize (access.Policy.MayRun) decides who may
+// create, change, signal or delete tasks; reads (Get, List, ListPids,
+// Metrics, Wait) are open to every peer of the socket.
 package tasks
 
 import (
@@ -43,8 +45,8 @@ type Runtime interface {
 type Config struct {
 	Containers containerStore
 	Runtime    Runtime
-	// Authorize refuses a caller that may not create tasks or exec
-	// processes (what, e.g. "create task x", names the request); nil lets
+	// Authorize refuses a caller that may not create, change or delete
+	// tasks (what, e.g. "create task x", names the request); nil lets
 	// every caller.
 	Authorize func(ctx context.Context, what string) error
 	Logger    *slog.Logger
