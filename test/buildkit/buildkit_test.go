@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -94,6 +95,9 @@ type env struct {
 	conn        *grpc.ClientConn
 	buildctl    string
 	bkAddr      string
+	sock        string // stratad's
+
+	stopStratad, stopBuildkitd func()
 }
 
 func setup(t *testing.T) *env {
@@ -110,7 +114,8 @@ func setupWith(t *testing.T, snapshotter string) *env {
 	e := &env{dir: t.TempDir(), snapshotter: snapshotter}
 	e.registry = testutil.StartRegistry(t, testutil.RegistryConfig{})
 	e.base = testutil.PushBusybox(t, e.registry.Host, "busybox", "1")
-	sock := startStratad(t, e.dir, snapshotter)
+	sock, stop := startStratad(t, e.dir, snapshotter)
+	e.sock, e.stopStratad = sock, stop
 	conn, err := client.Dial(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -118,13 +123,15 @@ func setupWith(t *testing.T, snapshotter string) *env {
 	t.Cleanup(func() { conn.Close() })
 	e.conn = conn
 	e.buildctl = testutil.Tool(t, "buildctl", buildkitVersion)
-	e.bkAddr = startBuildkitd(t, e.dir, sock, snapshotter, e.registry.Host, e.buildctl)
+	e.bkAddr, e.stopBuildkitd = startBuildkitd(t, e.dir, sock, snapshotter, e.registry.Host, e.buildctl)
 	return e
 }
 
-// startStratad runs stratad on a fresh store under dir and returns its
-// socket. Cleanup stops it (SIGTERM, by PID) and waits for it.
-func startStratad(t *testing.T, dir, snapshotter string) string {
+// startStratad runs stratad on the store under dir (made when new) and
+// returns its socket and a function that stops it (SIGTERM, by PID), waits
+// for it and fails the test if a shim or a mount of its is left; cleanup
+// calls it too.
+func startStratad(t *testing.T, dir, snapshotter string) (string, func()) {
 	t.Helper()
 	root := filepath.Join(dir, "stratad")
 	if err := os.MkdirAll(root, 0o700); err != nil {
@@ -140,7 +147,7 @@ func startStratad(t *testing.T, dir, snapshotter string) string {
 	logPath := filepath.Join(root, "stratad.log")
 	cmd := exec.Command(stratadBin, "--config", cfg)
 	stop := startProcess(t, cmd, logPath)
-	t.Cleanup(func() {
+	stopAndCheck := sync.OnceFunc(func() {
 		if err := stop(); err != nil {
 			t.Errorf("stop stratad: %v", err)
 		}
@@ -168,6 +175,7 @@ func startStratad(t *testing.T, dir, snapshotter string) string {
 			}
 		}
 	})
+	t.Cleanup(stopAndCheck)
 	waitFor(t, "stratad", logPath, cmd, func() error {
 		c, err := client.Dial(sock)
 		if err != nil {
@@ -177,7 +185,7 @@ func startStratad(t *testing.T, dir, snapshotter string) string {
 		_, err = client.NewImageStore(c).List(namespaces.WithNamespace(context.Background(), "default"))
 		return err
 	})
-	return sock
+	return sock, stopAndCheck
 }
 
 // shimsOf returns the PIDs of the processes started with -address sock:
@@ -209,9 +217,10 @@ func shimsOf(t *testing.T, sock string) []int {
 }
 
 // startBuildkitd runs buildkitd with only the containerd worker, on
-// stratad's socket, its state under dir, and returns its address. Cleanup
-// stops it by PID and fails the test if it left a mount behind.
-func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, buildctl string) string {
+// stratad's socket, its state under dir, and returns its address and a
+// function that stops it by PID and fails the test if it left a mount
+// behind; cleanup calls it too.
+func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, buildctl string) (string, func()) {
 	t.Helper()
 	bin := testutil.Tool(t, "buildkitd", buildkitVersion)
 	bkDir := filepath.Join(dir, "buildkit")
@@ -244,7 +253,7 @@ func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, b
 		"--containerd-worker-net=host", "--debug")
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	stop := startProcess(t, cmd, logPath)
-	t.Cleanup(func() {
+	stopAndCheck := sync.OnceFunc(func() {
 		// buildkitd ends with status 1 on SIGTERM ("got SIGTERM/SIGINT,
 		// forcing shutdown" is the cause of its cancelled context).
 		var ee *exec.ExitError
@@ -268,6 +277,7 @@ func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, b
 			}
 		}
 	})
+	t.Cleanup(stopAndCheck)
 	waitFor(t, "buildkitd", logPath, cmd, func() error {
 		out, err := exec.Command(buildctl, "--addr", addr, "debug", "workers").CombinedOutput()
 		if err != nil {
@@ -279,7 +289,7 @@ func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, b
 		}
 		return nil
 	})
-	return addr
+	return addr, stopAndCheck
 }
 
 // startProcess starts cmd with its output in logPath and returns a stop
@@ -287,7 +297,9 @@ func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, b
 // minute (a hang guard, not a timed assertion), and wait.
 func startProcess(t *testing.T, cmd *exec.Cmd, logPath string) func() error {
 	t.Helper()
-	logf, err := os.Create(logPath)
+	// Appended to: a process started again on the same directory adds
+	// to the log of the one before.
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -885,5 +897,40 @@ func testRunChanges(t *testing.T, snapshotter string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.noContainers(t)
+}
+
+// TestCacheAcrossRestarts stops buildkitd and stratad after a build and
+// starts both again on the same roots: BuildKit's cache records name
+// stratad's leases, snapshots and blobs, which must all have survived, so
+// the same build again runs nothing and gives the same RUN layer; the
+// first image is still complete and unpacked.
+func TestCacheAcrossRestarts(t *testing.T) {
+	e := setup(t)
+	dockerfile := "FROM " + e.base + "\n" +
+		"COPY hello.txt /hello.txt\n" +
+		"RUN cat /proc/sys/kernel/random/uuid > /stamp\n"
+	files := map[string]string{"hello.txt": "hello from the context\n"}
+	first := e.registry.Host + "/built:first"
+	e.build(t, first, dockerfile, files)
+	stamp := e.check(t, first).layers[2]["stamp"]
+	if len(stamp) != 37 {
+		t.Fatalf("RUN's layer stamp = %q, want a UUID", stamp)
+	}
+
+	e.stopBuildkitd()
+	e.stopStratad()
+	e.sock, e.stopStratad = startStratad(t, e.dir, e.snapshotter)
+	e.bkAddr, e.stopBuildkitd = startBuildkitd(t, e.dir, e.sock, e.snapshotter, e.registry.Host, e.buildctl)
+
+	second := e.registry.Host + "/built:second"
+	out := e.buildctlBuild(t, dockerfile, files, "--output", "type=image,name="+second+",unpack=true")
+	if got := e.check(t, second).layers[2]["stamp"]; got != stamp {
+		t.Errorf("after the restarts RUN's layer stamp = %q, want the first build's %q: the step ran again", got, stamp)
+	}
+	if !strings.Contains(out, "CACHED") {
+		t.Errorf("after the restarts the build ran every step again")
+	}
+	e.check(t, first)
 	e.noContainers(t)
 }
