@@ -934,3 +934,59 @@ func TestCacheAcrossRestarts(t *testing.T) {
 	e.check(t, first)
 	e.noContainers(t)
 }
+
+// TestConcurrentBuilds runs three builds at once on one base, each with
+// RUN steps and a cache mount: they pull the same base, unpack the same
+// chain IDs, run tasks side by side and commit layers at once through
+// stratad. Each image must come out complete and right; a second round
+// finds what the first put in its cache mount.
+func TestConcurrentBuilds(t *testing.T) {
+	e := setup(t)
+	const n = 3
+	dockerfile := func(i, round int) string {
+		return "FROM " + e.base + "\n" +
+			fmt.Sprintf("RUN echo build %d > /id\n", i) +
+			fmt.Sprintf("RUN --mount=type=cache,id=c%d,target=/cache echo round %d >> /cache/log && cp /cache/log /log\n", i, round)
+	}
+	for round := 1; round <= 2; round++ {
+		errs := make(chan error, n)
+		outs := make([]string, n)
+		for i := range n {
+			go func() {
+				out, err := e.tryBuild(t, dockerfile(i, round), nil,
+					"--output", fmt.Sprintf("type=image,name=%s/built:c%d-%d,unpack=true", e.registry.Host, i, round))
+				outs[i] = out
+				if err != nil {
+					err = fmt.Errorf("build %d of round %d: %w\n%s", i, round, err, out)
+				}
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+		for i := range n {
+			name := fmt.Sprintf("%s/built:c%d-%d", e.registry.Host, i, round)
+			b := e.check(t, name)
+			if len(b.layers) != 3 {
+				t.Fatalf("%s has %d layers, want 3", name, len(b.layers))
+			}
+			if got, want := b.layers[1]["id"], fmt.Sprintf("build %d\n", i); got != want {
+				t.Errorf("%s: /id = %q, want %q", name, got, want)
+			}
+			want := "round 1\n"
+			if round == 2 {
+				want = "round 1\nround 2\n"
+			}
+			if got := b.layers[2]["log"]; got != want {
+				t.Errorf("%s: /log (from the cache mount) = %q, want %q", name, got, want)
+			}
+		}
+	}
+	e.noContainers(t)
+}
