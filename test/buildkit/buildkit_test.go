@@ -990,3 +990,45 @@ func TestConcurrentBuilds(t *testing.T) {
 	}
 	e.noContainers(t)
 }
+
+// TestCorruptBase builds FROM an image whose layer the registry serves
+// with a byte changed (same size): BuildKit writes the bytes into
+// stratad's content store, whose commit verifies them. The build fails
+// naming the layer, stratad holds no blob under that digest, and no image
+// is stored.
+func TestCorruptBase(t *testing.T) {
+	e := setup(t)
+	body, _ := testutil.FetchManifest(t, e.registry.Host, "busybox", "1")
+	var m ocispec.Manifest
+	if err := json.Unmarshal(body, &m); err != nil || len(m.Layers) != 1 {
+		t.Fatalf("busybox manifest: %v: %s", err, body)
+	}
+	layer := m.Layers[0].Digest
+	data := filepath.Join(e.registry.Dir, "data", "docker", "registry", "v2", "blobs", "sha256", layer.Encoded()[:2], layer.Encoded(), "data")
+	b, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(data, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	name := e.registry.Host + "/built:corrupt"
+	out, err := e.tryBuild(t, "FROM "+e.base+"\nRUN true\n", nil, "--output", "type=image,name="+name+",unpack=true")
+	if err == nil {
+		t.Fatalf("a build FROM a corrupt layer succeeded:\n%s", out)
+	}
+	t.Logf("buildctl build:\n%s", out)
+	if !strings.Contains(out, layer.Encoded()) {
+		t.Errorf("the failed build does not name the corrupt layer %s:\n%s", layer, out)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), namespace)
+	if info, err := client.NewContentStore(e.conn).Info(ctx, layer); err == nil {
+		t.Errorf("stratad stored the corrupt layer as %s: %+v", layer, info)
+	}
+	if _, err := client.NewImageStore(e.conn).Get(ctx, name); err == nil {
+		t.Errorf("a failed build stored an image")
+	}
+	e.noContainers(t)
+}
