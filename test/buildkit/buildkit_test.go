@@ -225,7 +225,8 @@ func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, b
 	bin := testutil.Tool(t, "buildkitd", buildkitVersion)
 	bkDir := filepath.Join(dir, "buildkit")
 	// BuildKit mounts snapshots in temporary directories (COPY, the
-	// exporter): TMPDIR keeps them where the cleanup looks.
+	// exporter), under XDG_RUNTIME_DIR when set, else TMPDIR (containerd's
+	// mount.WithTempMount): both keep them where the cleanup looks.
 	tmp := filepath.Join(bkDir, "tmp")
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		t.Fatal(err)
@@ -251,7 +252,7 @@ func startBuildkitd(t *testing.T, dir, stratadSock, snapshotter, registryHost, b
 	cmd := exec.Command(bin, "--config", cfg, "--root", filepath.Join(bkDir, "root"), "--addr", addr,
 		"--oci-worker=false", "--containerd-worker=true", "--containerd-worker-addr", stratadSock,
 		"--containerd-worker-net=host", "--debug")
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "XDG_RUNTIME_DIR="+tmp)
 	stop := startProcess(t, cmd, logPath)
 	stopAndCheck := sync.OnceFunc(func() {
 		// buildkitd ends with status 1 on SIGTERM ("got SIGTERM/SIGINT,
