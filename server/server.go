@@ -200,6 +200,9 @@ func (s *Server) Stop(grace time.Duration) {
 	s.stopping = true
 	s.mu.Unlock()
 	s.health.Shutdown() // NOT_SERVING from now on
+	// tasks.go: calls waiting on a shim (ctr run's Wait) end now rather
+	// than hold the drain; the shims keep running.
+	s.closeTasks()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -214,7 +217,6 @@ func (s *Server) Stop(grace time.Duration) {
 		<-done
 	}
 	s.cancelJobs()
-	s.closeTasks() // tasks.go: the shims keep running
 }
 
 // withNamespace puts the namespace and the lease of the call's metadata on

@@ -64,6 +64,17 @@ func TestTasksCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	plugins := c.ok("plugins", "ls")
+	for _, want := range []string{"io.containerd.runtime.v2", "io.containerd.grpc.v1"} {
+		found := false
+		for _, l := range strings.Split(plugins, "\n") {
+			f := strings.Fields(l)
+			found = found || len(f) >= 2 && f[0] == want && (f[1] == "task" || f[1] == "tasks")
+		}
+		if !found {
+			t.Errorf("plugins ls lacks the %s tasks row:\n%s", want, plugins)
+		}
+	}
 	ls := strings.Split(strings.TrimSpace(c.ok("tasks", "ls")), "\n")
 	if len(ls) != 2 || strings.Join(strings.Fields(ls[0]), " ") != "TASK PID STATUS" {
 		t.Fatalf("tasks ls:\n%s", strings.Join(ls, "\n"))

@@ -265,6 +265,11 @@ func TestCtrRun(t *testing.T) {
 			if out := ok("run", "--rm", img, "hi", "echo", "hi"); out != "hi\n" {
 				t.Errorf("run --rm echo hi printed %q", out)
 			}
+			// containerd 2.4's shim (task API v3), named by its path.
+			shim3 := testutil.Tool(t, "containerd-shim-runc-v2", "v2.4.2")
+			if out := ok("run", "--rm", "--runtime", shim3, img, "v3", "echo", "v3"); out != "v3\n" {
+				t.Errorf("run under containerd 2.4's shim printed %q", out)
+			}
 			// Runtime options (runc's, from ctr) reach the shim.
 			if out := ok("run", "--rm", "--runc-binary", "/usr/sbin/runc", img, "opts", "echo", "opts"); out != "opts\n" {
 				t.Errorf("run --runc-binary printed %q", out)

@@ -61,7 +61,7 @@ func (m *Manager) load(ctx context.Context, ns, id string) error {
 	if err != nil {
 		return err
 	}
-	t := &Task{ID: id, Namespace: ns, Bundle: dir, Runtime: rec.Runtime, Binary: rec.Binary}
+	t := &Task{ID: id, Namespace: ns, Bundle: dir, Runtime: rec.Runtime, Binary: rec.Binary, deleteEvent: make(chan struct{})}
 	if rec.Bootstrap.Address == "" {
 		// Killed between the shim's start and its answer: the shim's
 		// delete command cleans up whatever it made.

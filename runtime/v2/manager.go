@@ -93,6 +93,9 @@ type Task struct {
 	mu       sync.Mutex
 	deleting bool
 	dead     bool
+	// deleteEvent closes when the shim's /tasks/delete event arrived.
+	deleteEvent     chan struct{}
+	deleteEventOnce sync.Once
 }
 
 // API is the shim's task service. Its errors cross ttrpc as gRPC statuses;
@@ -112,7 +115,7 @@ func Err(err error) error {
 		return nil
 	}
 	if errors.Is(err, ttrpc.ErrClosed) {
-		return fmt.Errorf("shim connection closed (the shim died?): %w", errdefs.ErrUnavailable)
+		return fmt.Errorf("connection to the shim closed (the shim exited, or the daemon is stopping): %w", errdefs.ErrUnavailable)
 	}
 	return errgrpc.ToNative(err)
 }
@@ -235,7 +238,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (_ *Task, retErr err
 	if err := newBundle(dir, o.Spec); err != nil {
 		return nil, fmt.Errorf("task %s: %w", o.ID, err)
 	}
-	t := &Task{ID: o.ID, Namespace: ns, Bundle: dir, Runtime: o.Runtime, Binary: binary}
+	t := &Task{ID: o.ID, Namespace: ns, Bundle: dir, Runtime: o.Runtime, Binary: binary, deleteEvent: make(chan struct{})}
 	rec := record{Runtime: o.Runtime, Binary: binary}
 	started := false
 	defer func() {
@@ -467,6 +470,14 @@ func (m *Manager) Delete(ctx context.Context, id string) (*taskapi.DeleteRespons
 		t.mu.Unlock()
 		return nil, fmt.Errorf("delete task %s: %w", id, err)
 	}
+	// The shim publishes the delete event after it answered; shims of
+	// containerd 2.x drop the events they have not sent when they shut
+	// down, so give it a moment to arrive first.
+	select {
+	case <-t.deleteEvent:
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
 	// The shim exits once its last task is gone.
 	if _, err := t.api.Shutdown(ctx, &taskapi.ShutdownRequest{ID: id}); err != nil && !errors.Is(err, ttrpc.ErrClosed) {
 		m.log.Debug("shim shutdown", "id", id, "error", err)
@@ -541,6 +552,17 @@ func (e *eventsService) Forward(ctx context.Context, req *eventsttrpc.ForwardReq
 		if err := anypb.UnmarshalTo(env.GetEvent(), &ev, proto.UnmarshalOptions{}); err == nil && ev.ContainerID == ev.ID {
 			if !m.markExit(env.GetNamespace(), ev.ContainerID) {
 				return &emptypb.Empty{}, nil // published once already
+			}
+		}
+	}
+	if env.GetTopic() == TopicTaskDelete {
+		var ev apievents.TaskDelete
+		if err := anypb.UnmarshalTo(env.GetEvent(), &ev, proto.UnmarshalOptions{}); err == nil && (ev.ID == "" || ev.ID == ev.ContainerID) {
+			m.mu.Lock()
+			t := m.tasks[taskKey{env.GetNamespace(), ev.ContainerID}]
+			m.mu.Unlock()
+			if t != nil && t.deleteEvent != nil {
+				t.deleteEventOnce.Do(func() { close(t.deleteEvent) })
 			}
 		}
 	}
