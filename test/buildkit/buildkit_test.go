@@ -629,9 +629,10 @@ func TestRunFails(t *testing.T) {
 }
 
 // TestOCIOutputAndCache exports a build as an OCI layout tar and its cache
-// to a directory, both read from stratad's content store; prunes
+// to a directory and to the registry, all read from stratad's content
+// store; prunes
 // BuildKit's cache (its leases and snapshots in stratad go); then builds
-// again from the imported cache, whose blobs BuildKit writes into
+// again from each imported cache, whose blobs BuildKit writes into
 // stratad's content store and unpacks there: the RUN step is not run
 // again, and the layer it wrote the first time comes back.
 func TestOCIOutputAndCache(t *testing.T) {
@@ -644,22 +645,16 @@ func TestOCIOutputAndCache(t *testing.T) {
 	files := map[string]string{"hello.txt": "hello from the context\n"}
 
 	first := filepath.Join(dir, "first.tar")
-	e.buildctlBuild(t, dockerfile, files, "--output", "type=oci,dest="+first, "--export-cache", "type=local,mode=max,dest="+cache)
+	regCache := e.registry.Host + "/cache:1"
+	e.buildctlBuild(t, dockerfile, files, "--output", "type=oci,dest="+first,
+		"--export-cache", "type=local,mode=max,dest="+cache, "--export-cache", "type=registry,mode=max,ref="+regCache)
 	layers := readOCILayout(t, first)
 	stamp := layers[len(layers)-1]["stamp"]
 	if len(stamp) != 37 {
 		t.Fatalf("RUN's layer stamp = %q, want a UUID (layer: %v)", stamp, keys(layers[len(layers)-1]))
 	}
 
-	out, err := exec.Command(e.buildctl, "--addr", e.bkAddr, "prune", "--all").CombinedOutput()
-	if err != nil {
-		t.Fatalf("buildctl prune --all: %v\n%s", err, out)
-	}
-	t.Logf("buildctl prune --all:\n%s", out)
-	// BuildKit ends a prune with a lease deleted synchronously: stratad's
-	// collection has run, and with no image and no cache record left,
-	// nothing of BuildKit's namespace may remain.
-	e.empty(t)
+	e.pruneAll(t)
 
 	second := filepath.Join(dir, "second.tar")
 	log := e.buildctlBuild(t, dockerfile, files, "--output", "type=oci,dest="+second, "--import-cache", "type=local,src="+cache)
@@ -670,7 +665,33 @@ func TestOCIOutputAndCache(t *testing.T) {
 	if !strings.Contains(log, "CACHED") {
 		t.Errorf("the second build ran every step again: the imported cache was not used")
 	}
+
+	// The same from the cache BuildKit pushed to the registry.
+	e.pruneAll(t)
+	third := filepath.Join(dir, "third.tar")
+	log = e.buildctlBuild(t, dockerfile, files, "--output", "type=oci,dest="+third, "--import-cache", "type=registry,ref="+regCache)
+	layers = readOCILayout(t, third)
+	if got := layers[len(layers)-1]["stamp"]; got != stamp {
+		t.Errorf("RUN's layer from the registry cache: stamp = %q, want the first build's %q", got, stamp)
+	}
+	if !strings.Contains(log, "CACHED") {
+		t.Errorf("the third build ran every step again: the registry cache was not used")
+	}
 	e.noContainers(t)
+}
+
+// pruneAll runs buildctl prune --all and checks that nothing of BuildKit's
+// namespace is left in stratad: BuildKit ends a prune with a lease deleted
+// synchronously, so stratad's collection has run, and with no image and
+// no cache record left nothing holds a snapshot or a blob.
+func (e *env) pruneAll(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command(e.buildctl, "--addr", e.bkAddr, "prune", "--all").CombinedOutput()
+	if err != nil {
+		t.Fatalf("buildctl prune --all: %v\n%s", err, out)
+	}
+	t.Logf("buildctl prune --all:\n%s", out)
+	e.empty(t)
 }
 
 // readOCILayout extracts an OCI image layout tar, verifies every blob
