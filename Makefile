@@ -24,10 +24,13 @@ build:
 install: build
 	install -D -m 0755 bin/strata $(DESTDIR)$(PREFIX)/bin/strata
 	install -D -m 0755 bin/stratad $(DESTDIR)$(PREFIX)/bin/stratad
+	sed 's|/usr/local/bin/stratad|$(PREFIX)/bin/stratad|' packaging/stratad.service > bin/stratad.service
+	install -D -m 0644 bin/stratad.service $(DESTDIR)$(PREFIX)/lib/systemd/system/stratad.service
 
 # What the tests need (docker-registry, ctr, skopeo, igzip…), installed when
 # missing, and the client tools built from source once into
-# /var/cache/strata-test (crictl and critest v1.37.0, ctr 2.4.2); a no-op
+# /var/cache/strata-test (crictl and critest v1.37.0, ctr 2.4.2, buildkitd
+# and buildctl v0.35.0); a no-op
 # when all is there.
 deps:
 	scripts/deps.sh

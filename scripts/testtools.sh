@@ -11,18 +11,25 @@
 #   crictl-v1.37.0/crictl   go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 #   critest-v1.37.0/critest go test -c ./cmd/critest in a writable copy of
 #                           the sigs.k8s.io/cri-tools@v1.37.0 module
+#   buildkit-v0.35.0/buildkitd, buildctl
+#                           go build ./cmd/buildkitd ./cmd/buildctl in a
+#                           writable copy of the github.com/moby/buildkit@v0.35.0
+#                           module, so its own go.mod (the versions it was
+#                           released and tested with) is the main module
 #
 # Needs only Go and its module proxy; prints nothing for what is there.
-# `make deps` runs it. Usage: scripts/testtools.sh [ctr|containerd-shim-runc-v2|crictl|critest]...
+# `make deps` runs it. Usage:
+# scripts/testtools.sh [ctr|containerd-shim-runc-v2|crictl|critest|buildkit]...
 # (default: all)
 set -euo pipefail
 
 cache=${STRATA_TEST_TOOLS:-/var/cache/strata-test}
 go=${GO:-go}
-[ $# -eq 0 ] && set -- ctr containerd-shim-runc-v2 crictl critest
+[ $# -eq 0 ] && set -- ctr containerd-shim-runc-v2 crictl critest buildkit
 
 cri_version=v1.37.0
 ctr_version=v2.4.2
+buildkit_version=v0.35.0
 
 for tool in "$@"; do
   case "$tool" in
@@ -68,8 +75,29 @@ for tool in "$@"; do
     mv "$dir/critest.tmp" "$dir/critest"
     chmod -R u+w "$tmp"; rm -rf "$tmp"; trap - EXIT
     ;;
+  buildkit)
+    dir="$cache/buildkit-$buildkit_version"
+    [ -x "$dir/buildkitd" ] && [ -x "$dir/buildctl" ] && continue
+    echo "testtools: building buildkitd and buildctl $buildkit_version into $dir" >&2
+    mkdir -p "$dir"
+    tmp=$(mktemp -d)
+    trap 'chmod -R u+w "$tmp"; rm -rf "$tmp"' EXIT
+    modinfo=$(cd "$tmp" && GOFLAGS=-mod=mod "$go" mod download -json "github.com/moby/buildkit@$buildkit_version")
+    src=$(printf '%s\n' "$modinfo" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$src" ] || { echo "testtools: buildkit $buildkit_version not downloaded: $modinfo" >&2; exit 1; }
+    cp -r "$src" "$tmp/buildkit"
+    chmod -R u+w "$tmp/buildkit"
+    for cmd in buildkitd buildctl; do
+      # The version BuildKit's release build stamps, which --version and
+      # buildctl debug info report.
+      (cd "$tmp/buildkit" && GOFLAGS=-mod=mod CGO_ENABLED=0 "$go" build -trimpath \
+        -ldflags "-X github.com/moby/buildkit/version.Version=$buildkit_version" -o "$dir/$cmd.tmp" "./cmd/$cmd")
+      mv "$dir/$cmd.tmp" "$dir/$cmd"
+    done
+    chmod -R u+w "$tmp"; rm -rf "$tmp"; trap - EXIT
+    ;;
   *)
-    echo "testtools: unknown tool $tool (want ctr, containerd-shim-runc-v2, crictl or critest)" >&2
+    echo "testtools: unknown tool $tool (want ctr, containerd-shim-runc-v2, crictl, critest or buildkit)" >&2
     exit 2
     ;;
   esac
