@@ -11,7 +11,7 @@ SHELL := /bin/bash
 TESTLOG := bin/testlog
 
 # Packages whose tests also run under the race detector.
-CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/... ./cri/... ./services/... ./runtime/...
+CORE := ./content/... ./metadata/... ./filters/... ./images/... ./namespaces/... ./leases/... ./internal/... ./archive/... ./diff/... ./snapshots/... ./mount/... ./reference/... ./remotes/... ./pull/... ./push/... ./progress/... ./server/... ./client/... ./jobs/... ./cri/... ./services/... ./runtime/... ./unpack/... ./events/... ./access/... ./containers/... ./protoconv/... ./labels/... ./wiring/... ./oci/... ./network/...
 
 .PHONY: all build install deps test lint race unit bench fuzz clean demo
 
