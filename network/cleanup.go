@@ -145,7 +145,7 @@ func (m *Manager) releaseShared(ctx context.Context) error {
 	var errs []error
 	for _, n := range nets {
 		if !used[n.Name] {
-			if err := deleteLink(n.Bridge); err != nil {
+			if err := deleteBridge(n.Bridge); err != nil {
 				errs = append(errs, fmt.Errorf("network: %s: %w", n.Name, err))
 			}
 		}
@@ -156,6 +156,30 @@ func (m *Manager) releaseShared(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteBridge deletes a bridge no interface is attached to. One with
+// ports stays: another root (a second stratad, a test's store) can run
+// containers on a bridge of the same name, and its endpoints are not in
+// this manager's records. One that does not exist is no error.
+func deleteBridge(name string) error {
+	link, err := netlink.LinkByName(name)
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("find link %s: %w", name, err)
+	}
+	all, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range all {
+		if l.Attrs().MasterIndex == link.Attrs().Index {
+			return nil
+		}
+	}
+	return deleteLink(name)
 }
 
 // deleteLink deletes a network interface; one that does not exist is no

@@ -190,3 +190,29 @@ func TestNoneAndHost(t *testing.T) {
 		t.Errorf("none's namespace after Teardown: %v", err)
 	}
 }
+
+// TestCleanupKeepsABridgeInUse: a bridge with a port stays when another
+// manager (another root, as a second daemon or a test's store has) cleans
+// up with no endpoint of its own on it: the port is a container of the
+// first manager's, which must keep its network.
+func TestCleanupKeepsABridgeInUse(t *testing.T) {
+	a := newTestManager(t)
+	ctx := context.Background()
+	ep, err := a.Setup(ctx, "c-a", Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(t.TempDir(), t.TempDir(), WithDefaultNetwork(a.opts.defaultBridge, a.opts.defaultSubnet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Cleanup(ctx, func(string) bool { return false }); err != nil {
+		t.Fatalf("Cleanup of the second manager: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/class/net", a.opts.defaultBridge)); err != nil {
+		t.Fatalf("the bridge of a container another manager runs was deleted: %v", err)
+	}
+	if out, err := inNetNS(ep, "ip", "route"); err != nil || !strings.Contains(out, "default") {
+		t.Fatalf("the container lost its network: %v\n%s", err, out)
+	}
+}

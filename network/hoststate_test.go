@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/strata-oci/strata/testutil"
 )
 
 // hostState is what networking may leave on the host: links, iptables
@@ -123,6 +125,7 @@ func newTestManager(t testing.TB) *Manager {
 			t.Fatalf("%v: install Debian's containernetworking-plugins (scripts/deps.sh)", err)
 		}
 	}
+	testutil.LockHostNetwork(t)
 	checkHostClean(t)
 	n := testNets.Add(1)
 	root, state := t.TempDir(), t.TempDir()
