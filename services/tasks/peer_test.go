@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/strata-oci/strata/containers"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestMain doubles as the non-root peer of TestNonRootPeer: run with
@@ -70,43 +70,16 @@ func peerMain(sock, verb, id string) int {
 // lists tasks but may not create a task, exec or signal one (the default
 // access policy), and is told why.
 func TestNonRootPeer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("a non-root peer needs root to start it (setuid nobody)")
-	}
-	const nobody = 65534
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	for _, dir := range []string{bin, filepath.Dir(bin)} {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(bin, "peer"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	nobody := testutil.AsNobody(t, "peer")
 	d := servertest.StartTasks(t)
-	for path, mode := range map[string]os.FileMode{filepath.Dir(d.Address): 0o755, d.Address: 0o666} {
-		if err := os.Chmod(path, mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.OpenToAll(t, d.Address)
 	if _, err := d.Store.DB.Containers().Create(namespaces.WithNamespace(context.Background(), "default"), containers.Container{ID: "c1",
 		Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}, Spec: spec(t, "true")}); err != nil {
 		t.Fatal(err)
 	}
 	peer := func(verb, id string) (int, string) {
 		t.Helper()
-		cmd := exec.Command(filepath.Join(bin, "peer"), verb, id)
-		cmd.Env = []string{"STRATA_TEST_PEER=" + d.Address, "GORACE=atexit_sleep_ms=0"}
-		cmd.Dir = bin
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		cmd := nobody([]string{"STRATA_TEST_PEER=" + d.Address}, verb, id)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
