@@ -143,7 +143,12 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: cfg.Logger, publishBinary: self,
 		tasks: make(map[taskKey]*Task), creating: make(map[taskKey]bool), eventsDone: make(chan struct{}),
 		bootstrapShims: make(map[string]bool)}
-	srv, err := ttrpc.NewServer()
+	// The socket is 0600, but it exists before the chmod and a mode can
+	// slip: the kernel's word on the peer (SO_PEERCRED) decides. Only
+	// the daemon's uid, which its shims run as, may publish a task's
+	// exit or delete; anyone else could make clients believe a running
+	// container ended.
+	srv, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireUidGid(os.Geteuid(), -1)))
 	if err != nil {
 		return nil, fmt.Errorf("runtime: events server: %w", err)
 	}
