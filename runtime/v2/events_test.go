@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	apievents "github.com/containerd/containerd/api/events"
 	eventsttrpc "github.com/containerd/containerd/api/services/ttrpc/events/v1"
 	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -87,5 +90,33 @@ func TestEventsSocketPeer(t *testing.T) {
 	}
 	if env := <-e.events; env.Topic != TopicTaskExit {
 		t.Fatalf("published %s, want %s", env.Topic, TopicTaskExit)
+	}
+}
+
+// TestForwardNamespaceConfined: the namespace and id of a shim's event
+// name no path outside the state directory (the exit-published mark of
+// exactly-once exits is written under the bundle they name).
+func TestForwardNamespaceConfined(t *testing.T) {
+	e := newEnv(t)
+	outside := filepath.Join(filepath.Dir(e.state), "escape")
+	if err := os.Mkdir(outside, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, ns, id string }{
+		{"namespace ..", "..", "escape"},
+		{"id with a slash", "strata-test", "../../escape"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := (*eventsService)(e.m).Forward(context.Background(), &eventsttrpc.ForwardRequest{Envelope: exitEnvelope(tc.ns, tc.id)})
+			if !errdefs.IsInvalidArgument(errgrpc.ToNative(err)) {
+				t.Errorf("Forward(namespace %q, id %q) = %v, want invalid argument", tc.ns, tc.id, err)
+			}
+			if _, err := os.Stat(filepath.Join(outside, exitPublishedFile)); err == nil {
+				t.Fatalf("Forward(namespace %q, id %q) wrote %s outside the state directory", tc.ns, tc.id, exitPublishedFile)
+			}
+			if n := len(e.events); n != 0 {
+				t.Errorf("%d events published", n)
+			}
+		})
 	}
 }

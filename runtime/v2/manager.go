@@ -552,9 +552,16 @@ func (e *eventsService) Forward(ctx context.Context, req *eventsttrpc.ForwardReq
 	if env == nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("forward: no envelope: %w", errdefs.ErrInvalidArgument))
 	}
+	// The exit mark is a file in the bundle these name.
+	if err := validID("namespace", env.GetNamespace()); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("forward %s: %w", env.GetTopic(), err))
+	}
 	if env.GetTopic() == TopicTaskExit {
 		var ev apievents.TaskExit
 		if err := anypb.UnmarshalTo(env.GetEvent(), &ev, proto.UnmarshalOptions{}); err == nil && ev.ContainerID == ev.ID {
+			if err := validID("task", ev.ContainerID); err != nil {
+				return nil, errgrpc.ToGRPC(fmt.Errorf("forward %s: %w", env.GetTopic(), err))
+			}
 			if !m.markExit(env.GetNamespace(), ev.ContainerID) {
 				return &emptypb.Empty{}, nil // published once already
 			}
