@@ -76,7 +76,7 @@ func (s *Service) Delete(ctx context.Context, req *tasksapi.DeleteTaskRequest) (
 		return nil, err
 	}
 	// runc's shim answers a bare error for a running task: say what it is.
-	if st, err := t.API().State(ctx, &taskapi.StateRequest{ID: t.ID}); err == nil {
+	if st, err := s.state(ctx, t, ""); err == nil {
 		switch st.GetStatus() {
 		case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
 			return nil, fmt.Errorf("delete task %s: it is %s; kill it first: %w", t.ID, strings.ToLower(st.GetStatus().String()), errdefs.ErrFailedPrecondition)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
@@ -29,11 +30,34 @@ func (s *Service) Get(ctx context.Context, req *tasksapi.GetRequest) (*tasksapi.
 	if err != nil {
 		return nil, err
 	}
-	st, err := t.API().State(ctx, &taskapi.StateRequest{ID: t.ID, ExecID: req.GetExecID()})
+	st, err := s.state(ctx, t, req.GetExecID())
 	if err != nil {
-		return nil, shimErr("state of task", t.ID, err)
+		return nil, err
 	}
 	return &tasksapi.GetResponse{Process: process(t.ID, st)}, nil
+}
+
+// stateTimeout bounds a shim's answer to State, as containerd's
+// io.containerd.timeout.task.state does: List asks every shim of the
+// namespace, and one that never answers (stopped, deadlocked) must not
+// hold every client's List.
+const stateTimeout = 2 * time.Second
+
+// state asks a task's shim for the state of its init process or of an
+// exec process; a shim that does not answer in stateTimeout is
+// errdefs.ErrUnavailable.
+func (s *Service) state(ctx context.Context, t *v2.Task, execID string) (*taskapi.StateResponse, error) {
+	sctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
+	st, err := t.API().State(sctx, &taskapi.StateRequest{ID: t.ID, ExecID: execID})
+	switch {
+	case err == nil:
+		return st, nil
+	case ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded):
+		return nil, fmt.Errorf("state of task %s: its shim (%s) did not answer in %s: %w", t.ID, t.Binary, stateTimeout, errdefs.ErrUnavailable)
+	default:
+		return nil, shimErr("state of task", t.ID, err)
+	}
 }
 
 // List returns the tasks of the namespace. A task whose shim does not
@@ -49,12 +73,14 @@ func (s *Service) List(ctx context.Context, req *tasksapi.ListTasksRequest) (*ta
 	}
 	resp := &tasksapi.ListTasksResponse{}
 	for _, t := range tasks {
-		st, err := t.API().State(ctx, &taskapi.StateRequest{ID: t.ID})
+		st, err := s.state(ctx, t, "")
 		var p *tasktypes.Process
 		switch {
 		case err == nil:
 			p = process(t.ID, st)
-		case errors.Is(v2.Err(err), errdefs.ErrNotFound):
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("list tasks: %w", ctx.Err())
+		case errors.Is(err, errdefs.ErrNotFound):
 			continue // deleted meanwhile
 		default:
 			s.c.Logger.Warn("task state", "id", t.ID, "error", err)
