@@ -129,7 +129,12 @@ func (s *Service) Exec(ctx context.Context, req *tasksapi.ExecProcessRequest) (*
 	return empty, nil
 }
 
-// Checkpoint is not supported: errdefs.ErrNotImplemented.
+// Checkpoint is not supported: errdefs.ErrNotImplemented. It is checked
+// as what it would be (it writes a task's memory where the client says),
+// so that a peer that may not is told so, now and once it is supported.
 func (s *Service) Checkpoint(ctx context.Context, req *tasksapi.CheckpointTaskRequest) (*tasksapi.CheckpointTaskResponse, error) {
+	if err := s.c.Authorize(ctx, "checkpoint task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	return nil, fmt.Errorf("checkpoint task %s: strata does not checkpoint tasks (CRIU): %w", req.GetContainerID(), errdefs.ErrNotImplemented)
 }

@@ -52,6 +52,24 @@ func peerMain(sock, verb, id string) int {
 		_, err = c.Exec(ctx, &tasksapi.ExecProcessRequest{ContainerID: id, ExecID: "x"})
 	case "kill":
 		_, err = c.Kill(ctx, &tasksapi.KillRequest{ContainerID: id, Signal: 9})
+	case "start":
+		_, err = c.Start(ctx, &tasksapi.StartRequest{ContainerID: id})
+	case "delete":
+		_, err = c.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: id})
+	case "deleteprocess":
+		_, err = c.DeleteProcess(ctx, &tasksapi.DeleteProcessRequest{ContainerID: id, ExecID: "x"})
+	case "resize":
+		_, err = c.ResizePty(ctx, &tasksapi.ResizePtyRequest{ContainerID: id, Width: 80, Height: 24})
+	case "closeio":
+		_, err = c.CloseIO(ctx, &tasksapi.CloseIORequest{ContainerID: id, Stdin: true})
+	case "pause":
+		_, err = c.Pause(ctx, &tasksapi.PauseTaskRequest{ContainerID: id})
+	case "resume":
+		_, err = c.Resume(ctx, &tasksapi.ResumeTaskRequest{ContainerID: id})
+	case "update":
+		_, err = c.Update(ctx, &tasksapi.UpdateTaskRequest{ContainerID: id})
+	case "checkpoint":
+		_, err = c.Checkpoint(ctx, &tasksapi.CheckpointTaskRequest{ContainerID: id})
 	default:
 		err = fmt.Errorf("unknown verb %q", verb)
 	}
@@ -67,8 +85,9 @@ func peerMain(sock, verb, id string) int {
 }
 
 // TestNonRootPeer: a process running as nobody on the daemon's socket
-// lists tasks but may not create a task, exec or signal one (the default
-// access policy), and is told why.
+// lists tasks but may not create, start, exec in, signal, change, pause,
+// checkpoint or delete one, nor touch its processes' terminals and stdin
+// (the default access policy), and is told why.
 func TestNonRootPeer(t *testing.T) {
 	nobody := testutil.AsNobody(t, "peer")
 	d := servertest.StartTasks(t)
@@ -90,7 +109,7 @@ func TestNonRootPeer(t *testing.T) {
 	if code, out := peer("list", ""); code != 0 {
 		t.Errorf("list as nobody = exit %d: %s; want it allowed", code, out)
 	}
-	for _, verb := range []string{"create", "exec", "kill"} {
+	for _, verb := range []string{"create", "exec", "kill", "start", "delete", "deleteprocess", "resize", "closeio", "pause", "resume", "update", "checkpoint"} {
 		if code, out := peer(verb, "c1"); code != 3 || !strings.Contains(out, "uid 65534") || !strings.Contains(out, "c1") {
 			t.Errorf("%s as nobody = exit %d: %s; want permission denied naming the task and the peer", verb, code, out)
 		}
