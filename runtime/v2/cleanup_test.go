@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestShimDeleteHangs: a shim whose delete command never ends (a wedged
@@ -34,7 +35,7 @@ esac
 		t.Fatal(err)
 	}
 	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
-	_, err := e.m.Create(ctx, CreateOpts{ID: "wedged", Runtime: "io.containerd.wedged.v1", RuntimePath: shim, Spec: testSpec(t, "true")})
+	_, err := e.m.Create(ctx, CreateOpts{ID: "wedged", Runtime: "io.containerd.wedged.v1", RuntimePath: shim, Spec: testutil.TaskSpec(t, "true")})
 	if err == nil || !strings.Contains(err.Error(), "wedged") {
 		t.Fatalf("Create with a shim that cannot be reached = %v, want an error naming the task", err)
 	}
@@ -49,7 +50,7 @@ esac
 	waitGone(t, pid)
 	e.checkClean(t)
 	// The id is free again.
-	if _, err := e.m.Create(ctx, CreateOpts{ID: "wedged", Runtime: "io.containerd.nosuch.v1", Spec: testSpec(t, "true")}); err == nil || strings.Contains(err.Error(), "already exists") {
+	if _, err := e.m.Create(ctx, CreateOpts{ID: "wedged", Runtime: "io.containerd.nosuch.v1", Spec: testutil.TaskSpec(t, "true")}); err == nil || strings.Contains(err.Error(), "already exists") {
 		t.Errorf("second Create of the id = %v, want the missing shim's error, not already exists", err)
 	}
 }

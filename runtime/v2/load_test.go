@@ -42,7 +42,7 @@ func TestRestart(t *testing.T) {
 	mounts := []*types.Mount{{Type: "bind", Source: rootfs, Options: []string{"rbind", "rw"}}}
 	start := func(id string, args ...string) (*Task, int) {
 		t.Helper()
-		task, err := e.m.Create(ctx, CreateOpts{ID: id, Runtime: "io.containerd.runc.v2", Spec: testSpec(t, args...), Rootfs: mounts,
+		task, err := e.m.Create(ctx, CreateOpts{ID: id, Runtime: "io.containerd.runc.v2", Spec: testutil.TaskSpec(t, args...), Rootfs: mounts,
 			Stdout: "file:///dev/null", Stderr: "file:///dev/null"})
 		if err != nil {
 			t.Fatal(err)

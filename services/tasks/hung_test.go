@@ -48,7 +48,7 @@ func TestHungShim(t *testing.T) {
 	mounts := []*types.Mount{{Type: "bind", Source: rootfs, Options: []string{"rbind", "rw"}}}
 	for _, id := range []string{"hung", "well"} {
 		if _, err := d.Store.DB.Containers().Create(sctx, containers.Container{ID: id, Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"},
-			Spec: spec(t, "sleep", "1000")}); err != nil {
+			Spec: testutil.TaskSpec(t, "sleep", "1000")}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: id, Rootfs: mounts}); err != nil {

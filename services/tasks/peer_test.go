@@ -93,7 +93,7 @@ func TestNonRootPeer(t *testing.T) {
 	d := servertest.StartTasks(t)
 	testutil.OpenToAll(t, d.Address)
 	if _, err := d.Store.DB.Containers().Create(namespaces.WithNamespace(context.Background(), "default"), containers.Container{ID: "c1",
-		Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}, Spec: spec(t, "true")}); err != nil {
+		Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}, Spec: testutil.TaskSpec(t, "true")}); err != nil {
 		t.Fatal(err)
 	}
 	peer := func(verb, id string) (int, string) {
