@@ -117,77 +117,42 @@ func taskFields(t *v2.Task, p *tasktypes.Process) filters.Adaptor {
 
 // Kill signals a task's init process, all its processes, or one exec.
 func (s *Service) Kill(ctx context.Context, req *tasksapi.KillRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "kill task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().Kill(ctx, &taskapi.KillRequest{ID: t.ID, ExecID: req.GetExecID(), Signal: req.GetSignal(), All: req.GetAll()}); err != nil {
-		return nil, shimErr(fmt.Sprintf("kill (signal %d) task", req.GetSignal()), t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), fmt.Sprintf("kill (signal %d) task", req.GetSignal()), func(t *v2.Task) error {
+		_, err := t.API().Kill(ctx, &taskapi.KillRequest{ID: t.ID, ExecID: req.GetExecID(), Signal: req.GetSignal(), All: req.GetAll()})
+		return err
+	})
 }
 
 // ResizePty resizes the terminal of a process.
 func (s *Service) ResizePty(ctx context.Context, req *tasksapi.ResizePtyRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "resize terminal of task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().ResizePty(ctx, &taskapi.ResizePtyRequest{ID: t.ID, ExecID: req.GetExecID(), Width: req.GetWidth(), Height: req.GetHeight()}); err != nil {
-		return nil, shimErr("resize terminal of", t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), "resize terminal of task", func(t *v2.Task) error {
+		_, err := t.API().ResizePty(ctx, &taskapi.ResizePtyRequest{ID: t.ID, ExecID: req.GetExecID(), Width: req.GetWidth(), Height: req.GetHeight()})
+		return err
+	})
 }
 
 // CloseIO closes a process's stdin.
 func (s *Service) CloseIO(ctx context.Context, req *tasksapi.CloseIORequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "close stdin of task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().CloseIO(ctx, &taskapi.CloseIORequest{ID: t.ID, ExecID: req.GetExecID(), Stdin: req.GetStdin()}); err != nil {
-		return nil, shimErr("close stdin of", t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), "close stdin of task", func(t *v2.Task) error {
+		_, err := t.API().CloseIO(ctx, &taskapi.CloseIORequest{ID: t.ID, ExecID: req.GetExecID(), Stdin: req.GetStdin()})
+		return err
+	})
 }
 
 // Pause freezes a task's processes.
 func (s *Service) Pause(ctx context.Context, req *tasksapi.PauseTaskRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "pause task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().Pause(ctx, &taskapi.PauseRequest{ID: t.ID}); err != nil {
-		return nil, shimErr("pause task", t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), "pause task", func(t *v2.Task) error {
+		_, err := t.API().Pause(ctx, &taskapi.PauseRequest{ID: t.ID})
+		return err
+	})
 }
 
 // Resume thaws a paused task.
 func (s *Service) Resume(ctx context.Context, req *tasksapi.ResumeTaskRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "resume task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().Resume(ctx, &taskapi.ResumeRequest{ID: t.ID}); err != nil {
-		return nil, shimErr("resume task", t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), "resume task", func(t *v2.Task) error {
+		_, err := t.API().Resume(ctx, &taskapi.ResumeRequest{ID: t.ID})
+		return err
+	})
 }
 
 // ListPids lists the processes of a task.
@@ -206,15 +171,26 @@ func (s *Service) ListPids(ctx context.Context, req *tasksapi.ListPidsRequest) (
 // Update changes a task's resources (an Any of the runtime's resources
 // type, runtime-spec LinuxResources for runc) and annotations.
 func (s *Service) Update(ctx context.Context, req *tasksapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "update task "+req.GetContainerID()); err != nil {
+	return s.act(ctx, req.GetContainerID(), "update task", func(t *v2.Task) error {
+		_, err := t.API().Update(ctx, &taskapi.UpdateTaskRequest{ID: t.ID, Resources: req.GetResources(), Annotations: req.GetAnnotations()})
+		return err
+	})
+}
+
+// act is a call that changes a task and answers nothing: it asks the
+// access policy whether the caller may do what (a verb and "task") to
+// the task of container id, then runs call against the task's shim,
+// naming what, the task and the cause when the shim refuses.
+func (s *Service) act(ctx context.Context, id, what string, call func(t *v2.Task) error) (*emptypb.Empty, error) {
+	if err := s.c.Authorize(ctx, what+" "+id); err != nil {
 		return nil, err
 	}
-	t, err := s.task(ctx, req.GetContainerID())
+	t, err := s.task(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.API().Update(ctx, &taskapi.UpdateTaskRequest{ID: t.ID, Resources: req.GetResources(), Annotations: req.GetAnnotations()}); err != nil {
-		return nil, shimErr("update task", t.ID, err)
+	if err := call(t); err != nil {
+		return nil, shimErr(what, t.ID, err)
 	}
 	return empty, nil
 }
