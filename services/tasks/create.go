@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/strata-oci/strata/identifiers"
 	v2 "github.com/strata-oci/strata/runtime/v2"
 )
 
@@ -119,8 +120,9 @@ func (s *Service) Exec(ctx context.Context, req *tasksapi.ExecProcessRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	if req.GetExecID() == "" {
-		return nil, fmt.Errorf("exec in %s: exec id is required: %w", id, errdefs.ErrInvalidArgument)
+	// The shim names files after it in the bundle (runc's pid file).
+	if err := identifiers.Validate("exec process", req.GetExecID()); err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", id, err)
 	}
 	if _, err := t.API().Exec(ctx, &taskapi.ExecProcessRequest{ID: t.ID, ExecID: req.GetExecID(), Terminal: req.GetTerminal(),
 		Stdin: req.GetStdin(), Stdout: req.GetStdout(), Stderr: req.GetStderr(), Spec: req.GetSpec()}); err != nil {
