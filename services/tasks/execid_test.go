@@ -34,6 +34,7 @@ func TestExecID(t *testing.T) {
 	}
 	d := servertest.StartTasks(t)
 	ns := fmt.Sprintf("strata-test-execid-%d", os.Getpid())
+	t.Cleanup(func() { os.Remove(filepath.Join("/run/containerd/runc", ns)) }) // runc's root of the namespace, once empty
 	sctx := namespaces.WithNamespace(context.Background(), ns)
 	bg := metadata.AppendToOutgoingContext(context.Background(), namespaces.GRPCHeader, ns)
 	ctx, cancel := context.WithTimeout(bg, 3*time.Minute) // a safety net

@@ -37,6 +37,7 @@ func TestHungShim(t *testing.T) {
 	// A namespace of its own: runc's state is /run/containerd/runc/<ns>/<id>
 	// for every daemon on the machine.
 	ns := fmt.Sprintf("strata-test-hung-%d", os.Getpid())
+	t.Cleanup(func() { os.Remove(filepath.Join("/run/containerd/runc", ns)) }) // runc's root of the namespace, once empty
 	sctx := namespaces.WithNamespace(context.Background(), ns)
 	bg := metadata.AppendToOutgoingContext(context.Background(), namespaces.GRPCHeader, ns)
 	// A safety net, not a timing: without the bound, List hangs to here.
