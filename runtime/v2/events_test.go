@@ -22,10 +22,21 @@ import (
 	"github.com/strata-oci/strata/testutil"
 )
 
-// TestMain doubles as the forger of TestEventsSocketPeer: run with
-// STRATA_TEST_FORGE=<ttrpc socket>, it forwards a /tasks/exit event of
-// task "victim" and exits 0 when the daemon took it.
+// TestMain doubles as the non-root peers of TestEventsSocketPeer and
+// TestBundleClosed: run with STRATA_TEST_FORGE=<ttrpc socket>, it forwards
+// a /tasks/exit event of task "victim" and exits 0 when the daemon took
+// it; with STRATA_TEST_PEEK=<path>, it exits 0 when it can open path.
 func TestMain(m *testing.M) {
+	if path := os.Getenv("STRATA_TEST_PEEK"); path != "" {
+		// The peer of TestBundleClosed: exit 0 when it can open path.
+		f, err := os.Open(path)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		f.Close()
+		os.Exit(0)
+	}
 	if sock := os.Getenv("STRATA_TEST_FORGE"); sock != "" {
 		if err := forge(sock); err != nil {
 			fmt.Println(err)

@@ -311,3 +311,54 @@ func TestShimDies(t *testing.T) {
 	}
 	e.checkClean(t)
 }
+
+// TestBundleClosed: a task's bundle is root's alone (0700, as containerd's
+// since CVE-2021-41103): its rootfs is the container's root filesystem,
+// where the container's root may have left a setuid-root program, so a
+// user of the host must not be able to reach it through the bundle even
+// when the state directory above can be traversed.
+func TestBundleClosed(t *testing.T) {
+	e := newEnv(t)
+	// The state directory's parent open to all, as /run or /var/lib are.
+	if err := os.Chmod(filepath.Dir(e.state), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
+	task, err := e.m.Create(ctx, CreateOpts{ID: "closed", Runtime: "io.containerd.runc.v2", Spec: testutil.TaskSpec(t, "true"),
+		Rootfs: busyboxMounts(t), Stdout: "file:///dev/null", Stderr: "file:///dev/null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimPid(t, task)
+	t.Cleanup(func() { e.m.Delete(ctx, "closed") })
+	st, err := os.Stat(task.Bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := st.Mode().Perm(); mode != 0o700 {
+		t.Errorf("bundle mode %o, want 700", mode)
+	}
+	busybox := filepath.Join(task.Bundle, "rootfs", "bin", "busybox")
+	if _, err := os.Stat(busybox); err != nil {
+		t.Fatalf("the rootfs is not mounted in the bundle: %v", err)
+	}
+	nobody := testutil.AsNobody(t, "peek")
+	if out, err := nobody([]string{"STRATA_TEST_PEEK=" + busybox}).CombinedOutput(); err == nil {
+		t.Errorf("nobody opened %s through the bundle", busybox)
+	} else {
+		t.Logf("nobody: %s", out)
+	}
+
+	// A bundle an older daemon made open is closed when it is loaded.
+	if err := os.Chmod(task.Bundle, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	e.m.Close()
+	e.m = e.open(t)
+	if err := e.m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(task.Bundle); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("bundle of an older daemon after Load: %v, %v; want mode 700", st.Mode(), err)
+	}
+}
