@@ -48,8 +48,9 @@ type Policy struct {
 // MayRun returns nil when the call's peer may do what (a verb and its
 // object: "create container c1"), errdefs.ErrPermissionDenied naming what,
 // the peer and the setting otherwise. The containers and tasks services
-// call it before every call that creates, changes or deletes; reads need
-// no check.
+// call it before every call that creates, changes or deletes, and the
+// events service before it publishes or forwards a task's or a
+// container's event for a client; reads need no check.
 func (p Policy) MayRun(ctx context.Context, what string) error {
 	uid := PeerUID(ctx)
 	if uid == 0 || p.AllowGroup {

@@ -3,7 +3,6 @@ package metadata
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strata-oci/strata/containers"
+	"github.com/strata-oci/strata/identifiers"
 	"github.com/strata-oci/strata/metadata/internal/schema"
 	"github.com/strata-oci/strata/namespaces"
 
@@ -44,24 +44,7 @@ var _ containers.Store = (*ContainerStore)(nil)
 // Containers returns the container store.
 func (db *DB) Containers() *ContainerStore { return &ContainerStore{db: db} }
 
-// containerd's identifiers rule (core/identifiers), which ctr and the CRI
-// apply before they ask.
-var (
-	idRE        = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
-	idMaxLength = 76
-)
-
-func validateContainerID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("container id must not be empty: %w", errdefs.ErrInvalidArgument)
-	case len(id) > idMaxLength:
-		return fmt.Errorf("container %q: id longer than %d characters: %w", id, idMaxLength, errdefs.ErrInvalidArgument)
-	case !idRE.MatchString(id):
-		return fmt.Errorf("container %q: id must be letters and digits separated by single '.', '_' or '-': %w", id, errdefs.ErrInvalidArgument)
-	}
-	return nil
-}
+func validateContainerID(id string) error { return identifiers.Validate("container", id) }
 
 // validateContainer checks a record before it is written, naming the
 // container and what is wrong.

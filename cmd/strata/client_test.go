@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -156,46 +155,22 @@ func TestPullSurvivesKill(t *testing.T) {
 // socket opened to all) gets archives streamed through the CLI, files
 // that are theirs, and the daemon opens no path for them.
 func TestClientModeNonRoot(t *testing.T) {
-	const nobody = 65534
 	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
 	fx := testutil.PushWhiteoutImage(t, reg.Host, "nr/app", "v1")
 	c := daemonCLI(t)
 	c.ok("pull", "-q", fx.Ref)
 
 	// The daemon's socket, and a copy of this binary, reachable by nobody.
-	if err := os.Chmod(filepath.Dir(c.daemon.Address), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(c.daemon.Address, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	for _, dir := range []string{bin, filepath.Dir(bin)} { // the test's temp dir, and this one
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bin, "strata"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.OpenToAll(t, c.daemon.Address)
+	nobody := testutil.AsNobody(t, "strata")
 	home := t.TempDir()
-	if err := os.Chown(home, nobody, nobody); err != nil {
+	if err := os.Chown(home, testutil.Nobody, testutil.Nobody); err != nil {
 		t.Fatal(err)
 	}
 	run := func(args ...string) result {
 		t.Helper()
-		cmd := exec.Command(filepath.Join(bin, "strata"), append([]string{"--address", c.daemon.Address}, args...)...)
-		cmd.Env = []string{"STRATA_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0", "HOME=" + home, "PATH=/usr/bin:/bin"}
+		cmd := nobody([]string{"STRATA_TEST_MAIN=1", "HOME=" + home, "PATH=/usr/bin:/bin"}, append([]string{"--address", c.daemon.Address}, args...)...)
 		cmd.Dir = home
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 		return runCmd(t, cmd)
 	}
 	if r := run("images", "ls", "-q"); r.code != 0 || r.stdout != fx.Ref+"\n" {
@@ -209,7 +184,7 @@ func TestClientModeNonRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if owner := st.Sys().(*syscall.Stat_t).Uid; owner != nobody || st.Size() == 0 {
+	if owner := st.Sys().(*syscall.Stat_t).Uid; owner != testutil.Nobody || st.Size() == 0 {
 		t.Fatalf("exported archive: owner %d, %d bytes; want nobody's, not empty", owner, st.Size())
 	}
 	// Import of that file: streamed to the daemon, unpacked there.
@@ -228,9 +203,7 @@ func TestClientModeNonRoot(t *testing.T) {
 		`{"import": {"path": "/etc/shadow"}}`,
 		`{"pull": {"ref": "` + fx.Ref + `", "registry": {"hosts_dir": "/root"}}}`,
 	} {
-		cmd := exec.Command(filepath.Join(bin, "strata"))
-		cmd.Env = []string{"STRATA_TEST_RUNJOB=" + c.daemon.Address, "HOME=" + home}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		cmd := nobody([]string{"STRATA_TEST_RUNJOB=" + c.daemon.Address, "HOME=" + home})
 		cmd.Stdin = strings.NewReader(req)
 		if r := runCmd(t, cmd); r.code != 1 || !strings.Contains(r.stdout, "the daemon opens paths as root, for root only (uid 65534)") || !strings.Contains(r.stdout, "permission denied") {
 			t.Fatalf("job %s from nobody = %+v", req, r)

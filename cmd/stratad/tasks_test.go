@@ -34,19 +34,7 @@ import (
 )
 
 // ctrClients are the real ctr binaries the task tests drive.
-var ctrClients = []struct {
-	name string
-	bin  func(t *testing.T) string
-}{
-	{"ctr1.6", func(t *testing.T) string {
-		bin, err := exec.LookPath("ctr")
-		if err != nil {
-			t.Fatalf("Debian's ctr (containerd 1.6, package containerd) is not installed: %v", err)
-		}
-		return bin
-	}},
-	{"ctr2.4", func(t *testing.T) string { return testutil.Tool(t, "ctr", "v2.4.2") }},
-}
+var ctrClients = testutil.CtrClients()
 
 // taskDaemon is a real stratad (this test binary re-executed) on a
 // temporary root, state and socket, which a test may SIGKILL and start
@@ -235,10 +223,10 @@ func TestCtrRun(t *testing.T) {
 	}
 	layout := testutil.BusyboxLayout(t)
 	for _, cc := range ctrClients {
-		t.Run(cc.name, func(t *testing.T) {
-			bin := cc.bin(t)
+		t.Run(cc.Name, func(t *testing.T) {
+			bin := cc.Bin(t)
 			d := startTaskDaemon(t)
-			ns := "run" + strings.ReplaceAll(cc.name, ".", "")
+			ns := "run" + strings.ReplaceAll(cc.Name, ".", "")
 			ctr := func(args ...string) (string, error) { t.Helper(); return runCtr(t, bin, d.sock, ns, args...) }
 			ok := func(args ...string) string {
 				t.Helper()
@@ -429,7 +417,7 @@ func TestCtrRestart(t *testing.T) {
 		t.Skip("runs containers through a real stratad (long): not in -short")
 	}
 	layout := testutil.BusyboxLayout(t)
-	bin := ctrClients[0].bin(t)
+	bin := ctrClients[0].Bin(t)
 	d := startTaskDaemon(t)
 	const ns = "restart"
 	ctr := func(args ...string) string {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
@@ -145,12 +146,24 @@ func (m *Manager) bootstrapParams(ns, id string, opts *anypb.Any) ([]byte, error
 
 // deleteShim runs the shim's delete command, which cleans up after a task
 // whose shim is gone (runc delete, unmount of the rootfs) and reports how
-// it ended.
+// it ended. The command gets timeout to finish, as containerd's
+// io.containerd.timeout.shim.cleanup: its callers are cleanups that
+// cannot be cancelled (a failed Create, the daemon's start, the cleanup
+// after a shim died, which Close waits for), and a wedged runtime must
+// not hold them for ever.
 func (m *Manager) deleteShim(ctx context.Context, binary, ns, id, bundle string) (*taskapi.DeleteResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	cmd := m.shimCommand(ctx, binary, ns, id, bundle, "delete")
+	// Killed at the deadline; a child it left holding the output must
+	// not hold Wait either.
+	cmd.WaitDelay = time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (did not finish in %s): %w", err, timeout, errdefs.ErrUnavailable)
+		}
 		return nil, fmt.Errorf("shim %s delete: %w: %s", filepath.Base(binary), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	var resp taskapi.DeleteResponse

@@ -51,7 +51,10 @@ func newBundle(dir string, spec *anypb.Any) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		return fmt.Errorf("bundle %s: %w", dir, err)
 	}
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	// Root's alone, as containerd's since CVE-2021-41103: the rootfs
+	// below is the container's, where its root may leave a setuid-root
+	// program for any user of the host who can reach it.
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("bundle %s: %w", dir, errdefs.ErrAlreadyExists)
 		}

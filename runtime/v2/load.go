@@ -61,6 +61,10 @@ func (m *Manager) load(ctx context.Context, ns, id string) error {
 	if err != nil {
 		return err
 	}
+	// Bundles of strata before the bundle was closed are 0711 (newBundle).
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("task %s: close its bundle: %w", id, err)
+	}
 	t := &Task{ID: id, Namespace: ns, Bundle: dir, Runtime: rec.Runtime, Binary: rec.Binary, deleteEvent: make(chan struct{})}
 	if rec.Bootstrap.Address == "" {
 		// Killed between the shim's start and its answer: the shim's

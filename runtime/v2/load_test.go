@@ -42,7 +42,7 @@ func TestRestart(t *testing.T) {
 	mounts := []*types.Mount{{Type: "bind", Source: rootfs, Options: []string{"rbind", "rw"}}}
 	start := func(id string, args ...string) (*Task, int) {
 		t.Helper()
-		task, err := e.m.Create(ctx, CreateOpts{ID: id, Runtime: "io.containerd.runc.v2", Spec: testSpec(t, args...), Rootfs: mounts,
+		task, err := e.m.Create(ctx, CreateOpts{ID: id, Runtime: "io.containerd.runc.v2", Spec: testutil.TaskSpec(t, args...), Rootfs: mounts,
 			Stdout: "file:///dev/null", Stderr: "file:///dev/null"})
 		if err != nil {
 			t.Fatal(err)
@@ -142,4 +142,59 @@ func TestRestart(t *testing.T) {
 	if !deleted["dies"] {
 		t.Error("no delete event for the task whose shim died")
 	}
+}
+
+// TestLoadHalfWritten: bundles a daemon left while it created them (it
+// died before it wrote shim.json, or before its shim answered) are
+// removed on the next start, their rootfs mount with them, and leave
+// their ids free, with no event for tasks that never ran.
+func TestLoadHalfWritten(t *testing.T) {
+	e := newEnv(t)
+	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
+	binary, err := resolveBinary("io.containerd.runc.v2", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := t.TempDir()
+	testutil.BusyboxRootfs(t, rootfs)
+	for _, id := range []string{"norecord", "unstarted"} {
+		dir := e.m.bundleDir("strata-test", id)
+		if err := newBundle(dir, testutil.TaskSpec(t, "true")); err != nil {
+			t.Fatal(err)
+		}
+		// The shim mounts the rootfs at create; a daemon that died
+		// meanwhile may leave it mounted.
+		if err := unix.Mount(rootfs, filepath.Join(dir, "rootfs"), "", unix.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		if id == "unstarted" {
+			if err := writeRecord(dir, record{Runtime: "io.containerd.runc.v2", Binary: binary}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.m.Close()
+	e.m = e.open(t)
+	if err := e.m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tasks, _ := e.m.List(ctx); len(tasks) != 0 {
+		t.Errorf("tasks after loading half-written bundles: %d, want none", len(tasks))
+	}
+	e.checkClean(t)
+	if len(e.events) != 0 {
+		t.Errorf("%d events for tasks that never ran", len(e.events))
+	}
+	for _, id := range []string{"norecord", "unstarted"} {
+		task, err := e.m.Create(ctx, CreateOpts{ID: id, Runtime: "io.containerd.runc.v2", Spec: testutil.TaskSpec(t, "true"),
+			Rootfs: []*types.Mount{{Type: "bind", Source: rootfs, Options: []string{"rbind", "rw"}}}, Stdout: "file:///dev/null", Stderr: "file:///dev/null"})
+		if err != nil {
+			t.Fatalf("Create %s after the cleanup: %v", id, err)
+		}
+		shimPid(t, task)
+		if _, err := e.m.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.checkClean(t)
 }

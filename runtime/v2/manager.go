@@ -143,7 +143,12 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: cfg.Logger, publishBinary: self,
 		tasks: make(map[taskKey]*Task), creating: make(map[taskKey]bool), eventsDone: make(chan struct{}),
 		bootstrapShims: make(map[string]bool)}
-	srv, err := ttrpc.NewServer()
+	// The socket is 0600, but it exists before the chmod and a mode can
+	// slip: the kernel's word on the peer (SO_PEERCRED) decides. Only
+	// the daemon's uid, which its shims run as, may publish a task's
+	// exit or delete; anyone else could make clients believe a running
+	// container ended.
+	srv, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireUidGid(os.Geteuid(), -1)))
 	if err != nil {
 		return nil, fmt.Errorf("runtime: events server: %w", err)
 	}
@@ -547,9 +552,16 @@ func (e *eventsService) Forward(ctx context.Context, req *eventsttrpc.ForwardReq
 	if env == nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("forward: no envelope: %w", errdefs.ErrInvalidArgument))
 	}
+	// The exit mark is a file in the bundle these name.
+	if err := validID("namespace", env.GetNamespace()); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("forward %s: %w", env.GetTopic(), err))
+	}
 	if env.GetTopic() == TopicTaskExit {
 		var ev apievents.TaskExit
 		if err := anypb.UnmarshalTo(env.GetEvent(), &ev, proto.UnmarshalOptions{}); err == nil && ev.ContainerID == ev.ID {
+			if err := validID("task", ev.ContainerID); err != nil {
+				return nil, errgrpc.ToGRPC(fmt.Errorf("forward %s: %w", env.GetTopic(), err))
+			}
 			if !m.markExit(env.GetNamespace(), ev.ContainerID) {
 				return &emptypb.Empty{}, nil // published once already
 			}

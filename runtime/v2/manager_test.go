@@ -18,32 +18,11 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/testutil"
 )
-
-// testSpec is a minimal OCI spec running args in the bundle's rootfs.
-func testSpec(t testing.TB, args ...string) *anypb.Any {
-	t.Helper()
-	s := specs.Spec{
-		Version: specs.Version,
-		Process: &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}},
-		Root:    &specs.Root{Path: "rootfs"},
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-		},
-		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}}},
-	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec", Value: b}
-}
 
 type env struct {
 	m      *Manager
@@ -181,7 +160,7 @@ func runTask(t *testing.T, shim string, version int) {
 	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
 	out := filepath.Join(t.TempDir(), "out")
 	task, err := e.m.Create(ctx, CreateOpts{ID: "echo", Runtime: "io.containerd.runc.v2", RuntimePath: shim,
-		Spec: testSpec(t, "sh", "-c", "echo hi; exit 3"), Rootfs: busyboxMounts(t), Stdout: "file://" + out, Stderr: "file://" + out + ".err"})
+		Spec: testutil.TaskSpec(t, "sh", "-c", "echo hi; exit 3"), Rootfs: busyboxMounts(t), Stdout: "file://" + out, Stderr: "file://" + out + ".err"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +210,7 @@ func runTask(t *testing.T, shim string, version int) {
 func TestCreateFails(t *testing.T) {
 	e := newEnv(t)
 	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
-	bad := testSpec(t, "sh")
+	bad := testutil.TaskSpec(t, "sh")
 	var s specs.Spec
 	json.Unmarshal(bad.Value, &s)
 	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
@@ -242,12 +221,12 @@ func TestCreateFails(t *testing.T) {
 		want error
 		msg  string
 	}{
-		{"shim not installed", CreateOpts{ID: "a", Runtime: "io.containerd.nosuch.v1", Spec: testSpec(t, "true")}, errdefs.ErrNotFound, "containerd-shim-nosuch-v1"},
-		{"bad runtime name", CreateOpts{ID: "a", Runtime: "runc", Spec: testSpec(t, "true")}, errdefs.ErrInvalidArgument, "runc"},
+		{"shim not installed", CreateOpts{ID: "a", Runtime: "io.containerd.nosuch.v1", Spec: testutil.TaskSpec(t, "true")}, errdefs.ErrNotFound, "containerd-shim-nosuch-v1"},
+		{"bad runtime name", CreateOpts{ID: "a", Runtime: "runc", Spec: testutil.TaskSpec(t, "true")}, errdefs.ErrInvalidArgument, "runc"},
 		{"no spec", CreateOpts{ID: "a", Runtime: "io.containerd.runc.v2"}, errdefs.ErrInvalidArgument, "spec"},
-		{"bad id", CreateOpts{ID: "../a", Runtime: "io.containerd.runc.v2", Spec: testSpec(t, "true")}, errdefs.ErrInvalidArgument, "../a"},
+		{"bad id", CreateOpts{ID: "../a", Runtime: "io.containerd.runc.v2", Spec: testutil.TaskSpec(t, "true")}, errdefs.ErrInvalidArgument, "../a"},
 		{"spec runc rejects", CreateOpts{ID: "bogus", Runtime: "io.containerd.runc.v2", Spec: bad, Rootfs: busyboxMounts(t)}, nil, "bogus"},
-		{"rootfs gone", CreateOpts{ID: "gone", Runtime: "io.containerd.runc.v2", Spec: testSpec(t, "true"),
+		{"rootfs gone", CreateOpts{ID: "gone", Runtime: "io.containerd.runc.v2", Spec: testutil.TaskSpec(t, "true"),
 			Rootfs: []*types.Mount{{Type: "bind", Source: "/nonexistent/strata", Options: []string{"rbind"}}}}, nil, "gone"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,7 +277,7 @@ func TestParseBootstrap(t *testing.T) {
 func TestShimDies(t *testing.T) {
 	e := newEnv(t)
 	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
-	task, err := e.m.Create(ctx, CreateOpts{ID: "victim", Runtime: "io.containerd.runc.v2", Spec: testSpec(t, "sleep", "1000"),
+	task, err := e.m.Create(ctx, CreateOpts{ID: "victim", Runtime: "io.containerd.runc.v2", Spec: testutil.TaskSpec(t, "sleep", "1000"),
 		Rootfs: busyboxMounts(t), Stdout: "file:///dev/null", Stderr: "file:///dev/null"})
 	if err != nil {
 		t.Fatal(err)
@@ -331,4 +310,55 @@ func TestShimDies(t *testing.T) {
 		t.Errorf("runc still has the container (%s)", s)
 	}
 	e.checkClean(t)
+}
+
+// TestBundleClosed: a task's bundle is root's alone (0700, as containerd's
+// since CVE-2021-41103): its rootfs is the container's root filesystem,
+// where the container's root may have left a setuid-root program, so a
+// user of the host must not be able to reach it through the bundle even
+// when the state directory above can be traversed.
+func TestBundleClosed(t *testing.T) {
+	e := newEnv(t)
+	// The state directory's parent open to all, as /run or /var/lib are.
+	if err := os.Chmod(filepath.Dir(e.state), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
+	task, err := e.m.Create(ctx, CreateOpts{ID: "closed", Runtime: "io.containerd.runc.v2", Spec: testutil.TaskSpec(t, "true"),
+		Rootfs: busyboxMounts(t), Stdout: "file:///dev/null", Stderr: "file:///dev/null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimPid(t, task)
+	t.Cleanup(func() { e.m.Delete(ctx, "closed") })
+	st, err := os.Stat(task.Bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := st.Mode().Perm(); mode != 0o700 {
+		t.Errorf("bundle mode %o, want 700", mode)
+	}
+	busybox := filepath.Join(task.Bundle, "rootfs", "bin", "busybox")
+	if _, err := os.Stat(busybox); err != nil {
+		t.Fatalf("the rootfs is not mounted in the bundle: %v", err)
+	}
+	nobody := testutil.AsNobody(t, "peek")
+	if out, err := nobody([]string{"STRATA_TEST_PEEK=" + busybox}).CombinedOutput(); err == nil {
+		t.Errorf("nobody opened %s through the bundle", busybox)
+	} else {
+		t.Logf("nobody: %s", out)
+	}
+
+	// A bundle an older daemon made open is closed when it is loaded.
+	if err := os.Chmod(task.Bundle, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	e.m.Close()
+	e.m = e.open(t)
+	if err := e.m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(task.Bundle); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("bundle of an older daemon after Load: %v, %v; want mode 700", st.Mode(), err)
+	}
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestMain doubles as the non-root peer of TestNonRootPeer: run with
@@ -86,35 +85,11 @@ func testContainer(id string) containers.Container {
 // create, update or delete one by default; with the daemon's AllowGroup it
 // may. Root may either way.
 func TestNonRootPeer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("a non-root peer needs root to start it (setuid nobody)")
-	}
-	const nobody = 65534
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	for _, dir := range []string{bin, filepath.Dir(bin)} {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(bin, "peer"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	nobody := testutil.AsNobody(t, "peer")
 	for _, allowGroup := range []bool{false, true} {
 		t.Run(fmt.Sprintf("allow_group=%v", allowGroup), func(t *testing.T) {
 			d := servertest.StartWith(t, server.Config{Access: access.Policy{AllowGroup: allowGroup}})
-			for path, mode := range map[string]os.FileMode{filepath.Dir(d.Address): 0o755, d.Address: 0o666} {
-				if err := os.Chmod(path, mode); err != nil {
-					t.Fatal(err)
-				}
-			}
+			testutil.OpenToAll(t, d.Address)
 			ctx := namespaces.WithNamespace(context.Background(), "default")
 			root := client.NewContainerStore(d.Conn)
 			if _, err := root.Create(ctx, testContainer("byroot")); err != nil {
@@ -122,10 +97,7 @@ func TestNonRootPeer(t *testing.T) {
 			}
 			peer := func(verb, id string) (int, string) {
 				t.Helper()
-				cmd := exec.Command(filepath.Join(bin, "peer"), verb, id)
-				cmd.Env = []string{"STRATA_TEST_PEER=" + d.Address, "GORACE=atexit_sleep_ms=0"}
-				cmd.Dir = bin
-				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+				cmd := nobody([]string{"STRATA_TEST_PEER=" + d.Address}, verb, id)
 				out, err := cmd.CombinedOutput()
 				var ee *exec.ExitError
 				if err != nil && !errors.As(err, &ee) {

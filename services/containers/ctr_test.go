@@ -13,23 +13,6 @@ import (
 	"github.com/strata-oci/strata/testutil"
 )
 
-// ctrClient is one real ctr binary.
-type ctrClient struct {
-	name string
-	bin  func(t *testing.T) string
-}
-
-var ctrClients = []ctrClient{
-	{"ctr1.6", func(t *testing.T) string {
-		bin, err := exec.LookPath("ctr")
-		if err != nil {
-			t.Fatalf("Debian's ctr (containerd 1.6, package containerd) is not installed: %v", err)
-		}
-		return bin
-	}},
-	{"ctr2.4", func(t *testing.T) string { return testutil.Tool(t, "ctr", "v2.4.2") }},
-}
-
 // TestCtrContainers: the containers verbs of the real ctr 1.6 and 2.4
 // against the daemon: create from a pulled image, ls (with filters, -q),
 // info, label, a second create of an id, a namespace delete refused while
@@ -38,9 +21,9 @@ var ctrClients = []ctrClient{
 func TestCtrContainers(t *testing.T) {
 	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
 	fix := testutil.PushWhiteoutImage(t, reg.Host, "ctr/containers", "v1")
-	for _, cc := range ctrClients {
-		t.Run(cc.name, func(t *testing.T) {
-			bin := cc.bin(t)
+	for _, cc := range testutil.CtrClients() {
+		t.Run(cc.Name, func(t *testing.T) {
+			bin := cc.Bin(t)
 			d := servertest.Start(t)
 			const ns = "ctrc"
 			run := func(args ...string) (string, error) {
@@ -52,7 +35,7 @@ func TestCtrContainers(t *testing.T) {
 				t.Helper()
 				out, err := run(args...)
 				if err != nil {
-					t.Fatalf("%s %s: %v\n%s", cc.name, strings.Join(args, " "), err, out)
+					t.Fatalf("%s %s: %v\n%s", cc.Name, strings.Join(args, " "), err, out)
 				}
 				return out
 			}

@@ -6,6 +6,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	eventsapi "github.com/containerd/containerd/api/services/events/v1"
 	"github.com/containerd/containerd/api/types"
@@ -29,11 +30,30 @@ type Exchange interface {
 // Service serves containerd.services.events.v1 over an exchange.
 type Service struct {
 	eventsapi.UnimplementedEventsServer
-	x Exchange
+	x      Exchange
+	mayRun func(ctx context.Context, what string) error
 }
 
-// New returns the service over x.
-func New(x Exchange) *Service { return &Service{x: x} }
+// New returns the service over x. mayRun (access.Policy.MayRun; nil lets
+// every peer) decides who may publish or forward the events of tasks and
+// containers (topics /tasks/… and /containers/…): a peer that may not
+// run or change them must not be able to tell subscribers that they did,
+// a running container's forged /tasks/exit first.
+func New(x Exchange, mayRun func(ctx context.Context, what string) error) *Service {
+	if mayRun == nil {
+		mayRun = func(context.Context, string) error { return nil }
+	}
+	return &Service{x: x, mayRun: mayRun}
+}
+
+// mayPublish refuses a topic of tasks or containers to a peer that may
+// not run them.
+func (e *Service) mayPublish(ctx context.Context, verb, topic string) error {
+	if strings.HasPrefix(topic, "/tasks/") || strings.HasPrefix(topic, "/containers/") {
+		return e.mayRun(ctx, fmt.Sprintf("%s event %s", verb, topic))
+	}
+	return nil
+}
 
 // Register serves the service on g.
 func (e *Service) Register(g *grpc.Server) { eventsapi.RegisterEventsServer(g, e) }
@@ -43,6 +63,9 @@ func (e *Service) Publish(ctx context.Context, req *eventsapi.PublishRequest) (*
 	if req.Event == nil {
 		return nil, fmt.Errorf("publish event %q: event is required: %w", req.Topic, errdefs.ErrInvalidArgument)
 	}
+	if err := e.mayPublish(ctx, "publish", req.Topic); err != nil {
+		return nil, err
+	}
 	if err := e.x.Publish(ctx, req.Topic, req.Event); err != nil {
 		return nil, err
 	}
@@ -51,6 +74,9 @@ func (e *Service) Publish(ctx context.Context, req *eventsapi.PublishRequest) (*
 
 // Forward sends an envelope made elsewhere as it is.
 func (e *Service) Forward(ctx context.Context, req *eventsapi.ForwardRequest) (*emptypb.Empty, error) {
+	if err := e.mayPublish(ctx, "forward", req.GetEnvelope().GetTopic()); err != nil {
+		return nil, err
+	}
 	if err := e.x.Forward(ctx, req.Envelope); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/strata-oci/strata/identifiers"
 	v2 "github.com/strata-oci/strata/runtime/v2"
 )
 
@@ -76,7 +77,7 @@ func (s *Service) Delete(ctx context.Context, req *tasksapi.DeleteTaskRequest) (
 		return nil, err
 	}
 	// runc's shim answers a bare error for a running task: say what it is.
-	if st, err := t.API().State(ctx, &taskapi.StateRequest{ID: t.ID}); err == nil {
+	if st, err := s.state(ctx, t, ""); err == nil {
 		switch st.GetStatus() {
 		case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
 			return nil, fmt.Errorf("delete task %s: it is %s; kill it first: %w", t.ID, strings.ToLower(st.GetStatus().String()), errdefs.ErrFailedPrecondition)
@@ -119,8 +120,9 @@ func (s *Service) Exec(ctx context.Context, req *tasksapi.ExecProcessRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	if req.GetExecID() == "" {
-		return nil, fmt.Errorf("exec in %s: exec id is required: %w", id, errdefs.ErrInvalidArgument)
+	// The shim names files after it in the bundle (runc's pid file).
+	if err := identifiers.Validate("exec process", req.GetExecID()); err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", id, err)
 	}
 	if _, err := t.API().Exec(ctx, &taskapi.ExecProcessRequest{ID: t.ID, ExecID: req.GetExecID(), Terminal: req.GetTerminal(),
 		Stdin: req.GetStdin(), Stdout: req.GetStdout(), Stderr: req.GetStderr(), Spec: req.GetSpec()}); err != nil {
@@ -129,7 +131,12 @@ func (s *Service) Exec(ctx context.Context, req *tasksapi.ExecProcessRequest) (*
 	return empty, nil
 }
 
-// Checkpoint is not supported: errdefs.ErrNotImplemented.
+// Checkpoint is not supported: errdefs.ErrNotImplemented. It is checked
+// as what it would be (it writes a task's memory where the client says),
+// so that a peer that may not is told so, now and once it is supported.
 func (s *Service) Checkpoint(ctx context.Context, req *tasksapi.CheckpointTaskRequest) (*tasksapi.CheckpointTaskResponse, error) {
+	if err := s.c.Authorize(ctx, "checkpoint task "+req.GetContainerID()); err != nil {
+		return nil, err
+	}
 	return nil, fmt.Errorf("checkpoint task %s: strata does not checkpoint tasks (CRIU): %w", req.GetContainerID(), errdefs.ErrNotImplemented)
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/strata-oci/strata/containers"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestMain doubles as the non-root peer of TestNonRootPeer: run with
@@ -52,6 +52,24 @@ func peerMain(sock, verb, id string) int {
 		_, err = c.Exec(ctx, &tasksapi.ExecProcessRequest{ContainerID: id, ExecID: "x"})
 	case "kill":
 		_, err = c.Kill(ctx, &tasksapi.KillRequest{ContainerID: id, Signal: 9})
+	case "start":
+		_, err = c.Start(ctx, &tasksapi.StartRequest{ContainerID: id})
+	case "delete":
+		_, err = c.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: id})
+	case "deleteprocess":
+		_, err = c.DeleteProcess(ctx, &tasksapi.DeleteProcessRequest{ContainerID: id, ExecID: "x"})
+	case "resize":
+		_, err = c.ResizePty(ctx, &tasksapi.ResizePtyRequest{ContainerID: id, Width: 80, Height: 24})
+	case "closeio":
+		_, err = c.CloseIO(ctx, &tasksapi.CloseIORequest{ContainerID: id, Stdin: true})
+	case "pause":
+		_, err = c.Pause(ctx, &tasksapi.PauseTaskRequest{ContainerID: id})
+	case "resume":
+		_, err = c.Resume(ctx, &tasksapi.ResumeTaskRequest{ContainerID: id})
+	case "update":
+		_, err = c.Update(ctx, &tasksapi.UpdateTaskRequest{ContainerID: id})
+	case "checkpoint":
+		_, err = c.Checkpoint(ctx, &tasksapi.CheckpointTaskRequest{ContainerID: id})
 	default:
 		err = fmt.Errorf("unknown verb %q", verb)
 	}
@@ -67,46 +85,20 @@ func peerMain(sock, verb, id string) int {
 }
 
 // TestNonRootPeer: a process running as nobody on the daemon's socket
-// lists tasks but may not create a task, exec or signal one (the default
-// access policy), and is told why.
+// lists tasks but may not create, start, exec in, signal, change, pause,
+// checkpoint or delete one, nor touch its processes' terminals and stdin
+// (the default access policy), and is told why.
 func TestNonRootPeer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("a non-root peer needs root to start it (setuid nobody)")
-	}
-	const nobody = 65534
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	for _, dir := range []string{bin, filepath.Dir(bin)} {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(bin, "peer"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	nobody := testutil.AsNobody(t, "peer")
 	d := servertest.StartTasks(t)
-	for path, mode := range map[string]os.FileMode{filepath.Dir(d.Address): 0o755, d.Address: 0o666} {
-		if err := os.Chmod(path, mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.OpenToAll(t, d.Address)
 	if _, err := d.Store.DB.Containers().Create(namespaces.WithNamespace(context.Background(), "default"), containers.Container{ID: "c1",
-		Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}, Spec: spec(t, "true")}); err != nil {
+		Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}, Spec: testutil.TaskSpec(t, "true")}); err != nil {
 		t.Fatal(err)
 	}
 	peer := func(verb, id string) (int, string) {
 		t.Helper()
-		cmd := exec.Command(filepath.Join(bin, "peer"), verb, id)
-		cmd.Env = []string{"STRATA_TEST_PEER=" + d.Address, "GORACE=atexit_sleep_ms=0"}
-		cmd.Dir = bin
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		cmd := nobody([]string{"STRATA_TEST_PEER=" + d.Address}, verb, id)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
@@ -117,7 +109,7 @@ func TestNonRootPeer(t *testing.T) {
 	if code, out := peer("list", ""); code != 0 {
 		t.Errorf("list as nobody = exit %d: %s; want it allowed", code, out)
 	}
-	for _, verb := range []string{"create", "exec", "kill"} {
+	for _, verb := range []string{"create", "exec", "kill", "start", "delete", "deleteprocess", "resize", "closeio", "pause", "resume", "update", "checkpoint"} {
 		if code, out := peer(verb, "c1"); code != 3 || !strings.Contains(out, "uid 65534") || !strings.Contains(out, "c1") {
 			t.Errorf("%s as nobody = exit %d: %s; want permission denied naming the task and the peer", verb, code, out)
 		}

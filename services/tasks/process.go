@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
@@ -29,11 +30,34 @@ func (s *Service) Get(ctx context.Context, req *tasksapi.GetRequest) (*tasksapi.
 	if err != nil {
 		return nil, err
 	}
-	st, err := t.API().State(ctx, &taskapi.StateRequest{ID: t.ID, ExecID: req.GetExecID()})
+	st, err := s.state(ctx, t, req.GetExecID())
 	if err != nil {
-		return nil, shimErr("state of task", t.ID, err)
+		return nil, err
 	}
 	return &tasksapi.GetResponse{Process: process(t.ID, st)}, nil
+}
+
+// stateTimeout bounds a shim's answer to State, as containerd's
+// io.containerd.timeout.task.state does: List asks every shim of the
+// namespace, and one that never answers (stopped, deadlocked) must not
+// hold every client's List.
+const stateTimeout = 2 * time.Second
+
+// state asks a task's shim for the state of its init process or of an
+// exec process; a shim that does not answer in stateTimeout is
+// errdefs.ErrUnavailable.
+func (s *Service) state(ctx context.Context, t *v2.Task, execID string) (*taskapi.StateResponse, error) {
+	sctx, cancel := context.WithTimeout(ctx, stateTimeout)
+	defer cancel()
+	st, err := t.API().State(sctx, &taskapi.StateRequest{ID: t.ID, ExecID: execID})
+	switch {
+	case err == nil:
+		return st, nil
+	case ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded):
+		return nil, fmt.Errorf("state of task %s: its shim (%s) did not answer in %s: %w", t.ID, t.Binary, stateTimeout, errdefs.ErrUnavailable)
+	default:
+		return nil, shimErr("state of task", t.ID, err)
+	}
 }
 
 // List returns the tasks of the namespace. A task whose shim does not
@@ -49,12 +73,14 @@ func (s *Service) List(ctx context.Context, req *tasksapi.ListTasksRequest) (*ta
 	}
 	resp := &tasksapi.ListTasksResponse{}
 	for _, t := range tasks {
-		st, err := t.API().State(ctx, &taskapi.StateRequest{ID: t.ID})
+		st, err := s.state(ctx, t, "")
 		var p *tasktypes.Process
 		switch {
 		case err == nil:
 			p = process(t.ID, st)
-		case errors.Is(v2.Err(err), errdefs.ErrNotFound):
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("list tasks: %w", ctx.Err())
+		case errors.Is(err, errdefs.ErrNotFound):
 			continue // deleted meanwhile
 		default:
 			s.c.Logger.Warn("task state", "id", t.ID, "error", err)
@@ -91,77 +117,42 @@ func taskFields(t *v2.Task, p *tasktypes.Process) filters.Adaptor {
 
 // Kill signals a task's init process, all its processes, or one exec.
 func (s *Service) Kill(ctx context.Context, req *tasksapi.KillRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "kill task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().Kill(ctx, &taskapi.KillRequest{ID: t.ID, ExecID: req.GetExecID(), Signal: req.GetSignal(), All: req.GetAll()}); err != nil {
-		return nil, shimErr(fmt.Sprintf("kill (signal %d) task", req.GetSignal()), t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), fmt.Sprintf("kill (signal %d) task", req.GetSignal()), func(t *v2.Task) error {
+		_, err := t.API().Kill(ctx, &taskapi.KillRequest{ID: t.ID, ExecID: req.GetExecID(), Signal: req.GetSignal(), All: req.GetAll()})
+		return err
+	})
 }
 
 // ResizePty resizes the terminal of a process.
 func (s *Service) ResizePty(ctx context.Context, req *tasksapi.ResizePtyRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "resize terminal of task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().ResizePty(ctx, &taskapi.ResizePtyRequest{ID: t.ID, ExecID: req.GetExecID(), Width: req.GetWidth(), Height: req.GetHeight()}); err != nil {
-		return nil, shimErr("resize terminal of", t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), "resize terminal of task", func(t *v2.Task) error {
+		_, err := t.API().ResizePty(ctx, &taskapi.ResizePtyRequest{ID: t.ID, ExecID: req.GetExecID(), Width: req.GetWidth(), Height: req.GetHeight()})
+		return err
+	})
 }
 
 // CloseIO closes a process's stdin.
 func (s *Service) CloseIO(ctx context.Context, req *tasksapi.CloseIORequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "close stdin of task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().CloseIO(ctx, &taskapi.CloseIORequest{ID: t.ID, ExecID: req.GetExecID(), Stdin: req.GetStdin()}); err != nil {
-		return nil, shimErr("close stdin of", t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), "close stdin of task", func(t *v2.Task) error {
+		_, err := t.API().CloseIO(ctx, &taskapi.CloseIORequest{ID: t.ID, ExecID: req.GetExecID(), Stdin: req.GetStdin()})
+		return err
+	})
 }
 
 // Pause freezes a task's processes.
 func (s *Service) Pause(ctx context.Context, req *tasksapi.PauseTaskRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "pause task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().Pause(ctx, &taskapi.PauseRequest{ID: t.ID}); err != nil {
-		return nil, shimErr("pause task", t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), "pause task", func(t *v2.Task) error {
+		_, err := t.API().Pause(ctx, &taskapi.PauseRequest{ID: t.ID})
+		return err
+	})
 }
 
 // Resume thaws a paused task.
 func (s *Service) Resume(ctx context.Context, req *tasksapi.ResumeTaskRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "resume task "+req.GetContainerID()); err != nil {
-		return nil, err
-	}
-	t, err := s.task(ctx, req.GetContainerID())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := t.API().Resume(ctx, &taskapi.ResumeRequest{ID: t.ID}); err != nil {
-		return nil, shimErr("resume task", t.ID, err)
-	}
-	return empty, nil
+	return s.act(ctx, req.GetContainerID(), "resume task", func(t *v2.Task) error {
+		_, err := t.API().Resume(ctx, &taskapi.ResumeRequest{ID: t.ID})
+		return err
+	})
 }
 
 // ListPids lists the processes of a task.
@@ -180,15 +171,26 @@ func (s *Service) ListPids(ctx context.Context, req *tasksapi.ListPidsRequest) (
 // Update changes a task's resources (an Any of the runtime's resources
 // type, runtime-spec LinuxResources for runc) and annotations.
 func (s *Service) Update(ctx context.Context, req *tasksapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	if err := s.c.Authorize(ctx, "update task "+req.GetContainerID()); err != nil {
+	return s.act(ctx, req.GetContainerID(), "update task", func(t *v2.Task) error {
+		_, err := t.API().Update(ctx, &taskapi.UpdateTaskRequest{ID: t.ID, Resources: req.GetResources(), Annotations: req.GetAnnotations()})
+		return err
+	})
+}
+
+// act is a call that changes a task and answers nothing: it asks the
+// access policy whether the caller may do what (a verb and "task") to
+// the task of container id, then runs call against the task's shim,
+// naming what, the task and the cause when the shim refuses.
+func (s *Service) act(ctx context.Context, id, what string, call func(t *v2.Task) error) (*emptypb.Empty, error) {
+	if err := s.c.Authorize(ctx, what+" "+id); err != nil {
 		return nil, err
 	}
-	t, err := s.task(ctx, req.GetContainerID())
+	t, err := s.task(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.API().Update(ctx, &taskapi.UpdateTaskRequest{ID: t.ID, Resources: req.GetResources(), Annotations: req.GetAnnotations()}); err != nil {
-		return nil, shimErr("update task", t.ID, err)
+	if err := call(t); err != nil {
+		return nil, shimErr(what, t.ID, err)
 	}
 	return empty, nil
 }

@@ -26,24 +26,6 @@ import (
 	"github.com/strata-oci/strata/testutil"
 )
 
-func spec(t *testing.T, args ...string) *anypb.Any {
-	s := specs.Spec{
-		Version: specs.Version,
-		Process: &specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}},
-		Root:    &specs.Root{Path: "rootfs"},
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755"}},
-		},
-		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}}},
-	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec", Value: b}
-}
-
 // TestTasksService runs a busybox task through the gRPC service of an
 // in-process server, on the real runc shim: a container record from the
 // store, a bind-mounted rootfs, stdout to a file.
@@ -69,7 +51,7 @@ func TestTasksService(t *testing.T) {
 		t.Errorf("Create without a container: %v, want not found naming it", err)
 	}
 	if _, err := d.Store.DB.Containers().Create(sctx, containers.Container{ID: "top", Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"},
-		Spec: spec(t, "sh", "-c", "echo started; exec sleep 1000")}); err != nil {
+		Spec: testutil.TaskSpec(t, "sh", "-c", "echo started; exec sleep 1000")}); err != nil {
 		t.Fatal(err)
 	}
 	cr, err := c.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: "top", Rootfs: mounts, Stdout: "file://" + out, Stderr: "file://" + out + ".err"})
@@ -127,7 +109,7 @@ func TestTasksService(t *testing.T) {
 	}
 	// An exec process, with its own exit status.
 	var s specs.Spec
-	json.Unmarshal(spec(t, "sh", "-c", "exit 7").Value, &s)
+	json.Unmarshal(testutil.TaskSpec(t, "sh", "-c", "exit 7").Value, &s)
 	pb, _ := json.Marshal(s.Process)
 	execOut := filepath.Join(t.TempDir(), "exec")
 	if _, err := c.Exec(ctx, &tasksapi.ExecProcessRequest{ContainerID: "top", ExecID: "x", Stdout: "file://" + execOut, Stderr: "file://" + execOut + ".err",

@@ -58,30 +58,9 @@ const (
 var stratadBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	// STRATA_TEST_STRATAD runs the tests against another build.
-	if bin := os.Getenv("STRATA_TEST_STRATAD"); bin != "" {
-		stratadBin = bin
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "stratad-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	stratadBin = filepath.Join(dir, "stratad")
-	build := exec.Command("go", "build", "-o", stratadBin, "./cmd/stratad")
-	build.Dir = filepath.Join("..", "..")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build stratad:", err)
-		return 1
-	}
-	return m.Run()
+	// STRATA_TEST_STRATAD runs the suite against another build (to see
+	// it fail on an older strata, say).
+	os.Exit(testutil.RunWithStratad(m, filepath.Join("..", ".."), &stratadBin))
 }
 
 // env is a stratad, a registry holding the busybox base image and a
