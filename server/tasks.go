@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"path/filepath"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types"
@@ -35,7 +36,7 @@ func (s *Server) registerTasks() error {
 	if rc.State == "" {
 		return nil
 	}
-	m, err := v2.New(v2.Config{State: rc.State, Address: rc.Address, Debug: rc.Debug, Version: s.cfg.Version, Logger: s.Log.With("component", "runtime"),
+	m, err := v2.New(v2.Config{State: rc.State, RuncRoot: filepath.Join(filepath.Dir(rc.State), "runc"), Address: rc.Address, Debug: rc.Debug, Version: s.cfg.Version, Logger: s.Log.With("component", "runtime"),
 		Events: func(ctx context.Context, env *types.Envelope) error { return s.events.Forward(ctx, env) }})
 	if err != nil {
 		return err

@@ -190,6 +190,16 @@ func (d *taskDaemon) checkNothingLeft() {
 	for _, e := range ents {
 		t.Errorf("left in %s: %s", rt, e.Name())
 	}
+	// runc's state of this daemon's tasks: a namespace directory may stay,
+	// no container in it.
+	rr := filepath.Join(d.state, "runc")
+	nss, _ := os.ReadDir(rr)
+	for _, ns := range nss {
+		ids, _ := os.ReadDir(filepath.Join(rr, ns.Name()))
+		for _, id := range ids {
+			t.Errorf("runc state left: %s", filepath.Join(rr, ns.Name(), id.Name()))
+		}
+	}
 	if left, _ := mount.Under(rt); len(left) > 0 {
 		t.Errorf("mounts left: %v", left)
 	}
@@ -443,9 +453,9 @@ func TestCtrRestart(t *testing.T) {
 		t.Fatalf("%d shims after SIGKILL of stratad, want the 2 tasks' still running", got)
 	}
 	os.WriteFile(filepath.Join(ctl, "go"), nil, 0o644)
-	for i := 0; runcState(ns, "exits") != "stopped"; i++ {
+	for i := 0; runcState(d.state, ns, "exits") != "stopped"; i++ {
 		if i > 600 {
-			t.Fatalf("task exits did not end: runc says %q", runcState(ns, "exits"))
+			t.Fatalf("task exits did not end: runc says %q", runcState(d.state, ns, "exits"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -493,9 +503,10 @@ func TestCtrRestart(t *testing.T) {
 	}
 }
 
-// runcState is what runc says of a container of the shims' default root.
-func runcState(ns, id string) string {
-	out, _ := exec.Command("runc", "--root", filepath.Join("/run/containerd/runc", ns), "state", id).Output()
+// runcState is what runc says of a container of the daemon whose state
+// directory is state (stratad gives runc shims <state>/runc as runc's root).
+func runcState(state, ns, id string) string {
+	out, _ := exec.Command("runc", "--root", filepath.Join(state, "runc", ns), "state", id).Output()
 	const key = `"status": "`
 	if i := strings.Index(string(out), key); i >= 0 {
 		s := string(out[i+len(key):])

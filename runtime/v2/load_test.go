@@ -19,9 +19,9 @@ import (
 	"github.com/strata-oci/strata/testutil"
 )
 
-// runcStatus is what runc says of a container of the shims' default root.
-func runcStatus(ns, id string) string {
-	out, _ := exec.Command("runc", "--root", filepath.Join("/run/containerd/runc", ns), "state", id).Output()
+// runcStatus is what runc says of a container of e's runc root.
+func (e *env) runcStatus(ns, id string) string {
+	out, _ := exec.Command("runc", "--root", filepath.Join(e.runc, ns), "state", id).Output()
 	if i := strings.Index(string(out), `"status": "`); i >= 0 {
 		s := string(out[i+len(`"status": "`):])
 		return s[:strings.Index(s, `"`)]
@@ -66,9 +66,9 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, diesPid)
-	for i := 0; runcStatus("strata-test", "exits") != "stopped"; i++ {
+	for i := 0; e.runcStatus("strata-test", "exits") != "stopped"; i++ {
 		if i > 600 {
-			t.Fatalf("task exits: runc says %s", runcStatus("strata-test", "exits"))
+			t.Fatalf("task exits: runc says %s", e.runcStatus("strata-test", "exits"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -97,8 +97,8 @@ func TestRestart(t *testing.T) {
 	if _, err := e.m.Get(ctx, "dies"); err == nil {
 		t.Error("the task whose shim died is still listed")
 	}
-	if runcStatus("strata-test", "dies") != "gone" {
-		t.Errorf("the container whose shim died is %s in runc", runcStatus("strata-test", "dies"))
+	if e.runcStatus("strata-test", "dies") != "gone" {
+		t.Errorf("the container whose shim died is %s in runc", e.runcStatus("strata-test", "dies"))
 	}
 	if _, err := os.Stat(filepath.Join(e.state, "strata-test", "dies")); !os.IsNotExist(err) {
 		t.Errorf("bundle of the dead shim: %v", err)

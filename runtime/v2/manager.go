@@ -51,6 +51,11 @@ type Config struct {
 	Debug bool
 	// Version is the daemon's version, told to shims of containerd 2.3+.
 	Version string
+	// RuncRoot is runc's state directory (runc --root) for the tasks of
+	// runc shims whose options name none: this daemon's own, not the
+	// host-wide /run/containerd/runc (runcroot.go). Empty leaves runc's
+	// default.
+	RuncRoot string
 }
 
 // Manager starts, finds and removes the tasks of every namespace.
@@ -237,6 +242,9 @@ func (m *Manager) Create(ctx context.Context, o CreateOpts) (_ *Task, retErr err
 	}
 	binary, err := resolveBinary(o.Runtime, o.RuntimePath)
 	if err != nil {
+		return nil, fmt.Errorf("task %s: %w", o.ID, err)
+	}
+	if opts, err = m.withRuncRoot(binary, opts); err != nil {
 		return nil, fmt.Errorf("task %s: %w", o.ID, err)
 	}
 	dir := m.bundleDir(ns, o.ID)

@@ -28,6 +28,7 @@ type env struct {
 	m      *Manager
 	events chan *types.Envelope
 	state  string
+	runc   string // runc's root (Config.RuncRoot)
 	addr   string
 }
 
@@ -49,13 +50,13 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	e := &env{events: make(chan *types.Envelope, 100), state: filepath.Join(dir, "state"), addr: filepath.Join(dir, "s.sock")}
+	e := &env{events: make(chan *types.Envelope, 100), state: filepath.Join(dir, "state"), runc: filepath.Join(dir, "runc"), addr: filepath.Join(dir, "s.sock")}
 	e.m = e.open(t)
 	return e
 }
 
 func (e *env) open(t *testing.T) *Manager {
-	m, err := New(Config{State: e.state, Address: e.addr, Logger: testutil.Logger(t),
+	m, err := New(Config{State: e.state, RuncRoot: e.runc, Address: e.addr, Logger: testutil.Logger(t),
 		Events: func(ctx context.Context, env *types.Envelope) error { e.events <- env; return nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +138,56 @@ func (e *env) checkClean(t *testing.T) {
 		}
 		return nil
 	})
+	nss, _ := os.ReadDir(e.runc)
+	for _, ns := range nss {
+		ids, _ := os.ReadDir(filepath.Join(e.runc, ns.Name()))
+		for _, id := range ids {
+			t.Errorf("runc state left: %s/%s", ns.Name(), id.Name())
+		}
+	}
+}
+
+// TestRuncRootPerManager: two managers (two daemons) run a task of the
+// same namespace and id at once, each in its own runc root; with runc's
+// host-wide default the second create failed ("container with given ID
+// already exists") and the first's cleanup could delete the second's.
+func TestRuncRootPerManager(t *testing.T) {
+	ctx := namespaces.WithNamespace(context.Background(), "strata-test")
+	var envs []*env
+	for i := 0; i < 2; i++ {
+		e := newEnv(t)
+		task, err := e.m.Create(ctx, CreateOpts{ID: "same", Runtime: "io.containerd.runc.v2",
+			Spec: testutil.TaskSpec(t, "sleep", "600"), Rootfs: busyboxMounts(t)})
+		if err != nil {
+			t.Fatalf("manager %d: %v", i, err)
+		}
+		shimPid(t, task)
+		if _, err := task.API().Start(ctx, &taskapi.StartRequest{ID: "same"}); err != nil {
+			t.Fatalf("manager %d: start: %v", i, err)
+		}
+		envs = append(envs, e)
+	}
+	for i, e := range envs {
+		if s := e.runcStatus("strata-test", "same"); s != "running" {
+			t.Errorf("manager %d's task is %s in its runc root, want running", i, s)
+		}
+	}
+	for i, e := range envs {
+		task, err := e.m.Get(ctx, "same")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := task.API().Kill(ctx, &taskapi.KillRequest{ID: "same", Signal: 9}); err != nil {
+			t.Fatalf("manager %d: kill: %v", i, err)
+		}
+		if _, err := task.API().Wait(ctx, &taskapi.WaitRequest{ID: "same"}); err != nil {
+			t.Fatalf("manager %d: wait: %v", i, err)
+		}
+		if _, err := e.m.Delete(ctx, "same"); err != nil {
+			t.Fatalf("manager %d: delete: %v", i, err)
+		}
+		e.checkClean(t)
+	}
 }
 
 // TestRunTask runs a task to its end under Debian's runc shim (containerd
@@ -306,7 +357,7 @@ func TestShimDies(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	e.m.background.Wait()
-	if s := runcStatus("strata-test", "victim"); s != "gone" {
+	if s := e.runcStatus("strata-test", "victim"); s != "gone" {
 		t.Errorf("runc still has the container (%s)", s)
 	}
 	e.checkClean(t)

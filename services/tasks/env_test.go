@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,8 +18,7 @@ import (
 )
 
 // taskEnv is an in-process daemon serving tasks and a client of it, in a
-// namespace of the test's own: runc keeps its state in
-// /run/containerd/runc/<namespace>/<id> for every daemon on the machine.
+// namespace of the test's own.
 type taskEnv struct {
 	d  *servertest.Daemon
 	c  tasksapi.TasksClient
@@ -39,8 +37,6 @@ func newTaskEnv(t *testing.T, name string) *taskEnv {
 		t.Fatal("running tasks needs root")
 	}
 	e := &taskEnv{d: servertest.StartTasks(t), ns: fmt.Sprintf("strata-test-%s-%d", name, os.Getpid())}
-	// runc's root of the namespace, once its containers are gone.
-	t.Cleanup(func() { os.Remove(filepath.Join("/run/containerd/runc", e.ns)) })
 	e.c = tasksapi.NewTasksClient(e.d.Conn)
 	e.sctx = namespaces.WithNamespace(context.Background(), e.ns)
 	e.bg = metadata.AppendToOutgoingContext(context.Background(), namespaces.GRPCHeader, e.ns)

@@ -41,6 +41,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/content/local"
 	"github.com/strata-oci/strata/images"
+	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/snapshots"
@@ -841,6 +842,19 @@ func testRunChanges(t *testing.T, snapshotter string) {
 	}
 
 	ctx := namespaces.WithNamespace(context.Background(), namespace)
+	// The view is held by a lease: an unreferenced snapshot is the next
+	// collection's, and BuildKit's own work schedules collections.
+	lm := client.NewLeaseManager(e.conn)
+	l, err := lm.Create(ctx, leases.WithID("test-view-"+name), leases.WithExpiration(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := lm.Delete(ctx, l); err != nil {
+			t.Errorf("delete the view's lease: %v", err)
+		}
+	}()
+	ctx = leases.WithLease(ctx, l.ID)
 	sn := client.NewSnapshotter(e.conn, e.snapshotter)
 	chainID := identity.ChainID(b.config.RootFS.DiffIDs).String()
 	mounts, err := sn.View(ctx, "test-view", chainID)
