@@ -122,10 +122,11 @@ func (s *Store) lock(ctx context.Context) (func(), error) {
 
 // CreateRequest is `strata volume create`.
 type CreateRequest struct {
-	// Name is optional: a random 64-hex-digit name otherwise.
+	// Name is optional: a random 64-hex-digit name otherwise, and the
+	// volume is anonymous, as docker's.
 	Name   string
 	Labels map[string]string
-	// Anonymous marks a volume made by `-v /dst`.
+	// Anonymous marks a volume made by `-v /dst`; prune removes it.
 	Anonymous bool
 }
 
@@ -146,7 +147,7 @@ func (s *Store) create(req CreateRequest) (Volume, error) {
 		if _, err := rand.Read(b); err != nil {
 			return Volume{}, err
 		}
-		req.Name = hex.EncodeToString(b)
+		req.Name, req.Anonymous = hex.EncodeToString(b), true
 	}
 	if err := ValidName(req.Name); err != nil {
 		return Volume{}, err
