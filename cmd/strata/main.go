@@ -156,6 +156,7 @@ store, image records, leases and garbage collection, in containerd's model.`,
 			volumeCreate(a), volumeList(a), volumeInspect(a), volumeRemove(a), volumePrune(a)), // volumes.go
 		groupCommand("network", []string{"networks"}, "Manage container networks (CNI bridges)",
 			networkCreate(a), networkList(a), networkInspect(a), networkRemove(a)), // networks.go
+		newLogsCommand(a), newLoggerCommand(), // logs.go
 		groupCommand("plugins", []string{"plugin"}, "Show the parts of strata, as ctr plugins shows a daemon's",
 			pluginsList(a)),
 	)
