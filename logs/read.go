@@ -21,8 +21,14 @@ type ReadOptions struct {
 	// Tail is how many of the last entries to give; < 0 gives all.
 	Tail int
 	// Follow keeps giving entries as they are written, until the logger
-	// marks the log done (the container's streams ended) or ctx ends.
+	// marks the log done or ctx ends. The logger sees its streams end
+	// when the shim closes them, at the task's deletion (not at its
+	// exit): delete the task on exit, as dockerd does, or give Stopped.
 	Follow bool
+	// Stopped, when set, says the container's task is no longer running:
+	// a follower then also stops once the log has stayed still for a few
+	// polls (what the logger copies after the exit comes within them).
+	Stopped func() bool
 	// Poll is how often a follower looks for new entries (default 100 ms).
 	Poll time.Duration
 }
@@ -61,15 +67,17 @@ func Read(ctx context.Context, dir string, opts ReadOptions, fn func(Entry) erro
 	if !opts.Follow {
 		return nil
 	}
-	return r.follow(cur, opts.Poll)
+	return r.follow(cur, opts)
 }
 
 type reader struct {
-	ctx  context.Context
-	dir  string
-	fn   func(Entry) error
-	tail int
-	ring []Entry
+	ctx context.Context
+	dir string
+	fn  func(Entry) error
+	// given counts the entries given, for follow to see progress.
+	given int
+	tail  int
+	ring  []Entry
 }
 
 func (r *reader) keep(e Entry) error {
@@ -127,6 +135,7 @@ func (r *reader) drain(lf *file) error {
 			return fmt.Errorf("logs: %s: line %q: %w: %w", lf.f.Name(), lf.pending, jerr, errdefs.ErrDataLoss)
 		}
 		lf.pending = lf.pending[:0]
+		r.given++
 		if err := r.fn(e); err != nil {
 			return err
 		}
@@ -188,7 +197,10 @@ func (r *reader) readAll() (*file, error) {
 }
 
 // follow gives the entries written after cur's end until the log is done.
-func (r *reader) follow(cur *file, poll time.Duration) error {
+func (r *reader) follow(cur *file, opts ReadOptions) error {
+	// quietPolls is how long a stopped container's log must stay still.
+	const quietPolls = 5
+	quiet := 0
 	defer func() {
 		if cur != nil {
 			cur.f.Close()
@@ -205,6 +217,7 @@ func (r *reader) follow(cur *file, poll time.Duration) error {
 				return fmt.Errorf("logs: %w", err)
 			}
 		}
+		before := r.given
 		if cur != nil {
 			if err := r.drain(cur); err != nil {
 				return err
@@ -222,10 +235,17 @@ func (r *reader) follow(cur *file, poll time.Duration) error {
 		if done {
 			return nil
 		}
+		if r.given != before {
+			quiet = 0
+		} else if opts.Stopped != nil && opts.Stopped() {
+			if quiet++; quiet >= quietPolls {
+				return nil
+			}
+		}
 		select {
 		case <-r.ctx.Done():
 			return r.ctx.Err()
-		case <-time.After(poll):
+		case <-time.After(opts.Poll):
 		}
 	}
 }

@@ -34,8 +34,9 @@ func newLoggerCommand() *cobra.Command {
 				return usageError{err}
 			}
 			for fd := 3; fd <= 5; fd++ {
-				if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
-					return usagef("logger: fd %d is not open: fds 3, 4 and 5 are the shim's (containerd's binary logging)", fd)
+				var st unix.Stat_t
+				if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+					return usagef("logger: fd %d is not a pipe: fds 3, 4 and 5 are the shim's (containerd's binary logging)", fd)
 				}
 			}
 			stdout, stderr, ready := os.NewFile(3, "stdout"), os.NewFile(4, "stderr"), os.NewFile(5, "ready")
@@ -111,7 +112,7 @@ func newLogsCommand(a *app) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&follow, "follow", "f", false, "keep printing what the container writes, until its output ends")
-	f.StringVarP(&tail, "tail", "n", "all", "print only the last N lines")
+	f.StringVar(&tail, "tail", "all", "print only the last N lines")
 	f.BoolVarP(&timestamps, "timestamps", "t", false, "prefix each line with its time")
 	return cmd
 }
