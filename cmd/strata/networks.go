@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -14,33 +12,16 @@ import (
 	"github.com/strata-oci/strata/network"
 )
 
-// defaultStoreRoot and defaultStateDir are stratad's defaults.
-const (
-	defaultStoreRoot = "/var/lib/strata"
-	defaultStateDir  = "/run/strata"
-)
-
-// stateDirFor returns the runtime state directory (lost on reboot) that
-// goes with a store root: stratad's default for its default root, and for
-// another root a directory of its own under it, so that stores on other
-// roots (tests, users') never share network namespaces or hosts files.
-func stateDirFor(root string) string {
-	root = filepath.Clean(root)
-	if root == defaultStoreRoot {
-		return defaultStateDir
-	}
-	sum := sha256.Sum256([]byte(root))
-	return filepath.Join(defaultStateDir, "roots", hex.EncodeToString(sum[:8]))
-}
-
 // openNetworks opens the network manager of the backend's root (see
-// hostFilesRoot for why the CLI opens it itself).
+// hostFilesRoot for why the CLI opens it itself): network/ under it, its
+// runtime state in network.run/ beside it, as strata run and stratad
+// open them.
 func openNetworks(s backend) (*network.Manager, error) {
 	root, err := hostFilesRoot(s, "networks")
 	if err != nil {
 		return nil, err
 	}
-	return network.New(filepath.Join(root, "network"), filepath.Join(stateDirFor(root), "network"))
+	return network.New(filepath.Join(root, "network"), filepath.Join(root, "network.run"))
 }
 
 func (a *app) withNetworks(cmd *cobra.Command, fn func(ctx context.Context, m *network.Manager) error) error {
