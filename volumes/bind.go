@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/strata-oci/strata/mount"
 )
 
 // IsVolume says whether a -v argument names a volume (NAME:/dst[:opts], or
@@ -42,27 +45,47 @@ type BindOptions struct {
 // without opts.Create ErrNotFound; a failed copy leaves the volume to be
 // filled by the next container that mounts it.
 func (s *Store) Bind(ctx context.Context, spec, rootfs string, opts BindOptions) (specs.Mount, error) {
+	m, _, err := s.bind(ctx, spec, rootfs, opts)
+	return m, err
+}
+
+// bind is Bind, also naming the volume it created ("" when none).
+func (s *Store) bind(ctx context.Context, spec, rootfs string, opts BindOptions) (_ specs.Mount, created string, _ error) {
 	name, dst, mode, nocopy, err := parseVolumeSpec(spec)
 	if err != nil {
-		return specs.Mount{}, err
+		return specs.Mount{}, "", err
 	}
 	unlock, err := s.lock(ctx)
 	if err != nil {
-		return specs.Mount{}, err
+		return specs.Mount{}, "", err
 	}
 	defer unlock()
 	var v Volume
 	if name == "" {
 		if v, err = s.create(CreateRequest{Anonymous: true}); err != nil {
-			return specs.Mount{}, err
+			return specs.Mount{}, "", err
 		}
+		created = v.Name
 	} else if v, err = s.get(name); errors.Is(err, errdefs.ErrNotFound) && opts.Create {
 		if v, err = s.create(CreateRequest{Name: name}); err != nil {
-			return specs.Mount{}, err
+			return specs.Mount{}, "", err
 		}
+		created = v.Name
 	} else if err != nil {
-		return specs.Mount{}, err
+		return specs.Mount{}, "", err
 	}
+	m, err := s.fill(ctx, v, dst, mode, rootfs, nocopy)
+	if err != nil && created != "" {
+		if rerr := s.remove(created); rerr != nil {
+			err = fmt.Errorf("%w (and removing it again: %w)", err, rerr)
+		}
+		created = ""
+	}
+	return m, created, err
+}
+
+// fill copies up into a volume not mounted before, and returns its mount.
+func (s *Store) fill(ctx context.Context, v Volume, dst, mode, rootfs string, nocopy bool) (specs.Mount, error) {
 	if v.CopyUp && rootfs != "" {
 		if !nocopy {
 			if err := copyUp(ctx, rootfs, dst, v.Mountpoint); err != nil {
@@ -80,6 +103,74 @@ func (s *Store) Bind(ctx context.Context, spec, rootfs string, opts BindOptions)
 	}
 	return specs.Mount{Destination: dst, Type: "bind", Source: v.Mountpoint,
 		Options: []string{"rbind", mode, "rprivate"}}, nil
+}
+
+// BindAll turns the -v arguments naming volumes into bind mounts, as Bind
+// does, with the container's root filesystem mounted (read-only, in a
+// temporary directory) only when a volume is to be filled from it. Every
+// argument is checked before anything is made, and a failure removes the
+// volumes this call made: nothing is left half done.
+func (s *Store) BindAll(ctx context.Context, args []string, rootfs []mount.Mount, opts BindOptions) ([]specs.Mount, error) {
+	need := false
+	for _, a := range args {
+		name, _, _, nocopy, err := parseVolumeSpec(a)
+		if err != nil {
+			return nil, err
+		}
+		if name == "" {
+			need = need || !nocopy
+			continue
+		}
+		v, err := s.Get(ctx, name)
+		switch {
+		case errors.Is(err, errdefs.ErrNotFound) && opts.Create:
+			need = need || !nocopy
+		case err != nil:
+			return nil, err
+		default:
+			need = need || v.CopyUp && !nocopy
+		}
+	}
+	var out []specs.Mount
+	var made []string
+	bindAll := func(root string) error {
+		for _, a := range args {
+			m, created, err := s.bind(ctx, a, root, opts)
+			if err != nil {
+				return err
+			}
+			if created != "" {
+				made = append(made, created)
+			}
+			out = append(out, m)
+		}
+		return nil
+	}
+	var err error
+	if need && len(rootfs) > 0 {
+		err = mount.WithTempMount(ctx, readOnly(rootfs), bindAll)
+	} else {
+		err = bindAll("")
+	}
+	if err != nil {
+		for _, name := range made {
+			if rerr := s.Remove(context.WithoutCancel(ctx), name); rerr != nil {
+				err = fmt.Errorf("%w (and removing volume %s again: %w)", err, name, rerr)
+			}
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// readOnly returns mounts with "ro" added: the copy only reads the image.
+func readOnly(ms []mount.Mount) []mount.Mount {
+	out := make([]mount.Mount, len(ms))
+	for i, m := range ms {
+		m.Options = append(slices.Clone(m.Options), "ro")
+		out[i] = m
+	}
+	return out
 }
 
 // empty removes what a failed copy left in a volume's _data.

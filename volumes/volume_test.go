@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-oci/strata/mount"
 )
 
 func newStore(t *testing.T, used map[string][]string) *Store {
@@ -336,5 +338,52 @@ func TestBindCopyUpHostile(t *testing.T) {
 	entries, _ := os.ReadDir(outside)
 	if len(entries) != 1 {
 		t.Errorf("outside changed: %d entries", len(entries))
+	}
+}
+
+// TestBindAll: every argument checked before anything is made; the
+// image's root filesystem (a real overlay of two layers, as a snapshot's
+// mounts give it) mounted only for the copy, read-only, and unmounted.
+func TestBindAll(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	s := newStore(t, nil)
+	top := t.TempDir()
+	lower1, lower2 := filepath.Join(top, "l1"), filepath.Join(top, "l2")
+	must(t, os.MkdirAll(filepath.Join(lower1, "data"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(lower2, "data"), 0o755))
+	must(t, os.WriteFile(filepath.Join(lower1, "data", "base"), []byte("1"), 0o644))
+	must(t, os.WriteFile(filepath.Join(lower2, "data", "top"), []byte("2"), 0o644))
+	rootfs := []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + lower2 + ":" + lower1}}}
+
+	if _, err := s.BindAll(ctx, []string{"va:/data", "/anon", "vb:relative"}, rootfs, BindOptions{Create: true}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("BindAll(bad third) = %v, want ErrInvalidArgument", err)
+	}
+	if _, err := s.BindAll(ctx, []string{"va:/data", "missing:/x"}, rootfs, BindOptions{}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("BindAll(missing, no create) = %v, want ErrNotFound", err)
+	}
+	if list, _ := s.List(ctx); len(list) != 0 {
+		t.Fatalf("a refused BindAll made %v", list)
+	}
+	ms, err := s.BindAll(ctx, []string{"va:/data", "/data:ro"}, rootfs, BindOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2 || ms[1].Options[1] != "ro" {
+		t.Fatalf("BindAll = %+v", ms)
+	}
+	for _, m := range ms {
+		for _, name := range []string{"base", "top"} {
+			if _, err := os.Stat(filepath.Join(m.Source, name)); err != nil {
+				t.Errorf("%s: %v", m.Source, err)
+			}
+		}
+	}
+	if left, _ := mount.Under(os.TempDir()); len(left) > 0 {
+		for _, l := range left {
+			if strings.Contains(l, "strata-mount-") {
+				t.Errorf("temporary mount left: %s", l)
+			}
+		}
 	}
 }
