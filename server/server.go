@@ -65,6 +65,9 @@ type Config struct {
 	// Access says who may create, change and delete containers and
 	// tasks; every service that does calls Access.MayRun.
 	Access access.Policy
+	// Network, when set, is torn down for each container whose task
+	// exits, and cleaned up at start (network.go).
+	Network Networks
 }
 
 // Server is the gRPC server over one store.
@@ -99,8 +102,9 @@ type Server struct {
 	// extraMetrics write the metrics of services outside this package.
 	extraMetrics []func(io.Writer)
 
-	health *health.Server
-	tasks  *taskRuntime // tasks.go
+	health   *health.Server
+	tasks    *taskRuntime  // tasks.go
+	netWatch *networkWatch // network.go
 }
 
 // New returns a Server for st with every service strata serves.
@@ -165,7 +169,17 @@ func New(st *wiring.Store, cfg Config) (*Server, error) {
 	if err := s.registerCRI(); err != nil {
 		return nil, err
 	}
+	// network.go: subscribed before the tasks load, cleaned up after.
+	if err := s.startNetworkWatch(); err != nil {
+		return nil, err
+	}
 	if err := s.registerTasks(); err != nil { // tasks.go
+		s.closeNetworkWatch()
+		return nil, err
+	}
+	if err := s.cleanupNetworks(context.Background()); err != nil {
+		s.closeNetworkWatch()
+		s.closeTasks()
 		return nil, err
 	}
 	return s, nil
@@ -200,6 +214,7 @@ func (s *Server) Stop(grace time.Duration) {
 	// tasks.go: calls waiting on a shim (ctr run's Wait) end now rather
 	// than hold the drain; the shims keep running.
 	s.closeTasks()
+	s.closeNetworkWatch() // network.go
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

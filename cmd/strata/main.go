@@ -152,6 +152,11 @@ store, image records, leases and garbage collection, in containerd's model.`,
 		newDuCommand(a),
 		newFsckCommand(a),
 		newVersionCommand(a),
+		groupCommand("volume", []string{"volumes"}, "Manage named volumes: directories under the root that containers mount",
+			volumeCreate(a), volumeList(a), volumeInspect(a), volumeRemove(a), volumePrune(a)), // volumes.go
+		groupCommand("network", []string{"networks"}, "Manage container networks (CNI bridges)",
+			networkCreate(a), networkList(a), networkInspect(a), networkRemove(a)), // networks.go
+		newLogsCommand(a), newLoggerCommand(), // logs.go
 		groupCommand("plugins", []string{"plugin"}, "Show the parts of strata, as ctr plugins shows a daemon's",
 			pluginsList(a)),
 	)

@@ -23,7 +23,8 @@ import (
 // it runs the CLI, so these tests exercise the real process, exit codes and
 // all, as a user's shell does.
 func TestMain(m *testing.M) {
-	if os.Getenv("STRATA_TEST_MAIN") == "1" {
+	// The shim starts the logger with an environment of its own.
+	if os.Getenv("STRATA_TEST_MAIN") == "1" || len(os.Args) > 1 && os.Args[1] == "logger" {
 		os.Exit(run(os.Args[1:]))
 	}
 	if addr := os.Getenv("STRATA_TEST_RUNJOB"); addr != "" {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"github.com/strata-oci/strata/access"
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/metadata"
+	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/wiring"
 )
@@ -58,6 +60,16 @@ type Config struct {
 	CRI CRIConfig `toml:"cri"`
 	// Runtime is what runs containers (the containers and tasks services).
 	Runtime RuntimeConfig `toml:"runtime"`
+	// Network is the containers' networks (network.Manager under the root),
+	// which the daemon tears down when their tasks exit.
+	Network NetworkConfig `toml:"network"`
+}
+
+// NetworkConfig is the containers' networks as the daemon sees them.
+type NetworkConfig struct {
+	Disabled      bool   `toml:"disabled" comment:"do not tear down the networks of containers whose task exits, nor at start those of containers no longer running"`
+	DefaultBridge string `toml:"default_bridge" comment:"the default network's Linux bridge, as strata run uses it"`
+	DefaultSubnet string `toml:"default_subnet" comment:"the default network's subnet, as strata run uses it"`
 }
 
 // RuntimeConfig configures running containers.
@@ -107,6 +119,7 @@ func defaultConfig() Config {
 		MaxConcurrentDownloads: 3,
 		CRI:                    CRIConfig{SandboxImage: "registry.k8s.io/pause:3.10", ImagePullProgressTimeout: "5m", ImagePullMinRate: 1024},
 		ContentSharingPolicy:   "shared",
+		Network:                NetworkConfig{DefaultBridge: network.DefaultBridge, DefaultSubnet: network.DefaultSubnet.String()},
 	}
 	c.Registry.ConfigPath = "/etc/strata/certs.d"
 	return c
@@ -292,6 +305,21 @@ func serve(cfg Config) error {
 			return err
 		}
 	}
+	// The containers' networks: under the root, their runtime state
+	// beside them (network.run), where strata run keeps them.
+	var nets server.Networks
+	if !cfg.Network.Disabled {
+		subnet, err := netip.ParsePrefix(cfg.Network.DefaultSubnet)
+		if err != nil {
+			return fmt.Errorf("network.default_subnet %q: %w", cfg.Network.DefaultSubnet, err)
+		}
+		m, err := network.New(filepath.Join(cfg.Root, "network"), filepath.Join(cfg.Root, "network.run"),
+			network.WithDefaultNetwork(cfg.Network.DefaultBridge, subnet), network.WithLogger(log.With("component", "network")))
+		if err != nil {
+			return err
+		}
+		nets = m
+	}
 	ver, rev := version()
 	srv, err := server.New(st, server.Config{MaxRecvMsgSize: cfg.GRPC.MaxRecvMsgSize, MaxSendMsgSize: cfg.GRPC.MaxSendMsgSize,
 		Logger: log, UUID: storeUUID(cfg.Root), Version: ver, Revision: rev,
@@ -300,7 +328,8 @@ func serve(cfg Config) error {
 		CRI: server.CRIConfig{Disabled: cfg.CRI.Disabled, SandboxImage: cfg.CRI.SandboxImage, PinnedImages: cfg.CRI.PinnedImages,
 			PullProgressTimeout: pullTimeout, PullMinRate: minRate},
 		Runtime: server.RuntimeConfig{State: filepath.Join(cfg.State, "runtime"), Address: sock, Debug: level <= slog.LevelDebug},
-		Access:  access.Policy{AllowGroup: cfg.Runtime.AllowGroup}})
+		Access:  access.Policy{AllowGroup: cfg.Runtime.AllowGroup},
+		Network: nets})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +34,9 @@ import (
 	"github.com/strata-oci/strata/testutil"
 )
 
+// taskDaemons numbers the daemons this process starts.
+var taskDaemons atomic.Int32
+
 // ctrClients are the real ctr binaries the task tests drive.
 var ctrClients = testutil.CtrClients()
 
@@ -41,6 +45,7 @@ var ctrClients = testutil.CtrClients()
 // again.
 type taskDaemon struct {
 	t          *testing.T
+	cfg        Config
 	dir, conf  string
 	sock       string
 	state      string
@@ -68,10 +73,15 @@ func startTaskDaemon(t *testing.T) *taskDaemon {
 	cfg.GRPC.Address = filepath.Join(dir, "s.sock")
 	cfg.CRI.Disabled = true
 	cfg.Log.Level = "debug"
+	// A default bridge of its own: the daemon's network cleanup at
+	// start deletes an unused default bridge, and tests share the host.
+	n := taskDaemons.Add(1)
+	cfg.Network.DefaultBridge = fmt.Sprintf("sd%d-%d", os.Getpid()%100000, n)
+	cfg.Network.DefaultSubnet = fmt.Sprintf("10.247.%d.0/24", (os.Getpid()+int(n))%250)
 	b, _ := toml.Marshal(cfg)
 	conf := filepath.Join(dir, "config.toml")
 	os.WriteFile(conf, b, 0o644)
-	d := &taskDaemon{t: t, dir: dir, conf: conf, sock: cfg.GRPC.Address, state: cfg.State}
+	d := &taskDaemon{t: t, dir: dir, conf: conf, sock: cfg.GRPC.Address, state: cfg.State, cfg: cfg}
 	t.Cleanup(func() {
 		d.stop()
 		// The daemon's store may have left mounts if a test failed midway.
