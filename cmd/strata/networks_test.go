@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/strata-oci/strata/network"
+	"github.com/strata-oci/strata/testutil"
 )
 
 // TestNetworkCommands: create (with --subnet/--gateway and without), ls,
@@ -20,6 +21,7 @@ func TestNetworkCommands(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bridges and network namespaces need root")
 	}
+	testutil.LockHostNetwork(t)
 	c := newCLI(t)
 	state := filepath.Join(c.root, "network.run")
 	// A subnet of this process's own: engineers' tests share the host.

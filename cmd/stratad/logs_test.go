@@ -33,7 +33,7 @@ func buildStrata(t *testing.T) string {
 // max-file bound the files.
 func TestContainerLogs(t *testing.T) {
 	strata := buildStrata(t)
-	bin := ctrClients[0].bin(t)
+	bin := ctrClients[0].Bin(t)
 	d := startTaskDaemon(t)
 	// runc's state is per namespace on the host: one of this process's.
 	ns := fmt.Sprintf("logs-%d", os.Getpid())

@@ -37,6 +37,7 @@ func newNetFixture(t *testing.T) *netFixture {
 			t.Fatalf("%v: install Debian's containernetworking-plugins (scripts/deps.sh)", err)
 		}
 	}
+	testutil.LockHostNetwork(t)
 	d := startTaskDaemon(t)
 	subnet := netip.MustParsePrefix(d.cfg.Network.DefaultSubnet)
 	m, err := network.New(filepath.Join(d.cfg.Root, "network"), filepath.Join(d.cfg.Root, "network.run"),
@@ -47,7 +48,7 @@ func newNetFixture(t *testing.T) *netFixture {
 	// Last, after the tasks' cleanups: the bridge and what a failed
 	// test left.
 	t.Cleanup(func() { m.Cleanup(context.Background(), func(string) bool { return false }) })
-	f := &netFixture{t: t, d: d, m: m, ns: fmt.Sprintf("net-%d", os.Getpid()), ctr: ctrClients[0].bin(t)}
+	f := &netFixture{t: t, d: d, m: m, ns: fmt.Sprintf("net-%d", os.Getpid()), ctr: ctrClients[0].Bin(t)}
 	f.ok("images", "import", testutil.BusyboxLayout(t))
 	return f
 }
