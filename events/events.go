@@ -74,7 +74,7 @@ func Unpack(a *anypb.Any) (proto.Message, error) {
 	}
 	m := mt.New().Interface()
 	if err := proto.Unmarshal(a.Value, m); err != nil {
-		return nil, fmt.Errorf("decode event %s: %v: %w", a.TypeUrl, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("decode event %s: %w: %w", a.TypeUrl, err, errdefs.ErrInvalidArgument)
 	}
 	return m, nil
 }

@@ -26,7 +26,7 @@ func ChildrenLabels(desc ocispec.Descriptor, b []byte) (map[string]string, error
 	case IsIndex(desc.MediaType):
 		var idx ocispec.Index
 		if err := json.Unmarshal(b, &idx); err != nil {
-			return nil, fmt.Errorf("index %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("index %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 		}
 		labels := make(map[string]string, len(idx.Manifests))
 		for i, m := range idx.Manifests {
@@ -36,7 +36,7 @@ func ChildrenLabels(desc ocispec.Descriptor, b []byte) (map[string]string, error
 	case IsManifest(desc.MediaType):
 		var m ocispec.Manifest
 		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("manifest %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("manifest %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 		}
 		labels := make(map[string]string, len(m.Layers)+1)
 		labels[lbl.GCRefConfig] = m.Config.Digest.String()

@@ -83,7 +83,7 @@ func errSchema1(desc ocispec.Descriptor) error {
 // whose size is not what desc says errdefs.ErrInvalidArgument.
 func readPart(ctx context.Context, p content.Provider, desc ocispec.Descriptor, kind string, limit int64) ([]byte, error) {
 	if err := desc.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("%s %q: %v: %w", kind, desc.Digest, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%s %q: %w: %w", kind, desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	if desc.Size > limit {
 		return nil, fmt.Errorf("%s %s: %d bytes exceeds the limit of %d: %w", kind, desc.Digest, desc.Size, limit, errdefs.ErrInvalidArgument)
@@ -134,7 +134,7 @@ func ReadIndex(ctx context.Context, p content.Provider, desc ocispec.Descriptor)
 	}
 	var s shape
 	if err := json.Unmarshal(b, &s); err != nil {
-		return ocispec.Index{}, fmt.Errorf("parse index %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+		return ocispec.Index{}, fmt.Errorf("parse index %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	switch {
 	case s.SchemaVersion == 1 || s.FSLayers != nil:
@@ -146,11 +146,11 @@ func ReadIndex(ctx context.Context, p content.Provider, desc ocispec.Descriptor)
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(b, &idx); err != nil {
-		return ocispec.Index{}, fmt.Errorf("parse index %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+		return ocispec.Index{}, fmt.Errorf("parse index %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	for _, m := range idx.Manifests {
 		if err := m.Digest.Validate(); err != nil {
-			return ocispec.Index{}, fmt.Errorf("index %s: child digest %q: %v: %w", desc.Digest, m.Digest, err, errdefs.ErrInvalidArgument)
+			return ocispec.Index{}, fmt.Errorf("index %s: child digest %q: %w: %w", desc.Digest, m.Digest, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	return idx, nil
@@ -171,7 +171,7 @@ func ReadManifest(ctx context.Context, p content.Provider, desc ocispec.Descript
 	}
 	var s shape
 	if err := json.Unmarshal(b, &s); err != nil {
-		return ocispec.Manifest{}, fmt.Errorf("parse manifest %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+		return ocispec.Manifest{}, fmt.Errorf("parse manifest %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	switch {
 	case s.SchemaVersion == 1 || s.FSLayers != nil || IsSchema1(s.MediaType):
@@ -185,11 +185,11 @@ func ReadManifest(ctx context.Context, p content.Provider, desc ocispec.Descript
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return ocispec.Manifest{}, fmt.Errorf("parse manifest %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+		return ocispec.Manifest{}, fmt.Errorf("parse manifest %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
 		if err := d.Digest.Validate(); err != nil {
-			return ocispec.Manifest{}, fmt.Errorf("manifest %s: child digest %q: %v: %w", desc.Digest, d.Digest, err, errdefs.ErrInvalidArgument)
+			return ocispec.Manifest{}, fmt.Errorf("manifest %s: child digest %q: %w: %w", desc.Digest, d.Digest, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	return m, nil
@@ -209,7 +209,7 @@ func ReadConfig(ctx context.Context, p content.Provider, desc ocispec.Descriptor
 	}
 	var img ocispec.Image
 	if err := json.Unmarshal(b, &img); err != nil {
-		return ocispec.Image{}, fmt.Errorf("parse config %s: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+		return ocispec.Image{}, fmt.Errorf("parse config %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	return img, nil
 }
@@ -391,7 +391,7 @@ func RootFS(ctx context.Context, p content.Provider, manifest ocispec.Manifest) 
 	}
 	for _, d := range cfg.RootFS.DiffIDs {
 		if err := d.Validate(); err != nil {
-			return nil, fmt.Errorf("config %s: diff ID %q: %v: %w", manifest.Config.Digest, d, err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("config %s: diff ID %q: %w: %w", manifest.Config.Digest, d, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	return cfg.RootFS.DiffIDs, nil

@@ -51,7 +51,7 @@ func Children(ctx context.Context, p content.Provider, desc ocispec.Descriptor) 
 		Layers    []ocispec.Descriptor `json:"layers"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("parse %s %s: %v: %w", desc.MediaType, desc.Digest, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("parse %s %s: %w: %w", desc.MediaType, desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	var out []ocispec.Descriptor
 	out = append(out, doc.Manifests...)
@@ -61,7 +61,7 @@ func Children(ctx context.Context, p content.Provider, desc ocispec.Descriptor) 
 	out = append(out, doc.Layers...)
 	for _, d := range out {
 		if err := d.Digest.Validate(); err != nil {
-			return nil, fmt.Errorf("parse %s %s: child digest %q: %v: %w", desc.MediaType, desc.Digest, d.Digest, err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("parse %s %s: child digest %q: %w: %w", desc.MediaType, desc.Digest, d.Digest, err, errdefs.ErrInvalidArgument)
 		}
 	}
 	return out, nil

@@ -198,7 +198,7 @@ func (pl *pull) fetchTree(ctx context.Context, desc ocispec.Descriptor, depth in
 	case images.IsIndex(desc.MediaType):
 		var idx ocispec.Index
 		if err := json.Unmarshal(body, &idx); err != nil {
-			return fmt.Errorf("index %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("index %s of %s: %w: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
 		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(8)
@@ -212,7 +212,7 @@ func (pl *pull) fetchTree(ctx context.Context, desc ocispec.Descriptor, depth in
 	case images.IsManifest(desc.MediaType):
 		var m ocispec.Manifest
 		if err := json.Unmarshal(body, &m); err != nil {
-			return fmt.Errorf("manifest %s of %s: %v: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("manifest %s of %s: %w: %w", desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
 		}
 		fetchConfig := func(ctx context.Context, d ocispec.Descriptor) ([]byte, error) {
 			b, err := pl.repo.FetchBlob(ctx, d, images.MaxConfigSize)
@@ -244,7 +244,7 @@ func (pl *pull) manifestLabels(desc ocispec.Descriptor) func([]byte) (map[string
 			MediaType string `json:"mediaType"`
 		}
 		if err := json.Unmarshal(body, &doc); err != nil {
-			return nil, fmt.Errorf("%s %s of %s: %v: %w", what, desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s %s of %s: %w: %w", what, desc.Digest, pl.ref, err, errdefs.ErrInvalidArgument)
 		}
 		if doc.MediaType != "" && doc.MediaType != desc.MediaType {
 			return nil, fmt.Errorf("%s %s of %s: its mediaType %q differs from %q: %w", what, desc.Digest, pl.ref, doc.MediaType, desc.MediaType, errdefs.ErrInvalidArgument)

@@ -54,7 +54,7 @@ type LoadItem struct {
 func ParseLoadManifest(b []byte) ([]LoadItem, error) {
 	var items []LoadItem
 	if err := json.Unmarshal(b, &items); err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", LoadManifestFile, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%s: %w: %w", LoadManifestFile, err, errdefs.ErrInvalidArgument)
 	}
 	if len(items) == 0 {
 		return nil, fmt.Errorf("%s lists no images: %w", LoadManifestFile, errdefs.ErrInvalidArgument)

@@ -122,7 +122,7 @@ func targets(ctx context.Context, a *imageimport.Archive) ([]imageimport.Target,
 	if b, ok := a.File(importLayoutFile); ok {
 		var layout ocispec.ImageLayout
 		if err := json.Unmarshal(b, &layout); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", importLayoutFile, err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s: %w: %w", importLayoutFile, err, errdefs.ErrInvalidArgument)
 		}
 		if layout.Version != ocispec.ImageLayoutVersion {
 			return nil, fmt.Errorf("%s: image layout version %q, want %q: %w", importLayoutFile, layout.Version, ocispec.ImageLayoutVersion, errdefs.ErrNotImplemented)
@@ -138,13 +138,13 @@ func targets(ctx context.Context, a *imageimport.Archive) ([]imageimport.Target,
 func indexTargets(a *imageimport.Archive, b []byte) ([]imageimport.Target, error) {
 	var idx ocispec.Index
 	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", importIndexFile, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%s: %w: %w", importIndexFile, err, errdefs.ErrInvalidArgument)
 	}
 	var out []imageimport.Target
 	for i, m := range idx.Manifests {
 		where := fmt.Sprintf("%s manifest %d", importIndexFile, i)
 		if err := m.Digest.Validate(); err != nil {
-			return nil, fmt.Errorf("%s: digest %q: %v: %w", where, m.Digest, err, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s: digest %q: %w: %w", where, m.Digest, err, errdefs.ErrInvalidArgument)
 		}
 		if !images.IsIndex(m.MediaType) && !images.IsManifest(m.MediaType) {
 			// An artifact or a schema 1 manifest: not an image to record.

@@ -194,7 +194,7 @@ func (ds *Service) Diff(ctx context.Context, req *diffapi.DiffRequest) (*diffapi
 func diffDescFromProto(d *types.Descriptor) (ocispec.Descriptor, error) {
 	dgst, err := digest.Parse(d.Digest)
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("digest %q: %v: %w", d.Digest, err, errdefs.ErrInvalidArgument)
+		return ocispec.Descriptor{}, fmt.Errorf("digest %q: %w: %w", d.Digest, err, errdefs.ErrInvalidArgument)
 	}
 	return ocispec.Descriptor{MediaType: d.MediaType, Digest: dgst, Size: d.Size, Annotations: d.Annotations}, nil
 }
