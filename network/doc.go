@@ -28,7 +28,9 @@
 // On disk:
 //
 //	<root>/                          persistent (under the store root)
-//	  lock                           flock held by every change
+//	  lock                           flock held by every change (then the host's,
+//	                                 /run/lock/strata-network.lock: the plugins'
+//	                                 iptables chains are shared by every root)
 //	  networks/<name>.conflist       user-defined networks (CNI config lists)
 //	  endpoints/<container-id>.json  what a container holds: network, netns, address, ports
 //	  ipam/<network>/                host-local IPAM: one file per address in use

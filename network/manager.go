@@ -128,12 +128,39 @@ func New(root, state string, opts ...Opt) (*Manager, error) {
 	return m, nil
 }
 
-// lock takes the manager's file lock; the returned function releases it.
+// hostLock is the lock every manager on the host takes, after its own,
+// for each change: the plugins' shared iptables chains and bridges of the
+// same name are the host's, not one root's, and a Cleanup that removes
+// chains it finds empty must not run between another root's container
+// creating them and adding its rules. A variable for tests.
+var hostLock = "/run/lock/strata-network.lock"
+
+// lock takes the manager's file lock, then the host's; the returned
+// function releases both.
 func (m *Manager) lock(ctx context.Context) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(m.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	own, err := flockFile(filepath.Join(m.root, "lock"))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(hostLock), 0o755); err != nil {
+		own.Close()
+		return nil, fmt.Errorf("network: lock: %w", err)
+	}
+	host, err := flockFile(hostLock)
+	if err != nil {
+		own.Close()
+		return nil, err
+	}
+	return func() { host.Close(); own.Close() }, nil
+}
+
+// flockFile opens path (creating it) and holds an exclusive flock on it
+// until the file is closed.
+func flockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("network: lock: %w", err)
 	}
@@ -145,9 +172,9 @@ func (m *Manager) lock(ctx context.Context) (func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("network: lock %s: %w", f.Name(), err)
+		return nil, fmt.Errorf("network: lock %s: %w", path, err)
 	}
-	return func() { f.Close() }, nil
+	return f, nil
 }
 
 func (m *Manager) networkPath(name string) string {
