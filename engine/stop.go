@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -207,3 +208,21 @@ func (e *Engine) Prune(ctx context.Context) ([]string, error) {
 	}
 	return removed, nil
 }
+
+// CloseStdin closes the stdin of the container's process: its EOF.
+func (e *Engine) CloseStdin(ctx context.Context, id string) error {
+	gctx, err := grpcCtx(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := e.cfg.Tasks.CloseIO(gctx, &tasksapi.CloseIORequest{ContainerID: id, Stdin: true}); err != nil {
+		return fmt.Errorf("container %s: close stdin: %w", shortID(id), errgrpc.ToNative(err))
+	}
+	return nil
+}
+
+// Logger is the engine's logger.
+func (e *Engine) Logger() *slog.Logger { return e.log }
+
+// Tasks is the tasks client the engine uses (exec).
+func (e *Engine) Tasks() tasksapi.TasksClient { return e.cfg.Tasks }
