@@ -67,29 +67,38 @@ const bridgeEnv = "STRATA_DEFAULT_BRIDGE"
 // (embedserver.go).
 func (a *app) withEngine(cmd *cobra.Command, fn func(ctx context.Context, s backend, e *engine.Engine) error) error {
 	return a.withBackend(cmd, func(ctx context.Context, s backend) error {
-		var conn *grpc.ClientConn
-		switch b := s.(type) {
-		case *remote:
-			conn = b.conn
-		case *embedded:
-			c, err := b.serve(a)
-			if err != nil {
-				return err
-			}
-			conn = c
+		e, err := a.newEngine(s)
+		if err != nil {
+			return err
 		}
-		cfg := engine.Config{Store: s, Tasks: tasksapi.NewTasksClient(conn), Snapshotter: s.Info().DefaultSnapshotter, Logger: a.logger,
-			Unpack: func(ctx context.Context, m ocispec.Descriptor, sn string) (digest.Digest, error) {
-				res, err := s.Run(ctx, jobs.Request{Unpack: &jobs.UnpackRequest{Manifest: m, Snapshotter: sn}}, jobs.Env{Logger: a.logger})
-				return res.ChainID, err
-			}}
-		if nm, err := a.network(s); err != nil {
-			a.logger.Debug("no container networking", "error", err)
-		} else {
-			cfg.Network = nm
-		}
-		return fn(ctx, s, engine.New(cfg))
+		return fn(ctx, s, e)
 	})
+}
+
+// newEngine returns an engine over s.
+func (a *app) newEngine(s backend) (*engine.Engine, error) {
+	var conn *grpc.ClientConn
+	switch b := s.(type) {
+	case *remote:
+		conn = b.conn
+	case *embedded:
+		c, err := b.serve(a)
+		if err != nil {
+			return nil, err
+		}
+		conn = c
+	}
+	cfg := engine.Config{Store: s, Tasks: tasksapi.NewTasksClient(conn), Snapshotter: s.Info().DefaultSnapshotter, Logger: a.logger,
+		Unpack: func(ctx context.Context, m ocispec.Descriptor, sn string) (digest.Digest, error) {
+			res, err := s.Run(ctx, jobs.Request{Unpack: &jobs.UnpackRequest{Manifest: m, Snapshotter: sn}}, jobs.Env{Logger: a.logger})
+			return res.ChainID, err
+		}}
+	if nm, err := a.network(s); err != nil {
+		a.logger.Debug("no container networking", "error", err)
+	} else {
+		cfg.Network = nm
+	}
+	return engine.New(cfg), nil
 }
 
 // network opens the container networks of the store: under its root
@@ -321,7 +330,23 @@ command cannot be run, 127 when the image does not have it.`,
 				if f.interactive {
 					stdin = cmd.InOrStdin()
 				}
-				status, err := attachRun(ctx, e, c.ID, stdin, cmd.OutOrStdout(), cmd.ErrOrStderr(), f.tty)
+				var hold *lockHolder
+				if _, ok := s.(*embedded); ok && stdin == nil {
+					// Embedded: the store (and its lock) is let go while
+					// the container runs, or every other strata command
+					// would wait for it to end.
+					hold = &lockHolder{release: a.close, reacquire: func() (*engine.Engine, error) {
+						s, err := a.open(context.WithoutCancel(ctx))
+						if err != nil {
+							return nil, err
+						}
+						return a.newEngine(s)
+					}}
+				}
+				status, e, err := attachRun(ctx, e, c.ID, stdin, cmd.OutOrStdout(), cmd.ErrOrStderr(), f.tty, hold)
+				if e == nil {
+					return err // the store could not be opened again
+				}
 				// The task is done (or never was): delete it, keep its
 				// status, tear its network down; --rm removes the rest.
 				bg := context.WithoutCancel(ctx)
@@ -387,10 +412,10 @@ func (a *app) runImage(ctx context.Context, cmd *cobra.Command, s backend, ref s
 // attachRun starts the container with its stdio on FIFOs copied to and
 // from ours, waits for it and returns its exit status. The first SIGINT
 // or SIGTERM (ctx) is passed on to the container as SIGTERM.
-func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (uint32, error) {
+func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader, stdout, stderr io.Writer, tty bool, hold *lockHolder) (uint32, *engine.Engine, error) {
 	dir, err := os.MkdirTemp("", "strata-run")
 	if err != nil {
-		return 0, err
+		return 0, e, err
 	}
 	defer os.RemoveAll(dir)
 	stdio := engine.IO{Stdout: filepath.Join(dir, "stdout"), Stderr: filepath.Join(dir, "stderr"), Terminal: tty}
@@ -402,7 +427,7 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 	var copies sync.WaitGroup
 	for p, w := range outs {
 		if err := unix.Mkfifo(p, 0o600); err != nil {
-			return 0, fmt.Errorf("container %s: stdio: %w", id, err)
+			return 0, e, fmt.Errorf("container %s: stdio: %w", id, err)
 		}
 		copies.Add(1)
 		go func() {
@@ -427,13 +452,13 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 	if stdin != nil {
 		stdio.Stdin = filepath.Join(dir, "stdin")
 		if err := unix.Mkfifo(stdio.Stdin, 0o600); err != nil {
-			return 0, fmt.Errorf("container %s: stdin: %w", id, err)
+			return 0, e, fmt.Errorf("container %s: stdin: %w", id, err)
 		}
 	}
 	if err := e.Start(ctx, id, stdio); err != nil {
 		release()
 		copies.Wait()
-		return 0, err
+		return 0, e, err
 	}
 	if stdin != nil {
 		// Opened once the shim holds its end: what is written to a FIFO
@@ -442,7 +467,7 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 		// (ENXIO), and nothing waits for stdin then.
 		w, err := os.OpenFile(stdio.Stdin, os.O_WRONLY|unix.O_NONBLOCK, 0)
 		if err != nil && !errors.Is(err, unix.ENXIO) {
-			return 0, fmt.Errorf("container %s: stdin: %w", id, err)
+			return 0, e, fmt.Errorf("container %s: stdin: %w", id, err)
 		}
 		go func() {
 			if w == nil {
@@ -457,9 +482,36 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 			}
 		}()
 	}
+	if hold != nil {
+		if err := hold.release(); err != nil {
+			return 0, e, err
+		}
+		// The outputs end when the container does (or when it closes
+		// them): then the store is opened again to learn its status.
+		ended := make(chan struct{})
+		go func() {
+			copies.Wait()
+			close(ended)
+		}()
+		select {
+		case <-ended:
+		case <-ctx.Done():
+		}
+		var err error
+		if e, err = hold.reacquire(); err != nil {
+			return 0, nil, err
+		}
+	}
 	stop := context.AfterFunc(ctx, func() { e.Kill(context.WithoutCancel(ctx), id, unix.SIGTERM) })
 	defer stop()
 	status, err := e.Wait(context.WithoutCancel(ctx), id)
 	copies.Wait()
-	return status, err
+	return status, e, err
+}
+
+// lockHolder lets go of an embedded store while a container runs in the
+// foreground, and takes it again to wait for its status.
+type lockHolder struct {
+	release   func() error
+	reacquire func() (*engine.Engine, error)
 }

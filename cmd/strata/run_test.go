@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
@@ -34,11 +37,16 @@ const (
 // checks that no container, task, snapshot, netns or mount is left.
 func runCLI(t *testing.T) *cli {
 	t.Helper()
+	d := servertest.StartTasks(t)
+	return runCLIOn(t, &cli{t: t, root: d.Store.Root, daemon: d})
+}
+
+func runCLIOn(t *testing.T, c *cli) *cli {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("running containers needs root")
 	}
-	d := servertest.StartTasks(t)
-	c := &cli{t: t, root: d.Store.Root, daemon: d}
+	root := c.root
 	c.env = []string{namespaces.EnvVar + "=strata-run", bridgeEnv + "=" + runBridge + "=" + runSubnet}
 	c.ok("images", "import", testutil.BusyboxLayout(t))
 	t.Cleanup(func() {
@@ -48,10 +56,14 @@ func runCLI(t *testing.T) *cli {
 			t.Errorf("containers left: %v", ids)
 			c.run(append([]string{"rm", "-f"}, ids...)...)
 		}
-		if got := c.run("tasks", "ls", "-q").stdout; got != "" {
-			t.Errorf("tasks left: %q", got)
+		if c.daemon != nil {
+			if got := c.run("tasks", "ls", "-q").stdout; got != "" {
+				t.Errorf("tasks left: %q", got)
+			}
 		}
-		root := d.Store.Root
+		if out, _ := exec.Command("pgrep", "-f", "containerd-shim.*"+root).Output(); len(out) > 0 {
+			t.Errorf("shims left: %s", out)
+		}
 		if ents, _ := os.ReadDir(filepath.Join(root, "network", "endpoints")); len(ents) > 0 {
 			t.Errorf("network endpoints left: %v", ents)
 		}
@@ -64,6 +76,9 @@ func runCLI(t *testing.T) *cli {
 		if out, _ := exec.Command("sh", "-c", "grep -c "+root+" /proc/self/mountinfo").Output(); strings.TrimSpace(string(out)) != "0" {
 			t.Errorf("%s mounts left under %s", strings.TrimSpace(string(out)), root)
 		}
+		if out, _ := exec.Command("ip", "-o", "link", "show", "master", runBridge).Output(); len(out) > 0 {
+			t.Errorf("veths left on %s: %s", runBridge, out)
+		}
 		// The bridge and the plugins' chains stay for the next container,
 		// as docker0 does; Cleanup removes them once nothing holds them.
 		m, err := network.New(filepath.Join(root, "network"), filepath.Join(root, "network.run"),
@@ -73,7 +88,21 @@ func runCLI(t *testing.T) *cli {
 			return
 		}
 		if _, err := m.Cleanup(context.Background(), func(string) bool { return false }); err != nil {
-			t.Errorf("network cleanup: %v", err)
+			// The plugins' shared chains stay while other containers on
+			// the host (other tests, other stores) use them.
+			t.Logf("network cleanup: %v", err)
+		}
+		subnetPrefix := strings.TrimSuffix(runSubnet, "0/24")
+		for _, table := range []string{"nat", "filter"} {
+			out, err := exec.Command("iptables-save", "-t", table).Output()
+			if err != nil {
+				t.Errorf("iptables-save -t %s: %v", table, err)
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, subnetPrefix) || strings.Contains(l, runBridge) {
+					t.Errorf("iptables %s rule left: %s", table, l)
+				}
+			}
 		}
 		if err := exec.Command("ip", "link", "show", runBridge).Run(); err == nil {
 			t.Errorf("bridge %s left", runBridge)
@@ -222,7 +251,7 @@ func TestRunLifecycle(t *testing.T) {
 	if r := c.run("run", "--rm", "--network", "none", busybox, "true"); r.code != 0 {
 		t.Errorf("run --rm true: %+v", r)
 	}
-	c.collected("the killed container", func() error {
+	eventually(t, "the killed container", func() error {
 		if ps := c.ok("ps", "-a", "--no-trunc"); !strings.Contains(ps, killed) || !strings.Contains(ps, "Exited (137)") {
 			return fmt.Errorf("ps -a:\n%s", ps)
 		}
@@ -270,5 +299,77 @@ func TestRunPublish(t *testing.T) {
 	c.ok("rm", "-f", "web")
 	if _, err := http.Get("http://127.0.0.1:18080/"); err == nil {
 		t.Errorf("127.0.0.1:18080 still answers after rm -f")
+	}
+}
+
+// TestRunEmbedded: with no daemon, run, ps, stop and rm work on the store
+// opened in the process (an in-process server); a detached container's
+// shim outlives the command that started it and the next one finds it;
+// a foreground run lets go of the store while its container runs.
+func TestRunEmbedded(t *testing.T) {
+	embeddedOnly(t, "the embedded in-process server is what is tested")
+	c := runCLIOn(t, &cli{t: t, root: t.TempDir()})
+	if r := c.run("run", "--rm", "--network", "none", busybox, "echo", "hi"); r.code != 0 || r.stdout != "hi\n" {
+		t.Fatalf("embedded run --rm echo hi: %+v", r)
+	}
+	id := strings.TrimSpace(c.ok("run", "-d", "--name", "bg", "--network", "none", busybox, "sleep", "1000"))
+	if ps := c.ok("ps", "-q", "--no-trunc"); strings.TrimSpace(ps) != id {
+		t.Errorf("ps after run -d (a new process, the shim left running) = %q, want %s", ps, id)
+	}
+	// A foreground run waiting on a host FIFO: meanwhile another command
+	// gets the store (bounded, so that a held lock fails the test rather
+	// than hang it), then the FIFO lets the container end.
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fg := c.cmd(nil, "run", "--rm", "--network", "none", "-v", dir+":/d", busybox, "sh", "-c", "cat /d/fifo; exit 5")
+	var out strings.Builder
+	fg.Stdout = &out
+	if err := fg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fg.Process.Kill(); fg.Wait() })
+	eventually(t, "the foreground container running", func() error {
+		r := c.run("--lock-timeout", "60s", "ps", "-q")
+		if r.code != 0 || len(strings.Fields(r.stdout)) != 2 {
+			return fmt.Errorf("ps while a foreground run waits: %+v", r)
+		}
+		return nil
+	})
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("through the fifo\n")
+	w.Close()
+	err = fg.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 5 || out.String() != "through the fifo\n" {
+		t.Errorf("foreground run: %v, stdout %q; want exit 5 and the FIFO's line", err, out.String())
+	}
+	c.ok("stop", "-t", "1", "bg")
+	if ps := c.ok("ps", "-a"); !strings.Contains(ps, "Exited (137)") {
+		t.Errorf("ps -a after stop:\n%s", ps)
+	}
+	c.ok("rm", "bg")
+}
+
+// eventually waits for check to pass: for a state to be reached (a
+// container started, an exit seen), with a generous bound so that a
+// broken one fails rather than hangs. Not a timing assertion.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
