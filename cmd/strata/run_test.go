@@ -373,3 +373,27 @@ func eventually(t *testing.T, what string, check func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRunPull: --pull missing pulls through the pull job (its progress on
+// stderr) and unpacks at create; --pull never and a failed pull name the
+// image, exit 125 and leave nothing.
+func TestRunPull(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	ref := testutil.PushBusybox(t, reg.Host, "lib/busybox", "1")
+	c := runCLI(t)
+	c.fails(125, ref, "run", "--rm", "--pull", "never", "--network", "none", ref, "true")
+	r := c.run("run", "--rm", "--network", "none", ref, "echo", "pulled")
+	if r.code != 0 || r.stdout != "pulled\n" {
+		t.Fatalf("run --pull missing %s: %+v", ref, r)
+	}
+	if imgs := c.ok("images", "ls", "-q"); !strings.Contains(imgs, reg.Host+"/lib/busybox:1") {
+		t.Errorf("images ls after run --pull missing:\n%s", imgs)
+	}
+	missing := reg.Host + "/lib/nosuch:1"
+	if r := c.run("run", "--rm", "--network", "none", missing, "true"); r.code != 125 || !strings.Contains(r.stderr, "lib/nosuch") {
+		t.Errorf("run %s (a failed pull): %+v", missing, r)
+	}
+	if ps := c.ok("ps", "-aq"); ps != "" {
+		t.Errorf("containers left: %q", ps)
+	}
+}
