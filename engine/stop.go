@@ -226,3 +226,15 @@ func (e *Engine) Logger() *slog.Logger { return e.log }
 
 // Tasks is the tasks client the engine uses (exec).
 func (e *Engine) Tasks() tasksapi.TasksClient { return e.cfg.Tasks }
+
+// Resize sets the size of the container's terminal.
+func (e *Engine) Resize(ctx context.Context, id string, width, height uint32) error {
+	gctx, err := grpcCtx(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := e.cfg.Tasks.ResizePty(gctx, &tasksapi.ResizePtyRequest{ContainerID: id, Width: width, Height: height}); err != nil {
+		return fmt.Errorf("container %s: resize terminal: %w", shortID(id), errgrpc.ToNative(err))
+	}
+	return nil
+}

@@ -460,6 +460,18 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 		copies.Wait()
 		return 0, e, err
 	}
+	if tty {
+		if ws, err := unix.IoctlGetWinsize(int(os.Stdout.Fd()), unix.TIOCGWINSZ); err == nil {
+			if err := e.Resize(ctx, id, uint32(ws.Col), uint32(ws.Row)); err != nil {
+				e.Logger().Debug("resize the container's terminal", "container", id, "error", err)
+			}
+		}
+		if f, ok := stdin.(*os.File); ok {
+			if restore, err := rawTerminal(int(f.Fd())); err == nil {
+				defer restore()
+			}
+		}
+	}
 	if stdin != nil {
 		// Opened once the shim holds its end: what is written to a FIFO
 		// nobody reads is lost. Closing it is the container's EOF.
@@ -514,4 +526,25 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 type lockHolder struct {
 	release   func() error
 	reacquire func() (*engine.Engine, error)
+}
+
+// rawTerminal puts the terminal fd in raw mode (cfmakeraw(3)): keys go
+// to the container's terminal as typed, Ctrl-C included. It returns the
+// function that restores the terminal; not a terminal is an error.
+func rawTerminal(fd int) (func(), error) {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, err
+	}
+	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }

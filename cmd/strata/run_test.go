@@ -127,6 +127,10 @@ func TestRun(t *testing.T) {
 	if r := c.runIn(strings.NewReader("from stdin\n"), "run", "--rm", "-i", "--network", "none", busybox, "cat"); r.code != 0 || r.stdout != "from stdin\n" {
 		t.Errorf("run -i cat: %+v", r)
 	}
+	// -t: the container's stdout is a terminal (hence \r\n).
+	if r := c.run("run", "--rm", "-t", "--network", "none", busybox, "sh", "-c", "test -t 1 && echo tty"); r.code != 0 || r.stdout != "tty\r\n" {
+		t.Errorf("run -t: %+v", r)
+	}
 	// Without --rm the container stays, exited, with its status.
 	c.ok("run", "--name", "kept", "--network", "none", busybox, "true")
 	if ps := c.ok("ps", "-a"); !strings.Contains(ps, "Exited (0)") || !strings.Contains(ps, "kept") {
