@@ -50,7 +50,8 @@ type CreateOptions struct {
 	// Network is bridge (""), host, none or a user-defined network.
 	Network string
 	Ports   []network.PortMapping
-	// AutoRemove removes the container when its task exits (--rm).
+	// AutoRemove removes the container once its task has exited and
+	// Stop or Reap sees it (-d --rm; a foreground run removes its own).
 	AutoRemove bool
 }
 

@@ -238,3 +238,30 @@ func (e *Engine) Resize(ctx context.Context, id string, width, height uint32) er
 	}
 	return nil
 }
+
+// Reap finishes the containers started with --rm in the background whose
+// task has exited: their task, network, record and snapshot go. Nothing
+// watches a detached container for the CLI, so every container command
+// reaps first. It returns the IDs removed.
+func (e *Engine) Reap(ctx context.Context) ([]string, error) {
+	gctx, err := grpcCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := e.cfg.Tasks.List(gctx, &tasksapi.ListTasksRequest{Filter: "status==STOPPED"})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", errgrpc.ToNative(err))
+	}
+	var removed []string
+	for _, p := range resp.Tasks {
+		c, err := e.cfg.Store.Containers().Get(ctx, p.ContainerID)
+		if err != nil || c.Labels[labels.ContainerAutoRemove] != "true" {
+			continue
+		}
+		if err := e.Remove(ctx, c.ID, RemoveOptions{}); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return removed, err
+		}
+		removed = append(removed, c.ID)
+	}
+	return removed, nil
+}

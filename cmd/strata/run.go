@@ -71,6 +71,9 @@ func (a *app) withEngine(cmd *cobra.Command, fn func(ctx context.Context, s back
 		if err != nil {
 			return err
 		}
+		if _, err := e.Reap(ctx); err != nil {
+			a.logger.Warn("remove exited --rm containers", "error", err)
+		}
 		return fn(ctx, s, e)
 	})
 }
@@ -229,7 +232,7 @@ func parseMount(s string) (bind, tmpfs string, err error) {
 
 // options turns the flags into the engine's create options (image aside).
 func (f *runFlags) options(cmd *cobra.Command, args []string) (engine.CreateOptions, error) {
-	o := engine.CreateOptions{Name: f.name, Network: f.networkName, AutoRemove: f.rm}
+	o := engine.CreateOptions{Name: f.name, Network: f.networkName, AutoRemove: f.rm && f.detach}
 	mem, err := parseBytes(f.memory)
 	if err != nil {
 		return o, fmt.Errorf("--memory %w", err)
@@ -239,9 +242,6 @@ func (f *runFlags) options(cmd *cobra.Command, args []string) (engine.CreateOpti
 	}
 	if f.pull != "always" && f.pull != "missing" && f.pull != "never" {
 		return o, fmt.Errorf("--pull %q: want always, missing or never", f.pull)
-	}
-	if f.detach && f.rm {
-		// docker allows it: the container goes when it exits.
 	}
 	o.Spec = oci.Options{Args: args, Env: f.env, EnvFiles: f.envFiles, User: f.user, Workdir: f.workdir, Hostname: f.hostname,
 		TTY: f.tty, Privileged: f.privileged, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop,
@@ -353,10 +353,14 @@ command cannot be run, 127 when the image does not have it.`,
 				if serr := e.Stop(bg, c.ID, 0); serr != nil && err == nil {
 					err = serr
 				}
-				if err != nil && !f.rm {
-					// A run that did not start leaves nothing behind.
+				if err != nil || f.rm {
+					// --rm, or a run that did not start: nothing is left.
 					if rerr := e.Remove(bg, c.ID, engine.RemoveOptions{Force: true}); rerr != nil && !errors.Is(rerr, errdefs.ErrNotFound) {
-						a.logger.Warn("remove the container that did not start", "container", c.ID, "error", rerr)
+						if err != nil {
+							a.logger.Warn("remove the container that did not start", "container", c.ID, "error", rerr)
+						} else {
+							err = rerr
+						}
 					}
 				}
 				if err != nil {

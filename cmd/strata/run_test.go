@@ -250,6 +250,14 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	c.fails(1, "is running", "rm", "sleeper")
 	c.ok("rm", "-f", "sleeper")
+	// -d --rm: gone once it has exited, seen by the next command.
+	c.ok("run", "-d", "--rm", "--network", "none", busybox, "true")
+	eventually(t, "the -d --rm container removed", func() error {
+		if ps := c.ok("ps", "-aq"); len(strings.Fields(ps)) != 1 {
+			return fmt.Errorf("ps -aq = %q, want only the trapper", ps)
+		}
+		return nil
+	})
 	killed := strings.TrimSpace(c.ok("run", "-d", "--network", "none", busybox, "sleep", "1000"))
 	c.ok("kill", killed[:5])
 	if r := c.run("run", "--rm", "--network", "none", busybox, "true"); r.code != 0 {
