@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -257,10 +258,14 @@ func newExecCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				var stdin io.Reader
+				if interactive {
+					stdin = cmd.InOrStdin()
+				}
 				b := make([]byte, 8)
 				rand.Read(b)
 				status, err := execProcess(serverCtx(ctx, a.namespace), e.Tasks(), c.ID, "exec-"+hex.EncodeToString(b),
-					&anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pb}, cmd.OutOrStdout(), cmd.ErrOrStderr())
+					&anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pb}, stdin, cmd.OutOrStdout(), cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
@@ -270,7 +275,7 @@ func newExecCommand(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
-	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "keep stdin open (not yet passed on)")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal (not yet)")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "uid[:gid] to run as")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working directory")

@@ -186,6 +186,7 @@ func TestRun(t *testing.T) {
 		{"name taken", []string{"run", "--name", "taken", "--network", "none", busybox, "true"}, 125, `container name "taken" is already in use`},
 		{"bind source missing", []string{"run", "--rm", "--network", "none", "-v", "/nonexistent/src:/x", busybox, "true"}, 125, "/nonexistent/src"},
 		{"unknown capability", []string{"run", "--rm", "--network", "none", "--cap-add", "CAP_BOGUS", busybox, "true"}, 125, "BOGUS"},
+		{"network missing", []string{"run", "--rm", "--network", "nosuchnet", busybox, "true"}, 125, "nosuchnet"},
 		{"command not found", []string{"run", "--rm", "--network", "none", busybox, "nosuchcmd"}, 127, "nosuchcmd"},
 		{"unknown flag", []string{"run", "--bogus", busybox}, 125, "bogus"},
 		{"unknown signal", []string{"kill", "-s", "SIGBOGUS", "taken"}, 2, "SIGBOGUS"},
@@ -223,6 +224,9 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	if r := c.run("exec", "-e", "X=y", "-w", "/etc", "sleeper", "sh", "-c", "echo $X; pwd; exit 4"); r.code != 4 || r.stdout != "y\n/etc\n" {
 		t.Errorf("exec: %+v", r)
+	}
+	if r := c.runIn(strings.NewReader("to exec\n"), "exec", "-i", "sleeper", "cat"); r.code != 0 || r.stdout != "to exec\n" {
+		t.Errorf("exec -i cat: %+v", r)
 	}
 	if r := c.run("exec", "-u", "1000", id[:8], "id", "-u"); r.code != 0 || r.stdout != "1000\n" {
 		t.Errorf("exec -u 1000 by ID prefix: %+v", r)
