@@ -19,6 +19,7 @@ import (
 	"github.com/strata-oci/strata/engine"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/network"
+	"github.com/strata-oci/strata/oci"
 )
 
 // The docker-style verbs over containers (strata run is in run.go).
@@ -248,9 +249,18 @@ func newExecCommand(a *app) *cobra.Command {
 					p.Cwd = workdir
 				}
 				if user != "" {
-					u, err := numericUser(user)
+					// Names are looked up in the container's own files,
+					// through its init process's root.
+					sum, err := e.Inspect(ctx, c.ID)
 					if err != nil {
 						return err
+					}
+					if sum.State != engine.StateRunning {
+						return fmt.Errorf("exec in %s: the container is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
+					}
+					u, err := oci.ResolveUser(ctx, fmt.Sprintf("/proc/%d/root", sum.Pid), user)
+					if err != nil {
+						return fmt.Errorf("exec in %s: %w", c.ID, err)
 					}
 					p.User = u
 				}
@@ -277,25 +287,10 @@ func newExecCommand(a *app) *cobra.Command {
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal (not yet)")
-	cmd.Flags().StringVarP(&user, "user", "u", "", "uid[:gid] to run as")
+	cmd.Flags().StringVarP(&user, "user", "u", "", "user to run as: name, uid, name:group or uid:gid")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working directory")
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "KEY=VALUE added to the environment (repeatable)")
 	return cmd
-}
-
-// numericUser reads -u uid[:gid] for exec.
-func numericUser(s string) (specs.User, error) {
-	var u specs.User
-	uid, gid, hasGID := strings.Cut(s, ":")
-	if _, err := fmt.Sscan(uid, &u.UID); err != nil {
-		return u, usagef("-u %q: exec takes a numeric uid[:gid]", s)
-	}
-	if hasGID {
-		if _, err := fmt.Sscan(gid, &u.GID); err != nil {
-			return u, usagef("-u %q: exec takes a numeric uid[:gid]", s)
-		}
-	}
-	return u, nil
 }
 
 func serverCtx(ctx context.Context, ns string) context.Context {

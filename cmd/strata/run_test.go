@@ -231,6 +231,11 @@ func TestRunLifecycle(t *testing.T) {
 	if r := c.run("exec", "-u", "1000", id[:8], "id", "-u"); r.code != 0 || r.stdout != "1000\n" {
 		t.Errorf("exec -u 1000 by ID prefix: %+v", r)
 	}
+	// Names from the container's /etc/passwd (busybox has nobody, 65534).
+	if r := c.run("exec", "-u", "nobody", "sleeper", "id", "-u"); r.code != 0 || r.stdout != "65534\n" {
+		t.Errorf("exec -u nobody: %+v", r)
+	}
+	c.fails(1, "nosuchuser", "exec", "-u", "nosuchuser", "sleeper", "true")
 	// sleep as PID 1 ignores SIGTERM: stop kills it after -t.
 	c.ok("stop", "-t", "1", "sleeper")
 	c.ok("stop", "trapper")
