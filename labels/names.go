@@ -79,4 +79,30 @@ const (
 	// LeaseImport is the label of the lease an import holds its content
 	// under, holding the base name of what is imported.
 	LeaseImport = "strata.import"
+
+	// ContainerName is the label of a container `strata run` creates,
+	// holding its name, unique in the namespace.
+	ContainerName = "strata.io/container.name"
+	// ContainerPorts holds the container's published ports, as a JSON
+	// list of network.PortMapping.
+	ContainerPorts = "strata.io/container.ports"
+	// ContainerNetwork names the network the container joins at start:
+	// "bridge", "host", "none" or a user-defined network.
+	ContainerNetwork = "strata.io/container.network"
+	// ContainerVolumes holds the container's volumes and binds, as a JSON
+	// list of "SRC:DST[:ro]".
+	ContainerVolumes = "strata.io/container.volumes"
+	// ContainerStopSignal holds the signal `strata stop` sends first (the
+	// image config's StopSignal, SIGTERM by default), as a number.
+	ContainerStopSignal = "strata.io/container.stop-signal"
+	// ContainerAutoRemove, "true", removes the container once its task
+	// exits (--rm).
+	ContainerAutoRemove = "strata.io/container.auto-remove"
+	// ContainerStartedAt and ContainerFinishedAt hold, in RFC 3339, when
+	// the container's task last started and when it last ended.
+	ContainerStartedAt  = "strata.io/container.started-at"
+	ContainerFinishedAt = "strata.io/container.finished-at"
+	// ContainerExitCode holds the exit status of the container's last
+	// task, once that task is deleted.
+	ContainerExitCode = "strata.io/container.exit-code"
 )

@@ -37,6 +37,15 @@ var names = map[string]string{
 	"LeasePull":                LeasePull,
 	"LeaseUnpack":              LeaseUnpack,
 	"LeaseImport":              LeaseImport,
+	"ContainerName":            ContainerName,
+	"ContainerPorts":           ContainerPorts,
+	"ContainerNetwork":         ContainerNetwork,
+	"ContainerVolumes":         ContainerVolumes,
+	"ContainerStopSignal":      ContainerStopSignal,
+	"ContainerAutoRemove":      ContainerAutoRemove,
+	"ContainerStartedAt":       ContainerStartedAt,
+	"ContainerFinishedAt":      ContainerFinishedAt,
+	"ContainerExitCode":        ContainerExitCode,
 }
 
 // labelValues are the constants that are values, not names: a string

@@ -282,3 +282,12 @@ func parseGroup(data []byte) []groupEntry {
 	}
 	return out
 }
+
+// ResolveUser resolves -u (name, uid, name:group or uid:gid) in the
+// /etc/passwd and /etc/group of rootfs as Generate does, for a process
+// added to a running container (exec -u; rootfs is then
+// /proc/<pid>/root). An unknown name is errdefs.ErrNotFound.
+func ResolveUser(ctx context.Context, rootfs, user string) (specs.User, error) {
+	u, _, err := resolveUser(ctx, rootfs, user, nil)
+	return u, err
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/strata-oci/strata/jobs"
 	"github.com/strata-oci/strata/leases"
 	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/server"
 	"github.com/strata-oci/strata/snapshots"
 	"github.com/strata-oci/strata/wiring"
 )
@@ -62,6 +63,12 @@ type embedded struct {
 	s      *wiring.Store
 	runner *jobs.Runner
 	info   jobs.Info
+
+	// The in-process server of the container verbs (embedserver.go).
+	srv    *server.Server
+	conn   *grpc.ClientConn
+	sock   string
+	served chan struct{}
 }
 
 func openEmbedded(ctx context.Context, root string, a *app) (*embedded, error) {
@@ -96,7 +103,10 @@ func (e *embedded) Namespaces() namespaces.Store { return e.s.DB.Namespaces() }
 func (e *embedded) Info() jobs.Info              { return e.info }
 func (e *embedded) Address() string              { return "" }
 func (e *embedded) OpensPaths() bool             { return true }
-func (e *embedded) Close() error                 { return e.s.Close() }
+func (e *embedded) Close() error {
+	e.stopServing()
+	return e.s.Close()
+}
 
 func (e *embedded) Snapshotter(name string) snapshots.Snapshotter {
 	if sn := e.s.Snapshotter(name); sn != nil {

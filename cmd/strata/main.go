@@ -133,7 +133,9 @@ store, image records, leases and garbage collection, in containerd's model.`,
 		groupCommand("leases", []string{"lease"}, "Manage leases, which protect resources from garbage collection",
 			leasesCreate(a), leasesList(a), leasesRemove(a)),
 		groupCommand("containers", []string{"container", "c"}, "List, inspect and remove containers (created by ctr, nerdctl, BuildKit or the CRI)",
-			containersList(a), containersInfo(a), containersRemove(a)),
+			containersList(a), containersInfo(a), containersRemove(a), containersPrune(a)), // containers.go, lifecycle.go
+		newRunCommand(a),                                                                                                                    // run.go
+		newPsCommand(a), newExecCommand(a), newStopCommand(a), newKillCommand(a), newStartCommand(a), newRmCommand(a), newInspectCommand(a), // lifecycle.go
 		groupCommand("tasks", []string{"task", "t"}, "List, inspect, signal and exec into the tasks (running containers) of the daemon",
 			tasksList(a), tasksPs(a), tasksKill(a), tasksExec(a)),
 		snapshots,
@@ -212,6 +214,10 @@ func run(args []string) int {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
+		var st statusError
+		if errors.As(err, &st) {
+			return st.code
+		}
 		var ue usageError
 		var se *filters.SyntaxError
 		if errors.As(err, &ue) || errors.As(err, &se) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {

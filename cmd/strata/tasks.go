@@ -227,7 +227,7 @@ func tasksExec(a *app) *cobra.Command {
 				execID = "strata-" + hex.EncodeToString(b)
 			}
 			status, err := execProcess(ctx, c, id, execID, &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pb},
-				cmd.OutOrStdout(), cmd.ErrOrStderr())
+				nil, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -245,7 +245,7 @@ func tasksExec(a *app) *cobra.Command {
 
 // execProcess runs an exec process with its stdout and stderr through
 // FIFOs copied to ours, waits for it, deletes it and returns its status.
-func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string, spec *anypb.Any, stdout, stderr io.Writer) (uint32, error) {
+func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string, spec *anypb.Any, stdin io.Reader, stdout, stderr io.Writer) (uint32, error) {
 	dir, err := os.MkdirTemp("", "strata-exec")
 	if err != nil {
 		return 0, err
@@ -279,7 +279,14 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string,
 			}
 		}
 	}
-	if _, err := c.Exec(ctx, &tasksapi.ExecProcessRequest{ContainerID: id, ExecID: execID, Stdout: paths[0], Stderr: paths[1], Spec: spec}); err != nil {
+	stdinPath := ""
+	if stdin != nil {
+		stdinPath = filepath.Join(dir, "stdin")
+		if err := unix.Mkfifo(stdinPath, 0o600); err != nil {
+			return 0, fmt.Errorf("exec in %s: %w", id, err)
+		}
+	}
+	if _, err := c.Exec(ctx, &tasksapi.ExecProcessRequest{ContainerID: id, ExecID: execID, Stdin: stdinPath, Stdout: paths[0], Stderr: paths[1], Spec: spec}); err != nil {
 		release()
 		copies.Wait()
 		return 0, fmt.Errorf("exec in %s: %w", id, errgrpc.ToNative(err))
@@ -298,6 +305,17 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string,
 		release()
 		copies.Wait()
 		return 0, fmt.Errorf("exec in %s: start: %w", id, errgrpc.ToNative(err))
+	}
+	if stdin != nil {
+		// Opened once the shim holds its end; the shim keeps the FIFO
+		// open itself, so the end of our stdin goes through CloseIO.
+		if w, err := os.OpenFile(stdinPath, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			go func() {
+				io.Copy(w, stdin)
+				w.Close()
+				c.CloseIO(context.WithoutCancel(ctx), &tasksapi.CloseIORequest{ContainerID: id, ExecID: execID, Stdin: true})
+			}()
+		}
 	}
 	<-waited
 	copies.Wait()

@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-oci/strata/mount"
+	"github.com/strata-oci/strata/namespaces"
+	"github.com/strata-oci/strata/network"
+	"github.com/strata-oci/strata/server/servertest"
+	"github.com/strata-oci/strata/testutil"
+)
+
+// Test-only default network, away from the host's strata0 and the
+// network package's tests.
+const (
+	runBridge = "strt-run0"
+	runSubnet = "10.253.91.0/24"
+)
+
+// runCLI is a CLI on a daemon with the tasks service and the busybox test
+// image imported; when the test ends it removes every container left and
+// checks that no container, task, snapshot, netns or mount is left.
+func runCLI(t *testing.T) *cli {
+	t.Helper()
+	d := servertest.StartTasks(t)
+	return runCLIOn(t, &cli{t: t, root: d.Store.Root, daemon: d})
+}
+
+func runCLIOn(t *testing.T, c *cli) *cli {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("running containers needs root")
+	}
+	root := c.root
+	c.env = []string{namespaces.EnvVar + "=strata-run", bridgeEnv + "=" + runBridge + "=" + runSubnet}
+	c.ok("images", "import", testutil.BusyboxLayout(t))
+	t.Cleanup(func() {
+		// Whatever a failed test left, then the check that a passing one
+		// left nothing.
+		if ids := strings.Fields(c.run("ps", "-aq", "--no-trunc").stdout); len(ids) > 0 {
+			t.Errorf("containers left: %v", ids)
+			c.run(append([]string{"rm", "-f"}, ids...)...)
+		}
+		if c.daemon != nil {
+			if got := c.run("tasks", "ls", "-q").stdout; got != "" {
+				t.Errorf("tasks left: %q", got)
+			}
+		}
+		if out, _ := exec.Command("pgrep", "-f", "containerd-shim.*"+root).Output(); len(out) > 0 {
+			t.Errorf("shims left: %s", out)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(root, "network", "endpoints")); len(ents) > 0 {
+			t.Errorf("network endpoints left: %v", ents)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(root, "network.run", "netns")); len(ents) > 0 {
+			t.Errorf("network namespaces left: %v", ents)
+		}
+		if info, err := mount.Lookup(root); err == nil && info.Mountpoint != "/" && strings.HasPrefix(info.Mountpoint, root) {
+			t.Errorf("mount left under the root: %s", info.Mountpoint)
+		}
+		if out, _ := exec.Command("sh", "-c", "grep -c "+root+" /proc/self/mountinfo").Output(); strings.TrimSpace(string(out)) != "0" {
+			t.Errorf("%s mounts left under %s", strings.TrimSpace(string(out)), root)
+		}
+		if out, _ := exec.Command("ip", "-o", "link", "show", "master", runBridge).Output(); len(out) > 0 {
+			t.Errorf("veths left on %s: %s", runBridge, out)
+		}
+		// The bridge and the plugins' chains stay for the next container,
+		// as docker0 does; Cleanup removes them once nothing holds them.
+		m, err := network.New(filepath.Join(root, "network"), filepath.Join(root, "network.run"),
+			network.WithDefaultNetwork(runBridge, netip.MustParsePrefix(runSubnet)))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := m.Cleanup(context.Background(), func(string) bool { return false }); err != nil {
+			// The plugins' shared chains stay while other containers on
+			// the host (other tests, other stores) use them.
+			t.Logf("network cleanup: %v", err)
+		}
+		subnetPrefix := strings.TrimSuffix(runSubnet, "0/24")
+		for _, table := range []string{"nat", "filter"} {
+			out, err := exec.Command("iptables-save", "-t", table).Output()
+			if err != nil {
+				t.Errorf("iptables-save -t %s: %v", table, err)
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, subnetPrefix) || strings.Contains(l, runBridge) {
+					t.Errorf("iptables %s rule left: %s", table, l)
+				}
+			}
+		}
+		if err := exec.Command("ip", "link", "show", runBridge).Run(); err == nil {
+			t.Errorf("bridge %s left", runBridge)
+		}
+	})
+	return c
+}
+
+const busybox = testutil.BusyboxImageName
+
+// TestRun: strata run in the foreground: output, exit status, --rm, the
+// flags seen from inside, and the bad inputs, each one clear line with
+// docker's status and nothing left behind.
+func TestRun(t *testing.T) {
+	c := runCLI(t)
+	if r := c.run("run", "--rm", "--network", "none", busybox, "echo", "hi"); r.code != 0 || r.stdout != "hi\n" {
+		t.Fatalf("run --rm echo hi: %+v", r)
+	}
+	if r := c.run("run", "--rm", "--network", "none", busybox, "sh", "-c", "echo out; echo err >&2; exit 3"); r.code != 3 || r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Errorf("run exit 3: %+v", r)
+	}
+	if r := c.runIn(strings.NewReader("from stdin\n"), "run", "--rm", "-i", "--network", "none", busybox, "cat"); r.code != 0 || r.stdout != "from stdin\n" {
+		t.Errorf("run -i cat: %+v", r)
+	}
+	// -t: the container's stdout is a terminal (hence \r\n).
+	if r := c.run("run", "--rm", "-t", "--network", "none", busybox, "sh", "-c", "test -t 1 && echo tty"); r.code != 0 || r.stdout != "tty\r\n" {
+		t.Errorf("run -t: %+v", r)
+	}
+	// Without --rm the container stays, exited, with its status.
+	c.ok("run", "--name", "kept", "--network", "none", busybox, "true")
+	if ps := c.ok("ps", "-a"); !strings.Contains(ps, "Exited (0)") || !strings.Contains(ps, "kept") {
+		t.Errorf("ps -a after run without --rm:\n%s", ps)
+	}
+	if ps := c.ok("ps"); strings.Contains(ps, "kept") {
+		t.Errorf("ps shows an exited container:\n%s", ps)
+	}
+	c.ok("rm", "kept")
+
+	inside := []struct {
+		name  string
+		flags []string
+		cmd   string
+		want  string
+	}{
+		{"env user workdir", []string{"-e", "A=b", "-u", "1000:1000", "-w", "/tmp"}, "echo $A; id -u; id -g; pwd", "b\n1000\n1000\n/tmp\n"},
+		{"read-only", []string{"--read-only"}, "touch /x 2>/dev/null && echo wrote || echo refused", "refused\n"},
+		{"cap-drop ALL", []string{"--cap-drop", "ALL"}, "grep CapEff /proc/self/status", "CapEff:\t0000000000000000\n"},
+		{"memory", []string{"--memory", "64m"}, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max", "67108864\n"},
+		{"pids-limit", []string{"--pids-limit", "42"}, "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max", "42\n"},
+		{"entrypoint", []string{"--entrypoint", "echo"}, "", "\n"},
+		{"hostname", []string{"--hostname", "box1"}, "hostname", "box1\n"},
+	}
+	for _, tc := range inside {
+		args := append(append([]string{"run", "--rm", "--network", "none"}, tc.flags...), busybox)
+		if tc.cmd != "" {
+			args = append(args, "sh", "-c", tc.cmd)
+		}
+		if r := c.run(args...); r.code != 0 || r.stdout != tc.want {
+			t.Errorf("%s: run %v: exit %d, stdout %q, stderr %q; want %q", tc.name, tc.flags, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+	// -v: a bind mount, read-only with :ro.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("host data\n"), 0o644)
+	if r := c.run("run", "--rm", "--network", "none", "-v", dir+":/data:ro", busybox, "sh", "-c", "cat /data/f; touch /data/g 2>/dev/null || echo ro"); r.code != 0 || r.stdout != "host data\nro\n" {
+		t.Errorf("run -v %s:/data:ro: %+v", dir, r)
+	}
+	c.ok("run", "--rm", "--network", "none", "-v", dir+":/data", busybox, "sh", "-c", "echo new > /data/g")
+	if b, _ := os.ReadFile(filepath.Join(dir, "g")); string(b) != "new\n" {
+		t.Errorf("write through -v: host sees %q", b)
+	}
+
+	c.run("run", "-d", "--name", "taken", "--network", "none", busybox, "sleep", "1000")
+	bad := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"image missing", []string{"run", "--pull", "never", "example.com/nosuch:1", "true"}, 125, `image "example.com/nosuch:1"`},
+		{"name taken", []string{"run", "--name", "taken", "--network", "none", busybox, "true"}, 125, `container name "taken" is already in use`},
+		{"bind source missing", []string{"run", "--rm", "--network", "none", "-v", "/nonexistent/src:/x", busybox, "true"}, 125, "/nonexistent/src"},
+		{"unknown capability", []string{"run", "--rm", "--network", "none", "--cap-add", "CAP_BOGUS", busybox, "true"}, 125, "BOGUS"},
+		{"network missing", []string{"run", "--rm", "--network", "nosuchnet", busybox, "true"}, 125, "nosuchnet"},
+		{"command not found", []string{"run", "--rm", "--network", "none", busybox, "nosuchcmd"}, 127, "nosuchcmd"},
+		{"unknown flag", []string{"run", "--bogus", busybox}, 125, "bogus"},
+		{"unknown signal", []string{"kill", "-s", "SIGBOGUS", "taken"}, 2, "SIGBOGUS"},
+		{"no such container", []string{"stop", "nosuch"}, 1, "no such container: nosuch"},
+	}
+	for _, tc := range bad {
+		r := c.run(tc.args...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: %v: exit %d, stderr %q; want %d and %q", tc.name, tc.args, r.code, r.stderr, tc.code, tc.want)
+		} else if tc.code != 1 && len(lines) != 1 {
+			t.Errorf("%s: %v: stderr has %d lines, want one: %q", tc.name, tc.args, len(lines), r.stderr)
+		}
+	}
+	c.ok("rm", "-f", "taken")
+	if ps := c.ok("ps", "-aq"); ps != "" {
+		t.Errorf("containers left by the bad inputs: %q", ps)
+	}
+}
+
+// TestRunLifecycle: run -d, ps, exec, stop (a process that traps SIGTERM
+// and one that does not), kill, start again, rm -f, prune, inspect, and
+// names and ID prefixes as docker resolves them.
+func TestRunLifecycle(t *testing.T) {
+	c := runCLI(t)
+	id := strings.TrimSpace(c.ok("run", "-d", "--name", "sleeper", "--network", "none", busybox, "sleep", "1000"))
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q, want a 64-digit ID", id)
+	}
+	trap := strings.TrimSpace(c.ok("run", "-d", "--name", "trapper", "--network", "none", busybox,
+		"sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"))
+	ps := c.ok("ps")
+	if !strings.HasPrefix(ps, "CONTAINER ID") || !strings.Contains(ps, id[:12]) || !strings.Contains(ps, "Up ") || !strings.Contains(ps, "sleeper") {
+		t.Errorf("ps:\n%s", ps)
+	}
+	if r := c.run("exec", "-e", "X=y", "-w", "/etc", "sleeper", "sh", "-c", "echo $X; pwd; exit 4"); r.code != 4 || r.stdout != "y\n/etc\n" {
+		t.Errorf("exec: %+v", r)
+	}
+	if r := c.runIn(strings.NewReader("to exec\n"), "exec", "-i", "sleeper", "cat"); r.code != 0 || r.stdout != "to exec\n" {
+		t.Errorf("exec -i cat: %+v", r)
+	}
+	if r := c.run("exec", "-u", "1000", id[:8], "id", "-u"); r.code != 0 || r.stdout != "1000\n" {
+		t.Errorf("exec -u 1000 by ID prefix: %+v", r)
+	}
+	// Names from the container's /etc/passwd (busybox has nobody, 65534).
+	if r := c.run("exec", "-u", "nobody", "sleeper", "id", "-u"); r.code != 0 || r.stdout != "65534\n" {
+		t.Errorf("exec -u nobody: %+v", r)
+	}
+	c.fails(1, "nosuchuser", "exec", "-u", "nosuchuser", "sleeper", "true")
+	// sleep as PID 1 ignores SIGTERM: stop kills it after -t.
+	c.ok("stop", "-t", "1", "sleeper")
+	c.ok("stop", "trapper")
+	ps = c.ok("ps", "-a")
+	for _, want := range []string{"Exited (137)", "Exited (7)"} {
+		if !strings.Contains(ps, want) {
+			t.Errorf("ps -a lacks %q:\n%s", want, ps)
+		}
+	}
+	// Start again: a new task on the same root filesystem.
+	c.ok("start", "sleeper")
+	if ps := c.ok("ps", "-q"); strings.TrimSpace(ps) != id[:12] {
+		t.Errorf("ps -q after start = %q, want %s", ps, id[:12])
+	}
+	var ins []struct {
+		ID, Name, State string
+		Spec            struct{ Process struct{ Args []string } }
+	}
+	if err := json.Unmarshal([]byte(c.ok("inspect", "sleeper")), &ins); err != nil || len(ins) != 1 || ins[0].ID != id || ins[0].State != "running" || strings.Join(ins[0].Spec.Process.Args, " ") != "sleep 1000" {
+		t.Errorf("inspect sleeper = %+v, %v", ins, err)
+	}
+	c.fails(1, "is running", "rm", "sleeper")
+	c.ok("rm", "-f", "sleeper")
+	// -d --rm: gone once it has exited, seen by the next command.
+	c.ok("run", "-d", "--rm", "--network", "none", busybox, "true")
+	eventually(t, "the -d --rm container removed", func() error {
+		if ps := c.ok("ps", "-aq"); len(strings.Fields(ps)) != 1 {
+			return fmt.Errorf("ps -aq = %q, want only the trapper", ps)
+		}
+		return nil
+	})
+	killed := strings.TrimSpace(c.ok("run", "-d", "--network", "none", busybox, "sleep", "1000"))
+	c.ok("kill", killed[:5])
+	if r := c.run("run", "--rm", "--network", "none", busybox, "true"); r.code != 0 {
+		t.Errorf("run --rm true: %+v", r)
+	}
+	eventually(t, "the killed container", func() error {
+		if ps := c.ok("ps", "-a", "--no-trunc"); !strings.Contains(ps, killed) || !strings.Contains(ps, "Exited (137)") {
+			return fmt.Errorf("ps -a:\n%s", ps)
+		}
+		return nil
+	})
+	if got := strings.Fields(c.ok("container", "prune")); len(got) != 2 || !slices.Contains(got, trap) || !slices.Contains(got, killed) {
+		t.Errorf("container prune printed %q, want %s and %s", got, trap, killed)
+	}
+	if ps := c.ok("ps", "-aq"); ps != "" {
+		t.Errorf("ps -aq after rm and prune = %q", ps)
+	}
+}
+
+// TestRunPublish: run -d -p 127.0.0.1:18080:80 … httpd, then a GET from
+// the host answers; rm -f takes the port, veth and rules away.
+func TestRunPublish(t *testing.T) {
+	c := runCLI(t)
+	c.ok("run", "-d", "--name", "web", "-p", "127.0.0.1:18080:80", busybox,
+		"sh", "-c", "echo hello from strata > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
+	if ps := c.ok("ps"); !strings.Contains(ps, "127.0.0.1:18080->80/tcp") {
+		t.Errorf("ps lacks the published port:\n%s", ps)
+	}
+	var body string
+	deadline := time.Now().Add(20 * time.Second) // httpd's start, not a timing assertion
+	for {
+		resp, err := http.Get("http://127.0.0.1:18080/")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET 127.0.0.1:18080: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if body != "hello from strata\n" {
+		t.Errorf("GET 127.0.0.1:18080 = %q", body)
+	}
+	// The port is held: a second container cannot take it.
+	if r := c.run("run", "--rm", "-p", "127.0.0.1:18080:80", busybox, "true"); r.code != 125 || !strings.Contains(r.stderr, "18080") {
+		t.Errorf("second -p 18080: %+v", r)
+	}
+	c.ok("rm", "-f", "web")
+	if _, err := http.Get("http://127.0.0.1:18080/"); err == nil {
+		t.Errorf("127.0.0.1:18080 still answers after rm -f")
+	}
+}
+
+// TestRunEmbedded: with no daemon, run, ps, stop and rm work on the store
+// opened in the process (an in-process server); a detached container's
+// shim outlives the command that started it and the next one finds it;
+// a foreground run lets go of the store while its container runs.
+func TestRunEmbedded(t *testing.T) {
+	embeddedOnly(t, "the embedded in-process server is what is tested")
+	c := runCLIOn(t, &cli{t: t, root: t.TempDir()})
+	if r := c.run("run", "--rm", "--network", "none", busybox, "echo", "hi"); r.code != 0 || r.stdout != "hi\n" {
+		t.Fatalf("embedded run --rm echo hi: %+v", r)
+	}
+	id := strings.TrimSpace(c.ok("run", "-d", "--name", "bg", "--network", "none", busybox, "sleep", "1000"))
+	if ps := c.ok("ps", "-q", "--no-trunc"); strings.TrimSpace(ps) != id {
+		t.Errorf("ps after run -d (a new process, the shim left running) = %q, want %s", ps, id)
+	}
+	// A foreground run waiting on a host FIFO: meanwhile another command
+	// gets the store (bounded, so that a held lock fails the test rather
+	// than hang it), then the FIFO lets the container end.
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fg := c.cmd(nil, "run", "--rm", "--network", "none", "-v", dir+":/d", busybox, "sh", "-c", "cat /d/fifo; exit 5")
+	var out strings.Builder
+	fg.Stdout = &out
+	if err := fg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fg.Process.Kill(); fg.Wait() })
+	eventually(t, "the foreground container running", func() error {
+		r := c.run("--lock-timeout", "60s", "ps", "-q")
+		if r.code != 0 || len(strings.Fields(r.stdout)) != 2 {
+			return fmt.Errorf("ps while a foreground run waits: %+v", r)
+		}
+		return nil
+	})
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("through the fifo\n")
+	w.Close()
+	err = fg.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 5 || out.String() != "through the fifo\n" {
+		t.Errorf("foreground run: %v, stdout %q; want exit 5 and the FIFO's line", err, out.String())
+	}
+	c.ok("stop", "-t", "1", "bg")
+	if ps := c.ok("ps", "-a"); !strings.Contains(ps, "Exited (137)") {
+		t.Errorf("ps -a after stop:\n%s", ps)
+	}
+	c.ok("rm", "bg")
+}
+
+// eventually waits for check to pass: for a state to be reached (a
+// container started, an exit seen), with a generous bound so that a
+// broken one fails rather than hangs. Not a timing assertion.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRunPull: --pull missing pulls through the pull job (its progress on
+// stderr) and unpacks at create; --pull never and a failed pull name the
+// image, exit 125 and leave nothing.
+func TestRunPull(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	ref := testutil.PushBusybox(t, reg.Host, "lib/busybox", "1")
+	c := runCLI(t)
+	c.fails(125, ref, "run", "--rm", "--pull", "never", "--network", "none", ref, "true")
+	r := c.run("run", "--rm", "--network", "none", ref, "echo", "pulled")
+	if r.code != 0 || r.stdout != "pulled\n" {
+		t.Fatalf("run --pull missing %s: %+v", ref, r)
+	}
+	if imgs := c.ok("images", "ls", "-q"); !strings.Contains(imgs, reg.Host+"/lib/busybox:1") {
+		t.Errorf("images ls after run --pull missing:\n%s", imgs)
+	}
+	missing := reg.Host + "/lib/nosuch:1"
+	if r := c.run("run", "--rm", "--network", "none", missing, "true"); r.code != 125 || !strings.Contains(r.stderr, "lib/nosuch") {
+		t.Errorf("run %s (a failed pull): %+v", missing, r)
+	}
+	if ps := c.ok("ps", "-aq"); ps != "" {
+		t.Errorf("containers left: %q", ps)
+	}
+}
