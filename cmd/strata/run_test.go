@@ -46,6 +46,8 @@ func runCLIOn(t *testing.T, c *cli) *cli {
 	if os.Geteuid() != 0 {
 		t.Fatal("running containers needs root")
 	}
+	// Before the cleanups below, so the lock is released after them.
+	testutil.LockHostNetwork(t)
 	root := c.root
 	c.env = []string{namespaces.EnvVar + "=strata-run", bridgeEnv + "=" + runBridge + "=" + runSubnet}
 	c.ok("images", "import", testutil.BusyboxLayout(t))
