@@ -216,3 +216,40 @@ func TestCleanupKeepsABridgeInUse(t *testing.T) {
 		t.Fatalf("the container lost its network: %v\n%s", err, out)
 	}
 }
+
+// TestSetupKeepsTheProcessNamespace: making containers' namespaces leaves
+// every thread of this process in the namespace it had. Before, a thread
+// that made one stayed in it, locked, to end with its goroutine — but Go
+// never ends the main thread: when the goroutine ran there, the process's
+// /proc/<pid>/ns/net named a container's namespace from then on (seen as
+// ctr --net-host "not in the host's namespace" in cmd/stratad's tests).
+// Now the thread goes back and is unlocked; this checks no thread, reused
+// or not, is left in another namespace.
+func TestSetupKeepsTheProcessNamespace(t *testing.T) {
+	m := newTestManager(t)
+	before, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for i := 0; i < 20; i++ {
+		p := filepath.Join(dir, fmt.Sprint(i))
+		if err := newNetNS(p); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { removeNetNS(p) })
+	}
+	if _, err := m.Setup(context.Background(), "c-ns", Request{}); err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		ns, err := os.Readlink(filepath.Join("/proc/self/task", task.Name(), "ns/net"))
+		if err == nil && ns != before {
+			t.Errorf("thread %s is in network namespace %s, the process was in %s", task.Name(), ns, before)
+		}
+	}
+}

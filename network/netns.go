@@ -11,9 +11,14 @@ import (
 
 // newNetNS makes a network namespace and keeps it by bind-mounting it on
 // path (a new empty file), as `ip netns add`, podman and nerdctl do, so it
-// outlives every process in it. It is made on a locked thread that is then
-// thrown away: a thread that unshared its network namespace must never run
-// other goroutines.
+// outlives every process in it. It is made on a locked thread, which then
+// goes back to the namespace it had before it runs anything else; a thread
+// that cannot go back stays locked, so it ends with its goroutine (or, if
+// it is the main thread, which Go never ends, is never used again) — a
+// thread in a container's namespace must never run other goroutines. The
+// main thread is why going back matters: Go keeps it, wedged, and
+// /proc/<pid>/ns/net (the main thread's) would name the container's
+// namespace for the rest of the process.
 func newNetNS(path string) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
@@ -23,17 +28,27 @@ func newNetNS(path string) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the thread ends with this goroutine.
+		self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+		orig, err := os.Open(self)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open this thread's network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread() // unshare failed: still the old namespace
 			errc <- fmt.Errorf("unshare network namespace: %w", err)
 			return
 		}
-		self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-		if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount network namespace on %s: %w", path, err)
-			return
+		err = unix.Mount(self, path, "", unix.MS_BIND, "")
+		if err != nil {
+			err = fmt.Errorf("bind-mount network namespace on %s: %w", path, err)
 		}
-		errc <- nil
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		os.Remove(path)
