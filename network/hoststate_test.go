@@ -19,8 +19,10 @@ import (
 	"github.com/strata-oci/strata/testutil"
 )
 
-// hostState is what networking may leave on the host: links, iptables
-// rules, network namespace mounts, CNI's result cache.
+// hostState is what these tests' networking may leave on the host: links,
+// iptables rules, network namespace mounts, CNI's result cache — only what
+// they can have made (ours), so that another runtime on the host (podman,
+// docker, a stratad) changing its own networks meanwhile fails nothing.
 type hostState struct {
 	links    []string
 	iptables []string
@@ -30,6 +32,16 @@ type hostState struct {
 
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
+// ourSubnets are the address ranges the tests' networks use (10.250-253.x,
+// newTestManager and the store tests); ourLink names their bridges (the
+// default "stt<pid>-<n>", user networks "st-<id>") and veths on them.
+var ourSubnets = regexp.MustCompile(`\b10\.25[0-3]\.`)
+
+func ourLink(name string, master string) bool {
+	return strings.HasPrefix(name, "stt") || strings.HasPrefix(name, "st-") ||
+		strings.HasPrefix(master, "stt") || strings.HasPrefix(master, "st-")
+}
+
 func captureHostState(t testing.TB) hostState {
 	t.Helper()
 	var s hostState
@@ -37,42 +49,93 @@ func captureHostState(t testing.TB) hostState {
 	if err != nil {
 		t.Fatal(err)
 	}
+	byIndex := map[int]string{}
 	for _, i := range ifaces {
-		s.links = append(s.links, i.Name)
+		byIndex[i.Index] = i.Name
+	}
+	for _, i := range ifaces {
+		master := ""
+		if b, err := os.Readlink(filepath.Join("/sys/class/net", i.Name, "master")); err == nil {
+			master = filepath.Base(b)
+		}
+		if ourLink(i.Name, master) {
+			s.links = append(s.links, i.Name)
+		}
 	}
 	out, err := exec.Command("iptables-save").Output()
 	if err != nil {
 		t.Fatalf("iptables-save: %v", err)
 	}
+	// Rules naming our subnets or bridges, and the chains they jump to
+	// (a container's CNI-<hash> chains); the plugins' shared chains are
+	// every runtime's and left out.
+	type rule struct{ table, line string }
+	var rules []rule
+	ours := map[string]bool{}
 	table := ""
 	for _, l := range strings.Split(string(out), "\n") {
-		f := strings.Fields(l)
 		switch {
 		case strings.HasPrefix(l, "*"):
 			table = l[1:]
-		case strings.HasPrefix(l, "-A"),
-			// A chain of our own; a built-in one (with a policy) is
-			// there whenever iptables-nft made the table.
-			strings.HasPrefix(l, ":") && len(f) > 1 && f[1] == "-":
-			s.iptables = append(s.iptables, table+" "+counters.ReplaceAllString(l, ""))
+		case strings.HasPrefix(l, "-A"):
+			l = counters.ReplaceAllString(l, "")
+			rules = append(rules, rule{table, l})
+			if ourSubnets.MatchString(l) || strings.Contains(l, " stt") || strings.Contains(l, " st-") {
+				if f := strings.Fields(l); len(f) > 0 {
+					for i, w := range f {
+						if w == "-j" && i+1 < len(f) && strings.HasPrefix(f[i+1], "CNI-") && !sharedChainName(f[i+1]) {
+							ours[table+" "+f[i+1]] = true
+						}
+					}
+				}
+			}
 		}
 	}
+	for _, r := range rules {
+		f := strings.Fields(r.line)
+		if ourSubnets.MatchString(r.line) || strings.Contains(r.line, " stt") || strings.Contains(r.line, " st-") ||
+			(len(f) > 1 && ours[r.table+" "+f[1]]) {
+			s.iptables = append(s.iptables, r.table+" "+r.line)
+		}
+	}
+	for c := range ours {
+		s.iptables = append(s.iptables, c+" (chain)")
+	}
+	slices.Sort(s.iptables)
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
+	tmp := os.TempDir()
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), " - nsfs ") {
-			s.nsMounts = append(s.nsMounts, strings.Fields(sc.Text())[4])
+			if mp := strings.Fields(sc.Text())[4]; strings.HasPrefix(mp, tmp) {
+				s.nsMounts = append(s.nsMounts, mp)
+			}
 		}
 	}
+	// libcni's cache: <network>-<container id>-<interface>; the tests'
+	// container ids start with "c-" (none of another runtime's do).
 	entries, _ := os.ReadDir("/var/lib/cni/results")
 	for _, e := range entries {
-		s.cache = append(s.cache, e.Name())
+		if strings.Contains(e.Name(), "-c-") {
+			s.cache = append(s.cache, e.Name())
+		}
 	}
 	return s
+}
+
+// sharedChainName reports whether chain is one the plugins share between
+// every container of every runtime (cleanup.go's sharedChains).
+func sharedChainName(chain string) bool {
+	for _, c := range sharedChains {
+		if c.chain == chain {
+			return true
+		}
+	}
+	return false
 }
 
 func diffLists(what string, before, after []string) []string {
