@@ -11,7 +11,7 @@
 #   stratad   strata --address SOCK: through a stratad started once on its own root and state
 # Scenarios, each with the candidates' default networking (podman's default CNI network
 # `podman` on cni-podman0; strata's default bridge network, here on a bridge of its own,
-# strb-bench0 10.86.0.0/16, so as not to touch the host's strata0) and with --network none:
+# strb-bench0 10.84.250.0/24, so as not to touch the host's strata0) and with --network none:
 #   rm        `run --rm IMAGE true`: wall time of the command
 #   stop      `run -d IMAGE sh -c 'trap "exit 0" TERM; sleep 60 & wait'` then `stop` (podman
 #             `stop -t 10`, strata `stop`, also 10 s): wall time of both commands; `rm` untimed.
@@ -51,7 +51,7 @@ FSIMG=$WORK.img
 LOOP=""
 DPID=""
 BR=strb-bench0
-SUBNET=10.86.0.0/16
+SUBNET=10.84.250.0/24 # outside network.DefaultPool (10.86.0.0/16), where user networks of other roots go
 PODMAN_BR_EXISTED=0
 ip link show cni-podman0 >/dev/null 2>&1 && PODMAN_BR_EXISTED=1
 PODMAN_IPAM_EXISTED=0 # podman's host-local leases of its default network
