@@ -39,6 +39,8 @@ const (
 
 // CreateOptions describe a new container.
 type CreateOptions struct {
+	// ID is the new container's ID; "" gets a new one (NewID).
+	ID string
 	// Image is the image record; Platform selects its manifest (nil: the
 	// host's).
 	Image    images.Image
@@ -53,6 +55,9 @@ type CreateOptions struct {
 	// AutoRemove removes the container once its task has exited and
 	// Stop or Reap sees it (-d --rm; a foreground run removes its own).
 	AutoRemove bool
+	// LogURI is the stdio URI (logs.URI) of the container's logger: a
+	// Start given no streams writes the container's output there.
+	LogURI string
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -126,7 +131,10 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 	if err != nil {
 		return containers.Container{}, err
 	}
-	id := NewID()
+	id := o.ID
+	if id == "" {
+		id = NewID()
+	}
 	o.Spec.ID = id
 
 	// The lease holds the unpacked layers and the new snapshot until the
@@ -193,6 +201,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 	}
 	if o.AutoRemove {
 		lb[labels.ContainerAutoRemove] = "true"
+	}
+	if o.LogURI != "" {
+		lb[labels.ContainerLogURI] = o.LogURI
 	}
 	c := containers.Container{
 		ID:          id,

@@ -56,6 +56,9 @@ type Config struct {
 	// Runtime is the runtime of new containers; "" is
 	// io.containerd.runc.v2.
 	Runtime string
+	// LogRoot is the root under which containers' logs live (logs.Dir);
+	// Remove removes a container's log directory there. "" keeps none.
+	LogRoot string
 	Logger  *slog.Logger
 }
 

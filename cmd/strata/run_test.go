@@ -420,3 +420,37 @@ func TestRunPull(t *testing.T) {
 		t.Errorf("containers left: %q", ps)
 	}
 }
+
+// TestRunLogs: a detached container's output is kept: logs shows its
+// stdout and stderr apart, logs -f ends once the container has exited
+// (with what it wrote last), --tail, names and ID prefixes; rm takes the
+// log directory away; a bad --log-opt is refused before anything exists.
+func TestRunLogs(t *testing.T) {
+	c := runCLI(t)
+	id := strings.TrimSpace(c.ok("run", "-d", "--name", "w", "--network", "none", "--log-opt", "max-size=1m,max-file=2", busybox,
+		"sh", "-c", "echo out; echo err >&2; sleep 1; echo late"))
+	eventually(t, "the first lines in the log", func() error {
+		if r := c.run("logs", "w"); r.code != 0 || !strings.HasPrefix(r.stdout, "out\n") || r.stderr != "err\n" {
+			return fmt.Errorf("logs w: %+v", r)
+		}
+		return nil
+	})
+	if r := c.run("logs", "-f", id[:7]); r.code != 0 || r.stdout != "out\nlate\n" || r.stderr != "err\n" {
+		t.Errorf("logs -f by ID prefix: %+v", r)
+	}
+	if got := c.ok("logs", "--tail", "1", "w"); got != "late\n" {
+		t.Errorf("logs --tail 1 w = %q, want the last line", got)
+	}
+	dir := filepath.Join(c.root, "logs", "strata-run", id)
+	if _, err := os.Stat(filepath.Join(dir, "json.log")); err != nil {
+		t.Errorf("the container's log: %v", err)
+	}
+	c.fails(1, "no such container: nosuch", "logs", "nosuch")
+	c.ok("rm", "w")
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("log directory after rm: %v, want it gone", err)
+	}
+	if r := c.run("run", "-d", "--network", "none", "--log-opt", "max-size=lots", busybox, "true"); r.code != 125 || !strings.Contains(r.stderr, "max-size=lots") {
+		t.Errorf("run --log-opt max-size=lots: %+v", r)
+	}
+}
