@@ -454,3 +454,51 @@ func TestRunLogs(t *testing.T) {
 		t.Errorf("run --log-opt max-size=lots: %+v", r)
 	}
 }
+
+// TestRunUserNetwork: two containers on a user-defined network reach each
+// other by name; network rm takes its bridge away once they are gone.
+func TestRunUserNetwork(t *testing.T) {
+	c := runCLI(t)
+	netID := strings.TrimSpace(c.ok("network", "create", "--subnet", "10.253.92.0/24", "n1"))
+	bridge := "st-" + netID[:12]
+	t.Cleanup(func() {
+		c.run("rm", "-f", "a", "b")
+		c.run("network", "rm", "n1")
+		if err := exec.Command("ip", "link", "show", bridge).Run(); err == nil {
+			t.Errorf("bridge %s of n1 left", bridge)
+		}
+		for _, table := range []string{"nat", "filter"} {
+			out, _ := exec.Command("iptables-save", "-t", table).Output()
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "10.253.92.") || strings.Contains(l, bridge) {
+					t.Errorf("iptables %s rule of n1 left: %s", table, l)
+				}
+			}
+		}
+	})
+	c.ok("run", "-d", "--name", "a", "--network", "n1", busybox,
+		"sh", "-c", "echo from a > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
+	// httpd's start, waited for: not a timing assertion.
+	eventually(t, "b fetching a's page by name", func() error {
+		if r := c.run("run", "--rm", "--name", "b", "--network", "n1", busybox, "wget", "-q", "-O", "-", "http://a/"); r.code != 0 || r.stdout != "from a\n" {
+			return fmt.Errorf("wget http://a/ from b: %+v", r)
+		}
+		return nil
+	})
+	if r := c.run("run", "--rm", "--name", "b", "--network", "n1", busybox, "ping", "-c1", "-W5", "a"); r.code != 0 || !strings.Contains(r.stdout, "10.253.92.") {
+		t.Errorf("ping -c1 a from b: %+v", r)
+	}
+	c.ok("rm", "-f", "a")
+	c.ok("network", "rm", "n1")
+	if err := exec.Command("ip", "link", "show", bridge).Run(); err == nil {
+		t.Errorf("bridge %s still there after network rm", bridge)
+	}
+	// A network that does not exist: one line, 125, nothing created.
+	r := c.run("run", "--name", "x", "--network", "n1", busybox, "true")
+	if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); r.code != 125 || !strings.Contains(r.stderr, "n1") || len(lines) != 1 {
+		t.Errorf("run --network n1 after network rm: %+v", r)
+	}
+	if ps := c.ok("ps", "-aq"); ps != "" {
+		t.Errorf("containers left by a missing network: %q", ps)
+	}
+}
