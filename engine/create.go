@@ -24,6 +24,7 @@ import (
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/oci"
+	"github.com/strata-oci/strata/volumes"
 )
 
 // SpecTypeURL is the type of a container record's spec, as containerd's
@@ -52,6 +53,10 @@ type CreateOptions struct {
 	// Network is bridge (""), host, none or a user-defined network.
 	Network string
 	Ports   []network.PortMapping
+	// Volumes are -v arguments naming volumes (volumes.IsVolume):
+	// NAME:/dst[:ro], made when missing and filled from the image at dst
+	// the first time they are used.
+	Volumes []string
 	// AutoRemove removes the container once its task has exited and
 	// Stop or Reap sees it (-d --rm; a foreground run removes its own).
 	AutoRemove bool
@@ -176,6 +181,18 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 		}
 	}()
 
+	if len(o.Volumes) > 0 {
+		if e.cfg.Volumes == nil {
+			return containers.Container{}, fmt.Errorf("volumes %v: no volume store here: %w", o.Volumes, errdefs.ErrUnavailable)
+		}
+		// The new snapshot holds the image's files: a new volume is
+		// filled from it.
+		vm, err := e.cfg.Volumes.BindAll(ctx, o.Volumes, mounts, volumes.BindOptions{Create: true})
+		if err != nil {
+			return containers.Container{}, err
+		}
+		o.Spec.Mounts = append(o.Spec.Mounts, vm...)
+	}
 	spec, err := generate(ctx, id, mounts, o.Spec, config.Config)
 	if err != nil {
 		return containers.Container{}, err
@@ -195,7 +212,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 		pb, _ := json.Marshal(o.Ports)
 		lb[labels.ContainerPorts] = string(pb)
 	}
-	if vols := append(append([]string(nil), o.Spec.Binds...), o.Spec.Tmpfs...); len(vols) > 0 {
+	if vols := append(append(append([]string(nil), o.Volumes...), o.Spec.Binds...), o.Spec.Tmpfs...); len(vols) > 0 {
 		vb, _ := json.Marshal(vols)
 		lb[labels.ContainerVolumes] = string(vb)
 	}

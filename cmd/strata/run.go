@@ -27,6 +27,7 @@ import (
 	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/oci"
 	"github.com/strata-oci/strata/progress"
+	"github.com/strata-oci/strata/volumes"
 )
 
 // statusError is an error with the exit status docker gives it: 125 for
@@ -100,6 +101,11 @@ func (a *app) newEngine(s backend) (*engine.Engine, error) {
 		}}
 	if root, err := hostFilesRoot(s, "logs"); err == nil {
 		cfg.LogRoot = root
+	}
+	if vs, err := openVolumes(s); err != nil {
+		a.logger.Debug("no named volumes", "error", err)
+	} else {
+		cfg.Volumes = vs
 	}
 	if nm, err := a.network(s); err != nil {
 		a.logger.Debug("no container networking", "error", err)
@@ -267,11 +273,18 @@ func (f *runFlags) options(cmd *cobra.Command, args []string) (engine.CreateOpti
 			o.Spec.Tmpfs = append(o.Spec.Tmpfs, t)
 		}
 	}
+	var binds []string
 	for _, v := range o.Spec.Binds {
-		if src, _, _ := strings.Cut(v, ":"); !filepath.IsAbs(src) {
-			return o, fmt.Errorf("-v %q: the source must be an absolute host path (named volumes are not there yet)", v)
+		if volumes.IsVolume(v) {
+			o.Volumes = append(o.Volumes, v)
+			continue
 		}
+		if src, _, _ := strings.Cut(v, ":"); !filepath.IsAbs(src) {
+			return o, fmt.Errorf("-v %q: the source must be an absolute host path or a volume name", v)
+		}
+		binds = append(binds, v)
 	}
+	o.Spec.Binds = binds
 	var logOpts []string
 	for _, lo := range f.logOpts {
 		logOpts = append(logOpts, strings.Split(lo, ",")...)

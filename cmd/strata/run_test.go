@@ -502,3 +502,44 @@ func TestRunUserNetwork(t *testing.T) {
 		t.Errorf("containers left by a missing network: %q", ps)
 	}
 }
+
+// TestRunVolumes: -v NAME:/dst makes the volume on first use and keeps
+// its data for the next container (read-only with :ro); a new volume at
+// an image path starts with the image's files; volume rm refuses a
+// volume a container holds, and works once the container is gone.
+func TestRunVolumes(t *testing.T) {
+	c := runCLI(t)
+	t.Cleanup(func() {
+		c.run("rm", "-f", "holder")
+		c.run("volume", "rm", "data", "etcvol")
+		if ents, _ := os.ReadDir(filepath.Join(c.root, "volumes")); len(ents) > 1 { // the lock file stays
+			t.Errorf("volumes left: %v", ents)
+		}
+	})
+	c.ok("run", "--rm", "--network", "none", "-v", "data:/data", busybox, "sh", "-c", "echo kept > /data/f")
+	if r := c.run("run", "--rm", "--network", "none", "-v", "data:/data:ro", busybox,
+		"sh", "-c", "cat /data/f; touch /data/g 2>/dev/null || echo ro"); r.code != 0 || r.stdout != "kept\nro\n" {
+		t.Errorf("the next container on data:/data:ro: %+v", r)
+	}
+	if ls := c.ok("volume", "ls", "-q"); !strings.Contains(ls, "data") {
+		t.Errorf("volume ls -q lacks data: %q", ls)
+	}
+	// busybox's /etc has passwd and group: a new volume there starts with them.
+	if r := c.run("run", "--rm", "--network", "none", "-v", "etcvol:/etc", busybox, "sh", "-c", "grep ^root: /etc/passwd | cut -d: -f1; echo mine > /etc/mine"); r.code != 0 || r.stdout != "root\n" {
+		t.Errorf("a new volume at /etc: %+v", r)
+	}
+	// Filled once only: the next container sees what the first left.
+	if r := c.run("run", "--rm", "--network", "none", "-v", "etcvol:/etc", busybox, "cat", "/etc/mine"); r.code != 0 || r.stdout != "mine\n" {
+		t.Errorf("etcvol in the next container: %+v", r)
+	}
+	id := strings.TrimSpace(c.ok("run", "-d", "--name", "holder", "--network", "none", "-v", "data:/data", busybox, "sleep", "1000"))
+	c.fails(1, "volume \"data\" is in use by container(s) "+id[:12], "volume", "rm", "data")
+	c.ok("stop", "-t", "1", "holder")
+	// A stopped container still holds it, as docker's.
+	c.fails(1, "in use", "volume", "rm", "data")
+	c.ok("rm", "holder")
+	c.ok("volume", "rm", "data", "etcvol")
+	if r := c.run("run", "--rm", "--network", "none", "-v", "bad/name:/x", busybox, "true"); r.code != 125 {
+		t.Errorf("run -v bad/name:/x: %+v", r)
+	}
+}
