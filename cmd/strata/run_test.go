@@ -543,3 +543,30 @@ func TestRunVolumes(t *testing.T) {
 		t.Errorf("run -v bad/name:/x: %+v", r)
 	}
 }
+
+// TestRunStats: stats --no-stream of a container under --memory 64m shows
+// its 64 MiB limit and at least one process, from the tasks service's
+// cgroup metrics; a stopped container has none to show.
+func TestRunStats(t *testing.T) {
+	c := runCLI(t)
+	c.ok("run", "-d", "--name", "st", "--memory", "64m", "--network", "none", busybox, "sleep", "1000")
+	out := c.ok("stats", "--no-stream", "st")
+	if !strings.HasPrefix(out, "CONTAINER ID") || !strings.Contains(out, "/ 64.0 MiB") || !strings.Contains(out, "st") {
+		t.Errorf("stats --no-stream st:\n%s", out)
+	}
+	var rows []struct {
+		Name     string
+		MemLimit uint64
+		PIDs     uint64
+		CPUPerc  float64
+	}
+	if err := json.Unmarshal([]byte(c.ok("-o", "json", "stats", "--no-stream")), &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("stats -o json: %v, %+v", err, rows)
+	}
+	if r := rows[0]; r.Name != "st" || r.MemLimit != 64<<20 || r.PIDs < 1 || r.CPUPerc < 0 {
+		t.Errorf("stats -o json = %+v, want st, a 64 MiB limit, ≥ 1 pid", r)
+	}
+	c.ok("stop", "-t", "1", "st")
+	c.fails(1, "no stats", "stats", "--no-stream", "st")
+	c.ok("rm", "st")
+}
