@@ -372,6 +372,26 @@ func TestRunEmbedded(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 5 || out.String() != "through the fifo\n" {
 		t.Errorf("foreground run: %v, stdout %q; want exit 5 and the FIFO's line", err, out.String())
 	}
+	// logs -f lets go of the store while it follows (ps meanwhile), and
+	// ends once the container has exited.
+	c.ok("run", "-d", "--name", "talker", "--network", "none", "-v", dir+":/d", busybox, "sh", "-c", "echo one; cat /d/fifo; echo two")
+	follow := c.cmd(nil, "logs", "-f", "talker")
+	var followed strings.Builder
+	follow.Stdout = &followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+	c.ok("--lock-timeout", "60s", "ps", "-q")
+	w, err = os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := follow.Wait(); err != nil || followed.String() != "one\ntwo\n" {
+		t.Errorf("embedded logs -f talker: %v, stdout %q", err, followed.String())
+	}
+	c.ok("rm", "talker")
 	c.ok("stop", "-t", "1", "bg")
 	if ps := c.ok("ps", "-a"); !strings.Contains(ps, "Exited (137)") {
 		t.Errorf("ps -a after stop:\n%s", ps)
