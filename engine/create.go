@@ -24,6 +24,7 @@ import (
 	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/oci"
+	"github.com/strata-oci/strata/volumes"
 )
 
 // SpecTypeURL is the type of a container record's spec, as containerd's
@@ -39,6 +40,8 @@ const (
 
 // CreateOptions describe a new container.
 type CreateOptions struct {
+	// ID is the new container's ID; "" gets a new one (NewID).
+	ID string
 	// Image is the image record; Platform selects its manifest (nil: the
 	// host's).
 	Image    images.Image
@@ -50,9 +53,16 @@ type CreateOptions struct {
 	// Network is bridge (""), host, none or a user-defined network.
 	Network string
 	Ports   []network.PortMapping
+	// Volumes are -v arguments naming volumes (volumes.IsVolume):
+	// NAME:/dst[:ro], made when missing and filled from the image at dst
+	// the first time they are used.
+	Volumes []string
 	// AutoRemove removes the container once its task has exited and
 	// Stop or Reap sees it (-d --rm; a foreground run removes its own).
 	AutoRemove bool
+	// LogURI is the stdio URI (logs.URI) of the container's logger: a
+	// Start given no streams writes the container's output there.
+	LogURI string
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -126,7 +136,10 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 	if err != nil {
 		return containers.Container{}, err
 	}
-	id := NewID()
+	id := o.ID
+	if id == "" {
+		id = NewID()
+	}
 	o.Spec.ID = id
 
 	// The lease holds the unpacked layers and the new snapshot until the
@@ -168,6 +181,18 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 		}
 	}()
 
+	if len(o.Volumes) > 0 {
+		if e.cfg.Volumes == nil {
+			return containers.Container{}, fmt.Errorf("volumes %v: no volume store here: %w", o.Volumes, errdefs.ErrUnavailable)
+		}
+		// The new snapshot holds the image's files: a new volume is
+		// filled from it.
+		vm, err := e.cfg.Volumes.BindAll(ctx, o.Volumes, mounts, volumes.BindOptions{Create: true})
+		if err != nil {
+			return containers.Container{}, err
+		}
+		o.Spec.Mounts = append(o.Spec.Mounts, vm...)
+	}
 	spec, err := generate(ctx, id, mounts, o.Spec, config.Config)
 	if err != nil {
 		return containers.Container{}, err
@@ -187,12 +212,15 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 		pb, _ := json.Marshal(o.Ports)
 		lb[labels.ContainerPorts] = string(pb)
 	}
-	if vols := append(append([]string(nil), o.Spec.Binds...), o.Spec.Tmpfs...); len(vols) > 0 {
+	if vols := append(append(append([]string(nil), o.Volumes...), o.Spec.Binds...), o.Spec.Tmpfs...); len(vols) > 0 {
 		vb, _ := json.Marshal(vols)
 		lb[labels.ContainerVolumes] = string(vb)
 	}
 	if o.AutoRemove {
 		lb[labels.ContainerAutoRemove] = "true"
+	}
+	if o.LogURI != "" {
+		lb[labels.ContainerLogURI] = o.LogURI
 	}
 	c := containers.Container{
 		ID:          id,

@@ -8,15 +8,18 @@ import (
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/strata-oci/strata/containers"
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/mount"
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/snapshots"
+	"github.com/strata-oci/strata/volumes"
 )
 
 // Store is what the engine takes of a store: the daemon's, through its
@@ -37,6 +40,13 @@ type Network interface {
 	Teardown(ctx context.Context, id string) error
 }
 
+// Volumes binds named volumes (volumes.Store): BindAll turns -v
+// NAME:/dst[:ro] arguments into bind mounts, making a volume that does not
+// exist and filling a new one from the root filesystem at dst.
+type Volumes interface {
+	BindAll(ctx context.Context, args []string, rootfs []mount.Mount, opts volumes.BindOptions) ([]specs.Mount, error)
+}
+
 // UnpackFunc unpacks the layers of an image manifest into the snapshotter
 // and returns the chain ID of the top layer (the pull pipeline's unpack
 // job).
@@ -49,6 +59,8 @@ type Config struct {
 	// Network is nil where there is none: only --network host and none
 	// work then.
 	Network Network
+	// Volumes is nil where there are none: -v NAME:/dst is refused then.
+	Volumes Volumes
 	Unpack  UnpackFunc
 	// Snapshotter names the snapshotter of new containers ("" for the
 	// store's default); the name is recorded in the container.
@@ -56,6 +68,9 @@ type Config struct {
 	// Runtime is the runtime of new containers; "" is
 	// io.containerd.runc.v2.
 	Runtime string
+	// LogRoot is the root under which containers' logs live (logs.Dir);
+	// Remove removes a container's log directory there. "" keeps none.
+	LogRoot string
 	Logger  *slog.Logger
 }
 

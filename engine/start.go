@@ -22,7 +22,8 @@ import (
 )
 
 // IO names the task's stdio: FIFO paths or shim log URIs (file://,
-// binary://); empty ones are /dev/null.
+// binary://). With none of them and no terminal, the output goes to the
+// container's logger (CreateOptions.LogURI), or /dev/null without one.
 type IO struct {
 	Stdin, Stdout, Stderr string
 	Terminal              bool
@@ -107,6 +108,10 @@ func (e *Engine) Start(ctx context.Context, id string, stdio IO) (retErr error) 
 		return err
 	}
 
+	if stdio == (IO{}) {
+		stdio.Stdout = c.Labels[labels.ContainerLogURI]
+		stdio.Stderr = stdio.Stdout
+	}
 	sn, err := e.snapshotter(c.Snapshotter)
 	if err != nil {
 		return err

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-oci/strata/labels"
+	"github.com/strata-oci/strata/logs"
+	"github.com/strata-oci/strata/namespaces"
 )
 
 // Wait waits for the container's task to exit and returns its exit
@@ -140,7 +142,7 @@ type RemoveOptions struct {
 }
 
 // Remove removes a container: its task (which must have stopped unless
-// Force), its network, its record and its snapshot. A running container
+// Force), its network, its record, its snapshot and its logs. A running container
 // without Force is errdefs.ErrFailedPrecondition.
 func (e *Engine) Remove(ctx context.Context, id string, o RemoveOptions) error {
 	gctx, err := grpcCtx(ctx)
@@ -185,6 +187,19 @@ func (e *Engine) Remove(ctx context.Context, id string, o RemoveOptions) error {
 		}
 		if err := sn.Remove(ctx, c.SnapshotKey); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return fmt.Errorf("container %s: remove snapshot: %w", shortID(id), err)
+		}
+	}
+	if e.cfg.LogRoot != "" {
+		ns, err := namespaces.NamespaceRequired(ctx)
+		if err != nil {
+			return err
+		}
+		dir, err := logs.Dir(e.cfg.LogRoot, ns, id)
+		if err != nil {
+			return err
+		}
+		if err := logs.Remove(dir); err != nil {
+			return fmt.Errorf("container %s: %w", shortID(id), err)
 		}
 	}
 	return nil

@@ -105,4 +105,8 @@ const (
 	// ContainerExitCode holds the exit status of the container's last
 	// task, once that task is deleted.
 	ContainerExitCode = "strata.io/container.exit-code"
+	// ContainerLogURI holds the stdio URI of a detached container's
+	// logger (logs.URI): every start of the container without a terminal
+	// or attached streams writes its output there.
+	ContainerLogURI = "strata.io/container.log-uri"
 )

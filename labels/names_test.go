@@ -46,6 +46,7 @@ var names = map[string]string{
 	"ContainerStartedAt":       ContainerStartedAt,
 	"ContainerFinishedAt":      ContainerFinishedAt,
 	"ContainerExitCode":        ContainerExitCode,
+	"ContainerLogURI":          ContainerLogURI,
 }
 
 // labelValues are the constants that are values, not names: a string

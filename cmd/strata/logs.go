@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-oci/strata/engine"
 	"github.com/strata-oci/strata/logs"
 )
 
@@ -53,17 +54,40 @@ func newLoggerCommand() *cobra.Command {
 	}
 }
 
-// containerLogDir returns the log directory of a container of the
-// command's namespace, which must exist.
-func containerLogDir(ctx context.Context, s backend, namespace, id string) (string, error) {
-	root, err := hostFilesRoot(s, "logs")
-	if err != nil {
-		return "", err
+// stoppedCheck returns the function logs -f asks whether container id
+// still runs. Through a daemon it asks the engine. Embedded, the store
+// (and its lock) is let go while following, or every other strata command
+// would wait: each question opens it again, at most once a second.
+func (a *app) stoppedCheck(ctx context.Context, s backend, e *engine.Engine, id string) (func() bool, error) {
+	stopped := func(e *engine.Engine) bool {
+		sum, err := e.Inspect(ctx, id)
+		// A container removed meanwhile runs no more either.
+		return err != nil || sum.State != engine.StateRunning
 	}
-	if _, err := s.Containers().Get(ctx, id); err != nil {
-		return "", err
+	if _, ok := s.(*embedded); !ok {
+		return func() bool { return stopped(e) }, nil
 	}
-	return logs.Dir(root, namespace, id)
+	if err := a.close(); err != nil {
+		return nil, err
+	}
+	var last time.Time
+	return func() bool {
+		if time.Since(last) < time.Second {
+			return false
+		}
+		last = time.Now()
+		s, err := a.open(ctx)
+		if err != nil {
+			a.logger.Debug("open the store to see the container", "container", id, "error", err)
+			return false
+		}
+		defer a.close()
+		e, err := a.newEngine(s)
+		if err != nil {
+			return false
+		}
+		return stopped(e)
+	}, nil
 }
 
 func newLogsCommand(a *app) *cobra.Command {
@@ -84,8 +108,16 @@ func newLogsCommand(a *app) *cobra.Command {
 					return usagef("--tail %q: want a count ≥ 0 or all", tail)
 				}
 			}
-			return a.withBackend(cmd, func(ctx context.Context, s backend) error {
-				dir, err := containerLogDir(ctx, s, a.namespace, args[0])
+			return a.withEngine(cmd, func(ctx context.Context, s backend, e *engine.Engine) error {
+				c, err := e.Resolve(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				root, err := hostFilesRoot(s, "logs")
+				if err != nil {
+					return err
+				}
+				dir, err := logs.Dir(root, a.namespace, c.ID)
 				if err != nil {
 					return err
 				}
@@ -93,8 +125,17 @@ func newLogsCommand(a *app) *cobra.Command {
 				if _, err := os.Stat(dir); os.IsNotExist(err) {
 					return nil
 				}
+				opts := logs.ReadOptions{Tail: n, Follow: follow}
+				if follow {
+					// The logger marks the log done only when the task is
+					// deleted; a follower also ends once the container has
+					// exited and its log stays still.
+					if opts.Stopped, err = a.stoppedCheck(ctx, s, e, c.ID); err != nil {
+						return err
+					}
+				}
 				stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-				return logs.Read(ctx, dir, logs.ReadOptions{Tail: n, Follow: follow}, func(e logs.Entry) error {
+				return logs.Read(ctx, dir, opts, func(e logs.Entry) error {
 					var w io.Writer = stdout
 					if e.Stream == "stderr" {
 						w = stderr

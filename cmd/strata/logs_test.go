@@ -53,7 +53,7 @@ func TestLogsCommand(t *testing.T) {
 	if got := c.ok("logs", "new"); got != "" {
 		t.Errorf("logs of a container never started = %q", got)
 	}
-	c.fails(1, `container "nope"`, "logs", "nope")
+	c.fails(1, "no such container: nope", "logs", "nope")
 	c.fails(2, `--tail "x"`, "logs", "--tail", "x", "web")
 	c.fails(2, "is not a pipe", "logger", `{"dir":"`+filepath.Join(t.TempDir(), "x")+`","max_files":1}`)
 }

@@ -136,6 +136,7 @@ store, image records, leases and garbage collection, in containerd's model.`,
 			containersList(a), containersInfo(a), containersRemove(a), containersPrune(a)), // containers.go, lifecycle.go
 		newRunCommand(a),                                                                                                                    // run.go
 		newPsCommand(a), newExecCommand(a), newStopCommand(a), newKillCommand(a), newStartCommand(a), newRmCommand(a), newInspectCommand(a), // lifecycle.go
+		newStatsCommand(a), // stats.go
 		groupCommand("tasks", []string{"task", "t"}, "List, inspect, signal and exec into the tasks (running containers) of the daemon",
 			tasksList(a), tasksPs(a), tasksKill(a), tasksExec(a)),
 		snapshots,

@@ -23,9 +23,11 @@ import (
 	"github.com/strata-oci/strata/engine"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/logs"
 	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/oci"
 	"github.com/strata-oci/strata/progress"
+	"github.com/strata-oci/strata/volumes"
 )
 
 // statusError is an error with the exit status docker gives it: 125 for
@@ -71,7 +73,8 @@ func (a *app) withEngine(cmd *cobra.Command, fn func(ctx context.Context, s back
 		if err != nil {
 			return err
 		}
-		if _, err := e.Reap(ctx); err != nil {
+		// A daemon without the tasks service has nothing to reap.
+		if _, err := e.Reap(ctx); err != nil && !errors.Is(err, errdefs.ErrNotImplemented) {
 			a.logger.Warn("remove exited --rm containers", "error", err)
 		}
 		return fn(ctx, s, e)
@@ -96,6 +99,14 @@ func (a *app) newEngine(s backend) (*engine.Engine, error) {
 			res, err := s.Run(ctx, jobs.Request{Unpack: &jobs.UnpackRequest{Manifest: m, Snapshotter: sn}}, jobs.Env{Logger: a.logger})
 			return res.ChainID, err
 		}}
+	if root, err := hostFilesRoot(s, "logs"); err == nil {
+		cfg.LogRoot = root
+	}
+	if vs, err := openVolumes(s); err != nil {
+		a.logger.Debug("no named volumes", "error", err)
+	} else {
+		cfg.Volumes = vs
+	}
 	if nm, err := a.network(s); err != nil {
 		a.logger.Debug("no container networking", "error", err)
 	} else {
@@ -136,6 +147,7 @@ type runFlags struct {
 	cpus                           float64
 	pidsLimit                      int64
 	pull, platform                 string
+	logOpts                        []string
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -166,6 +178,7 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "process limit (0: none)")
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: always, missing or never")
 	fl.StringVar(&f.platform, "platform", "", "platform of the image, e.g. linux/arm64")
+	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log rotation: max-size=10m, max-file=3 (repeatable, or comma-separated)")
 }
 
 // parseBytes reads docker's memory sizes: 1024, 64m, 1g, 512k, 2b.
@@ -260,10 +273,24 @@ func (f *runFlags) options(cmd *cobra.Command, args []string) (engine.CreateOpti
 			o.Spec.Tmpfs = append(o.Spec.Tmpfs, t)
 		}
 	}
+	var binds []string
 	for _, v := range o.Spec.Binds {
-		if src, _, _ := strings.Cut(v, ":"); !filepath.IsAbs(src) {
-			return o, fmt.Errorf("-v %q: the source must be an absolute host path (named volumes are not there yet)", v)
+		if volumes.IsVolume(v) {
+			o.Volumes = append(o.Volumes, v)
+			continue
 		}
+		if src, _, _ := strings.Cut(v, ":"); !filepath.IsAbs(src) {
+			return o, fmt.Errorf("-v %q: the source must be an absolute host path or a volume name", v)
+		}
+		binds = append(binds, v)
+	}
+	o.Spec.Binds = binds
+	var logOpts []string
+	for _, lo := range f.logOpts {
+		logOpts = append(logOpts, strings.Split(lo, ",")...)
+	}
+	if _, err := logs.ParseOpts(logs.Config{}, logOpts); err != nil {
+		return o, fmt.Errorf("--log-opt: %w", err)
 	}
 	for _, p := range f.ports {
 		pm, err := network.ParsePort(p)
@@ -312,6 +339,12 @@ command cannot be run, 127 when the image does not have it.`,
 					return err
 				}
 				o.Image = img
+				o.ID = engine.NewID()
+				if f.detach {
+					if o.LogURI, err = a.logURI(s, o.ID, f.logOpts); err != nil {
+						return err
+					}
+				}
 				c, err := e.Create(ctx, o)
 				if err != nil {
 					return err
@@ -374,6 +407,32 @@ command cannot be run, 127 when the image does not have it.`,
 	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return statusError{125, usageError{err}} })
 	f.register(cmd)
 	return cmd
+}
+
+// logURI returns the stdio URI that makes the shim run this executable
+// as container id's logger, with --log-opt over the defaults.
+func (a *app) logURI(s backend, id string, opts []string) (string, error) {
+	root, err := hostFilesRoot(s, "logs")
+	if err != nil {
+		return "", err
+	}
+	dir, err := logs.Dir(root, a.namespace, id)
+	if err != nil {
+		return "", err
+	}
+	var split []string
+	for _, o := range opts {
+		split = append(split, strings.Split(o, ",")...)
+	}
+	cfg, err := logs.ParseOpts(logs.Config{Dir: dir}, split)
+	if err != nil {
+		return "", fmt.Errorf("--log-opt: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("logs: the strata executable: %w", err)
+	}
+	return logs.URI(exe, cfg)
 }
 
 // runImage finds the image run names, pulling it first as --pull says,

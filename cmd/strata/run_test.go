@@ -372,6 +372,26 @@ func TestRunEmbedded(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 5 || out.String() != "through the fifo\n" {
 		t.Errorf("foreground run: %v, stdout %q; want exit 5 and the FIFO's line", err, out.String())
 	}
+	// logs -f lets go of the store while it follows (ps meanwhile), and
+	// ends once the container has exited.
+	c.ok("run", "-d", "--name", "talker", "--network", "none", "-v", dir+":/d", busybox, "sh", "-c", "echo one; cat /d/fifo; echo two")
+	follow := c.cmd(nil, "logs", "-f", "talker")
+	var followed strings.Builder
+	follow.Stdout = &followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+	c.ok("--lock-timeout", "60s", "ps", "-q")
+	w, err = os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := follow.Wait(); err != nil || followed.String() != "one\ntwo\n" {
+		t.Errorf("embedded logs -f talker: %v, stdout %q", err, followed.String())
+	}
+	c.ok("rm", "talker")
 	c.ok("stop", "-t", "1", "bg")
 	if ps := c.ok("ps", "-a"); !strings.Contains(ps, "Exited (137)") {
 		t.Errorf("ps -a after stop:\n%s", ps)
@@ -419,4 +439,154 @@ func TestRunPull(t *testing.T) {
 	if ps := c.ok("ps", "-aq"); ps != "" {
 		t.Errorf("containers left: %q", ps)
 	}
+}
+
+// TestRunLogs: a detached container's output is kept: logs shows its
+// stdout and stderr apart, logs -f ends once the container has exited
+// (with what it wrote last), --tail, names and ID prefixes; rm takes the
+// log directory away; a bad --log-opt is refused before anything exists.
+func TestRunLogs(t *testing.T) {
+	c := runCLI(t)
+	id := strings.TrimSpace(c.ok("run", "-d", "--name", "w", "--network", "none", "--log-opt", "max-size=1m,max-file=2", busybox,
+		"sh", "-c", "echo out; echo err >&2; sleep 1; echo late"))
+	eventually(t, "the first lines in the log", func() error {
+		if r := c.run("logs", "w"); r.code != 0 || !strings.HasPrefix(r.stdout, "out\n") || r.stderr != "err\n" {
+			return fmt.Errorf("logs w: %+v", r)
+		}
+		return nil
+	})
+	if r := c.run("logs", "-f", id[:7]); r.code != 0 || r.stdout != "out\nlate\n" || r.stderr != "err\n" {
+		t.Errorf("logs -f by ID prefix: %+v", r)
+	}
+	if got := c.ok("logs", "--tail", "1", "w"); got != "late\n" {
+		t.Errorf("logs --tail 1 w = %q, want the last line", got)
+	}
+	dir := filepath.Join(c.root, "logs", "strata-run", id)
+	if _, err := os.Stat(filepath.Join(dir, "json.log")); err != nil {
+		t.Errorf("the container's log: %v", err)
+	}
+	c.fails(1, "no such container: nosuch", "logs", "nosuch")
+	c.ok("rm", "w")
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("log directory after rm: %v, want it gone", err)
+	}
+	if r := c.run("run", "-d", "--network", "none", "--log-opt", "max-size=lots", busybox, "true"); r.code != 125 || !strings.Contains(r.stderr, "max-size=lots") {
+		t.Errorf("run --log-opt max-size=lots: %+v", r)
+	}
+}
+
+// TestRunUserNetwork: two containers on a user-defined network reach each
+// other by name; network rm takes its bridge away once they are gone.
+func TestRunUserNetwork(t *testing.T) {
+	c := runCLI(t)
+	netID := strings.TrimSpace(c.ok("network", "create", "--subnet", "10.253.92.0/24", "n1"))
+	bridge := "st-" + netID[:12]
+	t.Cleanup(func() {
+		c.run("rm", "-f", "a", "b")
+		c.run("network", "rm", "n1")
+		if err := exec.Command("ip", "link", "show", bridge).Run(); err == nil {
+			t.Errorf("bridge %s of n1 left", bridge)
+		}
+		for _, table := range []string{"nat", "filter"} {
+			out, _ := exec.Command("iptables-save", "-t", table).Output()
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "10.253.92.") || strings.Contains(l, bridge) {
+					t.Errorf("iptables %s rule of n1 left: %s", table, l)
+				}
+			}
+		}
+	})
+	c.ok("run", "-d", "--name", "a", "--network", "n1", busybox,
+		"sh", "-c", "echo from a > /tmp/index.html; exec httpd -f -p 80 -h /tmp")
+	// httpd's start, waited for: not a timing assertion.
+	eventually(t, "b fetching a's page by name", func() error {
+		if r := c.run("run", "--rm", "--name", "b", "--network", "n1", busybox, "wget", "-q", "-O", "-", "http://a/"); r.code != 0 || r.stdout != "from a\n" {
+			return fmt.Errorf("wget http://a/ from b: %+v", r)
+		}
+		return nil
+	})
+	if r := c.run("run", "--rm", "--name", "b", "--network", "n1", busybox, "ping", "-c1", "-W5", "a"); r.code != 0 || !strings.Contains(r.stdout, "10.253.92.") {
+		t.Errorf("ping -c1 a from b: %+v", r)
+	}
+	c.ok("rm", "-f", "a")
+	c.ok("network", "rm", "n1")
+	if err := exec.Command("ip", "link", "show", bridge).Run(); err == nil {
+		t.Errorf("bridge %s still there after network rm", bridge)
+	}
+	// A network that does not exist: one line, 125, nothing created.
+	r := c.run("run", "--name", "x", "--network", "n1", busybox, "true")
+	if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); r.code != 125 || !strings.Contains(r.stderr, "n1") || len(lines) != 1 {
+		t.Errorf("run --network n1 after network rm: %+v", r)
+	}
+	if ps := c.ok("ps", "-aq"); ps != "" {
+		t.Errorf("containers left by a missing network: %q", ps)
+	}
+}
+
+// TestRunVolumes: -v NAME:/dst makes the volume on first use and keeps
+// its data for the next container (read-only with :ro); a new volume at
+// an image path starts with the image's files; volume rm refuses a
+// volume a container holds, and works once the container is gone.
+func TestRunVolumes(t *testing.T) {
+	c := runCLI(t)
+	t.Cleanup(func() {
+		c.run("rm", "-f", "holder")
+		c.run("volume", "rm", "data", "etcvol")
+		if ents, _ := os.ReadDir(filepath.Join(c.root, "volumes")); len(ents) > 1 { // the lock file stays
+			t.Errorf("volumes left: %v", ents)
+		}
+	})
+	c.ok("run", "--rm", "--network", "none", "-v", "data:/data", busybox, "sh", "-c", "echo kept > /data/f")
+	if r := c.run("run", "--rm", "--network", "none", "-v", "data:/data:ro", busybox,
+		"sh", "-c", "cat /data/f; touch /data/g 2>/dev/null || echo ro"); r.code != 0 || r.stdout != "kept\nro\n" {
+		t.Errorf("the next container on data:/data:ro: %+v", r)
+	}
+	if ls := c.ok("volume", "ls", "-q"); !strings.Contains(ls, "data") {
+		t.Errorf("volume ls -q lacks data: %q", ls)
+	}
+	// busybox's /etc has passwd and group: a new volume there starts with them.
+	if r := c.run("run", "--rm", "--network", "none", "-v", "etcvol:/etc", busybox, "sh", "-c", "grep ^root: /etc/passwd | cut -d: -f1; echo mine > /etc/mine"); r.code != 0 || r.stdout != "root\n" {
+		t.Errorf("a new volume at /etc: %+v", r)
+	}
+	// Filled once only: the next container sees what the first left.
+	if r := c.run("run", "--rm", "--network", "none", "-v", "etcvol:/etc", busybox, "cat", "/etc/mine"); r.code != 0 || r.stdout != "mine\n" {
+		t.Errorf("etcvol in the next container: %+v", r)
+	}
+	id := strings.TrimSpace(c.ok("run", "-d", "--name", "holder", "--network", "none", "-v", "data:/data", busybox, "sleep", "1000"))
+	c.fails(1, "volume \"data\" is in use by container(s) "+id[:12], "volume", "rm", "data")
+	c.ok("stop", "-t", "1", "holder")
+	// A stopped container still holds it, as docker's.
+	c.fails(1, "in use", "volume", "rm", "data")
+	c.ok("rm", "holder")
+	c.ok("volume", "rm", "data", "etcvol")
+	if r := c.run("run", "--rm", "--network", "none", "-v", "bad/name:/x", busybox, "true"); r.code != 125 {
+		t.Errorf("run -v bad/name:/x: %+v", r)
+	}
+}
+
+// TestRunStats: stats --no-stream of a container under --memory 64m shows
+// its 64 MiB limit and at least one process, from the tasks service's
+// cgroup metrics; a stopped container has none to show.
+func TestRunStats(t *testing.T) {
+	c := runCLI(t)
+	c.ok("run", "-d", "--name", "st", "--memory", "64m", "--network", "none", busybox, "sleep", "1000")
+	out := c.ok("stats", "--no-stream", "st")
+	if !strings.HasPrefix(out, "CONTAINER ID") || !strings.Contains(out, "/ 64.0 MiB") || !strings.Contains(out, "st") {
+		t.Errorf("stats --no-stream st:\n%s", out)
+	}
+	var rows []struct {
+		Name     string
+		MemLimit uint64
+		PIDs     uint64
+		CPUPerc  float64
+	}
+	if err := json.Unmarshal([]byte(c.ok("-o", "json", "stats", "--no-stream")), &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("stats -o json: %v, %+v", err, rows)
+	}
+	if r := rows[0]; r.Name != "st" || r.MemLimit != 64<<20 || r.PIDs < 1 || r.CPUPerc < 0 {
+		t.Errorf("stats -o json = %+v, want st, a 64 MiB limit, ≥ 1 pid", r)
+	}
+	c.ok("stop", "-t", "1", "st")
+	c.fails(1, "no stats", "stats", "--no-stream", "st")
+	c.ok("rm", "st")
 }
