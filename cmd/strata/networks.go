@@ -202,19 +202,9 @@ func networkRemove(a *app) *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withNetworks(cmd, func(ctx context.Context, m *network.Manager) error {
-				var firstErr error
-				for _, name := range args {
-					if err := m.Remove(ctx, name); err != nil {
-						if firstErr == nil {
-							firstErr = err
-						} else {
-							fmt.Fprintln(cmd.ErrOrStderr(), "strata:", err)
-						}
-						continue
-					}
-					fmt.Fprintln(cmd.OutOrStdout(), name)
-				}
-				return firstErr
+				return eachArg(cmd, args, "networks not removed", func(name string) error {
+					return m.Remove(ctx, name)
+				})
 			})
 		},
 	}

@@ -239,19 +239,9 @@ func volumeRemove(a *app) *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withVolumes(cmd, func(ctx context.Context, vs *volumes.Store) error {
-				var firstErr error
-				for _, name := range args {
-					if err := vs.Remove(ctx, name); err != nil {
-						if firstErr == nil {
-							firstErr = err
-						} else {
-							fmt.Fprintln(cmd.ErrOrStderr(), "strata:", err)
-						}
-						continue
-					}
-					fmt.Fprintln(cmd.OutOrStdout(), name)
-				}
-				return firstErr
+				return eachArg(cmd, args, "volumes not removed", func(name string) error {
+					return vs.Remove(ctx, name)
+				})
 			})
 		},
 	}

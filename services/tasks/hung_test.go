@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
@@ -29,6 +30,7 @@ func TestHungShim(t *testing.T) {
 	if err := unix.Kill(shim, unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	waitStopped(t, shim)
 
 	l, err := c.List(ctx, &tasksapi.ListTasksRequest{})
 	if err != nil {
@@ -47,6 +49,37 @@ func TestHungShim(t *testing.T) {
 	}
 	if _, err := c.Get(ctx, &tasksapi.GetRequest{ContainerID: "well"}); err != nil {
 		t.Errorf("Get of the other task: %v", err)
+	}
+}
+
+// waitStopped waits until every thread of pid is stopped. kill(SIGSTOP)
+// returns before the stop takes hold: one thread dequeues the signal and
+// only then stops the others, so on a loaded machine another thread can
+// still read and answer a request meanwhile.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		threads, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped := 0
+		for _, th := range threads {
+			stat, _ := os.ReadFile(filepath.Join(dir, th.Name(), "stat"))
+			// The state follows the parenthesised command name.
+			if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i:]), ") T") {
+				stopped++
+			}
+		}
+		if stopped == len(threads) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shim %d: %d of %d threads stopped after SIGSTOP", pid, stopped, len(threads))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
