@@ -536,26 +536,12 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 		}
 	}
 	if stdin != nil {
-		// Opened once the shim holds its end: what is written to a FIFO
-		// nobody reads is lost. Closing it is the container's EOF.
-		// Non-blocking: a container already gone has closed its end
-		// (ENXIO), and nothing waits for stdin then.
-		w, err := os.OpenFile(stdio.Stdin, os.O_WRONLY|unix.O_NONBLOCK, 0)
-		if err != nil && !errors.Is(err, unix.ENXIO) {
-			return 0, e, fmt.Errorf("container %s: stdin: %w", id, err)
-		}
-		go func() {
-			if w == nil {
-				return
-			}
-			io.Copy(w, stdin)
-			w.Close()
-			// The shim holds the FIFO open itself: the end of our stdin
-			// reaches the container through CloseIO, as with containerd.
+		// Closing our stdin is the container's EOF, through CloseIO.
+		defer feedStdin(stdio.Stdin, stdin, func() {
 			if err := e.CloseStdin(context.WithoutCancel(ctx), id); err != nil {
 				e.Logger().Debug("close the container's stdin", "container", id, "error", err)
 			}
-		}()
+		})()
 	}
 	if hold != nil {
 		if err := hold.release(); err != nil {

@@ -245,6 +245,46 @@ func tasksExec(a *app) *cobra.Command {
 
 // execProcess runs an exec process with its stdout and stderr through
 // FIFOs copied to ours, waits for it, deletes it and returns its status.
+// feedStdin copies in to the stdin FIFO at path once the shim has opened
+// its read end, then calls closeIO: the shim holds the FIFO open for
+// writing itself, so our close alone is no EOF for the process. The open
+// blocks until the shim's reader is there: shims open their ends
+// asynchronously, so they may not be open yet when Create or Start
+// returns, and a non-blocking open would then fail and lose the input.
+// The returned function ends a wait that can no longer be met (the
+// process has exited or never started); call it once the process is done.
+func feedStdin(path string, in io.Reader, closeIO func()) (done func()) {
+	var (
+		mu    sync.Mutex
+		ended bool
+	)
+	go func() {
+		w, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer w.Close()
+		mu.Lock()
+		gone := ended
+		mu.Unlock()
+		if gone {
+			return
+		}
+		io.Copy(w, in)
+		w.Close()
+		closeIO()
+	}()
+	return func() {
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+		// A reader that comes and goes lets a pending open return.
+		if r, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
+			r.Close()
+		}
+	}
+}
+
 func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string, spec *anypb.Any, stdin io.Reader, stdout, stderr io.Writer) (uint32, error) {
 	dir, err := os.MkdirTemp("", "strata-exec")
 	if err != nil {
@@ -307,15 +347,9 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string,
 		return 0, fmt.Errorf("exec in %s: start: %w", id, errgrpc.ToNative(err))
 	}
 	if stdin != nil {
-		// Opened once the shim holds its end; the shim keeps the FIFO
-		// open itself, so the end of our stdin goes through CloseIO.
-		if w, err := os.OpenFile(stdinPath, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
-			go func() {
-				io.Copy(w, stdin)
-				w.Close()
-				c.CloseIO(context.WithoutCancel(ctx), &tasksapi.CloseIORequest{ContainerID: id, ExecID: execID, Stdin: true})
-			}()
-		}
+		defer feedStdin(stdinPath, stdin, func() {
+			c.CloseIO(context.WithoutCancel(ctx), &tasksapi.CloseIORequest{ContainerID: id, ExecID: execID, Stdin: true})
+		})()
 	}
 	<-waited
 	copies.Wait()
