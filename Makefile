@@ -36,9 +36,15 @@ deps:
 	scripts/deps.sh
 	scripts/testtools.sh
 
-# The whole suite, as CI runs it; installs what it lacks first.
+# The whole suite, as CI runs it; installs what it lacks first. Then it
+# checks that the tests left no mount, interface, netns, iptables rule,
+# runtime process or temp dir on the host (scripts/leakcheck.sh).
+LEAKSNAP = /var/cache/strata-test/leakcheck.before
+
 test: deps
+	scripts/leakcheck.sh snapshot $(LEAKSNAP)
 	$(MAKE) lint race unit
+	scripts/leakcheck.sh check $(LEAKSNAP)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
