@@ -410,7 +410,8 @@ command cannot be run, 127 when the image does not have it.`,
 }
 
 // logURI returns the stdio URI that makes the shim run this executable
-// as container id's logger, with --log-opt over the defaults.
+// as container id's logger, with --log-opt over the store's limits
+// (logLimits).
 func (a *app) logURI(s backend, id string, opts []string) (string, error) {
 	root, err := hostFilesRoot(s, "logs")
 	if err != nil {
@@ -424,7 +425,11 @@ func (a *app) logURI(s backend, id string, opts []string) (string, error) {
 	for _, o := range opts {
 		split = append(split, strings.Split(o, ",")...)
 	}
-	cfg, err := logs.ParseOpts(logs.Config{Dir: dir}, split)
+	limits, err := logLimits(s)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := logs.ParseOpts(limits.Config(dir), split)
 	if err != nil {
 		return "", fmt.Errorf("--log-opt: %w", err)
 	}
