@@ -8,8 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -55,7 +59,9 @@ type CreateOptions struct {
 	Ports   []network.PortMapping
 	// Volumes are -v arguments naming volumes (volumes.IsVolume):
 	// NAME:/dst[:ro], made when missing and filled from the image at dst
-	// the first time they are used.
+	// the first time they are used, or /dst[:ro] for a new anonymous
+	// volume. Each VOLUME of the image config that no mount covers gets
+	// an anonymous volume too, as docker's.
 	Volumes []string
 	// AutoRemove removes the container once its task has exited and
 	// Stop or Reap sees it (-d --rm; a foreground run removes its own).
@@ -181,16 +187,24 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 		}
 	}()
 
-	if len(o.Volumes) > 0 {
+	vols := append(slices.Clone(o.Volumes), imageVolumes(config.Config.Volumes, o)...)
+	if len(vols) > 0 {
 		if e.cfg.Volumes == nil {
-			return containers.Container{}, fmt.Errorf("volumes %v: no volume store here: %w", o.Volumes, errdefs.ErrUnavailable)
+			return containers.Container{}, fmt.Errorf("volumes %v: no volume store here: %w", vols, errdefs.ErrUnavailable)
 		}
 		// The new snapshot holds the image's files: a new volume is
 		// filled from it.
-		vm, err := e.cfg.Volumes.BindAll(ctx, o.Volumes, mounts, volumes.BindOptions{Create: true})
+		vm, err := e.cfg.Volumes.BindAll(ctx, vols, mounts, volumes.BindOptions{Create: true})
 		if err != nil {
 			return containers.Container{}, err
 		}
+		defer func() {
+			if retErr != nil {
+				if _, err := e.cfg.Volumes.RemoveAnonymous(context.WithoutCancel(ctx), vm); err != nil {
+					e.log.Warn("remove the anonymous volumes of a container not created", "container", id, "error", err)
+				}
+			}
+		}()
 		o.Spec.Mounts = append(o.Spec.Mounts, vm...)
 	}
 	spec, err := generate(ctx, id, mounts, o.Spec, config.Config)
@@ -212,7 +226,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 		pb, _ := json.Marshal(o.Ports)
 		lb[labels.ContainerPorts] = string(pb)
 	}
-	if vols := append(append(append([]string(nil), o.Volumes...), o.Spec.Binds...), o.Spec.Tmpfs...); len(vols) > 0 {
+	if vols := append(append(vols, o.Spec.Binds...), o.Spec.Tmpfs...); len(vols) > 0 {
 		vb, _ := json.Marshal(vols)
 		lb[labels.ContainerVolumes] = string(vb)
 	}
@@ -239,6 +253,51 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ containers.Cont
 		}
 	}
 	return e.cfg.Store.Containers().Create(ctx, c)
+}
+
+// imageVolumes returns, as anonymous volume arguments (/dst), the VOLUMEs
+// of an image config that none of the container's mounts has for
+// destination, sorted.
+func imageVolumes(declared map[string]struct{}, o CreateOptions) []string {
+	if len(declared) == 0 {
+		return nil
+	}
+	covered := map[string]bool{}
+	for _, m := range o.Spec.Mounts {
+		covered[path.Clean(m.Destination)] = true
+	}
+	// -v NAME:/dst[:opts] and /dst[:opts]; /src:/dst[:opts]; --tmpfs
+	// /dst[:opts]. Malformed ones are refused later, by their parsers.
+	for _, v := range o.Volumes {
+		parts := strings.Split(v, ":")
+		if strings.HasPrefix(parts[0], "/") {
+			covered[path.Clean(parts[0])] = true
+		} else if len(parts) > 1 {
+			covered[path.Clean(parts[1])] = true
+		}
+	}
+	for _, b := range o.Spec.Binds {
+		if parts := strings.Split(b, ":"); len(parts) > 1 {
+			covered[path.Clean(parts[1])] = true
+		}
+	}
+	for _, t := range o.Spec.Tmpfs {
+		dst, _, _ := strings.Cut(t, ":")
+		covered[path.Clean(dst)] = true
+	}
+	var out []string
+	for dst := range declared {
+		// An image's VOLUME is a path in the container; docker takes
+		// relative ones from /.
+		dst = path.Clean("/" + dst)
+		if dst == "/" || covered[dst] {
+			continue
+		}
+		covered[dst] = true
+		out = append(out, dst)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (e *Engine) snapshotterName() string {

@@ -41,10 +41,14 @@ type Network interface {
 }
 
 // Volumes binds named volumes (volumes.Store): BindAll turns -v
-// NAME:/dst[:ro] arguments into bind mounts, making a volume that does not
-// exist and filling a new one from the root filesystem at dst.
+// NAME:/dst[:ro] and /dst arguments into bind mounts, making a volume that
+// does not exist (an anonymous one for /dst) and filling a new one from
+// the root filesystem at dst; RemoveAnonymous removes the anonymous
+// volumes a removed container's mounts bind, unless another container
+// uses them.
 type Volumes interface {
 	BindAll(ctx context.Context, args []string, rootfs []mount.Mount, opts volumes.BindOptions) ([]specs.Mount, error)
+	RemoveAnonymous(ctx context.Context, mounts []specs.Mount) ([]string, error)
 }
 
 // UnpackFunc unpacks the layers of an image manifest into the snapshotter

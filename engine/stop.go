@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,8 +13,10 @@ import (
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-oci/strata/containers"
 	"github.com/strata-oci/strata/labels"
 	"github.com/strata-oci/strata/logs"
 	"github.com/strata-oci/strata/namespaces"
@@ -90,7 +93,7 @@ func (e *Engine) Stop(ctx context.Context, id string, timeout time.Duration) err
 		}
 	}
 	if c.Labels[labels.ContainerAutoRemove] == "true" {
-		return e.Remove(ctx, id, RemoveOptions{})
+		return e.Remove(ctx, id, RemoveOptions{Volumes: true})
 	}
 	return nil
 }
@@ -135,15 +138,20 @@ func (e *Engine) stopTask(gctx context.Context, id string, sig unix.Signal, time
 	return nil
 }
 
-// RemoveOptions say how Remove treats a running container.
+// RemoveOptions say how Remove treats a running container and its
+// volumes.
 type RemoveOptions struct {
 	// Force kills a running container first (rm -f).
 	Force bool
+	// Volumes also removes the container's anonymous volumes that no
+	// other container uses (rm -v, --rm); named volumes stay, as docker's.
+	Volumes bool
 }
 
 // Remove removes a container: its task (which must have stopped unless
-// Force), its network, its record, its snapshot and its logs. A running container
-// without Force is errdefs.ErrFailedPrecondition.
+// Force), its network, its record, its snapshot and its logs, and with
+// o.Volumes its anonymous volumes. A running container without Force is
+// errdefs.ErrFailedPrecondition.
 func (e *Engine) Remove(ctx context.Context, id string, o RemoveOptions) error {
 	gctx, err := grpcCtx(ctx)
 	if err != nil {
@@ -189,6 +197,11 @@ func (e *Engine) Remove(ctx context.Context, id string, o RemoveOptions) error {
 			return fmt.Errorf("container %s: remove snapshot: %w", shortID(id), err)
 		}
 	}
+	if o.Volumes {
+		if err := e.removeAnonymousVolumes(ctx, c); err != nil {
+			return err
+		}
+	}
 	if e.cfg.LogRoot != "" {
 		ns, err := namespaces.NamespaceRequired(ctx)
 		if err != nil {
@@ -201,6 +214,28 @@ func (e *Engine) Remove(ctx context.Context, id string, o RemoveOptions) error {
 		if err := logs.Remove(dir); err != nil {
 			return fmt.Errorf("container %s: %w", shortID(id), err)
 		}
+	}
+	return nil
+}
+
+// removeAnonymousVolumes removes the anonymous volumes the spec of c, whose
+// record is gone, binds.
+func (e *Engine) removeAnonymousVolumes(ctx context.Context, c containers.Container) error {
+	if e.cfg.Volumes == nil || c.Spec == nil {
+		return nil
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(c.Spec.GetValue(), &spec); err != nil {
+		// Not a runtime spec (another client's container): no volumes
+		// of ours in it.
+		return nil
+	}
+	removed, err := e.cfg.Volumes.RemoveAnonymous(ctx, spec.Mounts)
+	if err != nil {
+		return fmt.Errorf("container %s: remove its anonymous volumes: %w", shortID(c.ID), err)
+	}
+	if len(removed) > 0 {
+		e.log.Debug("removed anonymous volumes", "container", c.ID, "volumes", removed)
 	}
 	return nil
 }
@@ -273,7 +308,7 @@ func (e *Engine) Reap(ctx context.Context) ([]string, error) {
 		if err != nil || c.Labels[labels.ContainerAutoRemove] != "true" {
 			continue
 		}
-		if err := e.Remove(ctx, c.ID, RemoveOptions{}); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		if err := e.Remove(ctx, c.ID, RemoveOptions{Volumes: true}); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return removed, err
 		}
 		removed = append(removed, c.ID)

@@ -22,6 +22,7 @@ import (
 	"github.com/strata-oci/strata/content"
 	"github.com/strata-oci/strata/images"
 	"github.com/strata-oci/strata/leases"
+	"github.com/strata-oci/strata/logs"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/metadata/gc"
 	"github.com/strata-oci/strata/progress"
@@ -118,6 +119,10 @@ type Info struct {
 	// Rebase lists the snapshotters whose Commit accepts
 	// snapshots.WithParent (snapshots.Rebaser).
 	Rebase []string `json:"rebase,omitempty"`
+	// Logs are the log rotation limits of the containers run on the
+	// store (Defaults.Logs: stratad's [container_logs]); nil from a
+	// daemon that does not say.
+	Logs *logs.Limits `json:"logs,omitempty"`
 }
 
 // Image is an image a job recorded or pushed.
@@ -186,6 +191,9 @@ type Defaults struct {
 	// DiscardUnpackedLayers frees the compressed layers of what a pull
 	// unpacked (pull.Options.DiscardUnpackedLayers).
 	DiscardUnpackedLayers bool
+	// Logs are the containers' log rotation limits, which Info reports
+	// (zero: logs.DefaultLimits).
+	Logs logs.Limits
 }
 
 // Store is what jobs run on: *wiring.Store in this process, or
@@ -288,7 +296,11 @@ func (r *Runner) Run(ctx context.Context, req Request, env Env) (Result, error) 
 			return Result{}, err
 		}
 		root, overlay := admin.Describe()
-		info := &Info{Root: root, Snapshotters: admin.SnapshotterNames(), DefaultSnapshotter: def}
+		limits := r.defaults.Logs
+		if limits == (logs.Limits{}) {
+			limits = logs.DefaultLimits()
+		}
+		info := &Info{Root: root, Snapshotters: admin.SnapshotterNames(), DefaultSnapshotter: def, Logs: &limits}
 		if overlay != nil {
 			info.OverlayUnavailable = overlay.Error()
 		}

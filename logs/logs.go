@@ -33,11 +33,60 @@ type Config struct {
 }
 
 // Defaults: docker's json-file keeps everything unless told; strata bounds
-// a container's logs to 3 × 10 MiB unless told otherwise.
+// a container's logs to 3 × 10 MiB unless told otherwise (the
+// [container_logs] section of stratad's configuration, then --log-opt).
 const (
 	DefaultMaxSize  = 10 << 20
 	DefaultMaxFiles = 3
 )
+
+// Limits are the rotation limits a container's log gets unless its
+// --log-opt says otherwise: what stratad's [container_logs] section sets,
+// which the daemon reports in jobs.Info and the CLI's embedded mode reads
+// from the same file.
+type Limits struct {
+	// MaxSize is the size in bytes at which json.log is rotated; 0 never
+	// rotates.
+	MaxSize int64 `json:"max_size"`
+	// MaxFiles is how many files are kept, json.log included (≥ 1).
+	MaxFiles int `json:"max_files"`
+}
+
+// DefaultLimits are DefaultMaxSize and DefaultMaxFiles.
+func DefaultLimits() Limits { return Limits{MaxSize: DefaultMaxSize, MaxFiles: DefaultMaxFiles} }
+
+// Config returns the logger configuration of a container logging into
+// dir with these limits, before its --log-opt (ParseOpts).
+func (l Limits) Config(dir string) Config {
+	return Config{Dir: dir, MaxSize: l.MaxSize, MaxFiles: l.MaxFiles}
+}
+
+// SectionName is the name of Section in stratad's configuration file.
+const SectionName = "container_logs"
+
+// Section is the [container_logs] section of stratad's configuration file
+// (/etc/strata/config.toml), as written: sizes as --log-opt takes them.
+// It is not [logs]: [log] is already the daemon's own logging.
+type Section struct {
+	MaxSize string `toml:"max_size" comment:"default --log-opt max-size of the containers strata runs: json.log is rotated at this size (bytes, or a number with k, m or g; 0 never rotates)"`
+	MaxFile int    `toml:"max_file" comment:"default --log-opt max-file: how many log files a container keeps, json.log included (at least 1)"`
+}
+
+// DefaultSection is the section of DefaultLimits.
+func DefaultSection() Section { return Section{MaxSize: "10m", MaxFile: DefaultMaxFiles} }
+
+// Limits checks the section: a bad value is errdefs.ErrInvalidArgument
+// naming its key (container_logs.max_size) and what it wants.
+func (s Section) Limits() (Limits, error) {
+	n, err := parseSize(s.MaxSize)
+	if err != nil {
+		return Limits{}, fmt.Errorf("%s.max_size: %w", SectionName, err)
+	}
+	if s.MaxFile < 1 {
+		return Limits{}, fmt.Errorf("%s.max_file %d: want a count ≥ 1: %w", SectionName, s.MaxFile, errdefs.ErrInvalidArgument)
+	}
+	return Limits{MaxSize: n, MaxFiles: s.MaxFile}, nil
+}
 
 const (
 	currentName = "json.log"
@@ -57,8 +106,9 @@ func Dir(root, namespace, id string) (string, error) {
 	return filepath.Join(root, "logs", namespace, id), nil
 }
 
-// ParseOpts reads docker's --log-opt max-size=10m and max-file=3 over the
-// defaults (sizes in bytes or with k, m, g).
+// ParseOpts reads docker's --log-opt max-size=10m and max-file=3 over
+// cfg's limits (Limits.Config; sizes in bytes or with k, m, g); a cfg
+// without MaxFiles gets DefaultMaxFiles.
 func ParseOpts(cfg Config, opts []string) (Config, error) {
 	if cfg.MaxFiles == 0 {
 		cfg.MaxFiles = DefaultMaxFiles
@@ -89,6 +139,9 @@ func ParseOpts(cfg Config, opts []string) (Config, error) {
 }
 
 func parseSize(s string) (int64, error) {
+	if s == "" {
+		return 0, fmt.Errorf("size %q: want bytes, or a number with k, m or g: %w", s, errdefs.ErrInvalidArgument)
+	}
 	mult := int64(1)
 	switch strings.ToLower(s[len(s)-min(len(s), 1):]) {
 	case "k":

@@ -196,3 +196,38 @@ func TestOptsAndURI(t *testing.T) {
 		t.Errorf("Dir(../x) accepted")
 	}
 }
+
+// TestSectionLimits: the [container_logs] section becomes the limits
+// --log-opt starts from; a bad value names its key and is refused.
+func TestSectionLimits(t *testing.T) {
+	l, err := DefaultSection().Limits()
+	if err != nil || l != DefaultLimits() {
+		t.Fatalf("DefaultSection().Limits() = %+v, %v; want %+v", l, err, DefaultLimits())
+	}
+	l, err = Section{MaxSize: "2k", MaxFile: 2}.Limits()
+	if err != nil || l != (Limits{MaxSize: 2 << 10, MaxFiles: 2}) {
+		t.Fatalf("Limits of 2k, 2 = %+v, %v", l, err)
+	}
+	// --log-opt overrides one limit and keeps the other.
+	cfg, err := ParseOpts(l.Config("/x"), []string{"max-file=5"})
+	if err != nil || cfg != (Config{Dir: "/x", MaxSize: 2 << 10, MaxFiles: 5}) {
+		t.Fatalf("ParseOpts(max-file=5) over %+v = %+v, %v", l, cfg, err)
+	}
+	for _, tc := range []struct {
+		name string
+		s    Section
+		key  string
+	}{
+		{"size not a number", Section{MaxSize: "lots", MaxFile: 3}, "container_logs.max_size"},
+		{"size empty", Section{MaxSize: "", MaxFile: 3}, "container_logs.max_size"},
+		{"size negative", Section{MaxSize: "-1m", MaxFile: 3}, "container_logs.max_size"},
+		{"no files", Section{MaxSize: "1m", MaxFile: 0}, "container_logs.max_file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.s.Limits()
+			if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.key) {
+				t.Errorf("Limits(%+v) = %v, want ErrInvalidArgument naming %s", tc.s, err, tc.key)
+			}
+		})
+	}
+}

@@ -56,9 +56,12 @@ func defaultMounts(privileged bool) []specs.Mount {
 	}
 }
 
-// mounts returns the defaults, then Mounts, Binds and Tmpfs; a user mount
-// replaces a default one with the same destination, and two user mounts on
-// one destination are an error (docker's "Duplicate mount point").
+// mounts returns the defaults, then Mounts, Binds and Tmpfs, the user
+// mounts ordered so that a mount comes after any on a parent directory
+// (a -v /host:/data then an image VOLUME /data/sub: the volume stays
+// visible, as docker's sort by depth); a user mount replaces a default
+// one with the same destination, and two user mounts on one destination
+// are an error (docker's "Duplicate mount point").
 func mounts(opts Options) ([]specs.Mount, error) {
 	var user []specs.Mount
 	for _, m := range opts.Mounts {
@@ -92,6 +95,9 @@ func mounts(opts Options) ([]specs.Mount, error) {
 		}
 		seen[m.Destination] = true
 	}
+	slices.SortStableFunc(user, func(a, b specs.Mount) int {
+		return depth(a.Destination) - depth(b.Destination)
+	})
 	var out []specs.Mount
 	for _, m := range defaultMounts(opts.Privileged) {
 		if !seen[m.Destination] {
@@ -99,6 +105,11 @@ func mounts(opts Options) ([]specs.Mount, error) {
 		}
 	}
 	return append(out, user...), nil
+}
+
+// depth is the number of components of a clean absolute path.
+func depth(p string) int {
+	return strings.Count(p, "/")
 }
 
 // ParseBind parses -v SRC:DST[:OPTIONS] where SRC is an absolute host path

@@ -461,6 +461,31 @@ func TestMounts(t *testing.T) {
 	}
 }
 
+// TestMountOrder: a mount on a directory comes before the mounts under
+// it, whichever flag made them (a volume under a bind stays visible);
+// mounts at one depth keep their order.
+func TestMountOrder(t *testing.T) {
+	src := t.TempDir()
+	spec := generate(t, Options{
+		Mounts: []specs.Mount{
+			{Destination: "/data/sub/deeper", Type: "bind", Source: src, Options: []string{"rbind"}},
+			{Destination: "/data/sub", Type: "bind", Source: src, Options: []string{"rbind"}},
+			{Destination: "/b", Type: "bind", Source: src, Options: []string{"rbind"}},
+		},
+		Binds: []string{src + ":/data", src + ":/a"},
+		Tmpfs: []string{"/data/sub/deeper/t"},
+	})
+	var got []string
+	for _, m := range spec.Mounts {
+		if m.Source == src || m.Destination == "/data/sub/deeper/t" {
+			got = append(got, m.Destination)
+		}
+	}
+	if want := []string{"/b", "/data", "/a", "/data/sub", "/data/sub/deeper", "/data/sub/deeper/t"}; !slices.Equal(got, want) {
+		t.Errorf("user mounts in order %v, want %v", got, want)
+	}
+}
+
 func TestResources(t *testing.T) {
 	spec := generate(t, Options{ID: "web", Memory: 64 << 20, CPUs: 0.5, PidsLimit: 20, ReadOnly: true, CgroupParent: "/strata/default"})
 	r := spec.Linux.Resources

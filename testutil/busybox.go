@@ -127,6 +127,13 @@ func BusyboxRootfs(t testing.TB, dir string) {
 // and returns its path, removed when the test ends.
 func BusyboxLayout(t testing.TB) string {
 	t.Helper()
+	return BusyboxLayoutWith(t, BusyboxImageName, nil)
+}
+
+// BusyboxLayoutWith is BusyboxLayout for an image named name whose config
+// edit changes (VOLUME, ENTRYPOINT…; nil changes nothing).
+func BusyboxLayoutWith(t testing.TB, name string, edit func(*ocispec.ImageConfig)) string {
+	t.Helper()
 	layer := busyboxLayer(t)
 	layerDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(layer), Size: int64(len(layer))}
 	cfg := ocispec.Image{
@@ -137,6 +144,9 @@ func BusyboxLayout(t testing.TB) string {
 		},
 		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDesc.Digest}},
 	}
+	if edit != nil {
+		edit(&cfg.Config)
+	}
 	cfgJSON, _ := json.Marshal(cfg)
 	cfgDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfgJSON), Size: int64(len(cfgJSON))}
 	man := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
@@ -145,7 +155,7 @@ func BusyboxLayout(t testing.TB) string {
 	manDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(manJSON), Size: int64(len(manJSON)),
 		Platform: &ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
 		Annotations: map[string]string{
-			"io.containerd.image.name": BusyboxImageName,
+			"io.containerd.image.name": name,
 			ocispec.AnnotationRefName:  "strata-test",
 		}}
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{manDesc}}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -341,6 +342,44 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) ([]string, error) 
 			return removed, err
 		}
 		removed = append(removed, v.Name)
+	}
+	return removed, nil
+}
+
+// RemoveAnonymous removes the anonymous volumes among those mounts bind
+// (Names) that no container uses, and returns their names: what `rm -v`
+// and --rm do once the container's record is gone. Named volumes, and
+// anonymous ones another container shares (--volumes-from), stay.
+func (s *Store) RemoveAnonymous(ctx context.Context, mounts []specs.Mount) ([]string, error) {
+	names := s.Names(mounts)
+	if len(names) == 0 {
+		return nil, nil
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	used, err := s.InUse(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, name := range names {
+		v, err := s.get(name)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return removed, err
+		}
+		if !v.Anonymous || len(used[name]) > 0 {
+			continue
+		}
+		if err := s.remove(name); err != nil {
+			return removed, err
+		}
+		removed = append(removed, name)
 	}
 	return removed, nil
 }

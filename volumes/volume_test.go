@@ -387,3 +387,54 @@ func TestBindAll(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveAnonymous: what rm -v and --rm remove of a container's
+// mounts: its anonymous volumes that no other container uses; named
+// volumes, host binds and volumes of other stores stay.
+func TestRemoveAnonymous(t *testing.T) {
+	ctx := context.Background()
+	used := map[string][]string{}
+	s := newStore(t, used)
+	named, err := s.Create(ctx, CreateRequest{Name: "named"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var anon []Volume
+	for range 3 {
+		v, err := s.Create(ctx, CreateRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		anon = append(anon, v)
+	}
+	// anon[2] is also another container's.
+	used[anon[2].Name] = []string{"other"}
+	mounts := []specs.Mount{
+		{Destination: "/a", Type: "bind", Source: anon[0].Mountpoint},
+		{Destination: "/n", Type: "bind", Source: named.Mountpoint},
+		{Destination: "/s", Type: "bind", Source: anon[2].Mountpoint},
+		{Destination: "/h", Type: "bind", Source: t.TempDir()},
+		{Destination: "/proc", Type: "proc", Source: "proc"},
+	}
+	removed, err := s.RemoveAnonymous(ctx, mounts)
+	if err != nil || !slices.Equal(removed, []string{anon[0].Name}) {
+		t.Fatalf("RemoveAnonymous = %v, %v; want [%s]", removed, err, anon[0].Name)
+	}
+	list, err := s.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, v := range list {
+		names = append(names, v.Name)
+	}
+	want := []string{anon[1].Name, anon[2].Name, "named"}
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Fatalf("volumes after RemoveAnonymous: %v, want %v", names, want)
+	}
+	// Again: nothing left to remove is no error.
+	if removed, err := s.RemoveAnonymous(ctx, mounts); err != nil || len(removed) != 0 {
+		t.Fatalf("RemoveAnonymous again = %v, %v", removed, err)
+	}
+}

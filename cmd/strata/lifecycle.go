@@ -165,18 +165,19 @@ func newStartCommand(a *app) *cobra.Command {
 }
 
 func newRmCommand(a *app) *cobra.Command {
-	var force bool
+	var force, vols bool
 	cmd := &cobra.Command{
-		Use:   "rm [-f] CONTAINER...",
+		Use:   "rm [-f] [-v] CONTAINER...",
 		Short: "Remove containers (-f: kill running ones first), with their root filesystems",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.eachContainer(cmd, args, "containers not removed", func(ctx context.Context, e *engine.Engine, id string) error {
-				return e.Remove(ctx, id, engine.RemoveOptions{Force: force})
+				return e.Remove(ctx, id, engine.RemoveOptions{Force: force, Volumes: vols})
 			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
+	cmd.Flags().BoolVarP(&vols, "volumes", "v", false, "also remove the container's anonymous volumes (named volumes stay)")
 	return cmd
 }
 

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/containerd/errdefs"
+	toml "github.com/pelletier/go-toml/v2"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -156,4 +160,51 @@ func newLogsCommand(a *app) *cobra.Command {
 	f.StringVar(&tail, "tail", "all", "print only the last N lines")
 	f.BoolVarP(&timestamps, "timestamps", "t", false, "prefix each line with its time")
 	return cmd
+}
+
+// configEnv names stratad's configuration file, of which embedded mode
+// reads the settings the CLI applies itself ([container_logs]); default
+// DefaultConfigPath.
+const configEnv = "STRATA_CONFIG"
+
+// DefaultConfigPath is stratad's configuration file.
+const DefaultConfigPath = "/etc/strata/config.toml"
+
+// logLimits returns the log rotation limits of the containers run on s:
+// through the daemon, the ones it reports (its [container_logs], read
+// when it started); in embedded mode, where this process is the daemon,
+// the [container_logs] section of the same file ($STRATA_CONFIG, else
+// DefaultConfigPath when it exists). A bad value there is
+// errdefs.ErrInvalidArgument naming the file and the key.
+func logLimits(s backend) (logs.Limits, error) {
+	if s.Address() != "" {
+		if l := s.Info().Logs; l != nil {
+			return *l, nil
+		}
+		return logs.DefaultLimits(), nil // a daemon that does not say
+	}
+	path, explicit := os.Getenv(configEnv), true
+	if path == "" {
+		path, explicit = DefaultConfigPath, false
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return logs.DefaultLimits(), nil
+	}
+	if err != nil {
+		return logs.Limits{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	// Only the section this process applies: the rest is the daemon's,
+	// which checks it strictly.
+	c := struct {
+		Logs logs.Section `toml:"container_logs"`
+	}{Logs: logs.DefaultSection()}
+	if err := toml.Unmarshal(b, &c); err != nil {
+		return logs.Limits{}, fmt.Errorf("config %s: %w: %w", path, err, errdefs.ErrInvalidArgument)
+	}
+	l, err := c.Logs.Limits()
+	if err != nil {
+		return logs.Limits{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return l, nil
 }

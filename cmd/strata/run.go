@@ -164,8 +164,8 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory in the container")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's entrypoint")
 	fl.StringVar(&f.hostname, "hostname", "", "the container's hostname")
-	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount SRC:DST[:ro] (repeatable)")
-	fl.StringArrayVar(&f.mounts, "mount", nil, "mount type=bind|tmpfs,source=…,target=…[,readonly] (repeatable)")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount SRC:DST[:ro], volume NAME:DST[:ro], or a new anonymous volume on DST (repeatable)")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "mount type=bind|volume|tmpfs,source=…,target=…[,readonly] (repeatable)")
 	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "tmpfs on DST[:OPTIONS] (repeatable)")
 	fl.StringArrayVarP(&f.ports, "publish", "p", nil, "publish [IP:]HOSTPORT:PORT[/PROTO] (repeatable)")
 	fl.StringVar(&f.networkName, "network", "bridge", "network: bridge, host, none or a user-defined one")
@@ -204,8 +204,10 @@ func parseBytes(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// parseMount reads --mount type=bind,source=S,target=T[,readonly] and
-// type=tmpfs,target=T into -v and --tmpfs forms.
+// parseMount reads --mount type=bind,source=S,target=T[,readonly],
+// type=volume[,source=NAME],target=T[,readonly][,volume-nocopy] (no
+// source: an anonymous volume) and type=tmpfs,target=T into the -v and
+// --tmpfs forms, so that both flags take the same path.
 func parseMount(s string) (bind, tmpfs string, err error) {
 	kv := map[string]string{}
 	for _, f := range strings.Split(s, ",") {
@@ -224,6 +226,9 @@ func parseMount(s string) (bind, tmpfs string, err error) {
 	}
 	_, ro := kv["readonly"]
 	_, ro2 := kv["ro"]
+	if v, ok := kv["readonly"]; ok && v != "" && v != "true" && v != "1" {
+		ro = false // readonly=false
+	}
 	switch kv["type"] {
 	case "bind", "":
 		if source == "" || target == "" {
@@ -234,13 +239,35 @@ func parseMount(s string) (bind, tmpfs string, err error) {
 			b += ":ro"
 		}
 		return b, "", nil
+	case "volume":
+		if target == "" || !strings.HasPrefix(target, "/") {
+			return "", "", fmt.Errorf("--mount %q: a volume needs an absolute target", s)
+		}
+		if strings.HasPrefix(source, "/") || strings.HasPrefix(source, ".") || strings.Contains(source, ":") {
+			return "", "", fmt.Errorf("--mount %q: a volume's source is a volume name (type=bind mounts a host path)", s)
+		}
+		var opts []string
+		if ro || ro2 {
+			opts = append(opts, "ro")
+		}
+		if _, ok := kv["volume-nocopy"]; ok {
+			opts = append(opts, "nocopy")
+		}
+		v := target
+		if source != "" {
+			v = source + ":" + target
+		}
+		if len(opts) > 0 {
+			v += ":" + strings.Join(opts, ",")
+		}
+		return v, "", nil
 	case "tmpfs":
 		if target == "" {
 			return "", "", fmt.Errorf("--mount %q: a tmpfs needs a target", s)
 		}
 		return "", target, nil
 	}
-	return "", "", fmt.Errorf("--mount %q: type %q: want bind or tmpfs", s, kv["type"])
+	return "", "", fmt.Errorf("--mount %q: type %q: want bind, volume or tmpfs", s, kv["type"])
 }
 
 // options turns the flags into the engine's create options (image aside).
@@ -351,7 +378,7 @@ command cannot be run, 127 when the image does not have it.`,
 				}
 				if f.detach {
 					if err := e.Start(ctx, c.ID, engine.IO{}); err != nil {
-						if rerr := e.Remove(context.WithoutCancel(ctx), c.ID, engine.RemoveOptions{Force: true}); rerr != nil {
+						if rerr := e.Remove(context.WithoutCancel(ctx), c.ID, engine.RemoveOptions{Force: true, Volumes: true}); rerr != nil {
 							a.logger.Warn("remove the container that did not start", "container", c.ID, "error", rerr)
 						}
 						return err
@@ -387,8 +414,9 @@ command cannot be run, 127 when the image does not have it.`,
 					err = serr
 				}
 				if err != nil || f.rm {
-					// --rm, or a run that did not start: nothing is left.
-					if rerr := e.Remove(bg, c.ID, engine.RemoveOptions{Force: true}); rerr != nil && !errors.Is(rerr, errdefs.ErrNotFound) {
+					// --rm, or a run that did not start: nothing is left
+					// but named volumes, as docker's --rm.
+					if rerr := e.Remove(bg, c.ID, engine.RemoveOptions{Force: true, Volumes: true}); rerr != nil && !errors.Is(rerr, errdefs.ErrNotFound) {
 						if err != nil {
 							a.logger.Warn("remove the container that did not start", "container", c.ID, "error", rerr)
 						} else {
@@ -410,7 +438,8 @@ command cannot be run, 127 when the image does not have it.`,
 }
 
 // logURI returns the stdio URI that makes the shim run this executable
-// as container id's logger, with --log-opt over the defaults.
+// as container id's logger, with --log-opt over the store's limits
+// (logLimits).
 func (a *app) logURI(s backend, id string, opts []string) (string, error) {
 	root, err := hostFilesRoot(s, "logs")
 	if err != nil {
@@ -424,7 +453,11 @@ func (a *app) logURI(s backend, id string, opts []string) (string, error) {
 	for _, o := range opts {
 		split = append(split, strings.Split(o, ",")...)
 	}
-	cfg, err := logs.ParseOpts(logs.Config{Dir: dir}, split)
+	limits, err := logLimits(s)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := logs.ParseOpts(limits.Config(dir), split)
 	if err != nil {
 		return "", fmt.Errorf("--log-opt: %w", err)
 	}

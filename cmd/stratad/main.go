@@ -29,6 +29,7 @@ import (
 
 	"github.com/strata-oci/strata/access"
 	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/logs"
 	"github.com/strata-oci/strata/metadata"
 	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/server"
@@ -63,6 +64,9 @@ type Config struct {
 	// Network is the containers' networks (network.Manager under the root),
 	// which the daemon tears down when their tasks exit.
 	Network NetworkConfig `toml:"network"`
+	// ContainerLogs are the log rotation limits of the containers strata
+	// runs, before their --log-opt; reported to the CLI in jobs.Info.
+	ContainerLogs logs.Section `toml:"container_logs"`
 }
 
 // NetworkConfig is the containers' networks as the daemon sees them.
@@ -120,6 +124,7 @@ func defaultConfig() Config {
 		CRI:                    CRIConfig{SandboxImage: "registry.k8s.io/pause:3.10", ImagePullProgressTimeout: "5m", ImagePullMinRate: 1024},
 		ContentSharingPolicy:   "shared",
 		Network:                NetworkConfig{DefaultBridge: network.DefaultBridge, DefaultSubnet: network.DefaultSubnet.String()},
+		ContainerLogs:          logs.DefaultSection(),
 	}
 	c.Registry.ConfigPath = "/etc/strata/certs.d"
 	return c
@@ -172,7 +177,7 @@ func run(args []string) int {
 	var (
 		configPath string
 		flags      Config
-		root       = &cobra.Command{Use: "stratad", Short: "strata's daemon: the store over containerd's gRPC API", SilenceUsage: true}
+		root       = &cobra.Command{Use: "stratad", Short: "strata's daemon: the store over containerd's gRPC API", SilenceUsage: true, SilenceErrors: true}
 	)
 	root.Flags().StringVar(&configPath, "config", DefaultConfigPath, "configuration file")
 	root.Flags().StringVar(&flags.Root, "root", "", "store root (overrides the config)")
@@ -256,6 +261,10 @@ func serve(cfg Config) error {
 	if minRate == 0 {
 		minRate = -1 // any byte is progress
 	}
+	logLimits, err := cfg.ContainerLogs.Limits()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	policy, err := metadata.ParseSharingPolicy(cfg.ContentSharingPolicy)
 	if err != nil {
 		return fmt.Errorf("content_sharing_policy: %w", err)
@@ -324,7 +333,7 @@ func serve(cfg Config) error {
 	srv, err := server.New(st, server.Config{MaxRecvMsgSize: cfg.GRPC.MaxRecvMsgSize, MaxSendMsgSize: cfg.GRPC.MaxSendMsgSize,
 		Logger: log, UUID: storeUUID(cfg.Root), Version: ver, Revision: rev,
 		Jobs: jobs.Defaults{HostsDir: cfg.Registry.ConfigPath, MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
-			UnpackParallelism: cfg.UnpackParallelism, DiscardUnpackedLayers: cfg.DiscardUnpackedLayers},
+			UnpackParallelism: cfg.UnpackParallelism, DiscardUnpackedLayers: cfg.DiscardUnpackedLayers, Logs: logLimits},
 		CRI: server.CRIConfig{Disabled: cfg.CRI.Disabled, SandboxImage: cfg.CRI.SandboxImage, PinnedImages: cfg.CRI.PinnedImages,
 			PullProgressTimeout: pullTimeout, PullMinRate: minRate},
 		Runtime: server.RuntimeConfig{State: filepath.Join(cfg.State, "runtime"), Address: sock, Debug: level <= slog.LevelDebug},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-oci/strata/client"
 	"github.com/strata-oci/strata/jobs"
+	"github.com/strata-oci/strata/logs"
 )
 
 func TestMain(m *testing.M) {
@@ -42,7 +43,7 @@ func TestConfigDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"root = '/var/lib/strata'", "[grpc]", "address = ''", "state = '/run/strata'", "snapshotter = ''", "max_concurrent_downloads = 3", "[gc]", "config_path", "[runtime]", "allow_group = false"} {
+	for _, key := range []string{"root = '/var/lib/strata'", "[grpc]", "address = ''", "state = '/run/strata'", "snapshotter = ''", "max_concurrent_downloads = 3", "[gc]", "config_path", "[runtime]", "allow_group = false", "[container_logs]", "max_size = '10m'", "max_file = 3"} {
 		if !strings.Contains(string(out), key) {
 			t.Fatalf("config default lacks %q:\n%s", key, out)
 		}
@@ -158,8 +159,9 @@ func TestDaemonLifecycle(t *testing.T) {
 }
 
 // TestStateAndSnapshotterSettings: the socket goes in the state directory
-// when grpc.address is empty, and the snapshotter setting is the daemon's
-// default (once parsed and never used).
+// when grpc.address is empty, the snapshotter setting is the daemon's
+// default (once parsed and never used), and [container_logs] reaches the
+// CLI through the info job.
 func TestStateAndSnapshotterSettings(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("stratad mounts snapshots and needs root")
@@ -169,6 +171,7 @@ func TestStateAndSnapshotterSettings(t *testing.T) {
 	cfg.Root = filepath.Join(dir, "root")
 	cfg.State = filepath.Join(dir, "state")
 	cfg.Snapshotter = "native"
+	cfg.ContainerLogs = logs.Section{MaxSize: "2k", MaxFile: 2}
 	b, _ := toml.Marshal(cfg)
 	conf := filepath.Join(dir, "config.toml")
 	os.WriteFile(conf, b, 0o644)
@@ -203,6 +206,9 @@ func TestStateAndSnapshotterSettings(t *testing.T) {
 	}
 	if res.Info.DefaultSnapshotter != "native" {
 		t.Fatalf("default snapshotter = %q, want the configured native", res.Info.DefaultSnapshotter)
+	}
+	if want := (logs.Limits{MaxSize: 2 << 10, MaxFiles: 2}); res.Info.Logs == nil || *res.Info.Logs != want {
+		t.Fatalf("info's log limits = %+v, want the configured %+v", res.Info.Logs, want)
 	}
 
 	// A snapshotter that does not exist is refused at start, by name.
@@ -280,5 +286,40 @@ func TestConfigContentSettings(t *testing.T) {
 	out, err = stratad(t, "--config", conf).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "content_sharing_policy") || !strings.Contains(string(out), "isolated") {
 		t.Fatalf("stratad with content_sharing_policy = private: %v\n%s", err, out)
+	}
+}
+
+// TestConfigContainerLogs: a bad [container_logs] value stops stratad
+// with one line naming the key and what it wants.
+func TestConfigContainerLogs(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "config.toml")
+	for _, tc := range []struct {
+		name string
+		s    logs.Section
+		want string
+	}{
+		{"size", logs.Section{MaxSize: "lots", MaxFile: 3}, `container_logs.max_size: size "lots": want bytes, or a number with k, m or g`},
+		{"files", logs.Section{MaxSize: "10m", MaxFile: 0}, "container_logs.max_file 0: want a count ≥ 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := defaultConfig()
+			cfg.Root, cfg.State = filepath.Join(dir, "root"), filepath.Join(dir, "state")
+			cfg.ContainerLogs = tc.s
+			b, err := toml.Marshal(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(conf, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := stratad(t, "--config", conf).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+				t.Fatalf("stratad with %+v: %v\n%s", tc.s, err, out)
+			}
+			if _, err := os.Stat(cfg.Root); !os.IsNotExist(err) {
+				t.Errorf("stratad refused its config but made its root: %v", err)
+			}
+		})
 	}
 }
