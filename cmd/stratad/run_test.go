@@ -62,7 +62,7 @@ func TestRunSurvivesDaemonKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Cleanup(context.Background(), func(string) bool { return false }) })
+	t.Cleanup(func() { m.Cleanup(context.Background(), func(string, string) bool { return false }) })
 	t.Cleanup(func() { // when the test failed midway, while the daemon runs
 		if d.cmd != nil {
 			cli("rm", "-f", "s")
@@ -122,7 +122,7 @@ func TestRunSurvivesDaemonKill(t *testing.T) {
 	if left, _ := mount.Under(d.dir); len(left) > 0 {
 		t.Errorf("mounts left under %s: %v", d.dir, left)
 	}
-	if _, err := m.Cleanup(context.Background(), func(string) bool { return false }); err != nil {
+	if _, err := m.Cleanup(context.Background(), func(string, string) bool { return false }); err != nil {
 		t.Logf("network cleanup: %v", err) // the plugins' shared chains stay while others use them
 	}
 	if err := exec.Command("ip", "link", "show", bridge).Run(); err == nil {
