@@ -34,9 +34,14 @@ type Store interface {
 	Snapshotter(name string) snapshots.Snapshotter
 }
 
-// Network gives containers their network (network.Manager).
+// Network gives containers their network (network.Manager); a container
+// is id in the namespace of ctx.
 type Network interface {
+	// Setup makes the endpoint, held by this process until Hold.
 	Setup(ctx context.Context, id string, req network.Request) (*network.Endpoint, error)
+	// Hold hands the endpoint to the task's init process pid, so that a
+	// daemon's cleanup keeps it while the container runs.
+	Hold(ctx context.Context, id string, pid int) error
 	Teardown(ctx context.Context, id string) error
 }
 

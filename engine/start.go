@@ -76,6 +76,7 @@ func (e *Engine) Start(ctx context.Context, id string, stdio IO) (retErr error) 
 			}
 		}
 	}
+	held := false // whether this process holds a network endpoint for it
 	if nw := c.Labels[labels.ContainerNetwork]; nw != NetworkHost && nw != NetworkNone {
 		if e.cfg.Network == nil {
 			return fmt.Errorf("container %s: network %q: no container networking here: %w", shortID(id), nw, errdefs.ErrUnavailable)
@@ -94,6 +95,7 @@ func (e *Engine) Start(ctx context.Context, id string, stdio IO) (retErr error) 
 			return fmt.Errorf("container %s: %w", shortID(id), err)
 		}
 		defer undo(func(ctx context.Context) error { return e.cfg.Network.Teardown(ctx, id) })
+		held = true
 		joinNetwork(&spec, ep)
 	}
 	sb, err := json.Marshal(&spec)
@@ -129,7 +131,8 @@ func (e *Engine) Start(ctx context.Context, id string, stdio IO) (retErr error) 
 	if stdio.Terminal {
 		req.Stderr = ""
 	}
-	if _, err := e.cfg.Tasks.Create(gctx, req); err != nil {
+	created, err := e.cfg.Tasks.Create(gctx, req)
+	if err != nil {
 		return commandError(fmt.Errorf("container %s: create task: %w", shortID(id), errgrpc.ToNative(err)))
 	}
 	defer undo(func(ctx context.Context) error {
@@ -138,6 +141,14 @@ func (e *Engine) Start(ctx context.Context, id string, stdio IO) (retErr error) 
 		_, err := e.cfg.Tasks.Delete(gctx, &tasksapi.DeleteTaskRequest{ContainerID: id})
 		return errgrpc.ToNative(err)
 	})
+	if held {
+		// This process held the endpoint since Setup, so that a stratad
+		// starting meanwhile left it alone; from now on the task does,
+		// however long this process lives.
+		if err := e.cfg.Network.Hold(ctx, id, int(created.GetPid())); err != nil {
+			return fmt.Errorf("container %s: %w", shortID(id), err)
+		}
+	}
 	if _, err := e.cfg.Tasks.Start(gctx, &tasksapi.StartRequest{ContainerID: id}); err != nil {
 		return commandError(fmt.Errorf("container %s: start task: %w", shortID(id), errgrpc.ToNative(err)))
 	}

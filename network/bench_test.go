@@ -1,7 +1,6 @@
 package network
 
 import (
-	"context"
 	"fmt"
 	"testing"
 )
@@ -11,7 +10,7 @@ import (
 // torn down (namespace, bridge, portmap and firewall plugins, files).
 func BenchmarkSetupTeardown(b *testing.B) {
 	m := newTestManager(b)
-	ctx := context.Background()
+	ctx := testCtx
 	b.ResetTimer()
 	for i := range b.N {
 		id := fmt.Sprintf("c-bench-%d", i)

@@ -13,14 +13,17 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// Cleanup tears down what no live container holds, after a crash of the
-// process that ran them or a reboot: the endpoint of every container for
-// which live returns false (its CNI DEL, namespace and files), namespaces
-// and file directories without a record, IPAM leases of no recorded
-// container, and bridges and shared chains nothing uses. It returns the IDs
-// of the containers it tore down; it goes on past a failure and returns
-// all of them joined.
-func (m *Manager) Cleanup(ctx context.Context, live func(id string) bool) ([]string, error) {
+// Cleanup tears down what no container holds, after a crash of the process
+// that ran them or a reboot: the endpoint of every container whose holder
+// process (Endpoint.Holder: the process that set it up until the task
+// exists, then the task's init) is gone and for which live(namespace, id)
+// returns false (its CNI DEL, namespace and files), namespaces and file
+// directories without a record, IPAM leases of no recorded container, and
+// bridges and shared chains nothing uses. A record of the old layout names
+// no namespace: live gets "" for it, meaning the ID in any namespace. It
+// returns the containers it tore down, as namespace/id; it goes on past a
+// failure and returns all of them joined.
+func (m *Manager) Cleanup(ctx context.Context, live func(namespace, id string) bool) ([]string, error) {
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -32,19 +35,25 @@ func (m *Manager) Cleanup(ctx context.Context, live func(id string) bool) ([]str
 	}
 	var errs []error
 	var removed []string
-	held := map[string]bool{}
+	held := map[string]bool{}     // keys: CNI container IDs
+	heldPath := map[string]bool{} // netns mounts and file directories
+	hold := func(ep *Endpoint) {
+		held[ep.key()] = true
+		heldPath[ep.NetNS] = true
+		heldPath[m.filesDir(ep.key())] = true
+	}
 	for _, ep := range eps {
-		if live(ep.ContainerID) {
-			held[ep.ContainerID] = true
+		if ep.Holder.alive() || live(ep.Namespace, ep.ContainerID) {
+			hold(ep)
 			continue
 		}
 		if err := m.teardown(ctx, ep); err != nil {
 			errs = append(errs, err)
-			held[ep.ContainerID] = true
+			hold(ep)
 			continue
 		}
-		m.opts.logger.Info("network: cleaned up the endpoint of a container that is gone", "container", ep.ContainerID, "network", ep.Network)
-		removed = append(removed, ep.ContainerID)
+		m.opts.logger.Info("network: cleaned up the endpoint of a container that is gone", "namespace", ep.Namespace, "container", ep.ContainerID, "network", ep.Network)
+		removed = append(removed, ep.String())
 	}
 	for _, sub := range []string{"netns", "containers"} {
 		entries, err := os.ReadDir(filepath.Join(m.state, sub))
@@ -53,10 +62,10 @@ func (m *Manager) Cleanup(ctx context.Context, live func(id string) bool) ([]str
 			continue
 		}
 		for _, e := range entries {
-			if held[e.Name()] {
+			p := filepath.Join(m.state, sub, e.Name())
+			if heldPath[p] {
 				continue
 			}
-			p := filepath.Join(m.state, sub, e.Name())
 			if sub == "netns" {
 				err = removeNetNS(p)
 			} else {
@@ -80,8 +89,8 @@ func (m *Manager) Cleanup(ctx context.Context, live func(id string) bool) ([]str
 
 // cleanIPAM removes host-local leases whose container holds no endpoint,
 // and the data of networks that no longer exist. A lease file is named
-// after the address and holds the container ID, a line break and the
-// interface name (plugins v1.1.1 disk backend).
+// after the address and holds the CNI container ID (an endpoint's key), a
+// line break and the interface name (plugins v1.1.1 disk backend).
 func (m *Manager) cleanIPAM(held map[string]bool) error {
 	nets, err := os.ReadDir(m.ipamDir())
 	if err != nil {

@@ -1,9 +1,9 @@
 package network
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -25,17 +25,27 @@ func TestCrashChild(t *testing.T) {
 	if args == "" {
 		t.Skip("helper process of TestCleanupAfterCrash, which runs it with " + childEnv + " set")
 	}
-	f := strings.Split(args, "|") // root|state|bridge|subnet|id|hostPort
+	f := strings.Split(args, "|") // root|state|bridge|subnet|id|hostPort[|hold]
 	m, err := New(f[0], f[1], WithDefaultNetwork(f[2], netip.MustParsePrefix(f[3])))
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, err := ParsePort(f[5] + ":80")
-	if err != nil {
+	var req Request
+	if f[5] != "" {
+		port, err := ParsePort(f[5] + ":80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Ports = []PortMapping{port}
+	}
+	if _, err := m.Setup(testCtx, f[4], req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Setup(context.Background(), f[4], Request{Ports: []PortMapping{port}}); err != nil {
-		t.Fatal(err)
+	if len(f) > 6 && f[6] == "hold" {
+		// A CLI between Setup and its task create: alive, holding the
+		// endpoint, until its parent kills it.
+		fmt.Println("ready")
+		io.Copy(io.Discard, os.Stdin)
 	}
 }
 
@@ -46,7 +56,7 @@ func TestCrashChild(t *testing.T) {
 // and leaves the live container alone.
 func TestCleanupAfterCrash(t *testing.T) {
 	m := newTestManager(t)
-	ctx := context.Background()
+	ctx := testCtx
 	live, err := m.Setup(ctx, "c-live", Request{})
 	if err != nil {
 		t.Fatal(err)
@@ -103,12 +113,22 @@ func TestCleanupAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	removed, err := restarted.Cleanup(ctx, func(id string) bool { return id == "c-live" })
+	var asked []string
+	removed, err := restarted.Cleanup(ctx, func(ns, id string) bool {
+		asked = append(asked, ns+"/"+id)
+		return id == "c-live"
+	})
 	if err != nil {
 		t.Fatalf("Cleanup: %v", err)
 	}
+	// c-live's holder (this process) runs: no need to ask. c-half's record
+	// has the old layout's shape: no namespace.
+	slices.Sort(asked)
+	if strings.Join(asked, ",") != "/c-half,nt/c-dead" {
+		t.Errorf("Cleanup asked live(%q), want /c-half and nt/c-dead", asked)
+	}
 	slices.Sort(removed)
-	if strings.Join(removed, ",") != "c-dead,c-half" {
+	if strings.Join(removed, ",") != "c-half,nt/c-dead" {
 		t.Errorf("Cleanup removed %q, want c-dead and c-half", removed)
 	}
 	for _, p := range []string{dead.NetNS, stray, filepath.Join(m.state, "containers", "c-stray"), filepath.Join(m.state, "containers", "c-dead"), ghost} {
@@ -135,7 +155,7 @@ func TestCleanupAfterCrash(t *testing.T) {
 // only; --network host has no namespace and the host's hosts and resolver.
 func TestNoneAndHost(t *testing.T) {
 	m := newTestManager(t)
-	ctx := context.Background()
+	ctx := testCtx
 	none, err := m.Setup(ctx, "c-none", Request{Network: None, Hostname: "quiet"})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +217,7 @@ func TestNoneAndHost(t *testing.T) {
 // first manager's, which must keep its network.
 func TestCleanupKeepsABridgeInUse(t *testing.T) {
 	a := newTestManager(t)
-	ctx := context.Background()
+	ctx := testCtx
 	ep, err := a.Setup(ctx, "c-a", Request{})
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +226,7 @@ func TestCleanupKeepsABridgeInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Cleanup(ctx, func(string) bool { return false }); err != nil {
+	if _, err := b.Cleanup(ctx, func(string, string) bool { return false }); err != nil {
 		t.Fatalf("Cleanup of the second manager: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join("/sys/class/net", a.opts.defaultBridge)); err != nil {
@@ -239,7 +259,7 @@ func TestSetupKeepsTheProcessNamespace(t *testing.T) {
 		}
 		t.Cleanup(func() { removeNetNS(p) })
 	}
-	if _, err := m.Setup(context.Background(), "c-ns", Request{}); err != nil {
+	if _, err := m.Setup(testCtx, "c-ns", Request{}); err != nil {
 		t.Fatal(err)
 	}
 	tasks, err := os.ReadDir("/proc/self/task")

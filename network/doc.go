@@ -16,14 +16,18 @@
 // The lifecycle of a container's network:
 //
 //	m, _ := network.New("/var/lib/strata/network", "/run/strata/network")
+//	ctx = namespaces.WithNamespace(ctx, "default") // a container is (namespace, id)
 //	ep, err := m.Setup(ctx, id, network.Request{Network: "web", Name: "db", Ports: ports})
 //	// ep.NetNS goes into the spec's network namespace (oci.Options.NetNSPath),
 //	// ep.HostsPath, ep.ResolvConfPath and ep.HostnamePath are bind-mounted on
-//	// /etc/hosts, /etc/resolv.conf and /etc/hostname.
+//	// /etc/hosts, /etc/resolv.conf and /etc/hostname. This process holds the
+//	// endpoint until the task exists:
+//	err = m.Hold(ctx, id, taskPid) // the task's init holds it from now on
 //	…
 //	err = m.Teardown(ctx, id) // on stop, exit and rm; a second call does nothing
 //	…
-//	err = m.Cleanup(ctx, isLive) // at start: tears down what no live container holds
+//	// At start: tears down what no running holder and no live container holds.
+//	removed, err := m.Cleanup(ctx, func(namespace, id string) bool { … })
 //
 // On disk:
 //
@@ -32,11 +36,28 @@
 //	                                 /run/lock/strata-network.lock: the plugins'
 //	                                 iptables chains are shared by every root)
 //	  networks/<name>.conflist       user-defined networks (CNI config lists)
-//	  endpoints/<container-id>.json  what a container holds: network, netns, address, ports
-//	  ipam/<network>/                host-local IPAM: one file per address in use
+//	  endpoints/<key>.json           what a container holds: network, netns, address,
+//	                                 ports, holder process
+//	  ipam/<network>/                host-local IPAM: one file per address in use,
+//	                                 holding the container's key
 //	<state>/                         runtime state, lost on reboot
-//	  netns/<container-id>           the network namespace (an nsfs bind mount)
-//	  containers/<container-id>/     hosts, resolv.conf, hostname
+//	  netns/<key>                    the network namespace (an nsfs bind mount)
+//	  containers/<key>/              hosts, resolv.conf, hostname
+//
+// A container's key is "<namespace>--<container-id>" (IDs are unique in a
+// namespace, not on the host; no namespace name holds "--"): it names its
+// record, namespace and files, and is its CNI container ID, so the CNI
+// cache entry, the IPAM lease and the plugins' chains and rule comments
+// are the container's alone. Records written before keys named the
+// namespace are keyed by the bare ID and have no namespace: they are still
+// read and torn down (by any namespace's container of that ID, as then).
+//
+// A record names its holder, the process that set the endpoint up until
+// the container's task exists, then the task's init (Hold), by PID, start
+// time and boot ID (so a reused PID or a reboot is no holder). Cleanup
+// keeps an endpoint whose holder runs, whatever its live callback says: a
+// daemon that starts between a CLI's Setup and its task create must not
+// cut the network of a container about to run.
 //
 // An endpoint record is written before anything is set up and removed after
 // everything is torn down, so a crash at any point leaves a record that

@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/errdefs"
 	gocni "github.com/containerd/go-cni"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/strata-oci/strata/namespaces"
 )
 
 // Request is what a container asks of the network at start.
@@ -37,6 +39,10 @@ type Request struct {
 // Endpoint is what a container holds on the host: its record, kept under
 // the root until Teardown.
 type Endpoint struct {
+	// Namespace and ContainerID name the container: IDs are unique in a
+	// namespace, not on the host. Namespace is empty in a record written
+	// before records named it (see key).
+	Namespace   string `json:"namespace,omitempty"`
 	ContainerID string `json:"containerID"`
 	Network     string `json:"network"`
 	Name        string `json:"name,omitempty"`
@@ -53,6 +59,10 @@ type Endpoint struct {
 	HostnamePath   string `json:"hostnamePath"`
 	// Ready is false from the first step of Setup until its last.
 	Ready bool `json:"ready"`
+	// Holder is the process that set the endpoint up, then the
+	// container's init process once its task exists (Hold); Cleanup
+	// leaves the endpoint alone while it runs.
+	Holder *Holder `json:"holder,omitempty"`
 	// Conf is the CNI config list the container was attached with: the
 	// CNI DEL must get the same one.
 	Conf json.RawMessage `json:"conf,omitempty"`
@@ -63,20 +73,70 @@ var (
 	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$`)
 )
 
-func (m *Manager) endpointPath(id string) string {
-	return filepath.Join(m.root, "endpoints", id+".json")
+// key names a container's endpoint on the host: its record's file, its
+// namespace, its files' directory and its CNI container ID (so the IPAM
+// lease, the CNI cache entry and the plugins' iptables chains and
+// comments): "<namespace>--<id>". The mapping is one to one: a namespace
+// name never holds "--" nor ends with '-' (namespaces.Validate) and an ID
+// starts with a letter or digit, so the first "--" ends the namespace; and
+// it stays within CNI's alphabet for container IDs. Records written before
+// endpoints were keyed by namespace have the bare ID as their key (see
+// Endpoint.key).
+func key(namespace, id string) string { return namespace + "--" + id }
+
+// key is the endpoint's key: the bare container ID for a record of the
+// old layout (no namespace), which everything it made is named after.
+func (ep *Endpoint) key() string {
+	if ep.Namespace == "" {
+		return ep.ContainerID
+	}
+	return key(ep.Namespace, ep.ContainerID)
 }
 
-// Setup gives a container its network: a namespace (except for Host), an
-// interface on the network with an address, published ports, and its
-// hosts, resolv.conf and hostname files; the containers of the same
-// user-defined network get its name in their /etc/hosts. A container that
-// has an endpoint already is ErrAlreadyExists; an unknown network
-// ErrNotFound; a host port in use (by a host process or another
-// container) ErrAlreadyExists naming it. On any error nothing is left.
-func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoint, retErr error) {
+// String names the endpoint's container in messages: namespace/id.
+func (ep *Endpoint) String() string {
+	if ep.Namespace == "" {
+		return ep.ContainerID
+	}
+	return ep.Namespace + "/" + ep.ContainerID
+}
+
+// filesDir is where the hosts, resolv.conf and hostname of an endpoint
+// are.
+func (m *Manager) filesDir(key string) string { return filepath.Join(m.state, "containers", key) }
+
+func (m *Manager) endpointPath(key string) string {
+	return filepath.Join(m.root, "endpoints", key+".json")
+}
+
+// containerRef returns the namespace of ctx and checks id; both name a
+// container (ErrFailedPrecondition without a namespace, ErrInvalidArgument
+// for a bad ID).
+func containerRef(ctx context.Context, id string) (string, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return "", fmt.Errorf("network: container %s: %w", id, err)
+	}
 	if !idRE.MatchString(id) {
-		return nil, fmt.Errorf("network: container ID %q: want letters, digits, '_', '.', '-' (128 at most): %w", id, errdefs.ErrInvalidArgument)
+		return "", fmt.Errorf("network: container ID %q: want letters, digits, '_', '.', '-' (128 at most): %w", id, errdefs.ErrInvalidArgument)
+	}
+	return ns, nil
+}
+
+// Setup gives a container (id in the namespace of ctx) its network: a
+// namespace (except for Host), an interface on the network with an
+// address, published ports, and its hosts, resolv.conf and hostname files;
+// the containers of the same user-defined network get its name in their
+// /etc/hosts. The calling process holds the endpoint (Cleanup keeps it)
+// until Hold hands it to the container's task. A container that has an
+// endpoint already is ErrAlreadyExists; ctx without a namespace
+// ErrFailedPrecondition; an unknown network ErrNotFound; a host port in
+// use (by a host process or another container) ErrAlreadyExists naming it.
+// On any error nothing is left.
+func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoint, retErr error) {
+	ns, err := containerRef(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	if req.Network == "" {
 		req.Network = Default
@@ -112,7 +172,8 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 		}
 		nw = &n
 	}
-	if _, err := os.Stat(m.endpointPath(id)); err == nil {
+	k := key(ns, id)
+	if _, err := os.Stat(m.endpointPath(k)); err == nil {
 		return nil, fmt.Errorf("network: container %s has a network endpoint already: %w", id, errdefs.ErrAlreadyExists)
 	}
 	others, err := m.endpoints(ctx)
@@ -123,15 +184,19 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 	if err != nil {
 		return nil, err
 	}
+	holder, err := processHolder(os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("network: container %s: %w", id, err)
+	}
 
-	dir := filepath.Join(m.state, "containers", id)
+	dir := m.filesDir(k)
 	ep := &Endpoint{
-		ContainerID: id, Network: req.Network, Name: req.Name, Hostname: req.Hostname, Ports: ports,
+		Namespace: ns, ContainerID: id, Network: req.Network, Name: req.Name, Hostname: req.Hostname, Ports: ports,
 		HostsPath: filepath.Join(dir, "hosts"), ResolvConfPath: filepath.Join(dir, "resolv.conf"),
-		HostnamePath: filepath.Join(dir, "hostname"),
+		HostnamePath: filepath.Join(dir, "hostname"), Holder: holder,
 	}
 	if req.Network != Host {
-		ep.NetNS = filepath.Join(m.state, "netns", id)
+		ep.NetNS = filepath.Join(m.state, "netns", k)
 	}
 	if nw != nil {
 		if ep.Conf, err = nw.marshal(m.ipamDir()); err != nil {
@@ -161,7 +226,7 @@ func (m *Manager) Setup(ctx context.Context, id string, req Request) (_ *Endpoin
 		if err != nil {
 			return nil, fmt.Errorf("network: container %s: %w", id, err)
 		}
-		res, err := c.Setup(ctx, id, ep.NetNS, gocni.WithCapabilityPortMap(cniPorts(ports)))
+		res, err := c.Setup(ctx, k, ep.NetNS, gocni.WithCapabilityPortMap(cniPorts(ports)))
 		if err != nil {
 			return nil, fmt.Errorf("network: container %s: attach to %s: %w", id, req.Network, err)
 		}
@@ -217,7 +282,7 @@ func choosePorts(id string, want []PortMapping, others []*Endpoint) ([]PortMappi
 		for _, ep := range others {
 			for _, q := range ep.Ports {
 				if p.conflicts(q) {
-					return nil, fmt.Errorf("network: port %s: the host port is published by container %s: %w", p, ep.ContainerID, errdefs.ErrAlreadyExists)
+					return nil, fmt.Errorf("network: port %s: the host port is published by container %s: %w", p, ep, errdefs.ErrAlreadyExists)
 				}
 			}
 		}
@@ -261,23 +326,25 @@ func (m *Manager) cni(conf []byte) (gocni.CNI, error) {
 	return c, nil
 }
 
-// Teardown releases what Setup made for a container: its interface,
-// address and port rules, namespace and files, and its name in the hosts
-// files of its network's other containers. The network's bridge and the
-// plugins' shared chains stay for the next container (making them again
-// costs a second); Cleanup removes them when nothing uses them. A container without an endpoint
-// is no error (stop, exit and rm may each call it). If a step fails the
-// record stays, for the next Teardown or Cleanup to finish.
+// Teardown releases what Setup made for a container (id in the namespace
+// of ctx): its interface, address and port rules, namespace and files, and
+// its name in the hosts files of its network's other containers. The
+// network's bridge and the plugins' shared chains stay for the next
+// container (making them again costs a second); Cleanup removes them when
+// nothing uses them. A container without an endpoint is no error (stop,
+// exit and rm may each call it). If a step fails the record stays, for the
+// next Teardown or Cleanup to finish.
 func (m *Manager) Teardown(ctx context.Context, id string) error {
-	if !idRE.MatchString(id) {
-		return fmt.Errorf("network: container ID %q: %w", id, errdefs.ErrInvalidArgument)
+	ns, err := containerRef(ctx, id)
+	if err != nil {
+		return err
 	}
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	ep, err := m.readEndpoint(id)
+	ep, err := m.find(ns, id)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil
 	}
@@ -287,9 +354,36 @@ func (m *Manager) Teardown(ctx context.Context, id string) error {
 	return m.teardown(ctx, ep)
 }
 
+// TeardownExited is Teardown for a container whose task's init process
+// pid has exited (stratad's /tasks/exit), unless another process that
+// runs holds the endpoint now: the container was started again, with a
+// new endpoint, before the exit was handled.
+func (m *Manager) TeardownExited(ctx context.Context, id string, pid int) error {
+	ns, err := containerRef(ctx, id)
+	if err != nil {
+		return err
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ep, err := m.find(ns, id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ep.Holder != nil && ep.Holder.PID != pid && ep.Holder.alive() {
+		return nil
+	}
+	return m.teardown(ctx, ep)
+}
+
 // teardown runs with the lock held.
 func (m *Manager) teardown(ctx context.Context, ep *Endpoint) error {
-	id := ep.ContainerID
+	k := ep.key()
 	if ep.Network != Host {
 		path := ""
 		if isNetNS(ep.NetNS) {
@@ -297,27 +391,55 @@ func (m *Manager) teardown(ctx context.Context, ep *Endpoint) error {
 		}
 		c, err := m.cni(ep.Conf)
 		if err != nil {
-			return fmt.Errorf("network: tear down container %s: %w", id, err)
+			return fmt.Errorf("network: tear down container %s: %w", ep, err)
 		}
 		// Without a namespace (after a reboot) the plugins still release
 		// the address and the port and masquerade rules.
-		if err := c.Remove(ctx, id, path, gocni.WithCapabilityPortMap(cniPorts(ep.Ports))); err != nil {
-			return fmt.Errorf("network: tear down container %s on %s: %w", id, ep.Network, err)
+		if err := c.Remove(ctx, k, path, gocni.WithCapabilityPortMap(cniPorts(ep.Ports))); err != nil {
+			return fmt.Errorf("network: tear down container %s on %s: %w", ep, ep.Network, err)
 		}
 		if err := removeNetNS(ep.NetNS); err != nil {
-			return fmt.Errorf("network: tear down container %s: %w", id, err)
+			return fmt.Errorf("network: tear down container %s: %w", ep, err)
 		}
 	}
-	if err := os.RemoveAll(filepath.Join(m.state, "containers", id)); err != nil {
-		return fmt.Errorf("network: tear down container %s: %w", id, err)
+	if err := os.RemoveAll(m.filesDir(k)); err != nil {
+		return fmt.Errorf("network: tear down container %s: %w", ep, err)
 	}
-	if err := os.Remove(m.endpointPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("network: tear down container %s: %w", id, err)
+	if err := os.Remove(m.endpointPath(k)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("network: tear down container %s: %w", ep, err)
 	}
 	if err := m.updatePeers(ctx, ep.Network); err != nil {
-		return fmt.Errorf("network: tear down container %s: %w", id, err)
+		return fmt.Errorf("network: tear down container %s: %w", ep, err)
 	}
 	return nil
+}
+
+// Hold hands a container's endpoint (id in the namespace of ctx) to the
+// process pid, the init process of the container's task once the task
+// exists: Cleanup keeps the endpoint while that process runs, whatever its
+// live callback says, and tears it down once it is gone and the callback
+// says the container no longer runs. A container without an endpoint is
+// ErrNotFound, as is a pid that names no running process.
+func (m *Manager) Hold(ctx context.Context, id string, pid int) error {
+	ns, err := containerRef(ctx, id)
+	if err != nil {
+		return err
+	}
+	holder, err := processHolder(pid)
+	if err != nil {
+		return fmt.Errorf("network: container %s: holder: %w", id, err)
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ep, err := m.find(ns, id)
+	if err != nil {
+		return err
+	}
+	ep.Holder = holder
+	return m.writeEndpoint(ep)
 }
 
 func (m *Manager) writeEndpoint(ep *Endpoint) error {
@@ -325,42 +447,66 @@ func (m *Manager) writeEndpoint(ep *Endpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(m.endpointPath(ep.ContainerID), data); err != nil {
-		return fmt.Errorf("network: container %s: record: %w", ep.ContainerID, err)
+	if err := writeFileAtomic(m.endpointPath(ep.key()), data); err != nil {
+		return fmt.Errorf("network: container %s: record: %w", ep, err)
 	}
 	return nil
 }
 
-func (m *Manager) readEndpoint(id string) (*Endpoint, error) {
-	data, err := os.ReadFile(m.endpointPath(id))
+// find returns the endpoint of container id in namespace ns: its record,
+// or else one of the old layout by that ID, whose namespace is unknown
+// (see key); ErrNotFound when there is neither.
+func (m *Manager) find(ns, id string) (*Endpoint, error) {
+	ep, err := m.readEndpoint(key(ns, id))
+	if err == nil && ep.Namespace == ns && ep.ContainerID == id {
+		return ep, nil
+	}
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	if ep, err := m.readEndpoint(id); err == nil && ep.Namespace == "" {
+		return ep, nil
+	} else if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, err
+	}
+	return nil, fmt.Errorf("network: container %s has no endpoint in namespace %s: %w", id, ns, errdefs.ErrNotFound)
+}
+
+// readEndpoint reads the record of a key and checks that it is that
+// key's.
+func (m *Manager) readEndpoint(k string) (*Endpoint, error) {
+	data, err := os.ReadFile(m.endpointPath(k))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("network: container %s has no endpoint: %w", id, errdefs.ErrNotFound)
+		return nil, fmt.Errorf("network: no endpoint %s: %w", k, errdefs.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("network: container %s: %w", id, err)
+		return nil, fmt.Errorf("network: endpoint %s: %w", k, err)
 	}
 	var ep Endpoint
 	if err := json.Unmarshal(data, &ep); err != nil {
-		return nil, fmt.Errorf("network: container %s: record %s: %w: %w", id, m.endpointPath(id), err, errdefs.ErrDataLoss)
+		return nil, fmt.Errorf("network: endpoint %s: record %s: %w: %w", k, m.endpointPath(k), err, errdefs.ErrDataLoss)
 	}
-	if ep.ContainerID != id {
-		return nil, fmt.Errorf("network: container %s: record %s names %q: %w", id, m.endpointPath(id), ep.ContainerID, errdefs.ErrDataLoss)
+	if ep.key() != k {
+		return nil, fmt.Errorf("network: endpoint %s: record %s names container %s: %w", k, m.endpointPath(k), &ep, errdefs.ErrDataLoss)
 	}
 	return &ep, nil
 }
 
-// Endpoint returns a container's endpoint; ErrNotFound when it has none.
+// Endpoint returns a container's endpoint (id in the namespace of ctx);
+// ErrNotFound when it has none.
 func (m *Manager) Endpoint(ctx context.Context, id string) (*Endpoint, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !idRE.MatchString(id) {
-		return nil, fmt.Errorf("network: container ID %q: %w", id, errdefs.ErrInvalidArgument)
+	ns, err := containerRef(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	return m.readEndpoint(id)
+	return m.find(ns, id)
 }
 
-// endpoints lists every record, those of a setup in progress included.
+// endpoints lists every record, of every namespace, those of a setup in
+// progress included.
 func (m *Manager) endpoints(ctx context.Context) ([]*Endpoint, error) {
 	entries, err := os.ReadDir(filepath.Join(m.root, "endpoints"))
 	if err != nil {
@@ -371,11 +517,11 @@ func (m *Manager) endpoints(ctx context.Context) ([]*Endpoint, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !idRE.MatchString(id) {
+		k, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(k, ".") {
 			continue
 		}
-		ep, err := m.readEndpoint(id)
+		ep, err := m.readEndpoint(k)
 		if errors.Is(err, errdefs.ErrNotFound) {
 			continue
 		}

@@ -66,9 +66,9 @@ func hostsFile(ep *Endpoint, all []*Endpoint) []byte {
 		return b.Bytes()
 	}
 	peers := slices.Clone(all)
-	slices.SortFunc(peers, func(a, b *Endpoint) int { return strings.Compare(a.ContainerID, b.ContainerID) })
+	slices.SortFunc(peers, func(a, b *Endpoint) int { return strings.Compare(a.key(), b.key()) })
 	for _, p := range peers {
-		if p.ContainerID == ep.ContainerID || p.Network != ep.Network || !p.IP.IsValid() || !p.Ready {
+		if p.key() == ep.key() || p.Network != ep.Network || !p.IP.IsValid() || !p.Ready {
 			continue
 		}
 		names := []string{}
@@ -98,7 +98,7 @@ func (m *Manager) updatePeers(ctx context.Context, network string) error {
 			continue
 		}
 		if err := writeInPlace(ep.HostsPath, hostsFile(ep, all)); err != nil {
-			return fmt.Errorf("update container %s's hosts: %w", ep.ContainerID, err)
+			return fmt.Errorf("update container %s's hosts: %w", ep, err)
 		}
 	}
 	return nil

@@ -16,8 +16,12 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/testutil"
 )
+
+// testCtx is the namespace the tests' containers are in.
+var testCtx = namespaces.WithNamespace(context.Background(), "nt")
 
 // hostState is what these tests' networking may leave on the host: links,
 // iptables rules, network namespace mounts, CNI's result cache — only what
@@ -176,8 +180,9 @@ var testNets atomic.Int32
 
 // newTestManager opens a manager on temporary directories with its own
 // default bridge and subnets (10.250-253.x, which the host does not use),
-// and tears everything down when the test ends: every endpoint, every
-// network, then checks the IPAM directory is empty and the host unchanged.
+// and tears everything down when the test ends: every endpoint (this
+// process holds those it set up, which Cleanup keeps), every network, then
+// checks the IPAM directory is empty and the host unchanged.
 func newTestManager(t testing.TB) *Manager {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -203,8 +208,9 @@ func newTestManager(t testing.TB) *Manager {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		if _, err := m.Cleanup(ctx, func(string) bool { return false }); err != nil {
+		ctx := testCtx
+		tearDownAll(t, m)
+		if _, err := m.Cleanup(ctx, func(string, string) bool { return false }); err != nil {
 			t.Errorf("Cleanup: %v", err)
 		}
 		nets, err := m.List(ctx)
@@ -235,6 +241,26 @@ func newTestManager(t testing.TB) *Manager {
 		}
 	})
 	return m
+}
+
+// tearDownAll tears down every endpoint of m, whoever holds it.
+func tearDownAll(t testing.TB, m *Manager) {
+	t.Helper()
+	ctx := context.Background()
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	eps, err := m.endpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range eps {
+		if err := m.teardown(ctx, ep); err != nil {
+			t.Errorf("teardown %s: %v", ep, err)
+		}
+	}
 }
 
 // inNetNS runs a command in a container's network namespace, with the

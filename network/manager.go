@@ -18,6 +18,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-oci/strata/namespaces"
 )
 
 // Defaults of a Manager.
@@ -368,15 +370,18 @@ func (m *Manager) get(name string) (Network, error) {
 	return n, nil
 }
 
-// Containers returns the IDs of the containers attached to a network.
+// Containers returns the IDs of the containers of ctx's namespace (of
+// every namespace when ctx has none) attached to a network; those of
+// records written before records named their namespace are among them.
 func (m *Manager) Containers(ctx context.Context, name string) ([]string, error) {
+	ns, _ := namespaces.Namespace(ctx)
 	eps, err := m.endpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var ids []string
 	for _, ep := range eps {
-		if ep.Network == name {
+		if ep.Network == name && (ns == "" || ep.Namespace == "" || ep.Namespace == ns) {
 			ids = append(ids, ep.ContainerID)
 		}
 	}
@@ -407,7 +412,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	}
 	for _, ep := range eps {
 		if ep.Network == name {
-			return fmt.Errorf("network: remove %s: container %s is attached to it: %w", name, ep.ContainerID, errdefs.ErrFailedPrecondition)
+			return fmt.Errorf("network: remove %s: container %s is attached to it (%s): %w", name, ep.ContainerID, ep, errdefs.ErrFailedPrecondition)
 		}
 	}
 	if err := deleteLink(n.Bridge); err != nil {

@@ -2,7 +2,6 @@ package network
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,7 +25,7 @@ import (
 // disappears from the other's hosts file.
 func TestTwoContainersOnAUserNetwork(t *testing.T) {
 	m := newTestManager(t)
-	ctx := context.Background()
+	ctx := testCtx
 	n, err := m.Create(ctx, CreateRequest{Name: "backend"})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +151,7 @@ func get(url string) (string, error) {
 // refused without leaving anything behind.
 func TestPublishedPorts(t *testing.T) {
 	m := newTestManager(t)
-	ctx := context.Background()
+	ctx := testCtx
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +255,7 @@ func TestPublishedPorts(t *testing.T) {
 // distinct and every hosts file names every other container.
 func TestConcurrentSetup(t *testing.T) {
 	m := newTestManager(t)
-	ctx := context.Background()
+	ctx := testCtx
 	if _, err := m.Create(ctx, CreateRequest{Name: "shared"}); err != nil {
 		t.Fatal(err)
 	}

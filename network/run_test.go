@@ -1,7 +1,6 @@
 package network
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +17,7 @@ import (
 // its files and its peer by name.
 func TestRuncOnANetwork(t *testing.T) {
 	m := newTestManager(t)
-	ctx := context.Background()
+	ctx := testCtx
 	if _, err := m.Create(ctx, CreateRequest{Name: "app"}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package network
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"os"
@@ -16,7 +15,7 @@ import (
 // and each way a request can be refused, with nothing written then.
 func TestNetworkStore(t *testing.T) {
 	m := newTestManager(t)
-	ctx := context.Background()
+	ctx := testCtx
 
 	a, err := m.Create(ctx, CreateRequest{Name: "front", Labels: map[string]string{"team": "web"}})
 	if err != nil {

@@ -15,11 +15,12 @@ import (
 )
 
 // Networks is what the daemon needs of the containers' networks
-// (network.Manager): tear down a container's endpoint, and at start those
-// of containers that no longer run.
+// (network.Manager): tear down the endpoint of a container (id in the
+// namespace of ctx) whose init process pid exited, and at start those of
+// containers that no longer run.
 type Networks interface {
-	Teardown(ctx context.Context, id string) error
-	Cleanup(ctx context.Context, live func(id string) bool) ([]string, error)
+	TeardownExited(ctx context.Context, id string, pid int) error
+	Cleanup(ctx context.Context, live func(namespace, id string) bool) ([]string, error)
 }
 
 // networkWatch tears down the network of each container whose task exits
@@ -61,7 +62,9 @@ func (s *Server) startNetworkWatch() error {
 			if !ok || ev.GetID() != "" && ev.GetID() != ev.GetContainerID() {
 				continue
 			}
-			if err := nw.Teardown(ctx, ev.GetContainerID()); err != nil {
+			// IDs are unique in a namespace only: the same ID in another
+			// one is another container, with its own network.
+			if err := nw.TeardownExited(namespaces.WithNamespace(ctx, env.GetNamespace()), ev.GetContainerID(), int(ev.GetPid())); err != nil {
 				s.Log.Warn("network teardown of an exited container", "container", ev.GetContainerID(), "namespace", env.GetNamespace(), "error", err)
 			}
 		}
@@ -76,7 +79,9 @@ func (s *Server) startNetworkWatch() error {
 }
 
 // cleanupNetworks tears down the endpoints of containers without a
-// running task, once the tasks are loaded.
+// running task, once the tasks are loaded (the manager keeps those whose
+// holder process runs: a container a CLI is setting up, whose task this
+// daemon has not seen).
 func (s *Server) cleanupNetworks(ctx context.Context) error {
 	if s.netWatch == nil || s.tasks == nil {
 		return nil
@@ -85,7 +90,12 @@ func (s *Server) cleanupNetworks(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("network cleanup: %w", err)
 	}
-	removed, err := s.cfg.Network.Cleanup(ctx, func(id string) bool { return running[id] })
+	removed, err := s.cfg.Network.Cleanup(ctx, func(ns, id string) bool {
+		if ns == "" { // a record of the old layout: its namespace is unknown
+			return running.anywhere[id]
+		}
+		return running.in[taskRef{ns, id}]
+	})
 	if len(removed) > 0 {
 		s.Log.Info("network cleanup: tore down the networks of containers that no longer run", "containers", removed)
 	}
@@ -96,20 +106,30 @@ func (s *Server) cleanupNetworks(ctx context.Context) error {
 	return nil
 }
 
-// runningTasks returns the IDs of the containers, in every namespace,
-// whose task is created, running or paused (a stopped task holds no
-// network worth keeping).
-func (s *Server) runningTasks(ctx context.Context) (map[string]bool, error) {
+// taskRef names a container: its namespace and ID.
+type taskRef struct{ namespace, id string }
+
+// runningSet is the containers with a running task, by namespace and ID,
+// and by ID alone in any namespace.
+type runningSet struct {
+	in       map[taskRef]bool
+	anywhere map[string]bool
+}
+
+// runningTasks returns the containers, in every namespace, whose task is
+// created, running or paused (a stopped task holds no network worth
+// keeping).
+func (s *Server) runningTasks(ctx context.Context) (runningSet, error) {
+	running := runningSet{in: map[taskRef]bool{}, anywhere: map[string]bool{}}
 	nss, err := s.Store.DB.Namespaces().List(ctx)
 	if err != nil {
-		return nil, err
+		return running, err
 	}
-	running := map[string]bool{}
 	for _, ns := range nss {
 		nctx := namespaces.WithNamespace(ctx, ns)
 		ts, err := s.tasks.manager.List(nctx)
 		if err != nil {
-			return nil, err
+			return running, err
 		}
 		for _, t := range ts {
 			if t.Dead() {
@@ -119,12 +139,11 @@ func (s *Server) runningTasks(ctx context.Context) (map[string]bool, error) {
 			if err != nil {
 				// Unknown: keep its network rather than cut a live one.
 				s.Log.Warn("network cleanup: task state", "container", t.ID, "namespace", ns, "error", err)
-				running[t.ID] = true
+			} else if st.GetStatus() == tasktypes.Status_STOPPED {
 				continue
 			}
-			if st.GetStatus() != tasktypes.Status_STOPPED {
-				running[t.ID] = true
-			}
+			running.in[taskRef{ns, t.ID}] = true
+			running.anywhere[t.ID] = true
 		}
 	}
 	return running, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/testutil"
 )
@@ -55,13 +56,14 @@ func TestNetworkCommands(t *testing.T) {
 	c.fails(1, "network nope: not found", "network", "inspect", "nope")
 
 	// A container attached to it, through the same files the CLI opens.
-	ctx := context.Background()
+	ctx := namespaces.WithNamespace(context.Background(), namespaces.Default)
 	m, err := network.New(filepath.Join(c.root, "network"), state)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if _, err := m.Cleanup(ctx, func(string) bool { return false }); err != nil {
+		m.Teardown(ctx, "ctr1") // held by this process: Cleanup keeps it
+		if _, err := m.Cleanup(ctx, func(string, string) bool { return false }); err != nil {
 			t.Errorf("Cleanup: %v", err)
 		}
 		m.Remove(ctx, "web")

@@ -89,7 +89,7 @@ func runCLIOn(t *testing.T, c *cli) *cli {
 			t.Error(err)
 			return
 		}
-		if _, err := m.Cleanup(context.Background(), func(string) bool { return false }); err != nil {
+		if _, err := m.Cleanup(context.Background(), func(string, string) bool { return false }); err != nil {
 			// The plugins' shared chains stay while other containers on
 			// the host (other tests, other stores) use them.
 			t.Logf("network cleanup: %v", err)

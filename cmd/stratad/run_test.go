@@ -15,6 +15,7 @@ import (
 	"github.com/strata-oci/strata/namespaces"
 	"github.com/strata-oci/strata/network"
 	"github.com/strata-oci/strata/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // TestRunSurvivesDaemonKill: a container started with `strata run -d`
@@ -62,7 +63,7 @@ func TestRunSurvivesDaemonKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Cleanup(context.Background(), func(string) bool { return false }) })
+	t.Cleanup(func() { m.Cleanup(context.Background(), func(string, string) bool { return false }) })
 	t.Cleanup(func() { // when the test failed midway, while the daemon runs
 		if d.cmd != nil {
 			cli("rm", "-f", "s")
@@ -81,6 +82,19 @@ func TestRunSurvivesDaemonKill(t *testing.T) {
 	}
 	if out, _ := exec.Command("ip", "-o", "link", "show", "master", bridge).Output(); len(strings.TrimSpace(string(out))) == 0 {
 		t.Fatalf("no veth on %s after run -d", bridge)
+	}
+	// The CLI that set the endpoint up has exited; the container's init,
+	// in the endpoint's namespace, holds it now, for any daemon's cleanup.
+	ep, err := m.Endpoint(namespaces.WithNamespace(context.Background(), fmt.Sprintf("run-%d", os.Getpid())), id)
+	if err != nil || ep.Holder == nil {
+		t.Fatalf("endpoint of %s: %+v, %v; want one with a holder", id, ep, err)
+	}
+	var want unix.Stat_t
+	if err := unix.Stat(ep.NetNS, &want); err != nil {
+		t.Fatal(err)
+	}
+	if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", ep.Holder.PID)); link != fmt.Sprintf("net:[%d]", want.Ino) {
+		t.Errorf("holder %d of %s's endpoint is in network namespace %q, want the endpoint's (inode %d): not the container's init", ep.Holder.PID, id, link, want.Ino)
 	}
 
 	d.kill()
@@ -122,7 +136,7 @@ func TestRunSurvivesDaemonKill(t *testing.T) {
 	if left, _ := mount.Under(d.dir); len(left) > 0 {
 		t.Errorf("mounts left under %s: %v", d.dir, left)
 	}
-	if _, err := m.Cleanup(context.Background(), func(string) bool { return false }); err != nil {
+	if _, err := m.Cleanup(context.Background(), func(string, string) bool { return false }); err != nil {
 		t.Logf("network cleanup: %v", err) // the plugins' shared chains stay while others use them
 	}
 	if err := exec.Command("ip", "link", "show", bridge).Run(); err == nil {
