@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
@@ -259,6 +260,9 @@ func (f *runFlags) options(cmd *cobra.Command, args []string) (engine.CreateOpti
 	o.Spec = oci.Options{Args: args, Env: f.env, EnvFiles: f.envFiles, User: f.user, Workdir: f.workdir, Hostname: f.hostname,
 		TTY: f.tty, Privileged: f.privileged, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop,
 		Binds: f.volumes, Tmpfs: f.tmpfs, Memory: mem, CPUs: f.cpus, PidsLimit: f.pidsLimit}
+	if w, h, ok := terminalSize(cmd.InOrStdin(), cmd.OutOrStdout()); ok && f.tty && !f.detach {
+		o.Spec.ConsoleSize = &specs.Box{Width: uint(w), Height: uint(h)}
+	}
 	if cmd.Flags().Changed("entrypoint") {
 		o.Spec.Entrypoint = &f.entrypoint
 	}

@@ -299,3 +299,26 @@ func TestRunTerminal(t *testing.T) {
 		t.Errorf("containers left by a refused run -it: %q", ps)
 	}
 }
+
+// TestRunTerminalEmbedded: the same without a daemon, through the
+// in-process server: run -it and exec -it; and run -t without -i, which
+// lets go of the store while the container runs, still sizes the
+// container's terminal as ours first.
+func TestRunTerminalEmbedded(t *testing.T) {
+	embeddedOnly(t, "the embedded in-process server is what is tested")
+	c := runCLIOn(t, &cli{t: t, root: t.TempDir()})
+	interactiveShell(t, c, "run", "--rm", "-it", "--network", "none", busybox, "sh")
+	c.ok("run", "-d", "--name", "box", "--network", "none", busybox, "sleep", "1000")
+	interactiveShell(t, c, "exec", "-it", "box", "sh")
+	c.ok("rm", "-f", "box")
+
+	p := openPTY(t, 21, 88)
+	done := p.start(c.cmd(nil, "run", "--rm", "-t", "--network", "none", busybox, "sh", "-c", "stty size; exit 4"))
+	if code := p.exitCode(done); code != 4 {
+		t.Errorf("embedded run -t: exit %d, want 4; the terminal shows %q", code, p.output())
+	}
+	// Without -i our terminal is not raw (as docker's): its \r\n is
+	// \r\r\n here, which a terminal shows the same.
+	p.expect(`21 88\r+\n`)
+	p.checkSane()
+}
