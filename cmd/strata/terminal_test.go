@@ -284,7 +284,8 @@ func TestExecTerminal(t *testing.T) {
 
 // TestRunTerminal: run --rm -it gives the container's shell a terminal
 // sized and resized as ours, and its exit status; -it with a stdin that
-// is not a terminal is refused (125, one line) before anything is made.
+// is not a terminal is refused (125, one line) before anything is made;
+// -dit and starting again a container made with -t work unattached.
 func TestRunTerminal(t *testing.T) {
 	c := runCLI(t)
 	interactiveShell(t, c, "run", "--rm", "-it", "--network", "none", busybox, "sh")
@@ -298,6 +299,27 @@ func TestRunTerminal(t *testing.T) {
 	if ps := c.ok("ps", "-aq"); ps != "" {
 		t.Errorf("containers left by a refused run -it: %q", ps)
 	}
+
+	// -dit: a terminal with no one attached, copied to the log (runc
+	// refused to detach without a console).
+	c.ok("run", "-dit", "--name", "dt", "--network", "none", busybox, "sh", "-c", "test -t 1 && echo tty; exec sleep 1000")
+	eventually(t, "the -dit container's output in its log", func() error {
+		if r := c.run("logs", "dt"); r.code != 0 || !strings.Contains(r.stdout, "tty") {
+			return fmt.Errorf("logs dt: %+v", r)
+		}
+		return nil
+	})
+	c.ok("rm", "-f", "dt")
+	// start again a container made by run -t: it has a terminal, and no log.
+	c.ok("run", "-t", "--name", "again", "--network", "none", busybox, "true")
+	c.ok("start", "again")
+	eventually(t, "the restarted container exited", func() error {
+		if ps := c.ok("ps", "-a"); !strings.Contains(ps, "Exited (0)") {
+			return fmt.Errorf("ps -a:\n%s", ps)
+		}
+		return nil
+	})
+	c.ok("rm", "again")
 }
 
 // TestRunTerminalEmbedded: the same without a daemon, through the
