@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -113,6 +114,10 @@ func (e *Engine) Start(ctx context.Context, id string, stdio IO) (retErr error) 
 	if stdio == (IO{}) {
 		stdio.Stdout = c.Labels[labels.ContainerLogURI]
 		stdio.Stderr = stdio.Stdout
+		// A process made with a terminal (run -dit, or start after run
+		// -it) needs one even with no one attached: runc refuses to
+		// detach without a console, and the shim copies it to the log.
+		stdio.Terminal = spec.Process != nil && spec.Process.Terminal
 	}
 	sn, err := e.snapshotter(c.Snapshotter)
 	if err != nil {
@@ -130,6 +135,11 @@ func (e *Engine) Start(ctx context.Context, id string, stdio IO) (retErr error) 
 		Stdin: stdio.Stdin, Stdout: orNull(stdio.Stdout), Stderr: orNull(stdio.Stderr)}
 	if stdio.Terminal {
 		req.Stderr = ""
+		// The shim copies a terminal to a path it opens or to a binary://
+		// logger; it has no file:// there.
+		if stdio.Stdout == "" {
+			req.Stdout = os.DevNull
+		}
 	}
 	created, err := e.cfg.Tasks.Create(gctx, req)
 	if err != nil {

@@ -45,6 +45,10 @@ type Options struct {
 	Hostname string
 	// TTY allocates a terminal (-t).
 	TTY bool
+	// ConsoleSize is the terminal's size when the process starts, with
+	// TTY (the CLI's own terminal's, as docker's): without it the process
+	// may run before a resize reaches its terminal and see 0×0.
+	ConsoleSize *specs.Box
 
 	// Privileged lifts masked and read-only paths, the capability bounds,
 	// seccomp, no_new_privileges and the device allowlist, and adds the
@@ -147,6 +151,7 @@ func Generate(ctx context.Context, opts Options) (*specs.Spec, error) {
 		Root:    &specs.Root{Path: opts.Rootfs, Readonly: opts.ReadOnly},
 		Process: &specs.Process{
 			Terminal:        opts.TTY,
+			ConsoleSize:     consoleSize(opts),
 			User:            user,
 			Args:            args,
 			Env:             env,
@@ -271,4 +276,13 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// consoleSize is the process's ConsoleSize: only with a terminal.
+func consoleSize(opts Options) *specs.Box {
+	if !opts.TTY || opts.ConsoleSize == nil {
+		return nil
+	}
+	b := *opts.ConsoleSize
+	return &b
 }

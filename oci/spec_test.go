@@ -601,3 +601,19 @@ func TestSignals(t *testing.T) {
 		t.Errorf("Generate with STOPSIGNAL SIGNOPE: %v", err)
 	}
 }
+
+// TestConsoleSize: the terminal's size is in the spec with a terminal,
+// and only then.
+func TestConsoleSize(t *testing.T) {
+	size := &specs.Box{Width: 111, Height: 37}
+	spec := generate(t, Options{TTY: true, ConsoleSize: size})
+	if !spec.Process.Terminal || spec.Process.ConsoleSize == nil || *spec.Process.ConsoleSize != *size {
+		t.Errorf("TTY with ConsoleSize %v: terminal %v, ConsoleSize %v", *size, spec.Process.Terminal, spec.Process.ConsoleSize)
+	}
+	if spec := generate(t, Options{ConsoleSize: size}); spec.Process.Terminal || spec.Process.ConsoleSize != nil {
+		t.Errorf("ConsoleSize without TTY: terminal %v, ConsoleSize %v; want neither", spec.Process.Terminal, spec.Process.ConsoleSize)
+	}
+	if spec := generate(t, Options{TTY: true}); spec.Process.ConsoleSize != nil {
+		t.Errorf("TTY without a size: ConsoleSize %v, want none", spec.Process.ConsoleSize)
+	}
+}

@@ -234,6 +234,13 @@ func newExecCommand(a *app) *cobra.Command {
 		Short: "Run a command in a running container and exit with its status",
 		Args:  minArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var stdin io.Reader
+			if interactive {
+				stdin = cmd.InOrStdin()
+			}
+			if err := checkTTY(interactive, tty, stdin); err != nil {
+				return err
+			}
 			return a.withEngine(cmd, func(ctx context.Context, s backend, e *engine.Engine) error {
 				c, err := e.Resolve(ctx, args[0])
 				if err != nil {
@@ -244,7 +251,8 @@ func newExecCommand(a *app) *cobra.Command {
 					return fmt.Errorf("exec in %s: the container's spec has no process to start from: %w", c.ID, errdefs.ErrFailedPrecondition)
 				}
 				p := *spec.Process
-				p.Args, p.Terminal = args[1:], false
+				p.Args = args[1:]
+				execTerminal(&p, tty, stdin, cmd.OutOrStdout())
 				p.Env = append(append([]string(nil), p.Env...), env...)
 				if workdir != "" {
 					p.Cwd = workdir
@@ -269,14 +277,11 @@ func newExecCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var stdin io.Reader
-				if interactive {
-					stdin = cmd.InOrStdin()
-				}
 				b := make([]byte, 8)
 				rand.Read(b)
-				status, err := execProcess(serverCtx(ctx, a.namespace), e.Tasks(), c.ID, "exec-"+hex.EncodeToString(b),
-					&anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pb}, stdin, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				status, err := execProcess(serverCtx(ctx, a.namespace), e.Tasks(), a.logger, c.ID, "exec-"+hex.EncodeToString(b),
+					&anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pb},
+					execIO{stdin: stdin, stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), tty: tty})
 				if err != nil {
 					return err
 				}
@@ -287,7 +292,7 @@ func newExecCommand(a *app) *cobra.Command {
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
-	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal (not yet)")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal: output and errors on it, our terminal raw with -i")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "user to run as: name, uid, name:group or uid:gid")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working directory")
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "KEY=VALUE added to the environment (repeatable)")

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
@@ -286,6 +287,9 @@ func (f *runFlags) options(cmd *cobra.Command, args []string) (engine.CreateOpti
 	o.Spec = oci.Options{Args: args, Env: f.env, EnvFiles: f.envFiles, User: f.user, Workdir: f.workdir, Hostname: f.hostname,
 		TTY: f.tty, Privileged: f.privileged, ReadOnly: f.readOnly, CapAdd: f.capAdd, CapDrop: f.capDrop,
 		Binds: f.volumes, Tmpfs: f.tmpfs, Memory: mem, CPUs: f.cpus, PidsLimit: f.pidsLimit}
+	if w, h, ok := terminalSize(cmd.InOrStdin(), cmd.OutOrStdout()); ok && f.tty && !f.detach {
+		o.Spec.ConsoleSize = &specs.Box{Width: uint(w), Height: uint(h)}
+	}
 	if cmd.Flags().Changed("entrypoint") {
 		o.Spec.Entrypoint = &f.entrypoint
 	}
@@ -359,6 +363,10 @@ command cannot be run, 127 when the image does not have it.`,
 			o, err := f.options(cmd, args[1:])
 			if err != nil {
 				return statusError{125, usageError{err}}
+			}
+			// -d attaches no stdin (docker's -dit is fine anywhere).
+			if err := checkTTY(f.interactive && !f.detach, f.tty, cmd.InOrStdin()); err != nil {
+				return statusError{125, err}
 			}
 			return runStatus(a.withEngine(cmd, func(ctx context.Context, s backend, e *engine.Engine) error {
 				img, err := a.runImage(ctx, cmd, s, args[0], f)
@@ -551,22 +559,20 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 			return 0, e, fmt.Errorf("container %s: stdin: %w", id, err)
 		}
 	}
+	if tty {
+		defer rawInput(stdin, e.Logger())()
+	}
 	if err := e.Start(ctx, id, stdio); err != nil {
 		release()
 		copies.Wait()
 		return 0, e, err
 	}
+	unfollow := func() {}
 	if tty {
-		if ws, err := unix.IoctlGetWinsize(int(os.Stdout.Fd()), unix.TIOCGWINSZ); err == nil {
-			if err := e.Resize(ctx, id, uint32(ws.Col), uint32(ws.Row)); err != nil {
-				e.Logger().Debug("resize the container's terminal", "container", id, "error", err)
-			}
-		}
-		if f, ok := stdin.(*os.File); ok {
-			if restore, err := rawTerminal(int(f.Fd())); err == nil {
-				defer restore()
-			}
-		}
+		unfollow = sync.OnceFunc(followTerminal(ctx, stdin, stdout, e.Logger(), func(ctx context.Context, width, height uint32) error {
+			return e.Resize(ctx, id, width, height)
+		}))
+		defer unfollow()
 	}
 	if stdin != nil {
 		// Closing our stdin is the container's EOF, through CloseIO.
@@ -577,6 +583,9 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 		})()
 	}
 	if hold != nil {
+		// The engine goes with the store: the terminal keeps the size it
+		// has (embedded run -t without -i).
+		unfollow()
 		if err := hold.release(); err != nil {
 			return 0, e, err
 		}
@@ -608,25 +617,4 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 type lockHolder struct {
 	release   func() error
 	reacquire func() (*engine.Engine, error)
-}
-
-// rawTerminal puts the terminal fd in raw mode (cfmakeraw(3)): keys go
-// to the container's terminal as typed, Ctrl-C included. It returns the
-// function that restores the terminal; not a terminal is an error.
-func rawTerminal(fd int) (func(), error) {
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return nil, err
-	}
-	raw := *old
-	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	raw.Oflag &^= unix.OPOST
-	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	raw.Cflag &^= unix.CSIZE | unix.PARENB
-	raw.Cflag |= unix.CS8
-	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
-		return nil, err
-	}
-	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }

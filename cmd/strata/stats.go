@@ -151,8 +151,3 @@ func hostMemory() uint64 {
 	}
 	return uint64(si.Totalram) * uint64(si.Unit)
 }
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}

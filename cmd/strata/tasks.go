@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -188,12 +189,21 @@ func tasksExec(a *app) *cobra.Command {
 	var (
 		execID, cwd string
 		env         []string
+		tty         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "exec [--exec-id ID] TASK COMMAND [ARG...]",
 		Short: "Run a command in a running task, with the task's user and environment, and exit with its status",
 		Args:  minArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// As ctr's, a terminal takes our stdin, which must be one.
+			var stdin io.Reader
+			if tty {
+				stdin = cmd.InOrStdin()
+				if err := checkTTY(true, tty, stdin); err != nil {
+					return err
+				}
+			}
 			c, ctx, err := a.tasks(cmd)
 			if err != nil {
 				return err
@@ -212,7 +222,8 @@ func tasksExec(a *app) *cobra.Command {
 				return fmt.Errorf("exec in %s: the container's spec has no process to start from: %w", id, errdefs.ErrFailedPrecondition)
 			}
 			p := *spec.Process
-			p.Args, p.Terminal = args[1:], false
+			p.Args = args[1:]
+			execTerminal(&p, tty, stdin, cmd.OutOrStdout())
 			p.Env = append(p.Env, env...)
 			if cwd != "" {
 				p.Cwd = cwd
@@ -226,8 +237,8 @@ func tasksExec(a *app) *cobra.Command {
 				rand.Read(b)
 				execID = "strata-" + hex.EncodeToString(b)
 			}
-			status, err := execProcess(ctx, c, id, execID, &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pb},
-				nil, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			status, err := execProcess(ctx, c, a.logger, id, execID, &anypb.Any{TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", Value: pb},
+				execIO{stdin: stdin, stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), tty: tty})
 			if err != nil {
 				return err
 			}
@@ -239,12 +250,11 @@ func tasksExec(a *app) *cobra.Command {
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringVar(&execID, "exec-id", "", "id of the exec process (default: a random one)")
 	cmd.Flags().StringVar(&cwd, "cwd", "", "working directory (default: the task's)")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal, with our stdin (a terminal) as its input")
 	cmd.Flags().StringArrayVar(&env, "env", nil, "KEY=VALUE added to the environment (repeatable)")
 	return cmd
 }
 
-// execProcess runs an exec process with its stdout and stderr through
-// FIFOs copied to ours, waits for it, deletes it and returns its status.
 // feedStdin copies in to the stdin FIFO at path once the shim has opened
 // its read end, then calls closeIO: the shim holds the FIFO open for
 // writing itself, so our close alone is no EOF for the process. The open
@@ -285,14 +295,30 @@ func feedStdin(path string, in io.Reader, closeIO func()) (done func()) {
 	}
 }
 
-func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string, spec *anypb.Any, stdin io.Reader, stdout, stderr io.Writer) (uint32, error) {
+// execIO is an exec process's stdio: ours, through FIFOs.
+type execIO struct {
+	// stdin is nil for none.
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// tty gives the process a terminal (its spec must say so too): its
+	// output, stderr included, comes on stdout, as docker's.
+	tty bool
+}
+
+// execProcess runs an exec process with its stdio through FIFOs copied
+// to and from ours, waits for it, deletes it and returns its status.
+// With a terminal, its size follows ours (ResizePty) while it runs.
+func execProcess(ctx context.Context, c tasksapi.TasksClient, log *slog.Logger, id, execID string, spec *anypb.Any, stdio execIO) (uint32, error) {
 	dir, err := os.MkdirTemp("", "strata-exec")
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
 	paths := []string{filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")}
-	outs := []io.Writer{stdout, stderr}
+	outs := []io.Writer{stdio.stdout, stdio.stderr}
+	if stdio.tty {
+		paths, outs = paths[:1], outs[:1]
+	}
 	var copies sync.WaitGroup
 	for i, p := range paths {
 		if err := unix.Mkfifo(p, 0o600); err != nil {
@@ -319,14 +345,20 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string,
 			}
 		}
 	}
-	stdinPath := ""
-	if stdin != nil {
-		stdinPath = filepath.Join(dir, "stdin")
-		if err := unix.Mkfifo(stdinPath, 0o600); err != nil {
+	req := &tasksapi.ExecProcessRequest{ContainerID: id, ExecID: execID, Stdout: paths[0], Terminal: stdio.tty, Spec: spec}
+	if !stdio.tty {
+		req.Stderr = paths[1]
+	}
+	if stdio.stdin != nil {
+		req.Stdin = filepath.Join(dir, "stdin")
+		if err := unix.Mkfifo(req.Stdin, 0o600); err != nil {
 			return 0, fmt.Errorf("exec in %s: %w", id, err)
 		}
 	}
-	if _, err := c.Exec(ctx, &tasksapi.ExecProcessRequest{ContainerID: id, ExecID: execID, Stdin: stdinPath, Stdout: paths[0], Stderr: paths[1], Spec: spec}); err != nil {
+	if stdio.tty {
+		defer rawInput(stdio.stdin, log)()
+	}
+	if _, err := c.Exec(ctx, req); err != nil {
 		release()
 		copies.Wait()
 		return 0, fmt.Errorf("exec in %s: %w", id, errgrpc.ToNative(err))
@@ -346,8 +378,18 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, id, execID string,
 		copies.Wait()
 		return 0, fmt.Errorf("exec in %s: start: %w", id, errgrpc.ToNative(err))
 	}
-	if stdin != nil {
-		defer feedStdin(stdinPath, stdin, func() {
+	if stdio.tty {
+		// The shim has the process's terminal once it has started it.
+		defer followTerminal(ctx, stdio.stdin, stdio.stdout, log, func(ctx context.Context, width, height uint32) error {
+			_, err := c.ResizePty(ctx, &tasksapi.ResizePtyRequest{ContainerID: id, ExecID: execID, Width: width, Height: height})
+			if err != nil {
+				return fmt.Errorf("exec %s in %s: resize terminal: %w", execID, id, errgrpc.ToNative(err))
+			}
+			return nil
+		})()
+	}
+	if stdio.stdin != nil {
+		defer feedStdin(req.Stdin, stdio.stdin, func() {
 			c.CloseIO(context.WithoutCancel(ctx), &tasksapi.CloseIORequest{ContainerID: id, ExecID: execID, Stdin: true})
 		})()
 	}
