@@ -528,29 +528,10 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 		delete(outs, stdio.Stderr)
 		stdio.Stderr = ""
 	}
-	var copies sync.WaitGroup
+	var copies fifoCopies
 	for p, w := range outs {
-		if err := unix.Mkfifo(p, 0o600); err != nil {
+		if err := copies.add(p, w); err != nil {
 			return 0, e, fmt.Errorf("container %s: stdio: %w", id, err)
-		}
-		copies.Add(1)
-		go func() {
-			defer copies.Done()
-			f, err := os.OpenFile(p, os.O_RDONLY, 0)
-			if err != nil {
-				return
-			}
-			defer f.Close()
-			io.Copy(w, f)
-		}()
-	}
-	// Opened here too so that the readers end if the shim never opens
-	// its ends (start refused).
-	release := func() {
-		for p := range outs {
-			if f, err := os.OpenFile(p, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
-				f.Close()
-			}
 		}
 	}
 	if stdin != nil {
@@ -563,8 +544,7 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 		defer rawInput(stdin, e.Logger())()
 	}
 	if err := e.Start(ctx, id, stdio); err != nil {
-		release()
-		copies.Wait()
+		copies.abandon()
 		return 0, e, err
 	}
 	unfollow := func() {}
@@ -593,7 +573,7 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 		// them): then the store is opened again to learn its status.
 		ended := make(chan struct{})
 		go func() {
-			copies.Wait()
+			copies.wait()
 			close(ended)
 		}()
 		select {
@@ -608,7 +588,7 @@ func attachRun(ctx context.Context, e *engine.Engine, id string, stdin io.Reader
 	stop := context.AfterFunc(ctx, func() { e.Kill(context.WithoutCancel(ctx), id, unix.SIGTERM) })
 	defer stop()
 	status, err := e.Wait(context.WithoutCancel(ctx), id)
-	copies.Wait()
+	copies.wait()
 	return status, e, err
 }
 

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
@@ -255,46 +254,6 @@ func tasksExec(a *app) *cobra.Command {
 	return cmd
 }
 
-// feedStdin copies in to the stdin FIFO at path once the shim has opened
-// its read end, then calls closeIO: the shim holds the FIFO open for
-// writing itself, so our close alone is no EOF for the process. The open
-// blocks until the shim's reader is there: shims open their ends
-// asynchronously, so they may not be open yet when Create or Start
-// returns, and a non-blocking open would then fail and lose the input.
-// The returned function ends a wait that can no longer be met (the
-// process has exited or never started); call it once the process is done.
-func feedStdin(path string, in io.Reader, closeIO func()) (done func()) {
-	var (
-		mu    sync.Mutex
-		ended bool
-	)
-	go func() {
-		w, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			return
-		}
-		defer w.Close()
-		mu.Lock()
-		gone := ended
-		mu.Unlock()
-		if gone {
-			return
-		}
-		io.Copy(w, in)
-		w.Close()
-		closeIO()
-	}()
-	return func() {
-		mu.Lock()
-		ended = true
-		mu.Unlock()
-		// A reader that comes and goes lets a pending open return.
-		if r, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
-			r.Close()
-		}
-	}
-}
-
 // execIO is an exec process's stdio: ours, through FIFOs.
 type execIO struct {
 	// stdin is nil for none.
@@ -319,30 +278,10 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, log *slog.Logger, 
 	if stdio.tty {
 		paths, outs = paths[:1], outs[:1]
 	}
-	var copies sync.WaitGroup
+	var copies fifoCopies
 	for i, p := range paths {
-		if err := unix.Mkfifo(p, 0o600); err != nil {
+		if err := copies.add(p, outs[i]); err != nil {
 			return 0, fmt.Errorf("exec in %s: %w", id, err)
-		}
-		copies.Add(1)
-		go func(p string, w io.Writer) {
-			defer copies.Done()
-			// Blocks until the shim opens its end; EOF once it closes it.
-			f, err := os.OpenFile(p, os.O_RDONLY, 0)
-			if err != nil {
-				return
-			}
-			defer f.Close()
-			io.Copy(w, f)
-		}(p, outs[i])
-	}
-	// If the shim never opens a FIFO (exec refused), open its write end
-	// here so that the reader above gets EOF.
-	release := func() {
-		for _, p := range paths {
-			if f, err := os.OpenFile(p, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
-				f.Close()
-			}
 		}
 	}
 	req := &tasksapi.ExecProcessRequest{ContainerID: id, ExecID: execID, Stdout: paths[0], Terminal: stdio.tty, Spec: spec}
@@ -359,8 +298,7 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, log *slog.Logger, 
 		defer rawInput(stdio.stdin, log)()
 	}
 	if _, err := c.Exec(ctx, req); err != nil {
-		release()
-		copies.Wait()
+		copies.abandon()
 		return 0, fmt.Errorf("exec in %s: %w", id, errgrpc.ToNative(err))
 	}
 	defer c.DeleteProcess(context.WithoutCancel(ctx), &tasksapi.DeleteProcessRequest{ContainerID: id, ExecID: execID})
@@ -374,8 +312,7 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, log *slog.Logger, 
 		close(waited)
 	}()
 	if _, err := c.Start(ctx, &tasksapi.StartRequest{ContainerID: id, ExecID: execID}); err != nil {
-		release()
-		copies.Wait()
+		copies.abandon()
 		return 0, fmt.Errorf("exec in %s: start: %w", id, errgrpc.ToNative(err))
 	}
 	if stdio.tty {
@@ -394,7 +331,7 @@ func execProcess(ctx context.Context, c tasksapi.TasksClient, log *slog.Logger, 
 		})()
 	}
 	<-waited
-	copies.Wait()
+	copies.wait()
 	if werr != nil {
 		return 0, fmt.Errorf("exec in %s: wait: %w", id, errgrpc.ToNative(werr))
 	}
