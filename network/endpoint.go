@@ -335,23 +335,7 @@ func (m *Manager) cni(conf []byte) (gocni.CNI, error) {
 // exit and rm may each call it). If a step fails the record stays, for the
 // next Teardown or Cleanup to finish.
 func (m *Manager) Teardown(ctx context.Context, id string) error {
-	ns, err := containerRef(ctx, id)
-	if err != nil {
-		return err
-	}
-	unlock, err := m.lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	ep, err := m.find(ns, id)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return m.teardown(ctx, ep)
+	return m.teardownUnless(ctx, id, nil)
 }
 
 // TeardownExited is Teardown for a container whose task's init process
@@ -359,6 +343,14 @@ func (m *Manager) Teardown(ctx context.Context, id string) error {
 // runs holds the endpoint now: the container was started again, with a
 // new endpoint, before the exit was handled.
 func (m *Manager) TeardownExited(ctx context.Context, id string, pid int) error {
+	return m.teardownUnless(ctx, id, func(ep *Endpoint) bool {
+		return ep.Holder != nil && ep.Holder.PID != pid && ep.Holder.alive()
+	})
+}
+
+// teardownUnless finds the container's endpoint under the lock and tears
+// it down unless keep (when not nil) says it is still someone's.
+func (m *Manager) teardownUnless(ctx context.Context, id string, keep func(*Endpoint) bool) error {
 	ns, err := containerRef(ctx, id)
 	if err != nil {
 		return err
@@ -375,7 +367,7 @@ func (m *Manager) TeardownExited(ctx context.Context, id string, pid int) error 
 	if err != nil {
 		return err
 	}
-	if ep.Holder != nil && ep.Holder.PID != pid && ep.Holder.alive() {
+	if keep != nil && keep(ep) {
 		return nil
 	}
 	return m.teardown(ctx, ep)
