@@ -22,7 +22,7 @@ state() {
 	# Runtime processes by command name, with their start time so a PID
 	# reused by something else is not taken for the same process.
 	ps -eo pid=,lstart=,comm= | awk '$NF ~ /^(containerd-shim|runc|strata|stratad|registry|docker-registry|buildkitd|buildctl|crictl|critest)/ {pid=$1; c=$NF; $1=""; $NF=""; print "process " c " " pid " " $0}'
-	find /tmp -mindepth 1 -maxdepth 1 \( -name 'Test*' -o -name 'strata-*' -o -name 'Fuzz*' \) -printf "tmp %p\n"
+	find /tmp -mindepth 1 -maxdepth 1 \( -name 'Test*' -o -name 'strata-*' -o -name 'Fuzz*' -o -name 'store[0-9]*' \) -printf "tmp %p\n"
 }
 
 case "${1:-}" in
