@@ -43,15 +43,7 @@ var (
 // errdefs.ErrFailedPrecondition. On error the task and the network are
 // undone.
 func (e *Engine) Start(ctx context.Context, id string, stdio IO) (retErr error) {
-	gctx, err := grpcCtx(ctx)
-	if err != nil {
-		return err
-	}
-	c, err := e.cfg.Store.Containers().Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	p, err := e.task(gctx, id)
+	gctx, c, p, err := e.load(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -208,6 +200,24 @@ func joinNetwork(spec *specs.Spec, ep *network.Endpoint) {
 }
 
 // task returns the container's task, or nil when it has none.
+// load reads container id and its task's init process (nil when it has
+// no task), with the context the tasks service is called with.
+func (e *Engine) load(ctx context.Context, id string) (context.Context, containers.Container, *tasktypes.Process, error) {
+	gctx, err := grpcCtx(ctx)
+	if err != nil {
+		return nil, containers.Container{}, nil, err
+	}
+	c, err := e.cfg.Store.Containers().Get(ctx, id)
+	if err != nil {
+		return nil, containers.Container{}, nil, err
+	}
+	p, err := e.task(gctx, id)
+	if err != nil {
+		return nil, containers.Container{}, nil, err
+	}
+	return gctx, c, p, nil
+}
+
 func (e *Engine) task(gctx context.Context, id string) (*tasktypes.Process, error) {
 	resp, err := e.cfg.Tasks.Get(gctx, &tasksapi.GetRequest{ContainerID: id})
 	if err != nil {

@@ -66,15 +66,7 @@ func (e *Engine) Kill(ctx context.Context, id string, sig unix.Signal) error {
 // A container that does not run is stopped already: Stop cleans up after
 // its task, if any, and returns nil.
 func (e *Engine) Stop(ctx context.Context, id string, timeout time.Duration) error {
-	gctx, err := grpcCtx(ctx)
-	if err != nil {
-		return err
-	}
-	c, err := e.cfg.Store.Containers().Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	p, err := e.task(gctx, id)
+	gctx, c, p, err := e.load(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -153,15 +145,7 @@ type RemoveOptions struct {
 // o.Volumes its anonymous volumes. A running container without Force is
 // errdefs.ErrFailedPrecondition.
 func (e *Engine) Remove(ctx context.Context, id string, o RemoveOptions) error {
-	gctx, err := grpcCtx(ctx)
-	if err != nil {
-		return err
-	}
-	c, err := e.cfg.Store.Containers().Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	p, err := e.task(gctx, id)
+	gctx, c, p, err := e.load(ctx, id)
 	if err != nil {
 		return err
 	}
