@@ -210,12 +210,13 @@ func (r *reader) follow(cur *file, opts ReadOptions) error {
 		_, derr := os.Stat(filepath.Join(r.dir, doneName))
 		done := derr == nil
 		if cur == nil {
-			lf, err := r.open(currentName)
-			if err == nil {
-				cur = lf
-			} else if !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("logs: %w", err)
+			// No log yet when we last looked: everything there is now
+			// is new, the files it has rotated already included.
+			lf, err := r.readAll()
+			if err != nil {
+				return err
 			}
+			cur = lf
 		}
 		before := r.given
 		if cur != nil {
